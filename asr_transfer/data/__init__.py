@@ -1,0 +1,1 @@
+"""Data: Kaldi data dirs, audio I/O, validation and (elsewhere in this package) features and batches."""

@@ -1,0 +1,166 @@
+"""Audio I/O with soundfile: 16 kHz mono float32, with errors that name the file.
+
+Every error is an :class:`AudioError` whose message starts with ``where`` (e.g.
+``data/x/wav.scp:12``) when given, then the audio path, then the problem.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+from asr_transfer.data.kaldi import DataError
+
+SAMPLE_RATE = 16000
+#: Frames decoded at each end of a file by :func:`audio_info`: enough to cross a codec block.
+_PROBE_FRAMES = 8192
+
+
+class AudioError(DataError):
+    """Missing, unreadable, empty or wrongly formatted audio."""
+
+
+@dataclass(frozen=True)
+class AudioInfo:
+    """What :func:`audio_info` learnt about a file that passed its checks."""
+
+    frames: int
+    sample_rate: int
+    channels: int
+
+    @property
+    def duration(self) -> float:
+        return self.frames / self.sample_rate
+
+
+def _prefix(path: str | os.PathLike, where: str) -> str:
+    return f"{where}: {path}" if where else str(path)
+
+
+def _open(path: str | os.PathLike, where: str, sample_rate: int | None, mono: bool = True) -> sf.SoundFile:
+    """Open ``path`` and check its header; the caller closes the returned file."""
+    prefix = _prefix(path, where)
+    if not Path(path).is_file():
+        raise AudioError(f"{prefix}: audio file is missing")
+    if Path(path).stat().st_size == 0:
+        raise AudioError(f"{prefix}: audio is empty (0 bytes)")
+    try:
+        f = sf.SoundFile(str(path))
+    except (sf.LibsndfileError, RuntimeError) as err:
+        raise AudioError(f"{prefix}: corrupt or unreadable audio ({err})") from None
+    problem = ""
+    if f.frames == 0:
+        problem = "audio is empty (0 samples)"
+    elif sample_rate is not None and f.samplerate != sample_rate:
+        problem = f"sample rate is {f.samplerate} Hz, expected {sample_rate} Hz"
+    elif mono and f.channels != 1:
+        problem = f"audio has {f.channels} channels, expected mono"
+    if problem:
+        f.close()
+        raise AudioError(f"{prefix}: {problem}")
+    return f
+
+
+def audio_info(
+    path: str | os.PathLike, *, sample_rate: int | None = SAMPLE_RATE, where: str = "", mono: bool = True
+) -> AudioInfo:
+    """Check a file cheaply: header, then decode a block at each end to catch corrupt or truncated data.
+
+    Damage in the middle of a compressed file is only found by :func:`load_audio`. Raises the
+    same :class:`AudioError` messages as :func:`load_audio`; ``mono=False`` accepts any channel count.
+
+    Example:
+        >>> import tempfile, numpy as np
+        >>> p = tempfile.mkdtemp() + "/a.flac"
+        >>> write_audio(p, np.zeros(8000, dtype=np.float32))
+        >>> audio_info(p).duration
+        0.5
+    """
+    with _open(path, where, sample_rate, mono) as f:
+        frames = f.frames
+        try:
+            head = f.read(min(_PROBE_FRAMES, frames), dtype="float32")
+            tail_start = frames - _PROBE_FRAMES
+            if tail_start > len(head) and f.seekable():
+                f.seek(tail_start)
+                tail = f.read(_PROBE_FRAMES, dtype="float32")
+            else:
+                tail = head
+        except (sf.LibsndfileError, RuntimeError) as err:
+            raise AudioError(f"{_prefix(path, where)}: corrupt or unreadable audio ({err})") from None
+        info = AudioInfo(frames=frames, sample_rate=f.samplerate, channels=f.channels)
+    if len(head) == 0 or len(tail) == 0:
+        raise AudioError(
+            f"{_prefix(path, where)}: corrupt audio: header says {frames} samples, data is shorter"
+        )
+    return info
+
+
+def load_audio(
+    path: str | os.PathLike, *, sample_rate: int | None = SAMPLE_RATE, where: str = ""
+) -> np.ndarray:
+    """Read a mono file as float32 in [-1, 1]; ``sample_rate=None`` accepts any rate.
+
+    Example:
+        >>> import tempfile, numpy as np
+        >>> p = tempfile.mkdtemp() + "/a.wav"
+        >>> write_audio(p, np.full(160, 0.5, dtype=np.float32))
+        >>> x = load_audio(p)
+        >>> x.dtype, x.shape, round(float(x[0]), 3)
+        (dtype('float32'), (160,), 0.5)
+    """
+    with _open(path, where, sample_rate) as f:
+        try:
+            samples = f.read(dtype="float32")
+        except (sf.LibsndfileError, RuntimeError) as err:
+            raise AudioError(f"{_prefix(path, where)}: corrupt or unreadable audio ({err})") from None
+    if samples.size == 0:
+        raise AudioError(f"{_prefix(path, where)}: corrupt audio: no samples could be decoded")
+    return samples
+
+
+def write_audio(path: str | os.PathLike, samples: np.ndarray, sample_rate: int = SAMPLE_RATE) -> None:
+    """Write mono audio as 16-bit PCM; the format (FLAC, WAV, ...) follows the file extension."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sf.write(str(path), np.clip(samples, -1.0, 1.0), sample_rate, subtype="PCM_16")
+
+
+def resample(samples: np.ndarray, orig_rate: int, target_rate: int = SAMPLE_RATE) -> np.ndarray:
+    """Polyphase resampling (scipy), float32 out; a no-op when the rates agree.
+
+    Example:
+        >>> resample(np.zeros(48000, dtype=np.float32), 48000).shape
+        (16000,)
+    """
+    if orig_rate == target_rate:
+        return samples.astype(np.float32, copy=False)
+    from math import gcd
+
+    from scipy.signal import resample_poly
+
+    g = gcd(orig_rate, target_rate)
+    return resample_poly(samples, target_rate // g, orig_rate // g).astype(np.float32)
+
+
+def convert_audio(src: str | os.PathLike, dst: str | os.PathLike, *, sample_rate: int = SAMPLE_RATE) -> int:
+    """Decode any soundfile-readable file (MP3 too), downmix to mono, resample, write ``dst``; return its length.
+
+    The output format follows ``dst``'s extension (FLAC recommended). Raises :class:`AudioError`
+    naming ``src`` when it is missing, unreadable or empty.
+    """
+    with _open(src, "", None, mono=False) as f:
+        rate = f.samplerate
+        try:
+            samples = f.read(dtype="float32", always_2d=True)
+        except (sf.LibsndfileError, RuntimeError) as err:
+            raise AudioError(f"{src}: corrupt or unreadable audio ({err})") from None
+    if samples.size == 0:
+        raise AudioError(f"{src}: corrupt audio: no samples could be decoded")
+    mono = resample(samples.mean(axis=1), rate, sample_rate)
+    write_audio(dst, mono, sample_rate)
+    return len(mono)

@@ -1,0 +1,130 @@
+"""Training data: dumped features + token ids, length-bucketed batches, padding.
+
+Batches never mix languages (each language has its own output heads). The batch
+list of an epoch is a pure function of ``(seed, epoch)``, which is what lets a
+killed run resume mid-epoch with exactly the same data order, and every DDP rank
+gets the same number of batches so no rank waits forever in an all-reduce.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+import kaldiio
+import torch
+
+from asr_transfer.data.kaldi import DataError, read_table
+from asr_transfer.text.normalize import Normalizer
+from asr_transfer.text.tokenizer import Tokenizer
+
+IGNORE_ID = -1
+
+
+@dataclass
+class Utterance:
+    utt: str
+    lang: str
+    frames: int
+    feats_ref: str
+    tokens: list[int]
+
+
+@dataclass
+class Batch:
+    """A padded batch of one language.
+
+    Attributes:
+        feats: ``(B, T, D)`` float32, zero padded.
+        feat_lens: ``(B,)`` int64.
+        ys: ``(B, L)`` int64 token ids, padded with ``IGNORE_ID``.
+        lang: language of every utterance in the batch.
+        utts: utterance ids.
+    """
+
+    feats: torch.Tensor
+    feat_lens: torch.Tensor
+    ys: torch.Tensor
+    lang: str
+    utts: list[str]
+
+    def to(self, device: torch.device) -> Batch:
+        return Batch(
+            self.feats.to(device), self.feat_lens.to(device), self.ys.to(device), self.lang, self.utts
+        )
+
+
+def load_dump(
+    dump_dir: str | Path, lang: str, tokenizer: Tokenizer, max_frames: int = 3000
+) -> list[Utterance]:
+    """Read a dumped data dir; every transcript must be inside the tokenizer's vocabulary.
+
+    Utterances longer than ``max_frames`` are left out (counted in the message printed).
+    """
+    dump = Path(dump_dir)
+    frames = read_table(dump / "utt2num_frames")
+    scp = read_table(dump / "feats.scp")
+    text = read_table(dump / "text", allow_empty_value=True)
+    norm = Normalizer(lang)
+    out: list[Utterance] = []
+    for lineno, (utt, raw) in enumerate(text.items(), start=1):
+        if utt not in scp:
+            raise DataError(
+                f"{dump / 'text'}:{lineno}: utterance '{utt}' has no features in {dump / 'feats.scp'}"
+            )
+        sentence = norm(raw)
+        unknown = tokenizer.unknown_chars(sentence)
+        if unknown:
+            raise DataError(
+                f"{dump / 'text'}:{lineno}: characters outside the {lang} vocabulary: {' '.join(unknown)}"
+            )
+        n = int(frames[utt])
+        if n <= max_frames:
+            out.append(Utterance(utt, lang, n, scp[utt], tokenizer.encode(sentence)))
+    if not out:
+        raise DataError(f"{dump}: no usable utterances")
+    return out
+
+
+def make_batches(
+    utts: list[Utterance], max_batch_frames: int, seed: int, epoch: int, world_size: int = 1, rank: int = 0
+) -> list[list[Utterance]]:
+    """Length-bucketed batches under a padded-frames budget, shuffled per epoch, this rank's share.
+
+    Utterances are sorted by length so padding is small; a batch's cost is
+    ``len(batch) * longest``. The batch order is shuffled with ``seed + epoch``;
+    the list is padded by repetition to a multiple of ``world_size`` so ranks agree.
+
+    Example:
+        >>> us = [Utterance(str(i), "en", 100 + i, "", [1]) for i in range(10)]
+        >>> [len(b) for b in make_batches(us, 450, seed=0, epoch=1)]
+        [4, 2, 4]
+        >>> len(make_batches(us, 450, 0, 1, world_size=2, rank=1))
+        2
+    """
+    ordered = sorted(utts, key=lambda u: (u.lang, u.frames, u.utt))
+    batches: list[list[Utterance]] = []
+    cur: list[Utterance] = []
+    for u in ordered:
+        if cur and ((len(cur) + 1) * u.frames > max_batch_frames or cur[0].lang != u.lang):
+            batches.append(cur)
+            cur = []
+        cur.append(u)
+    if cur:
+        batches.append(cur)
+    random.Random(seed * 100003 + epoch).shuffle(batches)
+    while len(batches) % world_size:
+        batches.append(batches[len(batches) % max(1, len(batches) - 1)])
+    return batches[rank::world_size]
+
+
+def collate(batch: list[Utterance]) -> Batch:
+    """Load the features of ``batch`` and pad them into a :class:`Batch`."""
+    mats = [torch.from_numpy(kaldiio.load_mat(u.feats_ref)) for u in batch]
+    lens = torch.tensor([m.shape[0] for m in mats])
+    feats = torch.nn.utils.rnn.pad_sequence(mats, batch_first=True)
+    ys = torch.nn.utils.rnn.pad_sequence(
+        [torch.tensor(u.tokens) for u in batch], batch_first=True, padding_value=IGNORE_ID
+    )
+    return Batch(feats, lens, ys, batch[0].lang, [u.utt for u in batch])

@@ -1,0 +1,237 @@
+"""Hybrid CTC/attention ASR over ESPnet2's encoder, decoder and CTC modules.
+
+Data flow (shapes): feats ``(B, T, 80)`` -> CMVN -> SpecAugment (training) ->
+encoder blocks, each followed by a :class:`Slot` -> ``(B, T', D)`` with
+``T' ~ T/4`` -> per-language CTC and attention decoder (blocks + slots) ->
+loss ``ctc_weight * CTC + (1 - ctc_weight) * attention CE``.
+
+The blocks are ESPnet's own (``TransformerEncoder``/``ConformerEncoder``,
+``TransformerDecoder``), kept under ESPnet's parameter names so an ESPnet2
+checkpoint loads with a key rename of the three head layers only. We iterate
+the blocks ourselves (a few lines) to give every block a slot and a tap.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+from espnet2.asr.decoder.transformer_decoder import TransformerDecoder
+from espnet2.asr.encoder.conformer_encoder import ConformerEncoder
+from espnet2.asr.encoder.transformer_encoder import TransformerEncoder
+from espnet.nets.pytorch_backend.nets_utils import make_pad_mask, th_accuracy
+from espnet.nets.pytorch_backend.transformer.add_sos_eos import add_sos_eos
+from espnet.nets.pytorch_backend.transformer.label_smoothing_loss import LabelSmoothingLoss
+from espnet.nets.pytorch_backend.transformer.mask import subsequent_mask
+
+from asr_transfer.data.dataset import IGNORE_ID
+from asr_transfer.model.heads import LanguageHead
+from asr_transfer.model.slots import Slot
+
+#: config name -> ESPnet2 encoder class; its YAML keys are passed through unchanged
+ENCODERS = {"transformer": TransformerEncoder, "conformer": ConformerEncoder}
+
+
+class GlobalCMVN(torch.nn.Module):
+    """``(x - mean) * istd`` with statistics stored in the model (so checkpoints are self-contained)."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.register_buffer("mean", torch.zeros(dim))
+        self.register_buffer("istd", torch.ones(dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.mean) * self.istd
+
+
+@dataclass
+class ModelOutput:
+    """What :meth:`HybridASR.forward` returns.
+
+    ``enc_out`` is ``(B, T', D)`` (after the final LayerNorm), ``layers`` maps a
+    1-based block index to that block's ``(B, T', D)`` output (after its slot),
+    ``ctc_logp`` is ``(B, T', V)`` fp32 log-posteriors.
+    """
+
+    loss: torch.Tensor
+    loss_ctc: torch.Tensor
+    loss_att: torch.Tensor
+    acc: float
+    enc_out: torch.Tensor
+    enc_lens: torch.Tensor
+    ctc_logp: torch.Tensor
+    layers: dict[int, torch.Tensor] = field(default_factory=dict)
+
+
+class HybridASR(torch.nn.Module):
+    """CTC/attention encoder-decoder with named per-language heads and adapter slots.
+
+    Example:
+        >>> model = build_model(
+        ...     {"encoder": {"output_size": 32, "attention_heads": 2, "linear_units": 64, "num_blocks": 2},
+        ...      "decoder": {"attention_heads": 2, "linear_units": 64, "num_blocks": 1}},
+        ...     vocab_sizes={"en": 12})
+        >>> out = model(torch.randn(2, 50, 80), torch.tensor([50, 40]), torch.tensor([[3, 4], [5, -1]]), "en")
+        >>> out.enc_out.shape, out.ctc_logp.shape
+        (torch.Size([2, 11, 32]), torch.Size([2, 11, 12]))
+    """
+
+    def __init__(
+        self,
+        vocab_sizes: dict[str, int],
+        input_dim: int = 80,
+        encoder: dict | None = None,
+        decoder: dict | None = None,
+        ctc_weight: float = 0.3,
+        lsm_weight: float = 0.1,
+        specaug: dict | None = None,
+    ) -> None:
+        super().__init__()
+        enc_cfg = {"type": "transformer", "input_layer": "conv2d", **(encoder or {})}
+        enc_cls = ENCODERS[enc_cfg.pop("type")]
+        self.cmvn = GlobalCMVN(input_dim)
+        self.specaug = None
+        if specaug is not None:
+            from espnet2.asr.specaug.specaug import SpecAug
+
+            self.specaug = SpecAug(**specaug)
+        self.encoder = enc_cls(input_size=input_dim, **enc_cfg)
+        d_model = self.encoder.output_size()
+        # vocab_size=1 and no output layer: token embedding and output live in the language heads
+        self.decoder = TransformerDecoder(
+            vocab_size=1, encoder_output_size=d_model, use_output_layer=False, **(decoder or {})
+        )
+        self.decoder.embed[0] = torch.nn.Identity()
+        self.heads = torch.nn.ModuleDict({lang: LanguageHead(v, d_model) for lang, v in vocab_sizes.items()})
+        self.enc_slots = torch.nn.ModuleList(Slot() for _ in self.encoder.encoders)
+        self.dec_slots = torch.nn.ModuleList(Slot() for _ in self.decoder.decoders)
+        self.ctc_weight = ctc_weight
+        self.lsm_weight = lsm_weight
+        self.d_model = d_model
+
+    # encoder -----------------------------------------------------------------------
+    def encode(
+        self, feats: torch.Tensor, feat_lens: torch.Tensor, return_layers: tuple[int, ...] = ()
+    ) -> tuple[torch.Tensor, torch.Tensor, dict[int, torch.Tensor]]:
+        """``(B, T, 80)`` features -> ``(B, T', D)`` encoder output, ``(B,)`` lengths, tapped layers."""
+        x = self.cmvn(feats)
+        x = x.masked_fill(make_pad_mask(feat_lens, x, 1), 0.0)
+        if self.specaug is not None and self.training:
+            x, feat_lens = self.specaug(x, feat_lens)
+        masks = ~make_pad_mask(feat_lens, maxlen=x.size(1))[:, None, :].to(x.device)
+        if x.size(1) < 7:
+            raise ValueError(f"input of {x.size(1)} frames is too short for 4x subsampling (needs 7)")
+        x, masks = self.encoder.embed(x, masks)
+        layers: dict[int, torch.Tensor] = {}
+        for i, (block, slot) in enumerate(zip(self.encoder.encoders, self.enc_slots), start=1):
+            x, masks = block(x, masks)
+            # Conformer blocks carry (x, pos_emb); slots and taps see x only
+            if isinstance(x, tuple):
+                x = (slot(x[0]), x[1])
+                if i in return_layers:
+                    layers[i] = x[0]
+            else:
+                x = slot(x)
+                if i in return_layers:
+                    layers[i] = x
+        if isinstance(x, tuple):
+            x = x[0]
+        x = self.encoder.after_norm(x)
+        return x, masks.squeeze(1).sum(1), layers
+
+    def ctc_log_probs(self, enc_out: torch.Tensor, lang: str) -> torch.Tensor:
+        """``(B, T', D)`` -> ``(B, T', V)`` CTC log-posteriors, computed in fp32."""
+        with torch.autocast(enc_out.device.type, enabled=False):
+            return self.heads[lang].ctc.log_softmax(enc_out.float())
+
+    # decoder -----------------------------------------------------------------------
+    def decode_steps(
+        self,
+        ys_in: torch.Tensor,
+        ys_mask: torch.Tensor,
+        memory: torch.Tensor,
+        memory_mask: torch.Tensor | None,
+        lang: str,
+        cache: list[torch.Tensor] | None = None,
+    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """Decoder over token prefixes ``(B, L)`` -> hidden ``(B, L, D)`` (after norm) and new cache.
+
+        With a ``cache`` (one ``(B, L-1, D)`` per block) only the last position is computed.
+        """
+        x = self.decoder.embed(self.heads[lang].embed(ys_in))
+        new_cache = []
+        for i, (block, slot) in enumerate(zip(self.decoder.decoders, self.dec_slots)):
+            c = None if cache is None else cache[i]
+            x, ys_mask, memory, memory_mask = block(x, ys_mask, memory, memory_mask, cache=c)
+            x = slot(x)
+            new_cache.append(x)
+        return self.decoder.after_norm(x), new_cache
+
+    def attention_logits(self, enc_out: torch.Tensor, enc_lens: torch.Tensor, ys_in: torch.Tensor,
+                         ys_in_lens: torch.Tensor, lang: str) -> torch.Tensor:
+        """Teacher-forced decoder: ``(B, L)`` inputs -> ``(B, L, V)`` logits."""
+        tgt_mask = ~make_pad_mask(ys_in_lens)[:, None, :].to(ys_in.device)
+        tgt_mask = tgt_mask & subsequent_mask(tgt_mask.size(-1), device=ys_in.device).unsqueeze(0)
+        mem_mask = ~make_pad_mask(enc_lens, maxlen=enc_out.size(1))[:, None, :].to(enc_out.device)
+        hidden, _ = self.decode_steps(ys_in, tgt_mask, enc_out, mem_mask, lang)
+        return self.heads[lang].output(hidden)
+
+    # training forward ----------------------------------------------------------------
+    def forward(
+        self,
+        feats: torch.Tensor,
+        feat_lens: torch.Tensor,
+        ys: torch.Tensor,
+        lang: str,
+        return_layers: tuple[int, ...] = (),
+    ) -> ModelOutput:
+        """Losses for a batch. ``ys``: ``(B, L)`` token ids padded with ``-1``."""
+        enc_out, enc_lens, layers = self.encode(feats, feat_lens, return_layers)
+        head = self.heads[lang]
+        ys_lens = (ys != IGNORE_ID).sum(1)
+        ctc_logp = self.ctc_log_probs(enc_out, lang)
+        # CTC and the cross-entropy run in fp32 even under bf16 autocast: both are sums of many logs
+        with torch.autocast(enc_out.device.type, enabled=False):
+            loss_ctc = torch.nn.functional.ctc_loss(
+                ctc_logp.transpose(0, 1), ys.clamp_min(0), enc_lens, ys_lens,
+                blank=0, reduction="sum", zero_infinity=True,
+            ) / ys.size(0)
+        eos = head.vocab_size - 1
+        ys_in, ys_out = add_sos_eos(ys, eos, eos, IGNORE_ID)
+        logits = self.attention_logits(enc_out, enc_lens, ys_in, ys_lens + 1, lang)
+        with torch.autocast(enc_out.device.type, enabled=False):
+            criterion = LabelSmoothingLoss(head.vocab_size, IGNORE_ID, self.lsm_weight, normalize_length=False)
+            loss_att = criterion(logits.float(), ys_out)
+        acc = th_accuracy(logits.detach().float().view(-1, head.vocab_size), ys_out, ignore_label=IGNORE_ID)
+        loss = self.ctc_weight * loss_ctc + (1 - self.ctc_weight) * loss_att
+        return ModelOutput(loss, loss_ctc, loss_att, acc, enc_out, enc_lens, ctc_logp, layers)
+
+    # adapters and freezing -----------------------------------------------------------
+    def add_slot_modules(
+        self,
+        name: str,
+        make: Callable[[int], torch.nn.Module],
+        where: tuple[str, ...] = ("encoder", "decoder"),
+        enable: bool = True,
+    ) -> None:
+        """Add ``make(d_model)`` under ``name`` to every slot of the chosen stacks."""
+        for stack in where:
+            for slot in self.enc_slots if stack == "encoder" else self.dec_slots:
+                slot.modules_by_name[name] = make(self.d_model)
+                if enable:
+                    slot.enabled.append(name)
+
+    def set_enabled(self, names: list[str]) -> None:
+        """Enable exactly ``names`` (in that order) in every slot that has them."""
+        for slot in [*self.enc_slots, *self.dec_slots]:
+            slot.enabled = [n for n in names if n in slot.modules_by_name]
+
+    def slot_state_dict(self, name: str) -> dict[str, torch.Tensor]:
+        """The parameters of the modules called ``name``: a small adapter checkpoint."""
+        return {k: v for k, v in self.state_dict().items() if f".modules_by_name.{name}." in k}
+
+
+def build_model(cfg: dict, vocab_sizes: dict[str, int]) -> HybridASR:
+    """Build a :class:`HybridASR` from the ``model:`` section of a config."""
+    return HybridASR(vocab_sizes=vocab_sizes, **cfg)

@@ -1,0 +1,290 @@
+"""Plan, render and write a synthetic corpus: audio under ``OUT/audio``, Kaldi dirs under ``OUT/data``.
+
+Every random choice is drawn from a generator seeded by ``(seed, name)`` where the name says what
+it is for (``text/en``, ``utt/<utterance id>/phone``, ...), never from shared state, so a worker
+pool renders the same bytes whatever the order in which it picks up utterances.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import json
+import os
+import platform
+import shutil
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+from asr_transfer.data.kaldi import write_data_dir
+from asr_transfer.synth import domains as dom
+from asr_transfer.synth.noise import load_noise_bank, notice
+from asr_transfer.synth.presets import SPLITS, Preset
+from asr_transfer.synth.texts import digit_strings, spoken, transcript
+from asr_transfer.synth.voices import (
+    SAMPLE_RATE,
+    TEST_VARIANTS,
+    TRAIN_VARIANTS,
+    Espeak,
+    Speaker,
+    make_speakers,
+)
+
+
+def rng_for(seed: int, *names: str) -> np.random.Generator:
+    """A generator that depends only on ``seed`` and the names.
+
+    Example:
+        >>> float(rng_for(1, "a").random()) == float(rng_for(1, "a").random())
+        True
+    """
+    digest = hashlib.sha256("/".join(names).encode()).digest()
+    return np.random.default_rng([seed, int.from_bytes(digest[:8], "little")])
+
+
+@dataclass(frozen=True)
+class Utterance:
+    """One sentence by one speaker, to be rendered in each of ``domains``."""
+
+    key: str
+    lang: str
+    split: str
+    speaker: Speaker
+    text: str
+    transcript: str
+    domains: tuple[str, ...]
+
+    def utt_id(self, domain: str) -> str:
+        return f"{self.key}-{domain}"
+
+    def dir_name(self, domain: str) -> str:
+        return f"{self.lang}_{self.split}_{domain}"
+
+
+def plan(preset: Preset, seed: int) -> list[Utterance]:
+    """All utterances of ``preset``: texts disjoint across splits, test speakers on held-out variants.
+
+    Example:
+        >>> from asr_transfer.synth.presets import PRESETS
+        >>> utts = plan(PRESETS["tiny"], seed=0)
+        >>> utts[0].key, utts[0].domains[:2]
+        ('en_train_s00-00000', ('clean', 'phone'))
+    """
+    utts = []
+    for lp in preset.langs:
+        strings = digit_strings(lp.sizes, rng_for(seed, "text", lp.lang))
+        for split in SPLITS:
+            rng = rng_for(seed, "speakers", lp.lang, split)
+            pool = TEST_VARIANTS if split == "test" else TRAIN_VARIANTS
+            variants = tuple(pool[i] for i in rng.permutation(len(pool)))
+            speakers = make_speakers(
+                f"{lp.lang}_{split}",
+                lp.lang,
+                lp.voice,
+                variants,
+                lp.speakers[split],
+                rng,
+            )
+            for i, digits in enumerate(strings[split]):
+                spk = speakers[i % len(speakers)]
+                text = spoken(digits, lp.lang)
+                utts.append(
+                    Utterance(
+                        f"{spk.id}-{i:05d}",
+                        lp.lang,
+                        split,
+                        spk,
+                        text,
+                        transcript(text, lp.lang),
+                        lp.domains,
+                    )
+                )
+    return utts
+
+
+class _Renderer:
+    """Per-process state: the engine, the noise clips and the RIR pool (all derived from the seed)."""
+
+    def __init__(
+        self,
+        out: Path,
+        seed: int,
+        noise_dir: Path | None,
+        domains: tuple[str, ...],
+        rir_pool: int,
+    ):
+        self.out, self.seed = out, seed
+        self.espeak = Espeak()
+        noisy = [d for d in domains if d in dom.NOISE_SOURCES]
+        cats = tuple(sorted({c for d in noisy for c in dom.NOISE_SOURCES[d]}))
+        bank = load_noise_bank(noise_dir, cats) if cats and noise_dir else {}
+        self.noise = {d: [clip for c in dom.NOISE_SOURCES[d] for _, clip in bank[c]] for d in noisy}
+        self.rirs = dom.make_rir_pool(rir_pool, rng_for(seed, "rirs")) if "farfield" in domains else []
+
+    def __call__(self, utt: Utterance) -> list[float]:
+        """Render and write ``utt`` in each of its domains; the durations in seconds."""
+        rng = rng_for(self.seed, "utt", utt.key)
+        speech = self.espeak.speak(utt.text, utt.speaker)
+        lead, trail = (int(rng.uniform(0.1, 0.3) * SAMPLE_RATE) for _ in range(2))
+        clean = np.pad(speech, (lead, trail)) * np.float32(10 ** (-rng.uniform(0, 6) / 20))
+        durations = []
+        for domain in utt.domains:
+            audio = dom.render(
+                domain,
+                clean,
+                rng_for(self.seed, "utt", utt.key, domain),
+                self.rirs,
+                self.noise,
+            )
+            path = self.out / "audio" / utt.dir_name(domain) / f"{utt.utt_id(domain)}.flac"
+            sf.write(path, audio, SAMPLE_RATE, format="FLAC", subtype="PCM_16")
+            durations.append(len(audio) / SAMPLE_RATE)
+        return durations
+
+
+_RENDERER: _Renderer | None = None
+
+
+def _init_worker(*args: object) -> None:
+    global _RENDERER
+    _RENDERER = _Renderer(*args)  # type: ignore[arg-type]
+
+
+def _render_in_worker(utt: Utterance) -> list[float]:
+    assert _RENDERER is not None
+    return _RENDERER(utt)
+
+
+def generate(
+    preset: Preset,
+    out: str | os.PathLike,
+    *,
+    seed: int,
+    jobs: int,
+    noise_dir: Path | None,
+) -> dict:
+    """Generate ``preset`` into ``out``; returns (and writes to ``out/corpus.json``) its description.
+
+    ``noise_dir`` may be None only for presets without noisy domains.
+    """
+    out = Path(out).resolve()
+    utts = plan(preset, seed)
+    domains = tuple(dict.fromkeys(d for u in utts for d in u.domains))
+    if any(d in dom.NOISE_SOURCES for d in domains) and noise_dir is None:
+        raise ValueError(f"preset {preset.name} has noisy domains and needs a noise bank")
+    for name in sorted({u.dir_name(d) for u in utts for d in u.domains}):
+        (out / "audio" / name).mkdir(parents=True, exist_ok=True)
+    init = (out, seed, noise_dir, domains, preset.rir_pool)
+    if jobs <= 1:
+        render = _Renderer(*init)
+        durations = [render(u) for u in utts]
+    else:
+        with ProcessPoolExecutor(max_workers=jobs, initializer=_init_worker, initargs=init) as pool:
+            durations = list(pool.map(_render_in_worker, utts, chunksize=8))
+    dirs = _write_data_dirs(out, utts, durations)
+    corpus = _describe(preset, seed, utts, dirs, noise_dir)
+    if noise_dir is not None and (noise_dir / "NOTICE.md").is_file():
+        shutil.copyfile(noise_dir / "NOTICE.md", out / "NOISE-NOTICE.md")
+    (out / "corpus.json").write_text(
+        json.dumps(corpus, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
+    )
+    return corpus
+
+
+def _write_data_dirs(out: Path, utts: list[Utterance], durations: list[list[float]]) -> dict[str, dict]:
+    tables: dict[str, dict[str, dict]] = {}
+    for utt, durs in zip(utts, durations):
+        for domain, dur in zip(utt.domains, durs):
+            t = tables.setdefault(utt.dir_name(domain), {k: {} for k in ("wav", "text", "spk", "dur")})
+            uid = utt.utt_id(domain)
+            t["wav"][uid] = str(out / "audio" / utt.dir_name(domain) / f"{uid}.flac")
+            t["text"][uid] = utt.transcript
+            t["spk"][uid] = utt.speaker.id
+            t["dur"][uid] = dur
+    summary = {}
+    for name, t in sorted(tables.items()):
+        lang, split, domain = name.split("_")
+        write_data_dir(
+            out / "data" / name,
+            wav=t["wav"],
+            text=t["text"],
+            utt2spk=t["spk"],
+            utt2lang={u: lang for u in t["wav"]},
+            utt2domain={u: domain for u in t["wav"]},
+            utt2dur=t["dur"],
+        )
+        summary[name] = {
+            "lang": lang,
+            "split": split,
+            "domain": domain,
+            "utts": len(t["wav"]),
+            "speakers": len(set(t["spk"].values())),
+            "hours": round(sum(t["dur"].values()) / 3600, 4),
+        }
+    return summary
+
+
+def _describe(preset: Preset, seed: int, utts: list[Utterance], dirs: dict, noise_dir: Path | None) -> dict:
+    def version(dist: str) -> str:
+        return importlib.metadata.version(dist)
+
+    import scipy
+
+    speakers = {u.speaker.id: u.speaker for u in utts}
+    noise_files = (
+        {
+            c: sorted(p.name for p in (noise_dir / c).glob("*.flac"))
+            for c in ("rain", "wind", "laugh", "crowd")
+        }
+        if noise_dir
+        else {}
+    )
+    return {
+        "preset": preset.name,
+        "description": preset.description,
+        "seed": seed,
+        "sample_rate": SAMPLE_RATE,
+        "audio_format": "FLAC PCM_16 mono",
+        "totals": {
+            "utterances": len(utts),
+            "files": sum(d["utts"] for d in dirs.values()),
+            "hours": round(sum(d["hours"] for d in dirs.values()), 4),
+        },
+        "dirs": dirs,
+        "languages": {lp.lang: {"role": lp.role, "domains": list(lp.domains)} for lp in preset.langs},
+        "domains": {d: dom.DESCRIPTIONS[d] for d in dict.fromkeys(d for u in utts for d in u.domains)},
+        "engines": {
+            "espeak-ng": {
+                "version": Espeak().version(),
+                "via": f"espeakng-loader {version('espeakng-loader')} (in-process, ctypes)",
+                "licence": "GPL-3.0-or-later (the program; generated audio is not covered)",
+            }
+        },
+        "voices": {
+            "train_dev_variants": list(TRAIN_VARIANTS),
+            "test_variants": list(TEST_VARIANTS),
+            "speakers": {k: v.as_dict() for k, v in sorted(speakers.items())},
+        },
+        "text": "spoken digit strings (3-6 digits), words from data/digits/<lang>.txt; strings disjoint across splits",
+        "noise": {
+            "files": noise_files,
+            "notice": notice(noise_dir) if noise_dir else "",
+        },
+        "licences": {
+            "speech": "espeak-ng output, unencumbered",
+            "noise": "see noise.notice (CC-BY-SA-3.0 and GPL recordings; copied to NOISE-NOTICE.md)",
+        },
+        "tools": {
+            "python": platform.python_version(),
+            "numpy": np.__version__,
+            "scipy": scipy.__version__,
+            "soundfile": sf.__version__,
+            "libsndfile": sf.__libsndfile_version__,
+            "pyroomacoustics": version("pyroomacoustics"),
+            "espeakng-loader": version("espeakng-loader"),
+        },
+    }

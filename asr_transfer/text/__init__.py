@@ -1,0 +1,1 @@
+"""Text: per-language normalisation, character sets and tokenizers."""

@@ -1,0 +1,250 @@
+"""The one training loop: read it top to bottom.
+
+    set-up (seed, ranks, tokenizers, data, model, method, optimiser)
+    resume from checkpoints/last.pt if it exists
+    for each epoch: for each batch (deterministic order from seed + epoch):
+        autocast forward -> method's named loss terms -> skip if non-finite on any rank
+        backward; every accum_grad batches: clip, step, schedule
+        every save_every_steps optimiser steps: atomic checkpoint with the position in the epoch
+    end of epoch: dev loss (dev data only), keep the best k, checkpoint
+    average the best k into model.pt
+
+A killed run restarts from ``last.pt`` at the batch after the last saved step,
+with the same batch order, RNG state and optimiser state.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+import shlex
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.tensorboard import SummaryWriter
+from tqdm import tqdm
+
+from asr_transfer.adapt import build_method
+from asr_transfer.config import save_config
+from asr_transfer.data.dataset import Utterance, collate, load_dump, make_batches
+from asr_transfer.data.features import load_cmvn
+from asr_transfer.model.asr import HybridASR, build_model
+from asr_transfer.text.tokenizer import Tokenizer
+from asr_transfer.train.checkpoint import average_checkpoints, save_atomic
+from asr_transfer.train.dist import DistInfo, all_reduce_sum, init_distributed
+from asr_transfer.train.schedule import build_schedule
+
+log = logging.getLogger("asr_transfer.train")
+
+
+def load_tokenizers(cfg: dict) -> dict[str, Tokenizer]:
+    """``data.tokenizers: {lang: folder}`` -> loaded tokenizers."""
+    return {lang: Tokenizer.load(folder) for lang, folder in cfg["data"]["tokenizers"].items()}
+
+
+def load_split(entries: list[dict], toks: dict[str, Tokenizer], max_frames: int) -> list[Utterance]:
+    """``[{dump: DIR, lang: L}, ...]`` -> utterances with token ids."""
+    utts: list[Utterance] = []
+    for entry in entries:
+        utts += load_dump(entry["dump"], entry["lang"], toks[entry["lang"]], max_frames)
+    return utts
+
+
+def model_from_config(cfg: dict, toks: dict[str, Tokenizer]) -> HybridASR:
+    """Build the model of ``cfg`` with one head per tokenizer and the CMVN stats loaded."""
+    model = build_model(cfg["model"], {lang: t.vocab_size for lang, t in toks.items()})
+    if cfg["data"].get("cmvn"):
+        model.cmvn.mean, model.cmvn.istd = load_cmvn(cfg["data"]["cmvn"])
+    return model
+
+
+def train(cfg: dict, exp_dir: str | Path) -> Path:
+    """Train (or adapt) the model described by ``cfg`` into ``exp_dir``; return the averaged model path."""
+    tcfg = cfg["train"]
+    exp = Path(exp_dir)
+    use_gpu = tcfg.get("device", "auto") != "cpu" and torch.cuda.is_available()
+    info = init_distributed(use_gpu)
+    if tcfg.get("num_threads"):
+        torch.set_num_threads(int(tcfg["num_threads"]))
+    seed = int(tcfg.get("seed", 1))
+    _seed_everything(seed + info.rank)
+    ckpt_dir = exp / "checkpoints"
+    if info.is_main:
+        ckpt_dir.mkdir(parents=True, exist_ok=True)
+        save_config(cfg, exp / "config.yaml")
+        (exp / "command.txt").write_text(shlex.join(sys.argv) + "\n")
+        _log_to_file(exp / "train.log")
+
+    toks = load_tokenizers(cfg)
+    max_frames = int(tcfg.get("max_utt_frames", 3000))
+    train_utts = load_split(cfg["data"]["train"], toks, max_frames)
+    dev_utts = load_split(cfg["data"]["dev"], toks, max_frames)
+    model = model_from_config(cfg, toks)
+    if tcfg.get("init"):
+        # a strict load: a checkpoint that does not fit must fail loudly, never silently load nothing
+        model.load_state_dict(torch.load(tcfg["init"], map_location="cpu")["model"])
+    method = build_method(cfg.get("adapt"))
+    method.setup(model)
+    model.to(info.device)
+
+    budget = int(tcfg.get("max_batch_frames", 20000))
+    epochs = int(tcfg.get("epochs", 10))
+    accum = int(tcfg.get("accum_grad", 1))
+    batches_per_epoch = len(make_batches(train_utts, budget, seed, 1, info.world_size, info.rank))
+    total_steps = epochs * math.ceil(batches_per_epoch / accum)
+    params = [p for p in model.parameters() if p.requires_grad]
+    optim = torch.optim.Adam(params, lr=float(tcfg.get("lr", 2e-3)), betas=(0.9, 0.98), eps=1e-9,
+                             weight_decay=float(tcfg.get("weight_decay", 0.0)))
+    sched = torch.optim.lr_scheduler.LambdaLR(optim, build_schedule(tcfg.get("scheduler", {}), total_steps))
+
+    state = {"epoch": 1, "batch": 0, "step": 0, "skipped": 0, "best": []}
+    last = ckpt_dir / "last.pt"
+    if last.exists():
+        ck = torch.load(last, map_location="cpu", weights_only=False)
+        model.load_state_dict(ck["model"])
+        optim.load_state_dict(ck["optim"])
+        sched.load_state_dict(ck["sched"])
+        state = ck["state"]
+        _set_rng(ck["rng"][min(info.rank, len(ck["rng"]) - 1)])
+        if info.is_main:
+            log.info("resumed from %s at epoch %d batch %d (step %d)", last, state["epoch"], state["batch"],
+                     state["step"])
+
+    net: torch.nn.Module = model
+    if info.world_size > 1:
+        net = torch.nn.parallel.DistributedDataParallel(
+            model, find_unused_parameters=len(model.heads) > 1 or cfg.get("adapt") is not None
+        )
+    amp_dtype = torch.bfloat16 if info.device.type == "cuda" and tcfg.get("bf16", True) else None
+    writer = SummaryWriter(str(exp / "tensorboard")) if info.is_main else None
+    clip = float(tcfg.get("grad_clip", 5.0))
+    save_every = int(tcfg.get("save_every_steps", 200))
+    log_every = int(tcfg.get("log_every_steps", 10))
+    keep = int(tcfg.get("keep_best", 5))
+
+    def checkpoint(path: Path) -> None:
+        rng = _gather_rng(info)
+        if info.is_main:
+            save_atomic({"model": model.state_dict(), "optim": optim.state_dict(), "sched": sched.state_dict(),
+                         "state": state, "rng": rng}, path)
+
+    while state["epoch"] <= epochs:
+        epoch = state["epoch"]
+        batches = make_batches(train_utts, budget, seed, epoch, info.world_size, info.rank)
+        net.train()
+        bar = tqdm(total=len(batches), initial=state["batch"], desc=f"epoch {epoch}/{epochs}", unit="batch",
+                   disable=not info.is_main, dynamic_ncols=True)
+        for i in range(state["batch"], len(batches)):
+            batch = collate(batches[i]).to(info.device)
+            with torch.autocast(info.device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+                terms = method.losses(net, batch)
+            loss = sum(terms.values())
+            # every rank must agree on skipping, or the others would wait in backward's all-reduce
+            finite = all_reduce_sum([float(torch.isfinite(loss))], info)[0] == info.world_size
+            if finite:
+                (loss / accum).backward()
+            else:
+                state["skipped"] += 1
+                optim.zero_grad(set_to_none=True)
+            state["batch"] = i + 1
+            bar.update(1)
+            if not finite or (i + 1) % accum and i + 1 < len(batches):
+                continue
+            grad_norm = torch.nn.utils.clip_grad_norm_(params, clip)
+            optim.step()
+            optim.zero_grad(set_to_none=True)
+            sched.step()
+            state["step"] += 1
+            if writer is not None and state["step"] % log_every == 0:
+                for name, value in terms.items():
+                    writer.add_scalar(f"train/{name}", value.item(), state["step"])
+                writer.add_scalar("train/loss", loss.item(), state["step"])
+                writer.add_scalar("train/grad_norm", float(grad_norm), state["step"])
+                writer.add_scalar("train/lr", sched.get_last_lr()[0], state["step"])
+                writer.add_scalar("train/skipped_steps", state["skipped"], state["step"])
+                bar.set_postfix(loss=f"{loss.item():.2f}", lr=f"{sched.get_last_lr()[0]:.2e}")
+            if state["step"] % save_every == 0:
+                checkpoint(last)
+        bar.close()
+
+        dev_loss, dev_acc = evaluate(model, dev_utts, budget, info, amp_dtype)
+        if info.is_main:
+            log.info("epoch %d: dev loss %.3f acc %.3f (step %d, skipped %d)", epoch, dev_loss, dev_acc,
+                     state["step"], state["skipped"])
+            writer.add_scalar("dev/loss", dev_loss, state["step"])
+            writer.add_scalar("dev/acc", dev_acc, state["step"])
+            save_atomic({"model": model.state_dict()}, ckpt_dir / f"epoch{epoch}.pt")
+        state["best"] = sorted([*state["best"], (dev_loss, epoch)])
+        if info.is_main:
+            for _, old in state["best"][keep:]:
+                (ckpt_dir / f"epoch{old}.pt").unlink(missing_ok=True)
+        state["best"] = state["best"][:keep]
+        state["epoch"], state["batch"] = epoch + 1, 0
+        checkpoint(last)
+
+    final = exp / "model.pt"
+    if info.is_main:
+        best = [ckpt_dir / f"epoch{e}.pt" for _, e in state["best"]]
+        save_atomic({"model": average_checkpoints(best), "averaged_epochs": [e for _, e in state["best"]]}, final)
+        log.info("averaged epochs %s -> %s", [e for _, e in state["best"]], final)
+        writer.close()
+    if info.world_size > 1:
+        torch.distributed.barrier()
+        torch.distributed.destroy_process_group()
+    return final
+
+
+@torch.no_grad()
+def evaluate(model: HybridASR, utts: list[Utterance], budget: int, info: DistInfo,
+             amp_dtype: torch.dtype | None) -> tuple[float, float]:
+    """Mean loss per utterance and token accuracy on dev data, summed over ranks."""
+    model.eval()
+    batches = make_batches(utts, budget, 0, 0, info.world_size, info.rank)
+    total = acc = count = 0.0
+    for items in batches:
+        batch = collate(items).to(info.device)
+        with torch.autocast(info.device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+            out = model(batch.feats, batch.feat_lens, batch.ys, batch.lang)
+        n = len(items)
+        total, acc, count = total + out.loss.item() * n, acc + out.acc * n, count + n
+    total, acc, count = all_reduce_sum([total, acc, count], info)
+    return total / count, acc / count
+
+
+def _seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def _rng_state() -> dict:
+    return {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
+
+
+def _set_rng(rng: dict) -> None:
+    torch.set_rng_state(rng["torch"])
+    np.random.set_state(rng["numpy"])
+    random.setstate(rng["python"])
+    if rng["cuda"] is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(rng["cuda"])
+
+
+def _gather_rng(info: DistInfo) -> list[dict]:
+    """Every rank's RNG state (gathered to rank 0) so each resumes its own dropout stream."""
+    if info.world_size == 1:
+        return [_rng_state()]
+    out: list = [None] * info.world_size
+    torch.distributed.all_gather_object(out, _rng_state())
+    return out
+
+
+def _log_to_file(path: Path) -> None:
+    handler = logging.FileHandler(path)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    log.addHandler(handler)
+    log.addHandler(logging.StreamHandler(sys.stderr))
+    log.setLevel(logging.INFO)
