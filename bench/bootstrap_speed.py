@@ -41,8 +41,11 @@ def main() -> None:
     c = bootstrap.compare(a, b, lengths, n_resamples=args.resamples)
     fast = time.perf_counter() - start
     print(f"vectorised compare(): {args.utts} utts x {args.resamples} resamples x 2 systems: {fast:.2f} s")
-    print(f"  A {c.a.value:.2f} [{c.a.low:.2f}, {c.a.high:.2f}]  B {c.b.value:.2f} [{c.b.low:.2f}, {c.b.high:.2f}]"
-          f"  diff [{c.diff.low:.2f}, {c.diff.high:.2f}]  P(B better) {c.p_improvement:.4f}")
+    print(
+        f"  A {c.a.value:.2f} [{c.a.low:.2f}, {c.a.high:.2f}]"
+        f"  B {c.b.value:.2f} [{c.b.low:.2f}, {c.b.high:.2f}]"
+        f"  diff [{c.diff.low:.2f}, {c.diff.high:.2f}]  P(B better) {c.p_improvement:.4f}"
+    )
 
     small = (slice(0, args.slow_utts),)
     start = time.perf_counter()
@@ -51,8 +54,10 @@ def main() -> None:
     start = time.perf_counter()
     slow_rates([a[small].tolist(), b[small].tolist()], lengths[small].tolist(), args.slow_resamples, 0)
     slow_small = time.perf_counter() - start
-    print(f"slow reference: {args.slow_utts} utts x {args.slow_resamples} resamples: {slow_small:.2f} s; "
-          f"vectorised on the same: {fast_small:.4f} s; ratio {slow_small / fast_small:.0f}x")
+    print(
+        f"slow reference: {args.slow_utts} utts x {args.slow_resamples} resamples: {slow_small:.2f} s; "
+        f"vectorised on the same: {fast_small:.4f} s; ratio {slow_small / fast_small:.0f}x"
+    )
     per_cell = slow_small / (args.slow_utts * args.slow_resamples)
     print(f"slow reference extrapolated to the full size: {per_cell * args.utts * args.resamples:.0f} s")
 

@@ -43,7 +43,9 @@ def systems():
 @pytest.mark.parametrize("chunk_rows", [1, 7, 300])
 def test_vectorised_equals_slow_reference(systems, chunk_rows):
     a, b, lengths = systems
-    fast = bootstrap.resample_rates(np.vstack([a, b]), lengths, n_resamples=300, seed=5, chunk_rows=chunk_rows)
+    fast = bootstrap.resample_rates(
+        np.vstack([a, b]), lengths, n_resamples=300, seed=5, chunk_rows=chunk_rows
+    )
     slow = slow_rates([a.tolist(), b.tolist()], lengths.tolist(), 300, 5)
     np.testing.assert_allclose(fast, np.array(slow), rtol=1e-12)
 
@@ -52,7 +54,7 @@ def test_compare_matches_slow_reference(systems):
     a, b, lengths = systems
     c = bootstrap.compare(a, b, lengths, n_resamples=400, seed=2)
     ra, rb = slow_rates([a.tolist(), b.tolist()], lengths.tolist(), 400, 2)
-    diff = [y - x for x, y in zip(ra, rb)]
+    diff = [y - x for x, y in zip(ra, rb, strict=True)]
     assert c.a.value == pytest.approx(100.0 * a.sum() / lengths.sum())
     assert (c.a.low, c.a.high) == pytest.approx((percentile(ra, 2.5), percentile(ra, 97.5)))
     assert (c.b.low, c.b.high) == pytest.approx((percentile(rb, 2.5), percentile(rb, 97.5)))
@@ -71,3 +73,5 @@ def test_fixed_seed_is_reproducible_and_identical_systems_are_not_significant(sy
 def test_mismatched_shapes_are_rejected():
     with pytest.raises(ValueError, match="same, non-zero units"):
         bootstrap.resample_rates(np.array([1, 2, 3]), np.array([1, 2]))
+    with pytest.raises(ValueError, match="integer counts"):
+        bootstrap.resample_rates(np.array([0.5, 1.0]), np.array([1, 2]))

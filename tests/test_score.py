@@ -17,7 +17,9 @@ from asr_transfer.score.formats import kaldi_lines
 from asr_transfer.score.scoring import Counts, GroupScore
 from asr_transfer.text.normalize import Normalizer
 
-SCLITE = shutil.which("sclite") or ("/usr/lib/sctk/bin/sclite" if Path("/usr/lib/sctk/bin/sclite").exists() else None)
+SCLITE = shutil.which("sclite") or (
+    "/usr/lib/sctk/bin/sclite" if Path("/usr/lib/sctk/bin/sclite").exists() else None
+)
 
 
 def edit_distance(ref: list[str], hyp: list[str]) -> int:
@@ -80,8 +82,12 @@ def test_normalisation_applies_to_both_sides_and_is_configurable():
 def test_groups_per_speaker_domain_language():
     ref = {"s1-a": "a b", "s1-b": "c d", "s2-a": "e f"}
     hyp = {"s1-a": "a b", "s1-b": "c", "s2-a": "x f"}
-    r = score_texts(ref, hyp, utt2spk={"s1-a": "s1", "s1-b": "s1", "s2-a": "s2"},
-                    utt2domain={"s1-a": "clean", "s1-b": "rain", "s2-a": "rain"})
+    r = score_texts(
+        ref,
+        hyp,
+        utt2spk={"s1-a": "s1", "s1-b": "s1", "s2-a": "s2"},
+        utt2domain={"s1-a": "clean", "s1-b": "rain", "s2-a": "rain"},
+    )
     spk = r.groups("spk")
     assert (spk["s1"].words.dels, spk["s1"].words.ref_len, spk["s1"].sentence_errors) == (1, 4, 1)
     assert spk["s2"].words.sub == 1
@@ -114,7 +120,10 @@ def test_cli_writes_trn_result_and_json(tmp_path, capsys):
     assert "s1-u2" in captured.err and "deletions" in captured.err  # missing utterance listed
     assert "%WER 57.14 [ 4 / 7, 1 ins, 2 del, 1 sub ]" in captured.out
     assert (out / "hyp.trn").read_text().splitlines() == [
-        "the hat sat on (s1-s1-u1)", " (s1-s1-u2)", "one two (s2-s2-u1)"]
+        "the hat sat on (s1-s1-u1)",
+        " (s1-s1-u2)",
+        "one two (s2-s2-u1)",
+    ]
     assert (out / "ref.trn").read_text().splitlines()[0] == "the cat sat (s1-s1-u1)"
     assert (out / "result.txt").read_text().splitlines()[2] == "%SER 66.67 [ 2 / 3 ]"
     data = json.loads((out / "wer.json").read_text())
@@ -125,14 +134,17 @@ def test_cli_writes_trn_result_and_json(tmp_path, capsys):
     assert data["utterances"][1]["missing"] is True
 
 
-@pytest.mark.parametrize(("ref_text", "hyp_text", "message"), [
-    ("a x\nb y\n", "a x\nc z\n", r"hyp:2: utterance id 'c' is not in the reference"),
-    ("a x\nb y\na z\n", "a x\n", r"ref:3: duplicate utterance id 'a' \(first on line 1\)"),
-    ("a x\nb y\n", "b y\nb y\n", r"hyp:2: duplicate utterance id 'b'"),
-    ("a x\nb\n", "a x\n", r"ref:2: empty reference for 'b'"),
-    ("a x\nb !!\n", "a x\n", r"ref:2: empty reference for 'b' after normalisation"),
-    ("a x\n", b"a ok\n\xff\xfe bad\n", r"hyp:2: not valid UTF-8"),
-])
+@pytest.mark.parametrize(
+    ("ref_text", "hyp_text", "message"),
+    [
+        ("a x\nb y\n", "a x\nc z\n", r"hyp:2: utterance id 'c' is not in the reference"),
+        ("a x\nb y\na z\n", "a x\n", r"ref:3: duplicate utterance id 'a' \(first on line 1\)"),
+        ("a x\nb y\n", "b y\nb y\n", r"hyp:2: duplicate utterance id 'b'"),
+        ("a x\nb\n", "a x\n", r"ref:2: empty reference for 'b'"),
+        ("a x\nb !!\n", "a x\n", r"ref:2: empty reference for 'b' after normalisation"),
+        ("a x\n", b"a ok\n\xff\xfe bad\n", r"hyp:2: not valid UTF-8"),
+    ],
+)
 def test_bad_input_names_file_and_line(tmp_path, capsys, ref_text, hyp_text, message):
     ref, hyp = _write(tmp_path / "ref", ref_text), _write(tmp_path / "hyp", hyp_text)
     assert main(["score", str(ref), str(hyp), "--resamples", "10"]) == 1
@@ -160,17 +172,61 @@ def test_totals_equal_sclite(tmp_path):
             if i != 7:  # one missing utterance per speaker
                 hyp_lines.append(f"{utt} {' '.join(hyp)}")
     ref = _write(tmp_path / "d" / "text", "\n".join(ref_lines) + "\n")
-    _write(tmp_path / "d" / "utt2spk", "".join(f"{line.split()[0]} {line.split('-')[0]}\n" for line in ref_lines))
+    _write(
+        tmp_path / "d" / "utt2spk", "".join(f"{line.split()[0]} {line.split('-')[0]}\n" for line in ref_lines)
+    )
     hyp = _write(tmp_path / "hyp", "\n".join(hyp_lines) + "\n")
     out = tmp_path / "score"
     assert main(["score", str(ref), str(hyp), "--out", str(out), "--resamples", "10"]) == 0
     ours = json.loads((out / "wer.json").read_text())["total"]
-    proc = subprocess.run([SCLITE, "-r", str(out / "ref.trn"), "trn", "-h", str(out / "hyp.trn"), "trn",
-                           "-i", "rm", "-o", "rsum", "stdout"], capture_output=True, text=True, check=True)
+    proc = subprocess.run(
+        [
+            SCLITE,
+            "-r",
+            str(out / "ref.trn"),
+            "trn",
+            "-h",
+            str(out / "hyp.trn"),
+            "trn",
+            "-i",
+            "rm",
+            "-o",
+            "rsum",
+            "stdout",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     # | Sum | #snt #wrd | corr sub del ins err s.err |  (raw counts)
     row = next(line for line in proc.stdout.splitlines() if "Sum" in line)
     snt, wrd, corr, sub, dels, ins, err, serr = (int(float(x)) for x in re.findall(r"[\d.]+", row))
-    assert (snt, wrd, err, serr) == (ours["sentences"], ours["words"]["ref_len"], ours["words"]["errors"],
-                                     ours["sentence_errors"])
+    assert (snt, wrd, err, serr) == (
+        ours["sentences"],
+        ours["words"]["ref_len"],
+        ours["words"]["errors"],
+        ours["sentence_errors"],
+    )
     # sclite weighs substitutions 4 and insertions/deletions 3, so only the totals must agree
     assert sub + dels + ins == ours["words"]["errors"]
+
+
+def test_speaker_bootstrap_unit(tmp_path, capsys):
+    ref = _write(tmp_path / "d" / "text", "".join(f"s{s}-u{i} a b c d\n" for s in range(4) for i in range(5)))
+    _write(tmp_path / "d" / "utt2spk", "".join(f"s{s}-u{i} s{s}\n" for s in range(4) for i in range(5)))
+    hyp = _write(
+        tmp_path / "hyp",
+        "".join(f"s{s}-u{i} a b {'x' if s % 2 else 'c'} d\n" for s in range(4) for i in range(5)),
+    )
+    out = tmp_path / "o"
+    assert (
+        main(
+            ["score", str(ref), str(hyp), "--bootstrap-unit", "spk", "--resamples", "500", "--out", str(out)]
+        )
+        == 0
+    )
+    data = json.loads((out / "wer.json").read_text())
+    assert data["options"]["unit"] == "spk"
+    assert data["total"]["wer"] == 12.5
+    # four speakers, each at 0 % or 25 %: resampled speaker sets give at most 0 % ... 25 %
+    assert 0.0 <= data["total"]["wer_ci"]["low"] < 12.5 < data["total"]["wer_ci"]["high"] <= 25.0

@@ -33,8 +33,13 @@ class ScoreOptions:
     allow_empty_ref: bool = False
 
     def as_dict(self) -> dict:
-        return {"normalizer": vars(self.normalizer), "unit": self.unit, "n_resamples": self.n_resamples,
-                "seed": self.seed, "allow_empty_ref": self.allow_empty_ref}
+        return {
+            "normalizer": vars(self.normalizer),
+            "unit": self.unit,
+            "n_resamples": self.n_resamples,
+            "seed": self.seed,
+            "allow_empty_ref": self.allow_empty_ref,
+        }
 
 
 def read_pair(ref_path: Path, hyp_path: Path, options: ScoreOptions) -> tuple[dict[str, str], dict[str, str]]:
@@ -51,8 +56,10 @@ def read_pair(ref_path: Path, hyp_path: Path, options: ScoreOptions) -> tuple[di
     if not options.allow_empty_ref:
         for e in ref_entries:
             if not options.normalizer(e.value):
-                raise DataError(f"{ref_path}:{e.line}: empty reference for '{e.key}'"
-                                f"{' after normalisation' if e.value else ''} (allow with --allow-empty-ref)")
+                raise DataError(
+                    f"{ref_path}:{e.line}: empty reference for '{e.key}'"
+                    f"{' after normalisation' if e.value else ''} (allow with --allow-empty-ref)"
+                )
     hyp_entries, problems = parse_table(hyp_path, allow_empty_value=True)
     if problems:
         raise DataError(problems[0])
@@ -78,8 +85,10 @@ def intervals(result: ScoreResult, options: ScoreOptions) -> dict[str, dict[str,
     for key in GROUP_KEYS:
         names = result.groups(key)
         if len(names) > 1:
-            out[key] = {name: _interval(result, options, lambda u, k=key, n=name: getattr(u, k) == n)
-                        for name in names}
+            out[key] = {
+                name: _interval(result, options, lambda u, k=key, n=name: getattr(u, k) == n)
+                for name in names
+            }
     return out
 
 
@@ -90,14 +99,24 @@ def _interval(result: ScoreResult, options: ScoreOptions, keep=None) -> bootstra
 
 
 def score_files(
-    ref_path: Path, hyp_path: Path, options: ScoreOptions, *, out: Path | None = None,
+    ref_path: Path,
+    hyp_path: Path,
+    options: ScoreOptions,
+    *,
+    out: Path | None = None,
     side: dict[str, Path | None] | None = None,
 ) -> tuple[ScoreResult, dict[str, dict[str, bootstrap.Interval]]]:
-    """Score HYP against REF and, with ``out``, write ``ref.trn``, ``hyp.trn``, ``result.txt`` and ``wer.json``."""
+    """Score HYP against REF; with ``out``, write ``ref.trn``, ``hyp.trn``, ``result.txt``, ``wer.json``."""
     ref, hyp = read_pair(ref_path, hyp_path, options)
     tables = side_tables(ref_path, side or {})
-    result = score_texts(ref, hyp, normalizer=options.normalizer, utt2spk=tables["spk"],
-                         utt2domain=tables["domain"], utt2lang=tables["lang"])
+    result = score_texts(
+        ref,
+        hyp,
+        normalizer=options.normalizer,
+        utt2spk=tables["spk"],
+        utt2domain=tables["domain"],
+        utt2lang=tables["lang"],
+    )
     cis = intervals(result, options)
     if out is not None:
         meta = {"ref": str(ref_path), "hyp": str(hyp_path), "options": options.as_dict()}

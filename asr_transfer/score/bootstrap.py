@@ -18,7 +18,7 @@ import numpy as np
 
 N_RESAMPLES = 10_000
 SEED = 0
-#: bound on the elements of one chunk of the resample index matrix (~64 MB of int64 per copy)
+#: elements gathered per chunk (index matrix rows x units x (systems + 1)): ~32 MB as int32
 _CHUNK_ELEMENTS = 8_000_000
 
 
@@ -49,18 +49,27 @@ class Comparison:
         return self.diff.low > 0 or self.diff.high < 0
 
     def as_dict(self) -> dict:
-        return {"a": self.a.as_dict(), "b": self.b.as_dict(), "diff": self.diff.as_dict(),
-                "p_improvement": self.p_improvement, "significant": self.significant}
+        return {
+            "a": self.a.as_dict(),
+            "b": self.b.as_dict(),
+            "diff": self.diff.as_dict(),
+            "p_improvement": self.p_improvement,
+            "significant": self.significant,
+        }
 
 
 def resample_rates(
-    errors: np.ndarray, lengths: np.ndarray, *, n_resamples: int = N_RESAMPLES, seed: int = SEED,
+    errors: np.ndarray,
+    lengths: np.ndarray,
+    *,
+    n_resamples: int = N_RESAMPLES,
+    seed: int = SEED,
     chunk_rows: int | None = None,
 ) -> np.ndarray:
     """Error rates (percent) of ``n_resamples`` paired resamples: shape (systems, n_resamples).
 
     ``errors`` is (systems, units) or (units,); ``lengths`` is (units,), the
-    reference length of each unit. Resamples with no reference token give NaN.
+    reference length of each unit; both integer counts. Resamples with no reference token give NaN.
 
     Example:
         >>> r = resample_rates(np.array([[1, 0, 2], [0, 0, 1]]), np.array([4, 3, 5]), n_resamples=5)
@@ -69,20 +78,25 @@ def resample_rates(
         >>> bool((r[1] <= r[0]).all())
         True
     """
-    errs = np.atleast_2d(np.asarray(errors, dtype=np.float64))
-    lens = np.asarray(lengths, dtype=np.float64)
+    errs = np.atleast_2d(np.asarray(errors))
+    lens = np.asarray(lengths)
     n_units = lens.shape[0]
     if errs.shape[1] != n_units or n_units == 0:
         raise ValueError(f"errors {errs.shape} and lengths {lens.shape} must cover the same, non-zero units")
-    # one table so that each chunk of indices is gathered once for lengths and all systems
+    # one table so that each chunk of indices is gathered once for lengths and all systems;
+    # int32 halves the memory traffic of the gather, which dominates the run time
     table = np.vstack([lens, errs])
+    if not np.issubdtype(table.dtype, np.integer) or table.min() < 0 or table.max() >= 2**31:
+        raise ValueError("errors and lengths must be non-negative integer counts below 2**31")
+    table = table.astype(np.int32)
     rows = chunk_rows or max(1, _CHUNK_ELEMENTS // (n_units * table.shape[0]))
     rng = np.random.default_rng(seed)
-    sums = np.empty((table.shape[0], n_resamples))
+    sums = np.empty((table.shape[0], n_resamples), dtype=np.int64)
     for start in range(0, n_resamples, rows):
         stop = min(start + rows, n_resamples)
         idx = rng.integers(0, n_units, size=(stop - start, n_units))
-        sums[:, start:stop] = table[:, idx].sum(axis=-1)
+        # np.take is several times faster than fancy indexing table[:, idx] here
+        sums[:, start:stop] = np.take(table, idx, axis=1).sum(axis=-1, dtype=np.int64)
     with np.errstate(invalid="ignore", divide="ignore"):
         rates = 100.0 * sums[1:] / sums[0]
     rates[:, sums[0] == 0] = np.nan
@@ -109,7 +123,8 @@ def compare(
     """Paired bootstrap of system B against baseline A: both intervals, difference, P(B better).
 
     Example:
-        >>> c = compare(np.array([3, 2, 4, 3]), np.array([0, 0, 1, 0]), np.array([5, 5, 6, 5]), n_resamples=500)
+        >>> a, b, n = np.array([3, 2, 4, 3]), np.array([0, 0, 1, 0]), np.array([5, 5, 6, 5])
+        >>> c = compare(a, b, n, n_resamples=500)
         >>> c.significant, c.p_improvement
         (True, 1.0)
     """
@@ -117,7 +132,9 @@ def compare(
     a, b = _rate(errors_a, lengths), _rate(errors_b, lengths)
     diff = rates[1] - rates[0]
     return Comparison(
-        a=_interval(a, rates[0], level), b=_interval(b, rates[1], level), diff=_interval(b - a, diff, level),
+        a=_interval(a, rates[0], level),
+        b=_interval(b, rates[1], level),
+        diff=_interval(b - a, diff, level),
         p_improvement=float(np.mean(diff[~np.isnan(diff)] < 0)),
     )
 

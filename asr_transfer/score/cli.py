@@ -20,9 +20,13 @@ from asr_transfer.text.normalize import Normalizer
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("ref", type=Path, help="reference Kaldi text file")
-    parser.add_argument("hyp", type=Path, help="hypothesis Kaldi text file (missing utterances count as deletions)")
+    parser.add_argument(
+        "hyp", type=Path, help="hypothesis Kaldi text file (missing utterances count as deletions)"
+    )
     add_options(parser)
-    parser.add_argument("--utt2spk", type=Path, help="default: utt2spk beside REF, else one speaker per utterance")
+    parser.add_argument(
+        "--utt2spk", type=Path, help="default: utt2spk beside REF, else one speaker per utterance"
+    )
     parser.add_argument("--utt2domain", type=Path, help="default: utt2domain beside REF, if any")
     parser.add_argument("--utt2lang", type=Path, help="default: utt2lang beside REF, if any")
     parser.add_argument("--out", type=Path, help="write ref.trn, hyp.trn, result.txt and wer.json here")
@@ -34,17 +38,28 @@ def add_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--unicode-form", default="NFC", choices=["NFC", "NFD", "NFKC", "NFKD", "none"])
     parser.add_argument("--no-lowercase", action="store_true", help="keep case")
     parser.add_argument("--keep-punct", action="store_true", help="keep punctuation")
-    parser.add_argument("--allow-empty-ref", action="store_true",
-                        help="score empty references (their hypothesis words are insertions) instead of failing")
-    parser.add_argument("--bootstrap-unit", choices=["utt", "spk"], default="utt",
-                        help="resample utterances (default) or whole speakers")
+    parser.add_argument(
+        "--allow-empty-ref",
+        action="store_true",
+        help="score empty references (their hypothesis words are insertions) instead of failing",
+    )
+    parser.add_argument(
+        "--bootstrap-unit",
+        choices=["utt", "spk"],
+        default="utt",
+        help="resample utterances (default) or whole speakers",
+    )
     parser.add_argument("--resamples", type=int, default=bootstrap.N_RESAMPLES)
     parser.add_argument("--seed", type=int, default=bootstrap.SEED)
 
 
 def options_from(args: argparse.Namespace) -> ScoreOptions:
-    normalizer = Normalizer(args.lang, None if args.unicode_form == "none" else args.unicode_form,
-                            lowercase=not args.no_lowercase, remove_punct=not args.keep_punct)
+    normalizer = Normalizer(
+        args.lang,
+        None if args.unicode_form == "none" else args.unicode_form,
+        lowercase=not args.no_lowercase,
+        remove_punct=not args.keep_punct,
+    )
     return ScoreOptions(normalizer, args.bootstrap_unit, args.resamples, args.seed, args.allow_empty_ref)
 
 
@@ -58,8 +73,10 @@ def run(args: argparse.Namespace) -> int:
     missing = result.missing
     if missing:
         shown = ", ".join(missing[:20]) + (" ..." if len(missing) > 20 else "")
-        print(f"warning: {len(missing)} utterances missing from {args.hyp}, scored as deletions: {shown}",
-              file=sys.stderr)
+        print(
+            f"warning: {len(missing)} utterances missing from {args.hyp}, scored as deletions: {shown}",
+            file=sys.stderr,
+        )
     print(summary_table(result, cis))
     print()
     print(kaldi_lines(result.total, len(missing)), end="")

@@ -35,8 +35,12 @@ def system_facts(path: Path) -> dict[str, str]:
     """Config hash (sha256 of config.yaml, 12 hex digits) and command of one experiment dir."""
     config, command = path / "config.yaml", path / "command.txt"
     return {
-        "config sha256": hashlib.sha256(config.read_bytes()).hexdigest()[:12] if config.is_file() else "no config.yaml",
-        "command": command.read_text(encoding="utf-8", errors="replace").strip() if command.is_file() else "unknown",
+        "config sha256": hashlib.sha256(config.read_bytes()).hexdigest()[:12]
+        if config.is_file()
+        else "no config.yaml",
+        "command": command.read_text(encoding="utf-8", errors="replace").strip()
+        if command.is_file()
+        else "unknown",
     }
 
 

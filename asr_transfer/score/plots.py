@@ -29,7 +29,9 @@ def wer_bars(systems: list[System]) -> str:
     """WER per dataset (per domain where a dataset has several) and system, with interval error bars."""
     labels, values, lows, highs = [], [], [], []
     for name in datasets(systems):
-        domains = sorted({d for s in systems if name in s.decodes for d in s.decodes[name][1]["groups"]["domain"]})
+        domains = sorted(
+            {d for s in systems if name in s.decodes for d in s.decodes[name][1]["groups"]["domain"]}
+        )
         keys = [(f"{name}:{d}", d) for d in domains] if len(domains) > 1 else [(name, None)]
         for label, domain in keys:
             labels.append(label)
@@ -58,13 +60,20 @@ def wer_bars(systems: list[System]) -> str:
 
 def sdi_bars(systems: list[System]) -> str:
     """Substitution, deletion and insertion rates (percent of reference words), stacked."""
-    bars = [(f"{name}\n{s.name}", s.decodes[name][0].total.words)
-            for name in datasets(systems) for s in systems if name in s.decodes]
+    bars = [
+        (f"{name}\n{s.name}", s.decodes[name][0].total.words)
+        for name in datasets(systems)
+        for s in systems
+        if name in s.decodes
+    ]
     fig, ax = plt.subplots(figsize=(max(6.0, 0.7 * len(bars) + 2), 4))
     x = np.arange(len(bars))
     bottom = np.zeros(len(bars))
-    for label, attr, color in (("substitutions", "sub", "#4c72b0"), ("deletions", "dels", "#dd8452"),
-                               ("insertions", "ins", "#55a868")):
+    for label, attr, color in (
+        ("substitutions", "sub", "#4c72b0"),
+        ("deletions", "dels", "#dd8452"),
+        ("insertions", "ins", "#55a868"),
+    ):
         rate = np.array([100.0 * getattr(c, attr) / max(c.ref_len, 1) for _, c in bars])
         ax.bar(x, rate, 0.6, bottom=bottom, label=label, color=color)
         bottom += rate
@@ -96,14 +105,16 @@ def scalars(tb_dir: Path) -> dict[str, tuple[list[int], list[float]]]:
 def training_curves(systems: list[System]) -> str | None:
     """One panel per scalar tag (up to six, the most widely logged first), one line per system."""
     curves = {s.name: scalars(s.path / "tensorboard") for s in systems}
-    tags = sorted({t for c in curves.values() for t in c}, key=lambda t: (-sum(t in c for c in curves.values()), t))
+    tags = sorted(
+        {t for c in curves.values() for t in c}, key=lambda t: (-sum(t in c for c in curves.values()), t)
+    )
     tags = tags[:_MAX_CURVES]
     if not tags:
         return None
     cols = min(3, len(tags))
     rows = (len(tags) + cols - 1) // cols
     fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.2 * rows), squeeze=False)
-    for ax, tag in zip(axes.flat, tags):
+    for ax, tag in zip(axes.flat, tags, strict=False):
         for name, c in curves.items():
             if tag in c:
                 ax.plot(*c[tag], label=name, marker="." if len(c[tag][0]) < 30 else None)
@@ -111,7 +122,7 @@ def training_curves(systems: list[System]) -> str | None:
         ax.set_xlabel("step")
         ax.grid(alpha=0.3)
         ax.legend(fontsize="x-small")
-    for ax in list(axes.flat)[len(tags):]:
+    for ax in list(axes.flat)[len(tags) :]:
         ax.axis("off")
     fig.tight_layout()
     return to_png(fig)

@@ -4,19 +4,28 @@ from __future__ import annotations
 
 import html
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from asr_transfer.score import plots
 from asr_transfer.score.api import ScoreOptions
 from asr_transfer.score.environment import environment, system_facts
 from asr_transfer.score.report import (
-    System, Table, aligned, breakdown_table, comparisons, confusion_table, group_table, significance_table,
-    wer_table, worst_utterances,
+    System,
+    Table,
+    aligned,
+    breakdown_table,
+    comparisons,
+    confusion_table,
+    group_table,
+    significance_table,
+    wer_table,
+    worst_utterances,
 )
 
 _CSS = """body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1150px;color:#222}
-table{border-collapse:collapse;margin:0.5em 0 1.5em}th,td{border:1px solid #ccc;padding:3px 8px;text-align:right}
+table{border-collapse:collapse;margin:0.5em 0 1.5em}th,td{border:1px solid #ccc;padding:3px 8px;
+text-align:right}
 th{background:#f0f0f0}td:first-child,th:first-child{text-align:left}pre{background:#f7f7f7;padding:6px;
 overflow-x:auto}img{max-width:100%;border:1px solid #eee}h2{border-bottom:1px solid #ddd}.note{color:#666}"""
 
@@ -49,14 +58,18 @@ def write_report(systems: list[System], options: ScoreOptions, out: Path) -> tup
 
     base = systems[0].name
     norm = options.normalizer
-    note(f"Generated {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC. Normalisation: lang={norm.lang}, "
-         f"Unicode {norm.unicode_form}, lowercase={norm.lowercase}, punctuation removed={norm.remove_punct}. "
-         f"Intervals: 95% paired bootstrap over {'speakers' if options.unit == 'spk' else 'utterances'}, "
-         f"{options.n_resamples} resamples, seed {options.seed}.")
+    note(
+        f"Generated {datetime.now(UTC):%Y-%m-%d %H:%M} UTC. Normalisation: lang={norm.lang}, "
+        f"Unicode {norm.unicode_form}, lowercase={norm.lowercase}, punctuation removed={norm.remove_punct}. "
+        f"Intervals: 95% paired bootstrap over {'speakers' if options.unit == 'spk' else 'utterances'}, "
+        f"{options.n_resamples} resamples, seed {options.seed}."
+    )
     heading("WER (%)")
     if len(systems) > 1:
-        note(f"Best per row in bold. † = differs from the baseline **{base}** (95% interval of the "
-             f"difference excludes 0). The average is the unweighted mean over datasets decoded by all systems.")
+        note(
+            f"Best per row in bold. † = differs from the baseline **{base}** (95% interval of the "
+            f"difference excludes 0). Average: unweighted mean over the datasets all systems decoded."
+        )
     table(wer_table(systems, comps))
     image(plots.wer_bars(systems), "WER per dataset and system")
     if comps:
@@ -74,7 +87,10 @@ def write_report(systems: list[System], options: ScoreOptions, out: Path) -> tup
     if missing:
         heading("Missing hypotheses (scored as deletions)")
         for sys_name, name, ids in missing:
-            note(f"{sys_name} / {name}: {len(ids)} missing: {', '.join(ids[:20])}{' …' if len(ids) > 20 else ''}")
+            note(
+                f"{sys_name} / {name}: {len(ids)} missing: "
+                f"{', '.join(ids[:20])}{' …' if len(ids) > 20 else ''}"
+            )
     heading("Training curves")
     curves = plots.training_curves(systems)
     if curves:
@@ -92,8 +108,12 @@ def write_report(systems: list[System], options: ScoreOptions, out: Path) -> tup
     heading("Environment")
     env = environment()
     table((["item", "value"], [[k, v] for k, v in env.items()]))
-    table((["system", "path", "config sha256", "command"],
-           [[s.name, str(s.path)] + list(system_facts(s.path).values()) for s in systems]))
+    table(
+        (
+            ["system", "path", "config sha256", "command"],
+            [[s.name, str(s.path)] + list(system_facts(s.path).values()) for s in systems],
+        )
+    )
 
     out.mkdir(parents=True, exist_ok=True)
     title = f"ASR results: {', '.join(s.name for s in systems)}"
@@ -101,8 +121,11 @@ def write_report(systems: list[System], options: ScoreOptions, out: Path) -> tup
     md_path.write_text(f"# {title}\n" + "\n".join(md), encoding="utf-8")
     html_path.write_text(
         f"<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
-        f"<style>{_CSS}</style></head><body><h1>{html.escape(title)}</h1>\n" + "\n".join(body) + "\n</body></html>\n",
-        encoding="utf-8")
+        f"<style>{_CSS}</style></head><body><h1>{html.escape(title)}</h1>\n"
+        + "\n".join(body)
+        + "\n</body></html>\n",
+        encoding="utf-8",
+    )
     return md_path, html_path
 
 

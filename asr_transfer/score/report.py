@@ -71,8 +71,12 @@ def comparisons(systems: list[System], options: ScoreOptions) -> dict[tuple[str,
                 if a.keys() == b.keys() and all(a[k][1] == b[k][1] for k in a):
                     keys = sorted(a)
                     out[(system.name, name)] = bootstrap.compare(
-                        np.array([a[k][0] for k in keys]), np.array([b[k][0] for k in keys]),
-                        np.array([a[k][1] for k in keys]), n_resamples=options.n_resamples, seed=options.seed)
+                        np.array([a[k][0] for k in keys]),
+                        np.array([b[k][0] for k in keys]),
+                        np.array([a[k][1] for k in keys]),
+                        n_resamples=options.n_resamples,
+                        seed=options.seed,
+                    )
     return out
 
 
@@ -84,7 +88,7 @@ def wer_table(systems: list[System], comps: dict[tuple[str, str], bootstrap.Comp
     for name in names:
         wers = [s.decodes[name][0].total.wer if name in s.decodes else math.nan for s in systems]
         cells = []
-        for s, w in zip(systems, wers):
+        for s, w in zip(systems, wers, strict=True):
             if math.isnan(w):
                 cells.append("–")
                 continue
@@ -99,31 +103,65 @@ def wer_table(systems: list[System], comps: dict[tuple[str, str], bootstrap.Comp
     complete = [n for n in names if all(n in s.decodes for s in systems)]
     if len(complete) > 1:
         avgs = [float(np.mean([s.decodes[n][0].total.wer for n in complete])) for s in systems]
-        rows.append(["average"] + [_bold(f"{a:.2f}") if len(systems) > 1 and a == min(avgs) else f"{a:.2f}"
-                                   for a in avgs])
+        rows.append(
+            ["average"]
+            + [_bold(f"{a:.2f}") if len(systems) > 1 and a == min(avgs) else f"{a:.2f}" for a in avgs]
+        )
     return header, rows
 
 
 def significance_table(systems: list[System], comps: dict[tuple[str, str], bootstrap.Comparison]) -> Table:
     header = ["dataset", "system", f"WER {systems[0].name}", "WER system", "Δ WER [95% CI]", "P(improvement)"]
-    rows = [[name, sys_name, f"{c.a.value:.2f}", f"{c.b.value:.2f}",
-             f"{c.diff.value:+.2f} [{c.diff.low:+.2f}, {c.diff.high:+.2f}]" + (" †" if c.significant else ""),
-             f"{c.p_improvement:.3f}"] for (sys_name, name), c in sorted(comps.items(), key=lambda kv: kv[0][::-1])]
+    rows = [
+        [
+            name,
+            sys_name,
+            f"{c.a.value:.2f}",
+            f"{c.b.value:.2f}",
+            f"{c.diff.value:+.2f} [{c.diff.low:+.2f}, {c.diff.high:+.2f}]" + (" †" if c.significant else ""),
+            f"{c.p_improvement:.3f}",
+        ]
+        for (sys_name, name), c in sorted(comps.items(), key=lambda kv: kv[0][::-1])
+    ]
     return header, rows
 
 
 def breakdown_table(systems: list[System]) -> Table:
     """Per dataset and system: WER with interval, S/D/I, CER, SER, missing hypotheses."""
-    header = ["dataset", "system", "WER [95% CI]", "sub", "del", "ins", "#words", "CER", "SER", "#snt", "missing"]
+    header = [
+        "dataset",
+        "system",
+        "WER [95% CI]",
+        "sub",
+        "del",
+        "ins",
+        "#words",
+        "CER",
+        "SER",
+        "#snt",
+        "missing",
+    ]
     rows = []
     for name in datasets(systems):
         for s in systems:
             if name in s.decodes:
                 result, data = s.decodes[name]
                 t, ci = result.total, data["total"].get("wer_ci")
-                rows.append([name, s.name, f"{t.wer:.2f}" + (f" [{ci['low']:.2f}, {ci['high']:.2f}]" if ci else ""),
-                             str(t.words.sub), str(t.words.dels), str(t.words.ins), str(t.words.ref_len),
-                             f"{t.cer:.2f}", f"{t.ser:.2f}", str(t.sentences), str(len(result.missing))])
+                rows.append(
+                    [
+                        name,
+                        s.name,
+                        f"{t.wer:.2f}" + (f" [{ci['low']:.2f}, {ci['high']:.2f}]" if ci else ""),
+                        str(t.words.sub),
+                        str(t.words.dels),
+                        str(t.words.ins),
+                        str(t.words.ref_len),
+                        f"{t.cer:.2f}",
+                        f"{t.ser:.2f}",
+                        str(t.sentences),
+                        str(len(result.missing)),
+                    ]
+                )
     return header, rows
 
 
@@ -140,8 +178,11 @@ def group_table(systems: list[System], key: str) -> Table | None:
             for s in systems:
                 info = s.decodes[name][1]["groups"][key].get(g) if name in s.decodes else None
                 ci = info.get("wer_ci") if info else None
-                cells.append("–" if info is None else f"{info['wer']:.2f}" + (
-                    f" [{ci['low']:.2f}, {ci['high']:.2f}]" if ci else ""))
+                cells.append(
+                    "–"
+                    if info is None
+                    else f"{info['wer']:.2f}" + (f" [{ci['low']:.2f}, {ci['high']:.2f}]" if ci else "")
+                )
             rows.append([name, g] + cells)
     return (header, rows) if rows else None
 
@@ -167,15 +208,15 @@ def aligned(u: UttScore) -> str:
     Example:
         >>> from asr_transfer.score import score_texts
         >>> print(aligned(score_texts({"u": "the cat sat"}, {"u": "the hat sat on"}).utts[0]))
-        REF: the cat sat **
+        REF: the CAT sat **
         HYP: the HAT sat ON
-                 S        I
+                 S       I
     """
     out = jiwer.process_words(u.ref, u.hyp)
     ref_w, hyp_w = out.references[0], out.hypotheses[0]
     ref_t, hyp_t, ops = [], [], []
     for c in out.alignments[0]:
-        rs, hs = ref_w[c.ref_start_idx:c.ref_end_idx], hyp_w[c.hyp_start_idx:c.hyp_end_idx]
+        rs, hs = ref_w[c.ref_start_idx : c.ref_end_idx], hyp_w[c.hyp_start_idx : c.hyp_end_idx]
         for i in range(max(len(rs), len(hs))):
             r, h = (rs[i] if i < len(rs) else None), (hs[i] if i < len(hs) else None)
             if c.type == "equal":
@@ -189,8 +230,10 @@ def aligned(u: UttScore) -> str:
             ref_t.append(r_.ljust(width))
             hyp_t.append(h_.ljust(width))
             ops.append(op.ljust(width))
-    return "\n".join(f"{tag}{' '.join(parts)}".rstrip() for tag, parts in
-                     (("REF: ", ref_t), ("HYP: ", hyp_t), ("     ", ops)))
+    return "\n".join(
+        f"{tag}{' '.join(parts)}".rstrip()
+        for tag, parts in (("REF: ", ref_t), ("HYP: ", hyp_t), ("     ", ops))
+    )
 
 
 def _bold(text: str) -> str:

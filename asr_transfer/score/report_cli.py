@@ -15,8 +15,13 @@ from asr_transfer.score.cli import add_options, options_from
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("exp_dirs", nargs="+", type=Path, metavar="EXP_DIR",
-                        help="exp/<system> dirs, baseline first (or a dir holding several)")
+    parser.add_argument(
+        "exp_dirs",
+        nargs="+",
+        type=Path,
+        metavar="EXP_DIR",
+        help="exp/<system> dirs, baseline first (or a dir holding several)",
+    )
     parser.add_argument("--out", type=Path, required=True, help="where RESULTS.md and report.html go")
     add_options(parser)
 

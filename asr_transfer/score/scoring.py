@@ -51,11 +51,19 @@ class Counts:
         return 100.0 * self.errors / self.ref_len if self.ref_len else math.nan
 
     def __add__(self, other: Counts) -> Counts:
-        return Counts(self.hits + other.hits, self.sub + other.sub, self.dels + other.dels, self.ins + other.ins)
+        return Counts(
+            self.hits + other.hits, self.sub + other.sub, self.dels + other.dels, self.ins + other.ins
+        )
 
     def as_dict(self) -> dict[str, int]:
-        return {"hits": self.hits, "sub": self.sub, "del": self.dels, "ins": self.ins,
-                "ref_len": self.ref_len, "errors": self.errors}
+        return {
+            "hits": self.hits,
+            "sub": self.sub,
+            "del": self.dels,
+            "ins": self.ins,
+            "ref_len": self.ref_len,
+            "errors": self.errors,
+        }
 
 
 @dataclass(frozen=True)
@@ -103,9 +111,15 @@ class GroupScore:
         return cls(words, chars, len(utts), sum(u.words.errors > 0 for u in utts))
 
     def as_dict(self) -> dict:
-        return {"wer": self.wer, "cer": self.cer, "ser": self.ser, "sentences": self.sentences,
-                "sentence_errors": self.sentence_errors, "words": self.words.as_dict(),
-                "chars": self.chars.as_dict()}
+        return {
+            "wer": self.wer,
+            "cer": self.cer,
+            "ser": self.ser,
+            "sentences": self.sentences,
+            "sentence_errors": self.sentence_errors,
+            "words": self.words.as_dict(),
+            "chars": self.chars.as_dict(),
+        }
 
 
 @dataclass
@@ -173,17 +187,25 @@ def score_texts(
     for i, u in enumerate(ids):
         for chunk in words.alignments[i]:
             if chunk.type == "substitute":
-                pairs = zip(words.references[i][chunk.ref_start_idx:chunk.ref_end_idx],
-                            words.hypotheses[i][chunk.hyp_start_idx:chunk.hyp_end_idx])
+                pairs = zip(
+                    words.references[i][chunk.ref_start_idx : chunk.ref_end_idx],
+                    words.hypotheses[i][chunk.hyp_start_idx : chunk.hyp_end_idx],
+                    strict=True,
+                )
                 confusions.update(pairs)
-        utts.append(UttScore(
-            utt=u, ref=refs[i], hyp=hyps[i],
-            words=_counts(words.alignments[i]), chars=_counts(chars.alignments[i]),
-            spk=utt2spk.get(u) if utt2spk else None,
-            domain=utt2domain.get(u) if utt2domain else None,
-            lang=utt2lang.get(u) if utt2lang else None,
-            missing=u not in hyp,
-        ))
+        utts.append(
+            UttScore(
+                utt=u,
+                ref=refs[i],
+                hyp=hyps[i],
+                words=_counts(words.alignments[i]),
+                chars=_counts(chars.alignments[i]),
+                spk=utt2spk.get(u) if utt2spk else None,
+                domain=utt2domain.get(u) if utt2domain else None,
+                lang=utt2lang.get(u) if utt2lang else None,
+                missing=u not in hyp,
+            )
+        )
     return ScoreResult(utts, norm, confusions)
 
 

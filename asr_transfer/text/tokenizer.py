@@ -108,9 +108,13 @@ class Tokenizer:
 
     # training / io -----------------------------------------------------------------
     @classmethod
-    def train_char(cls, texts: list[str], lang: str) -> Tokenizer:
-        """Build a character vocabulary (sorted by Unicode code point) from ``texts``."""
-        chars = sorted({ch for t in texts for ch in unicodedata.normalize("NFC", t) if ch != " "})
+    def train_char(cls, texts: list[str], lang: str, charset: str = "") -> Tokenizer:
+        """Characters of ``texts`` plus ``charset`` (the language's letters), sorted by code point.
+
+        Including the whole alphabet keeps dev/test letters that the training
+        transcripts happen to lack inside the vocabulary.
+        """
+        chars = sorted({ch for t in texts for ch in unicodedata.normalize("NFC", t) if ch != " "} | set(charset))
         return cls([BLANK, UNK, SPACE, *chars, SOS_EOS], kind="char", lang=lang)
 
     @classmethod

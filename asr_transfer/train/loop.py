@@ -79,6 +79,10 @@ def train(cfg: dict, exp_dir: str | Path) -> Path:
         _log_to_file(exp / "train.log")
 
     toks = load_tokenizers(cfg)
+    if info.is_main:
+        # a copy inside the experiment makes it self-contained for decoding and transcribe()
+        for lang, tok in toks.items():
+            tok.save(exp / "tokenizers" / lang)
     max_frames = int(tcfg.get("max_utt_frames", 3000))
     train_utts = load_split(cfg["data"]["train"], toks, max_frames)
     dev_utts = load_split(cfg["data"]["dev"], toks, max_frames)

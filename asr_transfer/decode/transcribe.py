@@ -1,0 +1,68 @@
+"""Load a trained experiment and transcribe audio from Python."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from asr_transfer.config import load_config
+from asr_transfer.data.audio import load_audio
+from asr_transfer.data.features import fbank
+from asr_transfer.decode.search import DecodeConfig, decode_batch
+from asr_transfer.model.asr import HybridASR, build_model
+from asr_transfer.text.tokenizer import Tokenizer
+
+
+class Recognizer:
+    """A trained model with its tokenizers, ready to decode.
+
+    Example (with an experiment trained by the mini recipe)::
+
+        rec = Recognizer.from_exp("recipes/mini/exp/train_tiny")
+        rec.transcribe("utt.flac")          # -> "three one four"
+    """
+
+    def __init__(self, model: HybridASR, tokenizers: dict[str, Tokenizer], decode: DecodeConfig | None = None,
+                 device: str | torch.device = "cpu") -> None:
+        self.model = model.to(device).eval()
+        self.tokenizers = tokenizers
+        self.decode_cfg = decode or DecodeConfig()
+        self.device = torch.device(device)
+
+    @classmethod
+    def from_exp(cls, exp_dir: str | Path, checkpoint: str = "model.pt", decode: DecodeConfig | None = None,
+                 device: str | torch.device = "cpu") -> Recognizer:
+        """Build from ``EXP/config.yaml``, ``EXP/tokenizers/<lang>`` and ``EXP/<checkpoint>`` (strict load)."""
+        exp = Path(exp_dir)
+        cfg = load_config([exp / "config.yaml"])
+        toks = {p.name: Tokenizer.load(p) for p in sorted((exp / "tokenizers").iterdir())}
+        model = build_model(cfg["model"], {lang: t.vocab_size for lang, t in toks.items()})
+        path = exp / checkpoint
+        if not path.exists():
+            raise FileNotFoundError(f"no checkpoint {path}: has training finished?")
+        model.load_state_dict(torch.load(path, map_location="cpu")["model"])
+        return cls(model, toks, decode, device)
+
+    def default_lang(self, lang: str | None) -> str:
+        if lang is None:
+            if len(self.tokenizers) != 1:
+                raise ValueError(f"model has heads {sorted(self.tokenizers)}: say which language")
+            return next(iter(self.tokenizers))
+        if lang not in self.tokenizers:
+            raise ValueError(f"no head for language {lang!r}; the model has {sorted(self.tokenizers)}")
+        return lang
+
+    def transcribe_waves(self, waves: list[np.ndarray], lang: str | None = None) -> list[str]:
+        """Decode 16 kHz float waveforms in one padded batch."""
+        lang = self.default_lang(lang)
+        feats = [fbank(w) for w in waves]
+        lens = torch.tensor([f.shape[0] for f in feats])
+        batch = torch.nn.utils.rnn.pad_sequence(feats, batch_first=True)
+        ids = decode_batch(self.model, batch.to(self.device), lens.to(self.device), lang, self.decode_cfg)
+        return [self.tokenizers[lang].decode(seq) for seq in ids]
+
+    def transcribe(self, path: str | Path, lang: str | None = None) -> str:
+        """Transcribe one audio file (16 kHz mono WAV/FLAC)."""
+        return self.transcribe_waves([load_audio(path)], lang)[0]
