@@ -15,7 +15,30 @@ import os
 from pathlib import Path
 from typing import Any
 
+import re
+
 import yaml
+
+
+class _Loader(yaml.SafeLoader):
+    """YAML 1.1 reads ``1e-3`` as a string (it wants ``1.0e-3``); users mean a float."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?$|^[-+]?\.(?:inf|Inf|INF)$|^\.(?:nan|NaN|NAN)$"),
+    list("-+0123456789."),
+)
+
+
+def yaml_load(text: str):
+    """``yaml.safe_load`` that also reads ``1e-3`` as a float.
+
+    Example:
+        >>> yaml_load("lr: 1e-3")
+        {'lr': 0.001}
+    """
+    return yaml.load(text, Loader=_Loader)
 
 
 def deep_merge(base: dict, extra: dict) -> dict:
@@ -73,7 +96,7 @@ def parse_overrides(args: list[str]) -> list[tuple[str, Any]]:
             i += 1
         else:
             raise ValueError(f"cannot parse override {arg!r}: use --key value or key=value")
-        out.append((key, yaml.safe_load(raw)))
+        out.append((key, yaml_load(raw)))
     return out
 
 
@@ -101,7 +124,7 @@ def load_config(paths: list[str | os.PathLike], overrides: list[str] | None = No
 
 def _load_yaml(path: Path) -> dict:
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        data = yaml_load(path.read_text(encoding="utf-8")) or {}
     except FileNotFoundError:
         raise FileNotFoundError(f"config file not found: {path}") from None
     except yaml.YAMLError as err:

@@ -121,7 +121,8 @@ def make_batches(
 
 def collate(batch: list[Utterance]) -> Batch:
     """Load the features of ``batch`` and pad them into a :class:`Batch`."""
-    mats = [torch.from_numpy(kaldiio.load_mat(u.feats_ref)) for u in batch]
+    # kaldiio returns read-only arrays; torch.tensor copies
+    mats = [torch.tensor(kaldiio.load_mat(u.feats_ref)) for u in batch]
     lens = torch.tensor([m.shape[0] for m in mats])
     feats = torch.nn.utils.rnn.pad_sequence(mats, batch_first=True)
     ys = torch.nn.utils.rnn.pad_sequence(

@@ -50,7 +50,8 @@ DESCRIPTIONS: dict[str, str] = {
     "noise floor 30-40 dB SNR",
     "rain": f"real rain recordings, SNR {SNR_RANGE_DB[0]:g}-{SNR_RANGE_DB[1]:g} dB",
     "wind": f"real wind recordings, SNR {SNR_RANGE_DB[0]:g}-{SNR_RANGE_DB[1]:g} dB",
-    "laugh": f"real laughter and crowd recordings, speed 0.85-1.15, SNR {SNR_RANGE_DB[0]:g}-{SNR_RANGE_DB[1]:g} dB",
+    "laugh": "real laughter and crowd recordings, speed 0.85-1.15, "
+    f"SNR {SNR_RANGE_DB[0]:g}-{SNR_RANGE_DB[1]:g} dB",
 }
 
 

@@ -197,8 +197,8 @@ def generate(
 
 def _write_data_dirs(out: Path, utts: list[Utterance], durations: list[list[float]]) -> dict[str, dict]:
     tables: dict[str, dict[str, dict]] = {}
-    for utt, durs in zip(utts, durations):
-        for domain, dur in zip(utt.domains, durs):
+    for utt, durs in zip(utts, durations, strict=True):
+        for domain, dur in zip(utt.domains, durs, strict=True):
             t = tables.setdefault(utt.dir_name(domain), {k: {} for k in ("wav", "text", "spk", "dur")})
             uid = utt.utt_id(domain)
             t["wav"][uid] = str(out / "audio" / utt.dir_name(domain) / f"{uid}.flac")
@@ -269,7 +269,8 @@ def _describe(preset: Preset, seed: int, utts: list[Utterance], dirs: dict, nois
             "test_variants": list(TEST_VARIANTS),
             "speakers": {k: v.as_dict() for k, v in sorted(speakers.items())},
         },
-        "text": "spoken digit strings (3-6 digits), words from data/digits/<lang>.txt; strings disjoint across splits",
+        "text": "spoken digit strings (3-6 digits), words from data/digits/<lang>.txt; "
+        "strings disjoint across splits",
         "noise": {
             "files": noise_files,
             "notice": notice(noise_dir) if noise_dir else "",

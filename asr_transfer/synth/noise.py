@@ -30,7 +30,7 @@ _HOW_TO_GET = (
 
 
 def find_noise_dir(explicit: str | os.PathLike | None = None) -> Path:
-    """The noise bank folder: ``explicit``, else ``$ASR_TRANSFER_NOISE_DIR``, else ``<repo>/../shared/data/noise``.
+    """The noise bank: ``explicit``, else ``$ASR_TRANSFER_NOISE_DIR``, else ``<repo>/../shared/data/noise``.
 
     Example:
         >>> find_noise_dir("/nonexistent")  # doctest: +IGNORE_EXCEPTION_DETAIL

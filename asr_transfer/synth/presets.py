@@ -50,8 +50,8 @@ def _plan(lang: str, role: str, utts: tuple[int, int, int], spks: tuple[int, int
         lang=lang,
         voice=ESPEAK_VOICES[lang],
         role=role,
-        sizes=dict(zip(SPLITS, utts)),
-        speakers=dict(zip(SPLITS, spks)),
+        sizes=dict(zip(SPLITS, utts, strict=True)),
+        speakers=dict(zip(SPLITS, spks, strict=True)),
         domains=domains,
     )
 

@@ -113,6 +113,11 @@ def espeak_data_path() -> Path:
     return Path(espeakng_loader.get_data_path())
 
 
+#: the one handle on the espeak-ng library in this process: dlclose only unloads (and so resets its
+#: static state) when no other handle holds it, so every :class:`Espeak` shares this one
+_LOADED: ctypes.CDLL | None = None
+
+
 class Espeak:
     """espeak-ng in-process, deterministic per utterance (see the module docstring)."""
 
@@ -124,7 +129,6 @@ class Espeak:
         self._lib_path = espeakng_loader.get_library_path()
         self._data_root = str(espeak_data_path().parent).encode()
         self._libc = ctypes.CDLL(None)
-        self._lib: ctypes.CDLL | None = None
         self._chunks: list[np.ndarray] = []
         # keep a reference: ctypes callbacks must outlive their use by C
         self._callback = self._CALLBACK(self._collect)
@@ -135,9 +139,11 @@ class Espeak:
         return 0
 
     def _fresh_library(self) -> ctypes.CDLL:
-        if self._lib is not None:
-            self._lib.espeak_Terminate()
-            _ctypes.dlclose(self._lib._handle)
+        global _LOADED
+        if _LOADED is not None:
+            _LOADED.espeak_Terminate()
+            _ctypes.dlclose(_LOADED._handle)
+            _LOADED = None
         lib = ctypes.CDLL(self._lib_path)
         lib.espeak_Initialize.argtypes = [
             ctypes.c_int,
@@ -154,11 +160,11 @@ class Espeak:
         if rate != ESPEAK_RATE:
             raise RuntimeError(f"espeak-ng initialisation failed (returned {rate})")
         lib.espeak_SetSynthCallback(self._callback)
-        self._lib = lib
+        _LOADED = lib
         return lib
 
     def version(self) -> str:
-        lib = self._lib or self._fresh_library()
+        lib = _LOADED or self._fresh_library()
         return lib.espeak_Info(None).decode()
 
     def synth(self, text: str, voice: str, *, pitch: int, rate: int, range_: int) -> np.ndarray:

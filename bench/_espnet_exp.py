@@ -1,0 +1,139 @@
+"""Train ESPnet2 ASR experiments with ESPnet's own trainer from our Kaldi data dirs and model configs.
+
+Shared by ``bench/train_throughput.py``, ``bench/decode_speed.py`` and
+``tests/test_espnet_loader.py``. ESPnet reads the raw audio and computes its
+features in the model (``DefaultFrontend``, here with a 25 ms window and 10 ms
+hop so its frame rate equals our Kaldi fbank's); the global CMVN statistics are
+written by hand in ESPnet's npz format (``count``, ``sum``, ``sum_square``),
+which saves the separate ``--collect_stats`` run.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+
+from asr_transfer.data.audio import SAMPLE_RATE, load_audio
+from asr_transfer.data.kaldi import load_data_dir
+from asr_transfer.text.normalize import Normalizer
+from asr_transfer.text.tokenizer import Tokenizer
+
+#: ESPnet DefaultFrontend settings with Kaldi's 25 ms / 10 ms framing
+FRONTEND = {"n_fft": 512, "win_length": 400, "hop_length": 160, "n_mels": 80}
+
+
+def prepare_data(data_dir: str | Path, out: str | Path, lang: str = "en", max_utts: int | None = None,
+                 tokenizer: Tokenizer | None = None) -> dict[str, Path]:
+    """Write ESPnet's inputs for a Kaldi data dir: ``wav.scp``, normalised ``text``, ``speech_shape``
+    (samples), ``tokens.txt`` (char list, ESPnet order) and ``feats_stats.npz`` (global MVN stats)."""
+    from espnet2.asr.frontend.default import DefaultFrontend
+
+    data = load_data_dir(data_dir)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    utts = data.utts[:max_utts]
+    norm = Normalizer(lang)
+    texts = {u: norm(data.text[u]) for u in utts}
+    tok = tokenizer or Tokenizer.train_char(list(texts.values()), lang=lang)
+    frontend = DefaultFrontend(**FRONTEND).eval()
+    count, total, total_sq = 0, np.zeros(FRONTEND["n_mels"]), np.zeros(FRONTEND["n_mels"])
+    shapes = []
+    for u in utts:
+        wave = load_audio(data.wav[u])
+        shapes.append(f"{u} {len(wave)}")
+        with torch.no_grad():
+            feats, _ = frontend(torch.from_numpy(wave)[None], torch.tensor([len(wave)]))
+        f = feats[0].double().numpy()
+        count, total, total_sq = count + len(f), total + f.sum(0), total_sq + (f * f).sum(0)
+    paths = {name: out / name for name in ("wav.scp", "text", "speech_shape", "tokens.txt", "feats_stats.npz")}
+    paths["wav.scp"].write_text("".join(f"{u} {Path(data.wav[u]).resolve()}\n" for u in utts))
+    paths["text"].write_text("".join(f"{u} {texts[u]}\n" for u in utts), encoding="utf-8")
+    paths["speech_shape"].write_text("\n".join(shapes) + "\n")
+    paths["tokens.txt"].write_text("\n".join(tok.tokens) + "\n", encoding="utf-8")
+    np.savez(paths["feats_stats.npz"], count=np.array(count), sum=total, sum_square=total_sq)
+    return paths
+
+
+def audio_seconds(paths: dict[str, Path]) -> float:
+    """Total audio of a prepared set, from its ``speech_shape``."""
+    return sum(int(line.split()[1]) for line in paths["speech_shape"].read_text().splitlines()) / SAMPLE_RATE
+
+
+def espnet_config(model: dict, stats: Path, *, batch_bins: int, lr: float = 2e-3, warmup_steps: int = 100,
+                  max_epoch: int = 1, **extra: object) -> dict:
+    """ESPnet2 ``asr_train`` config equivalent to the ``model:`` section of one of our YAML configs.
+
+    ``batch_bins`` counts padded samples (``batch size * longest``, ESPnet's ``length`` sampler on the
+    speech shape only): ``max_batch_frames * 160`` matches our frames budget.
+    """
+    enc = dict(model["encoder"])
+    enc_type = enc.pop("type", "transformer")
+    cfg: dict = {
+        "frontend": "default",
+        "frontend_conf": {**FRONTEND, "n_mels": int(model.get("input_dim", 80))},
+        "normalize": "global_mvn",
+        "normalize_conf": {"stats_file": str(stats)},
+        "specaug": "specaug" if model.get("specaug") else None,
+        "specaug_conf": dict(model.get("specaug") or {}),
+        "encoder": enc_type,
+        "encoder_conf": enc,
+        "decoder": "transformer",
+        "decoder_conf": dict(model.get("decoder") or {}),
+        "model_conf": {"ctc_weight": float(model.get("ctc_weight", 0.3)),
+                       "lsm_weight": float(model.get("lsm_weight", 0.1)), "length_normalized_loss": False},
+        "optim": "adam",
+        "optim_conf": {"lr": lr, "betas": [0.9, 0.98], "eps": 1e-9},
+        "scheduler": "warmuplr",
+        "scheduler_conf": {"warmup_steps": warmup_steps},
+        "batch_type": "length",
+        "batch_bins": batch_bins,
+        "fold_length": [80000],
+        "max_epoch": max_epoch,
+        "grad_clip": 5.0,
+        "accum_grad": 1,
+        "best_model_criterion": [["valid", "acc", "max"]],
+        "keep_nbest_models": 1,
+        "num_att_plot": 0,
+    }
+    if cfg["specaug"] is None:
+        del cfg["specaug_conf"]
+    cfg.update(extra)
+    return cfg
+
+
+def train_command(cfg: dict, train: dict[str, Path], valid: dict[str, Path], out_dir: str | Path,
+                  num_workers: int = 0, seed: int = 1) -> list[str]:
+    """The ``python -m espnet2.bin.asr_train`` command line (config written to ``OUT/train_config.yaml``)."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    conf = out_dir / "train_config.yaml"
+    conf.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    return [
+        sys.executable, "-m", "espnet2.bin.asr_train",
+        "--config", str(conf), "--output_dir", str(out_dir), "--ngpu", "0", "--seed", str(seed),
+        "--num_workers", str(num_workers), "--use_preprocessor", "true",
+        "--token_type", "char", "--token_list", str(train["tokens.txt"]),
+        "--train_data_path_and_name_and_type", f"{train['wav.scp']},speech,sound",
+        "--train_data_path_and_name_and_type", f"{train['text']},text,text",
+        "--train_shape_file", str(train["speech_shape"]),
+        "--valid_data_path_and_name_and_type", f"{valid['wav.scp']},speech,sound",
+        "--valid_data_path_and_name_and_type", f"{valid['text']},text,text",
+        "--valid_shape_file", str(valid["speech_shape"]),
+        "--resume", "false",
+    ]  # fmt: skip
+
+
+def run_espnet(cmd: list[str], log: Path, threads: int = 1) -> None:
+    """Run an ESPnet command with ``threads`` OpenMP/torch threads; raise with the log's tail on failure."""
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+    with open(log, "w") as f:
+        rc = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, env=env).returncode
+    if rc:
+        tail = "\n".join(log.read_text(errors="replace").splitlines()[-30:])
+        raise RuntimeError(f"{' '.join(cmd[:3])} failed (rc {rc}); log {log}:\n{tail}")

@@ -1,0 +1,65 @@
+"""Shared fixtures: a tiny real corpus (espeak-ng speech), its features and tokenizer."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+NOISE = REPO.parent / "shared" / "data" / "noise"
+
+# tests share 2 cores; one thread per process keeps them from fighting
+torch.set_num_threads(1)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA GPU")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
+
+
+def cli(*args: str | os.PathLike) -> int:
+    """Run an ``asr-transfer`` subcommand in-process."""
+    from asr_transfer.cli import main
+
+    return main([str(a) for a in args])
+
+
+@pytest.fixture(scope="session")
+def tiny_corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The ``tiny`` synth preset: a few real synthesised utterances per data dir."""
+    out = tmp_path_factory.mktemp("tiny") / "corpus"
+    assert cli("synth", "--preset", "tiny", "--out", out, "--seed", "3", "--jobs", "1", "--noise-dir", NOISE) == 0
+    return out / "data"
+
+
+@pytest.fixture(scope="session")
+def tiny_setup(tiny_corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Dumped features + CMVN + char tokenizer for en_train_clean / en_dev_clean."""
+    root = tmp_path_factory.mktemp("setup")
+    train, dev = tiny_corpus / "en_train_clean", tiny_corpus / "en_dev_clean"
+    assert cli("features", train, dev, "--out", root / "dump") == 0
+    assert cli("features", train, "--out", root / "cmvn_tmp", "--cmvn", root / "cmvn.npz") == 0
+    assert cli("tokenizer", train, "--lang", "en", "--kind", "char", "--out", root / "tok") == 0
+    return {"root": root, "train": root / "dump" / train.name, "dev": root / "dump" / dev.name,
+            "cmvn": root / "cmvn.npz", "tok": root / "tok", "data": tiny_corpus}
+
+
+def train_args(setup: dict[str, Path], exp: Path, *extra: str) -> list[str]:
+    """A complete ``asr-transfer train`` command line for the tiny set-up and a 2-block model."""
+    return [
+        "train", "--config", str(REPO / "conf/model/tiny.yaml"), "--config", str(REPO / "conf/train/mini.yaml"),
+        "--exp", str(exp),
+        "--data.train", f"[{{dump: {setup['train']}, lang: en}}]",
+        "--data.dev", f"[{{dump: {setup['dev']}, lang: en}}]",
+        "--data.tokenizers", f"{{en: {setup['tok']}}}", "--data.cmvn", str(setup["cmvn"]),
+        "--model.encoder.num_blocks", "2", "--model.encoder.output_size", "64", "--model.encoder.linear_units", "128",
+        "--model.decoder.linear_units", "128", "--train.num_threads", "1", "--train.device", "cpu",
+        *extra,
+    ]  # fmt: skip

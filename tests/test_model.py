@@ -1,0 +1,82 @@
+"""The hybrid model: shapes, layer taps, slots/adapters, freezing, heads, loss."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from asr_transfer.model import build_model
+from asr_transfer.model.slots import Adapter, set_trainable
+
+CFG = {
+    "encoder": {"output_size": 32, "attention_heads": 2, "linear_units": 64, "num_blocks": 3},
+    "decoder": {"attention_heads": 2, "linear_units": 64, "num_blocks": 2},
+}
+
+
+def _batch() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    torch.manual_seed(0)
+    return torch.randn(2, 60, 80), torch.tensor([60, 45]), torch.tensor([[3, 4, 5], [6, 7, -1]])
+
+
+def test_forward_returns_losses_taps_and_ctc_posteriors() -> None:
+    model = build_model(CFG, {"en": 12, "ro": 9})
+    feats, lens, ys = _batch()
+    out = model(feats, lens, ys, "en", return_layers=(1, 3))
+    assert out.enc_out.shape == (2, 14, 32)
+    assert out.enc_lens.tolist() == [14, 12]  # ESPnet conv2d mask subsampling
+    assert sorted(out.layers) == [1, 3] and out.layers[1].shape == (2, 14, 32)
+    assert out.ctc_logp.shape == (2, 14, 12) and out.ctc_logp.dtype == torch.float32
+    assert torch.allclose(out.ctc_logp.exp().sum(-1), torch.ones(2, 14), atol=1e-5)
+    expected = 0.3 * out.loss_ctc + 0.7 * out.loss_att
+    assert torch.isclose(out.loss, expected)
+    # the Romanian head has its own vocabulary size over the same body
+    assert model(feats, lens, ys.clamp(max=8), "ro").ctc_logp.shape[-1] == 9
+
+
+def test_conformer_encoder_option() -> None:
+    cfg = {**CFG, "encoder": {**CFG["encoder"], "type": "conformer", "rel_pos_type": "latest",
+                              "pos_enc_layer_type": "rel_pos", "selfattention_layer_type": "rel_selfattn"}}
+    model = build_model(cfg, {"en": 12})
+    feats, lens, ys = _batch()
+    out = model(feats, lens, ys, "en", return_layers=(2,))
+    assert out.layers[2].shape == (2, 14, 32) and torch.isfinite(out.loss)
+
+
+def test_parameter_names_follow_espnet() -> None:
+    names = set(build_model(CFG, {"en": 12}).state_dict())
+    assert "encoder.encoders.0.self_attn.linear_q.weight" in names
+    assert "decoder.decoders.1.src_attn.linear_out.bias" in names
+    assert "heads.en.ctc.ctc_lo.weight" in names and "heads.en.embed.weight" in names
+
+
+def test_adapters_start_as_identity_then_change_output_and_save_small() -> None:
+    model = build_model(CFG, {"en": 12}).eval()
+    feats, lens, ys = _batch()
+    before = model(feats, lens, ys, "en").ctc_logp
+    model.add_slot_modules("ro", lambda d: Adapter(d, bottleneck=4))
+    assert torch.allclose(model(feats, lens, ys, "en").ctc_logp, before)
+    for slot in model.enc_slots:
+        torch.nn.init.normal_(slot.modules_by_name["ro"].up.weight)
+    assert not torch.allclose(model(feats, lens, ys, "en").ctc_logp, before)
+    model.set_enabled([])
+    assert torch.allclose(model(feats, lens, ys, "en").ctc_logp, before)
+    small = model.slot_state_dict("ro")
+    # 3 encoder + 2 decoder slots, each LayerNorm (2) + down + up
+    assert len(small) == 5 * 4
+    assert sum(v.numel() for v in small.values()) < 0.1 * sum(p.numel() for p in model.parameters())
+
+
+def test_freezing_by_name_pattern() -> None:
+    model = build_model(CFG, {"en": 12})
+    n = set_trainable(model, ["encoder.*", "decoder.*"], False)
+    trainable = {k for k, p in model.named_parameters() if p.requires_grad}
+    assert n > 0 and trainable and all(k.startswith("heads.") for k in trainable)
+    with pytest.raises(ValueError, match="no parameter matches"):
+        set_trainable(model, ["nothing.*"], True)
+
+
+def test_too_short_input_is_a_clear_error() -> None:
+    model = build_model(CFG, {"en": 12})
+    with pytest.raises(ValueError, match="too short"):
+        model.encode(torch.randn(1, 5, 80), torch.tensor([5]))

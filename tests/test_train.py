@@ -1,0 +1,104 @@
+"""The training loop on real (tiny) data: outputs, kill + resume, 2-process DDP, bad input."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from conftest import REPO, cli, train_args
+
+from asr_transfer.data.dataset import load_dump
+from asr_transfer.data.kaldi import DataError
+from asr_transfer.text.tokenizer import Tokenizer
+
+
+def test_training_writes_model_resolved_config_and_tensorboard(tiny_setup: dict[str, Path], tmp_path: Path) -> None:
+    exp = tmp_path / "exp"
+    assert cli(*train_args(tiny_setup, exp, "--train.epochs", "3", "--train.keep_best", "2")) == 0
+    cfg = yaml.safe_load((exp / "config.yaml").read_text())
+    assert cfg["model"]["encoder"]["num_blocks"] == 2 and cfg["train"]["epochs"] == 3
+    assert list((exp / "tensorboard").glob("events.out.tfevents.*"))
+    averaged = torch.load(exp / "model.pt")
+    assert len(averaged["averaged_epochs"]) == 2
+    assert len(list((exp / "checkpoints").glob("epoch*.pt"))) == 2  # only the best k are kept
+    assert (exp / "tokenizers" / "en" / "tokens.txt").exists()
+    state = torch.load(exp / "checkpoints" / "last.pt", weights_only=False)["state"]
+    assert state["epoch"] == 4 and state["skipped"] == 0 and state["step"] > 0
+    # rerunning a finished experiment resumes past the last epoch and only re-averages
+    assert cli(*train_args(tiny_setup, exp, "--train.epochs", "3", "--train.keep_best", "2")) == 0
+    assert "resumed from" in (exp / "train.log").read_text()
+
+
+def test_transcripts_outside_the_vocabulary_name_file_and_line(tiny_setup: dict[str, Path], tmp_path: Path) -> None:
+    dump = tmp_path / "dump"
+    dump.mkdir()
+    for name in ("feats.scp", "utt2num_frames"):
+        (dump / name).write_text((tiny_setup["train"] / name).read_text())
+    lines = (tiny_setup["train"] / "text").read_text().splitlines()
+    lines[1] = lines[1] + " ø"
+    (dump / "text").write_text("\n".join(lines) + "\n")
+    with pytest.raises(DataError, match=r"text:2: characters outside the en vocabulary: ø"):
+        load_dump(dump, "en", Tokenizer.load(tiny_setup["tok"]))
+
+
+def _run(args: list[str], **kw) -> subprocess.Popen:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.Popen(args, env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **kw)
+
+
+@pytest.mark.slow
+def test_sigkill_mid_epoch_then_rerun_resumes_and_matches_an_uninterrupted_run(
+    tiny_setup: dict[str, Path], tmp_path: Path
+) -> None:
+    # one utterance per batch and a checkpoint every step: many places to be killed in
+    extra = ["--train.epochs", "3", "--train.max_batch_frames", "400", "--train.save_every_steps", "1"]
+    cmd = [sys.executable, "-m", "asr_transfer.cli", *train_args(tiny_setup, tmp_path / "killed", *extra)]
+    proc = _run(cmd)
+    last = tmp_path / "killed" / "checkpoints" / "last.pt"
+    deadline = time.time() + 300
+    while time.time() < deadline:
+        if last.exists():
+            state = torch.load(last, weights_only=False)["state"]
+            if state["epoch"] == 2 and state["batch"] >= 2:
+                break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    killed_at = torch.load(last, weights_only=False)["state"]
+    assert killed_at["epoch"] == 2 and not (tmp_path / "killed" / "model.pt").exists()
+
+    out = _run(cmd).communicate()[0]
+    assert "resumed from" in out, out[-2000:]
+    cmd_ref = [sys.executable, "-m", "asr_transfer.cli", *train_args(tiny_setup, tmp_path / "ref", *extra)]
+    ref_out = _run(cmd_ref).communicate()[0]
+    resumed = torch.load(tmp_path / "killed" / "model.pt")["model"]
+    reference = torch.load(tmp_path / "ref" / "model.pt")["model"]
+    assert (tmp_path / "ref" / "model.pt").exists(), ref_out[-2000:]
+    # same data order, optimiser and RNG state: the resumed run ends where an uninterrupted one does
+    for key, value in reference.items():
+        assert torch.allclose(resumed[key], value, atol=1e-5), key
+
+
+@pytest.mark.slow
+def test_two_process_gloo_ddp_trains(tiny_setup: dict[str, Path], tmp_path: Path) -> None:
+    exp = tmp_path / "ddp"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           "-m", "asr_transfer.cli", *train_args(tiny_setup, exp, "--train.epochs", "2",
+                                                 "--train.max_batch_frames", "700")]  # fmt: skip
+    proc = _run(cmd)
+    try:
+        out = proc.communicate(timeout=400)[0]
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        pytest.fail("DDP training hung")
+    assert proc.returncode == 0, out[-3000:]
+    assert (exp / "model.pt").exists()
+    state = torch.load(exp / "checkpoints" / "last.pt", weights_only=False)["state"]
+    assert state["epoch"] == 3
