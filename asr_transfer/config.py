@@ -12,10 +12,9 @@ from __future__ import annotations
 import copy
 import hashlib
 import os
+import re
 from pathlib import Path
 from typing import Any
-
-import re
 
 import yaml
 

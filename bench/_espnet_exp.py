@@ -29,7 +29,7 @@ FRONTEND = {"n_fft": 512, "win_length": 400, "hop_length": 160, "n_mels": 80}
 
 
 def prepare_data(data_dir: str | Path, out: str | Path, lang: str = "en", max_utts: int | None = None,
-                 tokenizer: Tokenizer | None = None) -> dict[str, Path]:
+                 tokenizer: Tokenizer | None = None) -> dict[str, Path | str]:
     """Write ESPnet's inputs for a Kaldi data dir: ``wav.scp``, normalised ``text``, ``speech_shape``
     (samples), ``tokens.txt`` (char list, ESPnet order) and ``feats_stats.npz`` (global MVN stats)."""
     from espnet2.asr.frontend.default import DefaultFrontend
@@ -52,6 +52,7 @@ def prepare_data(data_dir: str | Path, out: str | Path, lang: str = "en", max_ut
         f = feats[0].double().numpy()
         count, total, total_sq = count + len(f), total + f.sum(0), total_sq + (f * f).sum(0)
     paths = {name: out / name for name in ("wav.scp", "text", "speech_shape", "tokens.txt", "feats_stats.npz")}
+    paths["speech"], paths["speech_type"] = paths["wav.scp"], "sound"
     paths["wav.scp"].write_text("".join(f"{u} {Path(data.wav[u]).resolve()}\n" for u in utts))
     paths["text"].write_text("".join(f"{u} {texts[u]}\n" for u in utts), encoding="utf-8")
     paths["speech_shape"].write_text("\n".join(shapes) + "\n")
@@ -60,17 +61,41 @@ def prepare_data(data_dir: str | Path, out: str | Path, lang: str = "en", max_ut
     return paths
 
 
-def audio_seconds(paths: dict[str, Path]) -> float:
+def prepare_fbank_data(dump_dir: str | Path, cmvn: str | Path, tokenizer: Tokenizer, out: str | Path,
+                       lang: str = "en") -> dict[str, Path | str]:
+    """ESPnet inputs over our dumped fbank (``feats.scp``, read as ``kaldi_ark``): the same features and
+    CMVN statistics as our loop, so a comparison measures the two training loops only."""
+    from asr_transfer.data.kaldi import read_table
+
+    dump, out = Path(dump_dir), Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    frames = read_table(dump / "utt2num_frames")
+    norm = Normalizer(lang)
+    text = read_table(dump / "text", allow_empty_value=True)
+    paths = {"speech": dump / "feats.scp", "speech_type": "kaldi_ark", "text": out / "text",
+             "speech_shape": out / "speech_shape", "tokens.txt": out / "tokens.txt",
+             "feats_stats.npz": out / "feats_stats.npz"}
+    paths["text"].write_text("".join(f"{u} {norm(t)}\n" for u, t in text.items()), encoding="utf-8")
+    paths["speech_shape"].write_text("".join(f"{u} {n},80\n" for u, n in frames.items()))
+    paths["tokens.txt"].write_text("\n".join(tokenizer.tokens) + "\n", encoding="utf-8")
+    stats = np.load(cmvn)
+    mean, var, count = stats["mean"].astype(np.float64), stats["istd"].astype(np.float64) ** -2, int(stats["count"])
+    np.savez(paths["feats_stats.npz"], count=np.array(count), sum=mean * count, sum_square=(var + mean**2) * count)
+    return paths
+
+
+def audio_seconds(paths: dict[str, Path | str]) -> float:
     """Total audio of a prepared set, from its ``speech_shape``."""
     return sum(int(line.split()[1]) for line in paths["speech_shape"].read_text().splitlines()) / SAMPLE_RATE
 
 
 def espnet_config(model: dict, stats: Path, *, batch_bins: int, lr: float = 2e-3, warmup_steps: int = 100,
-                  max_epoch: int = 1, **extra: object) -> dict:
+                  max_epoch: int = 1, raw_audio: bool = True, **extra: object) -> dict:
     """ESPnet2 ``asr_train`` config equivalent to the ``model:`` section of one of our YAML configs.
 
-    ``batch_bins`` counts padded samples (``batch size * longest``, ESPnet's ``length`` sampler on the
-    speech shape only): ``max_batch_frames * 160`` matches our frames budget.
+    ``batch_bins`` counts padded input units (``batch size * longest``, ESPnet's ``length`` sampler on the
+    speech shape only): samples for raw audio (``max_batch_frames * 160`` matches our frames budget),
+    frames for precomputed features (``raw_audio=False``: no frontend, ``input_size`` set).
     """
     enc = dict(model["encoder"])
     enc_type = enc.pop("type", "transformer")
@@ -103,11 +128,14 @@ def espnet_config(model: dict, stats: Path, *, batch_bins: int, lr: float = 2e-3
     }
     if cfg["specaug"] is None:
         del cfg["specaug_conf"]
+    if not raw_audio:
+        cfg.update(frontend=None, input_size=int(model.get("input_dim", 80)))
+        del cfg["frontend_conf"]
     cfg.update(extra)
     return cfg
 
 
-def train_command(cfg: dict, train: dict[str, Path], valid: dict[str, Path], out_dir: str | Path,
+def train_command(cfg: dict, train: dict[str, Path | str], valid: dict[str, Path | str], out_dir: str | Path,
                   num_workers: int = 0, seed: int = 1) -> list[str]:
     """The ``python -m espnet2.bin.asr_train`` command line (config written to ``OUT/train_config.yaml``)."""
     out_dir = Path(out_dir)
@@ -119,10 +147,10 @@ def train_command(cfg: dict, train: dict[str, Path], valid: dict[str, Path], out
         "--config", str(conf), "--output_dir", str(out_dir), "--ngpu", "0", "--seed", str(seed),
         "--num_workers", str(num_workers), "--use_preprocessor", "true",
         "--token_type", "char", "--token_list", str(train["tokens.txt"]),
-        "--train_data_path_and_name_and_type", f"{train['wav.scp']},speech,sound",
+        "--train_data_path_and_name_and_type", f"{train['speech']},speech,{train['speech_type']}",
         "--train_data_path_and_name_and_type", f"{train['text']},text,text",
         "--train_shape_file", str(train["speech_shape"]),
-        "--valid_data_path_and_name_and_type", f"{valid['wav.scp']},speech,sound",
+        "--valid_data_path_and_name_and_type", f"{valid['speech']},speech,{valid['speech_type']}",
         "--valid_data_path_and_name_and_type", f"{valid['text']},text,text",
         "--valid_shape_file", str(valid["speech_shape"]),
         "--resume", "false",

@@ -35,7 +35,10 @@ def cli(*args: str | os.PathLike) -> int:
 def tiny_corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The ``tiny`` synth preset: a few real synthesised utterances per data dir."""
     out = tmp_path_factory.mktemp("tiny") / "corpus"
-    assert cli("synth", "--preset", "tiny", "--out", out, "--seed", "3", "--jobs", "1", "--noise-dir", NOISE) == 0
+    assert (
+        cli("synth", "--preset", "tiny", "--out", out, "--seed", "3", "--jobs", "1", "--noise-dir", NOISE)
+        == 0
+    )
     return out / "data"
 
 
@@ -47,8 +50,14 @@ def tiny_setup(tiny_corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> d
     assert cli("features", train, dev, "--out", root / "dump") == 0
     assert cli("features", train, "--out", root / "cmvn_tmp", "--cmvn", root / "cmvn.npz") == 0
     assert cli("tokenizer", train, "--lang", "en", "--kind", "char", "--out", root / "tok") == 0
-    return {"root": root, "train": root / "dump" / train.name, "dev": root / "dump" / dev.name,
-            "cmvn": root / "cmvn.npz", "tok": root / "tok", "data": tiny_corpus}
+    return {
+        "root": root,
+        "train": root / "dump" / train.name,
+        "dev": root / "dump" / dev.name,
+        "cmvn": root / "cmvn.npz",
+        "tok": root / "tok",
+        "data": tiny_corpus,
+    }
 
 
 def train_args(setup: dict[str, Path], exp: Path, *extra: str) -> list[str]:
@@ -63,3 +72,11 @@ def train_args(setup: dict[str, Path], exp: Path, *extra: str) -> list[str]:
         "--model.decoder.linear_units", "128", "--train.num_threads", "1", "--train.device", "cpu",
         *extra,
     ]  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def tiny_exp(tiny_setup: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny model trained for 2 epochs (what it says is nonsense; decoding mechanics are real)."""
+    exp = tmp_path_factory.mktemp("exp") / "tiny"
+    assert cli(*train_args(tiny_setup, exp, "--train.epochs", "2")) == 0
+    return exp

@@ -35,8 +35,16 @@ def test_forward_returns_losses_taps_and_ctc_posteriors() -> None:
 
 
 def test_conformer_encoder_option() -> None:
-    cfg = {**CFG, "encoder": {**CFG["encoder"], "type": "conformer", "rel_pos_type": "latest",
-                              "pos_enc_layer_type": "rel_pos", "selfattention_layer_type": "rel_selfattn"}}
+    cfg = {
+        **CFG,
+        "encoder": {
+            **CFG["encoder"],
+            "type": "conformer",
+            "rel_pos_type": "latest",
+            "pos_enc_layer_type": "rel_pos",
+            "selfattention_layer_type": "rel_selfattn",
+        },
+    }
     model = build_model(cfg, {"en": 12})
     feats, lens, ys = _batch()
     out = model(feats, lens, ys, "en", return_layers=(2,))

@@ -19,7 +19,9 @@ from asr_transfer.data.kaldi import DataError
 from asr_transfer.text.tokenizer import Tokenizer
 
 
-def test_training_writes_model_resolved_config_and_tensorboard(tiny_setup: dict[str, Path], tmp_path: Path) -> None:
+def test_training_writes_model_resolved_config_and_tensorboard(
+    tiny_setup: dict[str, Path], tmp_path: Path
+) -> None:
     exp = tmp_path / "exp"
     assert cli(*train_args(tiny_setup, exp, "--train.epochs", "3", "--train.keep_best", "2")) == 0
     cfg = yaml.safe_load((exp / "config.yaml").read_text())
@@ -36,7 +38,9 @@ def test_training_writes_model_resolved_config_and_tensorboard(tiny_setup: dict[
     assert "resumed from" in (exp / "train.log").read_text()
 
 
-def test_transcripts_outside_the_vocabulary_name_file_and_line(tiny_setup: dict[str, Path], tmp_path: Path) -> None:
+def test_transcripts_outside_the_vocabulary_name_file_and_line(
+    tiny_setup: dict[str, Path], tmp_path: Path
+) -> None:
     dump = tmp_path / "dump"
     dump.mkdir()
     for name in ("feats.scp", "utt2num_frames"):
@@ -50,7 +54,9 @@ def test_transcripts_outside_the_vocabulary_name_file_and_line(tiny_setup: dict[
 
 def _run(args: list[str], **kw) -> subprocess.Popen:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    return subprocess.Popen(args, env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **kw)
+    return subprocess.Popen(
+        args, env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **kw
+    )
 
 
 @pytest.mark.slow

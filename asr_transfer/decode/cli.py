@@ -63,8 +63,11 @@ def decode_dir(rec: Recognizer, data_dir: Path, out: Path, lang: str | None) -> 
     for name in ("utt2spk", "utt2lang", "utt2domain"):
         if (data_dir / name).exists():
             shutil.copyfile(data_dir / name, out / name)
-    (out / "decode.yaml").write_text(yaml.safe_dump(
-        {**asdict(rec.decode_cfg), "lang": lang, "data": str(data_dir), "rtf": elapsed / audio_s}))
+    (out / "decode.yaml").write_text(
+        yaml.safe_dump(
+            {**asdict(rec.decode_cfg), "lang": lang, "data": str(data_dir), "rtf": elapsed / audio_s}
+        )
+    )
     return elapsed / audio_s
 
 

@@ -23,7 +23,9 @@ class DecoderScorer(BatchScorerInterface, torch.nn.Module):
         logp, states = self.batch_score(ys.unsqueeze(0), [state], x.unsqueeze(0))
         return logp.squeeze(0), states[0]
 
-    def batch_score(self, ys: torch.Tensor, states: list[Any], xs: torch.Tensor) -> tuple[torch.Tensor, list[Any]]:
+    def batch_score(
+        self, ys: torch.Tensor, states: list[Any], xs: torch.Tensor
+    ) -> tuple[torch.Tensor, list[Any]]:
         """``ys`` ``(N, L)`` prefixes, ``xs`` ``(N, T, D)`` -> ``(N, V)`` log-probs and per-hyp states."""
         n_layers = len(self.model.dec_slots)
         cache = None if states[0] is None else [torch.stack([s[i] for s in states]) for i in range(n_layers)]

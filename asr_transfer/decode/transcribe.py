@@ -24,16 +24,26 @@ class Recognizer:
         rec.transcribe("utt.flac")          # -> "three one four"
     """
 
-    def __init__(self, model: HybridASR, tokenizers: dict[str, Tokenizer], decode: DecodeConfig | None = None,
-                 device: str | torch.device = "cpu") -> None:
+    def __init__(
+        self,
+        model: HybridASR,
+        tokenizers: dict[str, Tokenizer],
+        decode: DecodeConfig | None = None,
+        device: str | torch.device = "cpu",
+    ) -> None:
         self.model = model.to(device).eval()
         self.tokenizers = tokenizers
         self.decode_cfg = decode or DecodeConfig()
         self.device = torch.device(device)
 
     @classmethod
-    def from_exp(cls, exp_dir: str | Path, checkpoint: str = "model.pt", decode: DecodeConfig | None = None,
-                 device: str | torch.device = "cpu") -> Recognizer:
+    def from_exp(
+        cls,
+        exp_dir: str | Path,
+        checkpoint: str = "model.pt",
+        decode: DecodeConfig | None = None,
+        device: str | torch.device = "cpu",
+    ) -> Recognizer:
         """Build from ``EXP/config.yaml``, ``EXP/tokenizers/<lang>`` and ``EXP/<checkpoint>`` (strict load)."""
         exp = Path(exp_dir)
         cfg = load_config([exp / "config.yaml"])

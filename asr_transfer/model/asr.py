@@ -17,13 +17,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
-from espnet2.asr.decoder.transformer_decoder import TransformerDecoder
-from espnet2.asr.encoder.conformer_encoder import ConformerEncoder
-from espnet2.asr.encoder.transformer_encoder import TransformerEncoder
 from espnet.nets.pytorch_backend.nets_utils import make_pad_mask, th_accuracy
 from espnet.nets.pytorch_backend.transformer.add_sos_eos import add_sos_eos
 from espnet.nets.pytorch_backend.transformer.label_smoothing_loss import LabelSmoothingLoss
 from espnet.nets.pytorch_backend.transformer.mask import subsequent_mask
+from espnet2.asr.decoder.transformer_decoder import TransformerDecoder
+from espnet2.asr.encoder.conformer_encoder import ConformerEncoder
+from espnet2.asr.encoder.transformer_encoder import TransformerEncoder
 
 from asr_transfer.data.dataset import IGNORE_ID
 from asr_transfer.model.heads import LanguageHead
@@ -168,8 +168,14 @@ class HybridASR(torch.nn.Module):
             new_cache.append(x)
         return self.decoder.after_norm(x), new_cache
 
-    def attention_logits(self, enc_out: torch.Tensor, enc_lens: torch.Tensor, ys_in: torch.Tensor,
-                         ys_in_lens: torch.Tensor, lang: str) -> torch.Tensor:
+    def attention_logits(
+        self,
+        enc_out: torch.Tensor,
+        enc_lens: torch.Tensor,
+        ys_in: torch.Tensor,
+        ys_in_lens: torch.Tensor,
+        lang: str,
+    ) -> torch.Tensor:
         """Teacher-forced decoder: ``(B, L)`` inputs -> ``(B, L, V)`` logits."""
         tgt_mask = ~make_pad_mask(ys_in_lens)[:, None, :].to(ys_in.device)
         tgt_mask = tgt_mask & subsequent_mask(tgt_mask.size(-1), device=ys_in.device).unsqueeze(0)
@@ -194,14 +200,21 @@ class HybridASR(torch.nn.Module):
         # CTC and the cross-entropy run in fp32 even under bf16 autocast: both are sums of many logs
         with torch.autocast(enc_out.device.type, enabled=False):
             loss_ctc = torch.nn.functional.ctc_loss(
-                ctc_logp.transpose(0, 1), ys.clamp_min(0), enc_lens, ys_lens,
-                blank=0, reduction="sum", zero_infinity=True,
+                ctc_logp.transpose(0, 1),
+                ys.clamp_min(0),
+                enc_lens,
+                ys_lens,
+                blank=0,
+                reduction="sum",
+                zero_infinity=True,
             ) / ys.size(0)
         eos = head.vocab_size - 1
         ys_in, ys_out = add_sos_eos(ys, eos, eos, IGNORE_ID)
         logits = self.attention_logits(enc_out, enc_lens, ys_in, ys_lens + 1, lang)
         with torch.autocast(enc_out.device.type, enabled=False):
-            criterion = LabelSmoothingLoss(head.vocab_size, IGNORE_ID, self.lsm_weight, normalize_length=False)
+            criterion = LabelSmoothingLoss(
+                head.vocab_size, IGNORE_ID, self.lsm_weight, normalize_length=False
+            )
             loss_att = criterion(logits.float(), ys_out)
         acc = th_accuracy(logits.detach().float().view(-1, head.vocab_size), ys_out, ignore_label=IGNORE_ID)
         loss = self.ctc_weight * loss_ctc + (1 - self.ctc_weight) * loss_att

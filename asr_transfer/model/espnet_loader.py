@@ -30,8 +30,13 @@ from asr_transfer.model.asr import ENCODERS, HybridASR
 from asr_transfer.text.tokenizer import Tokenizer
 
 #: checkpoints tried in this order when none is named (ESPnet's usual names)
-CHECKPOINTS = ("valid.acc.ave.pth", "valid.acc.best.pth", "valid.loss.ave.pth", "valid.loss.best.pth",
-               "latest.pth")
+CHECKPOINTS = (
+    "valid.acc.ave.pth",
+    "valid.acc.best.pth",
+    "valid.loss.ave.pth",
+    "valid.loss.best.pth",
+    "latest.pth",
+)
 #: ESPnet's subsampling input layers that HybridASR.encode drives with (x, mask)
 SUBSAMPLING = {"conv2d", "conv2d1", "conv2d2", "conv2d6", "conv2d8"}
 
@@ -89,7 +94,10 @@ def load_espnet_exp(
 
 
 def map_state_dict(
-    state: dict[str, torch.Tensor], lang: str, normalize: str | None = None, normalize_conf: dict | None = None
+    state: dict[str, torch.Tensor],
+    lang: str,
+    normalize: str | None = None,
+    normalize_conf: dict | None = None,
 ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
     """ESPnet2 ``ESPnetASRModel`` state dict -> (HybridASR state dict, frontend state dict).
 
@@ -115,12 +123,16 @@ def map_state_dict(
             ours[head + key] = value
         elif key.startswith("normalize."):
             if normalize != "global_mvn" and normalize is not None:
-                raise ESPnetLoadError(f"normalize: {normalize} has no equivalent in HybridASR (global CMVN only)")
+                raise ESPnetLoadError(
+                    f"normalize: {normalize} has no equivalent in HybridASR (global CMVN only)"
+                )
             if key == "normalize.mean":
                 ours["cmvn.mean"] = value if conf.get("norm_means", True) else torch.zeros_like(value)
             elif key == "normalize.std":
                 # ESPnet divides by std; our CMVN multiplies by its inverse
-                ours["cmvn.istd"] = 1.0 / value.double() if conf.get("norm_vars", True) else torch.ones_like(value)
+                ours["cmvn.istd"] = (
+                    1.0 / value.double() if conf.get("norm_vars", True) else torch.ones_like(value)
+                )
             else:
                 ours[key] = value  # unknown normalize state: reported as unexpected by the strict load
         else:
@@ -135,7 +147,9 @@ def _model_kwargs(cfg: dict) -> dict:
         if cfg.get(part) is not None:
             raise ESPnetLoadError(f"{part}: {cfg[part]} is not supported by HybridASR")
     if cfg.get("model", "espnet") != "espnet":
-        raise ESPnetLoadError(f"model: {cfg['model']} is not supported (only ESPnet's hybrid CTC/attention model)")
+        raise ESPnetLoadError(
+            f"model: {cfg['model']} is not supported (only ESPnet's hybrid CTC/attention model)"
+        )
     if cfg.get("normalize") not in (None, "global_mvn"):
         raise ESPnetLoadError(f"normalize: {cfg['normalize']} is not supported (only global_mvn or none)")
     if cfg.get("encoder") not in ENCODERS:
@@ -144,9 +158,13 @@ def _model_kwargs(cfg: dict) -> dict:
         raise ESPnetLoadError(f"decoder: {cfg.get('decoder')} is not supported (only transformer)")
     enc = dict(cfg.get("encoder_conf") or {})
     if enc.get("input_layer", "conv2d") not in SUBSAMPLING:
-        raise ESPnetLoadError(f"encoder input_layer {enc['input_layer']!r} is not supported ({sorted(SUBSAMPLING)})")
+        raise ESPnetLoadError(
+            f"encoder input_layer {enc['input_layer']!r} is not supported ({sorted(SUBSAMPLING)})"
+        )
     if not enc.get("normalize_before", True):
-        raise ESPnetLoadError("encoder normalize_before: false is not supported (HybridASR applies after_norm)")
+        raise ESPnetLoadError(
+            "encoder normalize_before: false is not supported (HybridASR applies after_norm)"
+        )
     if enc.get("interctc_layer_idx"):
         raise ESPnetLoadError("intermediate CTC (interctc_layer_idx) is not supported")
     dec = dict(cfg.get("decoder_conf") or {})
@@ -216,13 +234,18 @@ def _default_checkpoint(exp_dir: Path) -> Path:
     raise FileNotFoundError(f"{exp_dir}: no checkpoint ({', '.join(CHECKPOINTS)} or N epoch.pth)")
 
 
-def _load_strict(module: torch.nn.Module, state: dict[str, torch.Tensor], source: Path, prefix: str = "") -> None:
+def _load_strict(
+    module: torch.nn.Module, state: dict[str, torch.Tensor], source: Path, prefix: str = ""
+) -> None:
     """``load_state_dict`` that names every missing, unexpected and mis-shaped key before failing."""
     own = module.state_dict()
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))
-    shapes = sorted(f"{k}: {tuple(state[k].shape)} vs ours {tuple(own[k].shape)}"
-                    for k in set(own) & set(state) if state[k].shape != own[k].shape)
+    shapes = sorted(
+        f"{k}: {tuple(state[k].shape)} vs ours {tuple(own[k].shape)}"
+        for k in set(own) & set(state)
+        if state[k].shape != own[k].shape
+    )
     if missing or unexpected or shapes:
         raise ESPnetLoadError(
             f"{source} does not fit {type(module).__name__}:\n"

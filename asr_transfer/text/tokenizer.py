@@ -114,7 +114,9 @@ class Tokenizer:
         Including the whole alphabet keeps dev/test letters that the training
         transcripts happen to lack inside the vocabulary.
         """
-        chars = sorted({ch for t in texts for ch in unicodedata.normalize("NFC", t) if ch != " "} | set(charset))
+        chars = sorted(
+            {ch for t in texts for ch in unicodedata.normalize("NFC", t) if ch != " "} | set(charset)
+        )
         return cls([BLANK, UNK, SPACE, *chars, SOS_EOS], kind="char", lang=lang)
 
     @classmethod
@@ -134,7 +136,10 @@ class Tokenizer:
             model_type=model_type,
             character_coverage=1.0,
             # ids 0..2 of the sp model are not ours: we build our own table around the pieces
-            unk_id=0, bos_id=-1, eos_id=-1, pad_id=-1,
+            unk_id=0,
+            bos_id=-1,
+            eos_id=-1,
+            pad_id=-1,
             hard_vocab_limit=False,
             minloglevel=2,
             num_threads=1,

@@ -100,8 +100,13 @@ def train(cfg: dict, exp_dir: str | Path) -> Path:
     batches_per_epoch = len(make_batches(train_utts, budget, seed, 1, info.world_size, info.rank))
     total_steps = epochs * math.ceil(batches_per_epoch / accum)
     params = [p for p in model.parameters() if p.requires_grad]
-    optim = torch.optim.Adam(params, lr=float(tcfg.get("lr", 2e-3)), betas=(0.9, 0.98), eps=1e-9,
-                             weight_decay=float(tcfg.get("weight_decay", 0.0)))
+    optim = torch.optim.Adam(
+        params,
+        lr=float(tcfg.get("lr", 2e-3)),
+        betas=(0.9, 0.98),
+        eps=1e-9,
+        weight_decay=float(tcfg.get("weight_decay", 0.0)),
+    )
     sched = torch.optim.lr_scheduler.LambdaLR(optim, build_schedule(tcfg.get("scheduler", {}), total_steps))
 
     state = {"epoch": 1, "batch": 0, "step": 0, "skipped": 0, "best": []}
@@ -114,8 +119,13 @@ def train(cfg: dict, exp_dir: str | Path) -> Path:
         state = ck["state"]
         _set_rng(ck["rng"][min(info.rank, len(ck["rng"]) - 1)])
         if info.is_main:
-            log.info("resumed from %s at epoch %d batch %d (step %d)", last, state["epoch"], state["batch"],
-                     state["step"])
+            log.info(
+                "resumed from %s at epoch %d batch %d (step %d)",
+                last,
+                state["epoch"],
+                state["batch"],
+                state["step"],
+            )
 
     net: torch.nn.Module = model
     if info.world_size > 1:
@@ -132,15 +142,29 @@ def train(cfg: dict, exp_dir: str | Path) -> Path:
     def checkpoint(path: Path) -> None:
         rng = _gather_rng(info)
         if info.is_main:
-            save_atomic({"model": model.state_dict(), "optim": optim.state_dict(), "sched": sched.state_dict(),
-                         "state": state, "rng": rng}, path)
+            save_atomic(
+                {
+                    "model": model.state_dict(),
+                    "optim": optim.state_dict(),
+                    "sched": sched.state_dict(),
+                    "state": state,
+                    "rng": rng,
+                },
+                path,
+            )
 
     while state["epoch"] <= epochs:
         epoch = state["epoch"]
         batches = make_batches(train_utts, budget, seed, epoch, info.world_size, info.rank)
         net.train()
-        bar = tqdm(total=len(batches), initial=state["batch"], desc=f"epoch {epoch}/{epochs}", unit="batch",
-                   disable=not info.is_main, dynamic_ncols=True)
+        bar = tqdm(
+            total=len(batches),
+            initial=state["batch"],
+            desc=f"epoch {epoch}/{epochs}",
+            unit="batch",
+            disable=not info.is_main,
+            dynamic_ncols=True,
+        )
         for i in range(state["batch"], len(batches)):
             batch = collate(batches[i]).to(info.device)
             with torch.autocast(info.device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
@@ -176,8 +200,14 @@ def train(cfg: dict, exp_dir: str | Path) -> Path:
 
         dev_loss, dev_acc = evaluate(model, dev_utts, budget, info, amp_dtype)
         if info.is_main:
-            log.info("epoch %d: dev loss %.3f acc %.3f (step %d, skipped %d)", epoch, dev_loss, dev_acc,
-                     state["step"], state["skipped"])
+            log.info(
+                "epoch %d: dev loss %.3f acc %.3f (step %d, skipped %d)",
+                epoch,
+                dev_loss,
+                dev_acc,
+                state["step"],
+                state["skipped"],
+            )
             writer.add_scalar("dev/loss", dev_loss, state["step"])
             writer.add_scalar("dev/acc", dev_acc, state["step"])
             save_atomic({"model": model.state_dict()}, ckpt_dir / f"epoch{epoch}.pt")
@@ -192,7 +222,9 @@ def train(cfg: dict, exp_dir: str | Path) -> Path:
     final = exp / "model.pt"
     if info.is_main:
         best = [ckpt_dir / f"epoch{e}.pt" for _, e in state["best"]]
-        save_atomic({"model": average_checkpoints(best), "averaged_epochs": [e for _, e in state["best"]]}, final)
+        save_atomic(
+            {"model": average_checkpoints(best), "averaged_epochs": [e for _, e in state["best"]]}, final
+        )
         log.info("averaged epochs %s -> %s", [e for _, e in state["best"]], final)
         writer.close()
     if info.world_size > 1:
@@ -202,8 +234,9 @@ def train(cfg: dict, exp_dir: str | Path) -> Path:
 
 
 @torch.no_grad()
-def evaluate(model: HybridASR, utts: list[Utterance], budget: int, info: DistInfo,
-             amp_dtype: torch.dtype | None) -> tuple[float, float]:
+def evaluate(
+    model: HybridASR, utts: list[Utterance], budget: int, info: DistInfo, amp_dtype: torch.dtype | None
+) -> tuple[float, float]:
     """Mean loss per utterance and token accuracy on dev data, summed over ranks."""
     model.eval()
     batches = make_batches(utts, budget, 0, 0, info.world_size, info.rank)
@@ -225,8 +258,12 @@ def _seed_everything(seed: int) -> None:
 
 
 def _rng_state() -> dict:
-    return {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate(),
-            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
+    return {
+        "torch": torch.get_rng_state(),
+        "numpy": np.random.get_state(),
+        "python": random.getstate(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+    }
 
 
 def _set_rng(rng: dict) -> None:

@@ -1,0 +1,236 @@
+"""Training throughput, side by side: our loop vs ESPnet's ``espnet2.bin.asr_train``, same model and data.
+
+Usage:
+    python bench/train_throughput.py [--config tiny|ref] [--steps 10] [--warmup 2] [--threads 2]
+                                     [--corpus DIR] [--utts 1000] [--espnet-input fbank,raw]
+
+Each system runs its real entry point in a subprocess (ours: ``asr-transfer train``; ESPnet:
+``python -m espnet2.bin.asr_train``) with the model class's ``forward`` wrapped by a timer: a step
+is the time from one training forward to the next (data loading, forward, backward, clipping,
+optimiser step), so start-up (ESPnet's imports take ~11 s) and the dev pass are excluded on both
+sides. After ``warmup`` steps, ``steps`` steps are timed and the process exits. Audio per step is
+the batch's real audio (ESPnet: ``speech_lengths``; ours: fbank frames x 10 ms + 15 ms).
+
+ESPnet runs twice: ``fbank`` reads our dumped fbank and CMVN (``kaldi_ark`` input, no frontend),
+so only the loops differ; ``raw`` is ESPnet's standard set-up (audio files, STFT frontend in the
+model, 25 ms / 10 ms so sequence lengths match). Same threads (``torch.set_num_threads`` and
+OMP), no data-loader workers, the same padded-frames budget per batch (the two samplers fill it
+slightly differently, hence the audio column).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+MODEL_CONFIGS = {"tiny": REPO / "conf/model/tiny.yaml", "ref": REPO / "conf/model/transformer_ref.yaml"}
+TRAIN_CONFIG = REPO / "conf/train/mini.yaml"
+
+
+# ---------------------------------------------------------------------------------------- worker
+def _install_timer(cls: type, out: Path, warmup: int, steps: int, audio_of) -> None:  # noqa: ANN001
+    """Wrap ``cls.forward``: time stamps of training forwards; exit the process when enough are seen."""
+    import torch
+
+    forward = cls.forward
+    marks: list[tuple[float, float, int]] = []
+    params: list[int] = []
+
+    def timed(self, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
+        if self.training:
+            if not params:
+                params.append(sum(p.numel() for p in self.parameters()))
+            seconds, utts = audio_of(*args, **kwargs)
+            marks.append((time.perf_counter(), seconds, utts))
+            if len(marks) > warmup + steps:
+                timed_marks = marks[warmup:]
+                out.write_text(json.dumps({
+                    "step_s": [b[0] - a[0] for a, b in zip(timed_marks, timed_marks[1:])],
+                    "audio_s": [m[1] for m in timed_marks[:-1]], "utts": [m[2] for m in timed_marks[:-1]],
+                    "params": params[0], "threads": torch.get_num_threads(),
+                }))
+                os._exit(0)
+        return forward(self, *args, **kwargs)
+
+    cls.forward = timed
+
+
+def _worker(args: argparse.Namespace, rest: list[str]) -> int:
+    import torch
+
+    torch.set_num_threads(args.threads)
+    out = Path(args.timings)
+    if args.worker == "ours":
+        from asr_transfer.cli import main
+        from asr_transfer.model.asr import HybridASR
+
+        def audio(feats, feat_lens, *a, **k):  # noqa: ANN001, ANN002, ANN003, ANN202
+            # fbank frames -> samples: T = 1 + (N - 400) // 160
+            return float((feat_lens * 160 + 240).sum()) / 16000, len(feat_lens)
+
+        _install_timer(HybridASR, out, args.warmup, args.steps, audio)
+        return main(rest)
+    import runpy
+
+    from espnet2.asr.espnet_model import ESPnetASRModel
+
+    def audio(speech, speech_lengths, *a, **k):  # noqa: ANN001, ANN002, ANN003, ANN202
+        if speech.dim() == 3:  # precomputed fbank frames
+            return float((speech_lengths * 160 + 240).sum()) / 16000, len(speech_lengths)
+        return float(speech_lengths.sum()) / 16000, len(speech_lengths)
+
+    _install_timer(ESPnetASRModel, out, args.warmup, args.steps, audio)
+    sys.argv = ["asr_train", *rest]
+    runpy.run_module("espnet2.bin.asr_train", run_name="__main__")
+    return 1  # training ended before enough steps were seen
+
+
+# ---------------------------------------------------------------------------------------- driver
+def _cli(*args: object) -> None:
+    subprocess.run([sys.executable, "-m", "asr_transfer.cli", *map(str, args)], check=True,
+                   stdout=subprocess.DEVNULL)
+
+
+def prepare(corpus: Path, work: Path, utts: int, raw: bool) -> dict:
+    """Subset data dirs, our dump + CMVN + char tokenizer, ESPnet's inputs (cached in ``work``)."""
+    sys.path.insert(0, str(REPO / "bench"))
+    import _espnet_exp as espnet
+
+    from asr_transfer.data.kaldi import load_data_dir, write_data_dir
+    from asr_transfer.text.tokenizer import Tokenizer
+
+    data = {}
+    for name, split, n in (("train", "en_train_clean", utts), ("dev", "en_dev_clean", 20)):
+        d = load_data_dir(corpus / "data" / split)
+        keep = d.utts[:n]
+        data[name] = work / "data" / name
+        if not (data[name] / "text").exists():
+            write_data_dir(data[name], wav={u: d.wav[u] for u in keep}, text={u: d.text[u] for u in keep},
+                           utt2spk={u: d.utt2spk[u] for u in keep})
+    dump = work / "dump"
+    if not (dump / "cmvn.npz").exists():
+        _cli("features", data["train"], data["dev"], "--out", dump)
+        _cli("features", data["train"], "--out", work / "cmvn_tmp", "--cmvn", dump / "cmvn.npz")
+    if not (work / "tokenizer" / "tokens.txt").exists():
+        _cli("tokenizer", data["train"], "--lang", "en", "--kind", "char", "--out", work / "tokenizer")
+    tok = Tokenizer.load(work / "tokenizer")
+    prep = {"data": data, "dump": dump, "tokenizer": work / "tokenizer"}
+    prep["fbank"] = {s: espnet.prepare_fbank_data(dump / s, dump / "cmvn.npz", tok, work / "espnet_fbank" / s)
+                     for s in ("train", "dev")}
+    if raw:
+        prep["raw"] = {}
+        for s in ("train", "dev"):
+            out = work / "espnet_raw" / s
+            prep["raw"][s] = (espnet.prepare_data(data[s], out, tokenizer=tok) if not (out / "speech_shape").exists()
+                              else {**{k: out / k for k in ("wav.scp", "text", "speech_shape", "tokens.txt",
+                                                             "feats_stats.npz")},
+                                    "speech": out / "wav.scp", "speech_type": "sound"})
+    return prep
+
+
+def run_system(name: str, cmd: list[str], args: argparse.Namespace, work: Path) -> dict:
+    timings = work / f"timings_{name}.json"
+    timings.unlink(missing_ok=True)
+    env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "MKL_NUM_THREADS": str(args.threads)}
+    worker = [sys.executable, __file__, "--worker", "ours" if name == "ours" else "espnet", "--timings",
+              str(timings), "--warmup", str(args.warmup), "--steps", str(args.steps), "--threads",
+              str(args.threads), "--"]
+    start = time.perf_counter()
+    with open(work / f"{name}.log", "w") as log:
+        rc = subprocess.run(worker + cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=work).returncode
+    if rc or not timings.exists():
+        raise RuntimeError(f"{name}: rc {rc}, no timings; see {work / (name + '.log')}")
+    result = json.loads(timings.read_text())
+    result["wall_s"] = time.perf_counter() - start
+    return result
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", choices=sorted(MODEL_CONFIGS), default="tiny")
+    parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--corpus", type=Path, help="a synth corpus (default: synthesise mini into --work)")
+    parser.add_argument("--utts", type=int, default=1000, help="training utterances (en_train_clean subset)")
+    parser.add_argument("--espnet-input", default="fbank,raw", help="comma list of fbank, raw")
+    parser.add_argument("--work", type=Path, help="cache folder (default: a temporary one)")
+    parser.add_argument("--worker", choices=["ours", "espnet"], help=argparse.SUPPRESS)
+    parser.add_argument("--timings", help=argparse.SUPPRESS)
+    args, rest = parser.parse_known_args()
+    if args.worker:
+        return _worker(args, rest[1:] if rest[:1] == ["--"] else rest)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        work = (args.work or Path(tmp)).resolve()
+        work.mkdir(parents=True, exist_ok=True)
+        corpus = args.corpus
+        if corpus is None:
+            corpus = work / "corpus"
+            if not (corpus / "corpus.json").exists():
+                _cli("synth", "--preset", "mini", "--out", corpus)
+        inputs = [s for s in args.espnet_input.split(",") if s]
+        prep = prepare(corpus.resolve(), work, args.utts, "raw" in inputs)
+        results = {"ours": run_system("ours", _ours_cmd(args, prep, work), args, work)}
+        for kind in inputs:
+            results[f"espnet-{kind}"] = run_system(f"espnet-{kind}", _espnet_cmd(args, prep, work, kind), args, work)
+    _print_table(args, results)
+    return 0
+
+
+def _ours_cmd(args: argparse.Namespace, prep: dict, work: Path) -> list[str]:
+    exp = work / "exp_ours"
+    subprocess.run(["rm", "-rf", str(exp)], check=True)
+    return [
+        "train", "--config", str(MODEL_CONFIGS[args.config]), "--config", str(TRAIN_CONFIG), "--exp", str(exp),
+        "--data.train", f"[{{dump: {prep['dump'] / 'train'}, lang: en}}]",
+        "--data.dev", f"[{{dump: {prep['dump'] / 'dev'}, lang: en}}]",
+        "--data.tokenizers", f"{{en: {prep['tokenizer']}}}", "--data.cmvn", str(prep["dump"] / "cmvn.npz"),
+        "--train.device", "cpu", "--train.num_threads", str(args.threads), "--train.epochs", "100",
+        "--train.save_every_steps", "100000",
+    ]  # fmt: skip
+
+
+def _espnet_cmd(args: argparse.Namespace, prep: dict, work: Path, kind: str) -> list[str]:
+    import yaml
+
+    sys.path.insert(0, str(REPO / "bench"))
+    import _espnet_exp as espnet
+
+    model = yaml.safe_load(MODEL_CONFIGS[args.config].read_text())["model"]
+    train_cfg = yaml.safe_load(TRAIN_CONFIG.read_text())["train"]
+    budget = int(train_cfg["max_batch_frames"])
+    data = prep[kind]
+    cfg = espnet.espnet_config(model, data["train"]["feats_stats.npz"], raw_audio=kind == "raw",
+                               batch_bins=budget * (160 if kind == "raw" else 1), max_epoch=100,
+                               lr=float(train_cfg["lr"]), warmup_steps=100)
+    exp = work / f"exp_espnet_{kind}"
+    subprocess.run(["rm", "-rf", str(exp)], check=True)
+    return espnet.train_command(cfg, data["train"], data["dev"], exp)[3:]  # drop "python -m module"
+
+
+def _print_table(args: argparse.Namespace, results: dict) -> None:
+    import statistics
+
+    print(f"\ntrain throughput: config {args.config}, {args.steps} timed steps after {args.warmup} warm-up, "
+          f"{args.threads} threads, load average {os.getloadavg()[0]:.2f}")
+    print(f"{'system':<13} {'params':>10} {'utts/step':>9} {'audio s/step':>12} {'s/step':>7} "
+          f"{'audio s/s':>9} {'ours/this':>9}")
+    speed = {}
+    for name, r in results.items():
+        speed[name] = sum(r["audio_s"]) / sum(r["step_s"])
+    for name, r in results.items():
+        print(f"{name:<13} {r['params']:>10,} {statistics.mean(r['utts']):>9.1f} "
+              f"{statistics.mean(r['audio_s']):>12.1f} {statistics.mean(r['step_s']):>7.3f} "
+              f"{speed[name]:>9.1f} {speed['ours'] / speed[name]:>9.2f}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

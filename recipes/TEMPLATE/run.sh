@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Template recipe: stage 0 prepares data dirs from your corpus; the rest mirrors recipes/mini.
+set -euo pipefail
+stage=0
+stop_stage=100
+src=/path/to/corpus       # folders of <utt>.wav + <utt>.txt per split
+lang=en
+system=tiny
+model_config=conf/model/tiny.yaml
+train_config=conf/train/mini.yaml
+decode_config=conf/decode/beam_fast.yaml
+train_args=""
+while [ $# -gt 0 ]; do
+  name=${1#--}
+  declare -p "$name" >/dev/null 2>&1 || { echo "$0: unknown option $1" >&2; exit 2; }
+  printf -v "$name" '%s' "$2"; shift 2
+done
+if [ "$stage" -le 0 ] && [ "$stop_stage" -ge 0 ]; then
+  for split in train dev test; do
+    python local/data_prep.py "$src/$split" "data/${lang}_${split}" --lang "$lang"
+  done
+fi
+if [ "$stage" -le 1 ] && [ "$stop_stage" -ge 1 ]; then asr-transfer validate-data data/*; fi
+if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ]; then
+  asr-transfer features "data/${lang}_train" "data/${lang}_dev" --out dump
+  asr-transfer features "data/${lang}_train" --out dump/cmvn_tmp --cmvn dump/cmvn.npz && rm -rf dump/cmvn_tmp
+fi
+if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ]; then
+  asr-transfer tokenizer "data/${lang}_train" --lang "$lang" --kind char --out "exp/tokenizer/$lang"
+fi
+if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ]; then
+  # shellcheck disable=SC2086
+  asr-transfer train --config "$model_config" --config "$train_config" --exp "exp/$system" \
+    --data.train "[{dump: dump/${lang}_train, lang: $lang}]" --data.dev "[{dump: dump/${lang}_dev, lang: $lang}]" \
+    --data.tokenizers "{$lang: exp/tokenizer/$lang}" --data.cmvn dump/cmvn.npz $train_args
+fi
+if [ "$stage" -le 5 ] && [ "$stop_stage" -ge 5 ]; then
+  asr-transfer decode --exp "exp/$system" --data "data/${lang}_test" --config "$decode_config"
+fi
+if [ "$stage" -le 6 ] && [ "$stop_stage" -ge 6 ]; then asr-transfer report "exp/$system" --out exp/report; fi

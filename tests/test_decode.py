@@ -1,0 +1,60 @@
+"""Decoding: greedy and beam search agree in form, the decode CLI writes text/trn/ref, transcribe()."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import cli
+
+from asr_transfer.data.kaldi import read_table
+from asr_transfer.decode import DecodeConfig, Recognizer, decode_batch
+from asr_transfer.decode.greedy import ctc_greedy
+
+
+def test_ctc_greedy_merges_repeats_drops_blanks_and_respects_lengths() -> None:
+    ids = torch.tensor([[1, 1, 0, 1, 2, 2, 0, 3], [2, 0, 2, 2, 3, 3, 3, 3]])
+    logp = torch.nn.functional.one_hot(ids, 4).float().log()
+    assert ctc_greedy(logp, torch.tensor([8, 4])) == [[1, 1, 2, 3], [2, 2]]
+
+
+def test_greedy_and_beam_return_token_ids_without_specials(tiny_exp: Path) -> None:
+    rec = Recognizer.from_exp(tiny_exp)
+    feats = torch.randn(2, 120, 80)
+    lens = torch.tensor([120, 90])
+    greedy = decode_batch(rec.model, feats, lens, "en", DecodeConfig(mode="ctc_greedy"))
+    beam = decode_batch(rec.model, feats, lens, "en", DecodeConfig(mode="beam", beam_size=3, ctc_weight=0.3))
+    assert len(greedy) == len(beam) == 2
+    vocab = rec.tokenizers["en"].vocab_size
+    assert all(0 < t < vocab - 1 for seq in greedy + beam for t in seq)
+    with pytest.raises(ValueError, match="unknown decode mode"):
+        decode_batch(rec.model, feats, lens, "en", DecodeConfig(mode="viterbi"))
+
+
+def test_decode_cli_writes_kaldi_text_trn_and_reference(
+    tiny_exp: Path, tiny_corpus: Path, tmp_path: Path
+) -> None:
+    data = tiny_corpus / "en_test_phone"
+    assert cli("decode", "--exp", tiny_exp, "--data", data, "--mode", "ctc_greedy") == 0
+    out = tiny_exp / "decode_en_test_phone"
+    hyp = read_table(out / "text", allow_empty_value=True)
+    assert sorted(hyp) == sorted(read_table(data / "text"))
+    assert read_table(out / "ref") == read_table(data / "text")
+    trn = (out / "hyp.trn").read_text().splitlines()
+    assert len(trn) == len(hyp) and all(line.endswith(")") for line in trn)
+    assert (out / "utt2domain").read_text() == (data / "utt2domain").read_text()
+    # a finished decode is skipped, so a rerun changes nothing
+    before = (out / "text").stat().st_mtime_ns
+    assert cli("decode", "--exp", tiny_exp, "--data", data, "--mode", "ctc_greedy") == 0
+    assert (out / "text").stat().st_mtime_ns == before
+
+
+def test_transcribe_a_wav_file(tiny_exp: Path, tiny_corpus: Path) -> None:
+    rec = Recognizer.from_exp(tiny_exp, decode=DecodeConfig(mode="beam", beam_size=2))
+    wav = read_table(tiny_corpus / "en_test_clean" / "wav.scp")
+    text = rec.transcribe(next(iter(wav.values())))
+    assert isinstance(text, str)
+    assert not any(t in text for t in ("<blank>", "<space>", "<sos/eos>"))
+    with pytest.raises(ValueError, match="no head for language"):
+        rec.transcribe(next(iter(wav.values())), lang="xx")

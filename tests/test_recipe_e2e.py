@@ -1,0 +1,48 @@
+"""One real end-to-end run of the mini recipe on CPU: synth -> validate -> features -> tokenizer ->
+train (tiny model, few epochs) -> decode every domain -> score/report, with a WER bound."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import NOISE, REPO
+
+# Clean-test WER the recipe must reach even in this shortened run (the full recipe's figure is
+# recorded in docs/benchmarks.md); far above it means training or decoding is broken.
+WER_BOUND = 30.0
+
+
+@pytest.mark.slow
+def test_mini_recipe_end_to_end(tmp_path: Path) -> None:
+    recipe = tmp_path / "mini"
+    recipe.mkdir()
+    shutil.copy(REPO / "recipes/mini/run.sh", recipe / "run.sh")
+    (recipe / "conf").symlink_to(REPO / "conf")
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+           "ASR_TRANSFER_NOISE_DIR": str(NOISE)}  # fmt: skip
+    proc = subprocess.run(["./run.sh"], cwd=recipe, env=env, capture_output=True, text=True, timeout=1500)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+
+    exp = recipe / "exp" / "tiny_clean"
+    domains = ["clean", "phone", "laptop", "farfield", "rain", "wind", "laugh"]
+    wer = {}
+    for d in domains:
+        score = json.loads((exp / f"decode_en_test_{d}" / "score" / "wer.json").read_text())
+        wer[d] = score["total"]["wer"]
+        assert score["total"]["sentences"] == 150
+    print("WER per domain:", wer)
+    assert wer["clean"] <= WER_BOUND, wer
+    results = (recipe / "exp" / "report" / "RESULTS.md").read_text()
+    assert "en_test_clean" in results and "en_test_farfield" in results
+    assert (recipe / "exp" / "report" / "report.html").stat().st_size > 10_000
+    assert "| clean" in proc.stdout or "en_test_clean" in proc.stdout  # the table is printed
+    # every stage is idempotent: a rerun skips all work and succeeds
+    again = subprocess.run(["./run.sh", "--stage", "2", "--stop_stage", "5"], cwd=recipe, env=env,
+                           capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert again.returncode == 0 and "skipped" in again.stdout, again.stdout[-2000:] + again.stderr[-2000:]
