@@ -53,7 +53,7 @@ def speed_perturb(wave: np.ndarray, factor: float) -> np.ndarray:
 
     Example:
         >>> speed_perturb(np.zeros(16000, dtype=np.float32), 1.1).shape
-        (14545,)
+        (14546,)
     """
     from fractions import Fraction
 

@@ -1,7 +1,9 @@
 """Decode a batch of features: CTC greedy (batched) or joint CTC/attention beam search.
 
-The beam search is ESPnet's ``BatchBeamSearch`` (vectorised over the beam) with
-our decoder and ESPnet's ``CTCPrefixScorer``; options come from ``conf/decode/*.yaml``.
+``beam`` is our search vectorised over utterances and beams (:mod:`asr_transfer.decode.batch_beam`);
+``beam_espnet`` is ESPnet's ``BatchBeamSearch`` (vectorised over the beam only, one utterance at a
+time) with our decoder and ESPnet's ``CTCPrefixScorer``, kept as the reference the first is tested
+against. Options come from ``conf/decode/*.yaml``.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from espnet.nets.batch_beam_search import BatchBeamSearch
 from espnet.nets.scorers.ctc import CTCPrefixScorer
 from espnet.nets.scorers.length_bonus import LengthBonus
 
+from asr_transfer.decode.batch_beam import batch_beam_search
 from asr_transfer.decode.greedy import ctc_greedy
 from asr_transfer.decode.scorer import DecoderScorer
 from asr_transfer.model.asr import HybridASR
@@ -20,7 +23,15 @@ from asr_transfer.model.asr import HybridASR
 
 @dataclass
 class DecodeConfig:
-    """``mode``: ``ctc_greedy`` or ``beam``. ``length_penalty`` is ESPnet's length bonus per token."""
+    """Decoding options.
+
+    ``mode``: ``ctc_greedy``, ``beam`` (batched over utterances) or ``beam_espnet`` (ESPnet's search,
+    one utterance at a time; same results, much slower). ``ctc_weight``: weight of the CTC prefix
+    score against the attention decoder's (0: attention only, 1: CTC only). ``length_penalty``:
+    ESPnet's length bonus per token. ``maxlen_ratio``: maximum output length as a fraction of the
+    encoder frames; 0 means the encoder length with ESPnet's end detection. ``batch_size``:
+    utterances per batch.
+    """
 
     mode: str = "beam"
     beam_size: int = 10
@@ -38,8 +49,18 @@ def decode_batch(model: HybridASR, feats: torch.Tensor, feat_lens: torch.Tensor,
     enc_out, enc_lens, _ = model.encode(feats, feat_lens)
     if cfg.mode == "ctc_greedy":
         return ctc_greedy(model.ctc_log_probs(enc_out, lang), enc_lens)
-    if cfg.mode != "beam":
-        raise ValueError(f"unknown decode mode {cfg.mode!r}: use ctc_greedy or beam")
+    if cfg.mode == "beam":
+        return batch_beam_search(model, enc_out, enc_lens, lang, cfg.beam_size, cfg.ctc_weight,
+                                 cfg.length_penalty, cfg.maxlen_ratio)
+    if cfg.mode != "beam_espnet":
+        raise ValueError(f"unknown decode mode {cfg.mode!r}: use ctc_greedy, beam or beam_espnet")
+    return espnet_beam_search(model, enc_out, enc_lens, lang, cfg)
+
+
+@torch.no_grad()
+def espnet_beam_search(model: HybridASR, enc_out: torch.Tensor, enc_lens: torch.Tensor, lang: str,
+                       cfg: DecodeConfig) -> list[list[int]]:
+    """ESPnet's ``BatchBeamSearch`` on each utterance of ``(B, T, D)`` encoder output in turn."""
     head = model.heads[lang]
     eos = head.vocab_size - 1
     scorers = {"decoder": DecoderScorer(model, lang), "length_bonus": LengthBonus(head.vocab_size)}
@@ -47,11 +68,14 @@ def decode_batch(model: HybridASR, feats: torch.Tensor, feat_lens: torch.Tensor,
     if cfg.ctc_weight > 0:
         scorers["ctc"] = CTCPrefixScorer(ctc=head.ctc, eos=eos)
         weights["ctc"] = cfg.ctc_weight
+    # CTC-only: the "full" pre-beam would rank tokens by a constant, so CTC scores every token
+    pre_beam_key = "full" if cfg.ctc_weight < 1 else None
     search = BatchBeamSearch(scorers=scorers, weights=weights, beam_size=cfg.beam_size,
-                             vocab_size=head.vocab_size, sos=eos, eos=eos, pre_beam_score_key="full")
-    search.to(feats.device).eval()
+                             vocab_size=head.vocab_size, sos=eos, eos=eos, pre_beam_score_key=pre_beam_key)
+    search.to(enc_out.device).eval()
     out = []
     for x, n in zip(enc_out, enc_lens):
         hyps = search(x=x[:n], maxlenratio=cfg.maxlen_ratio)
-        out.append([t for t in hyps[0].yseq.tolist()[1:-1] if t != 0])
+        # at the maximum length ESPnet appends <eos> even after an <eos>: drop both specials
+        out.append([t for t in hyps[0].yseq.tolist()[1:-1] if t not in (0, eos)] if hyps else [])
     return out

@@ -50,7 +50,10 @@ TEST_VARIANTS: tuple[str, ...] = (
 
 @dataclass(frozen=True)
 class Speaker:
-    """One pseudo-speaker: an espeak-ng voice name plus prosody and a formant warp.
+    """One pseudo-speaker: an engine's voice name plus prosody and a formant warp.
+
+    ``voice`` is an espeak-ng voice with its variant (``en-us+m7``) for the in-process engine, else
+    the engine's own voice name (MBROLA ``us1``, flite ``slt``, festival ``kal_diphone``).
 
     Example:
         >>> Speaker("en_test_s01", "en", "en-us+m7", pitch=40, rate=170, range_=50, warp=1.05).variant
@@ -64,6 +67,7 @@ class Speaker:
     rate: int
     range_: int
     warp: float
+    engine: str = "espeak-ng"
 
     @property
     def variant(self) -> str:

@@ -75,7 +75,7 @@ class Tokenizer:
 
         Example:
             >>> Tokenizer.train_char(["a b'"], lang="en").non_character_ids
-            [0, 1, 2, 5]
+            [0, 1, 2, 3, 6]
         """
         out = []
         for i, tok in enumerate(self.tokens):

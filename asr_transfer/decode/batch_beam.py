@@ -1,0 +1,210 @@
+"""Joint CTC/attention beam search vectorised over utterances and beams.
+
+All ``B * beam`` hypotheses of a batch advance together: one incremental
+decoder step and one call of ESPnet's batched CTC prefix scorer
+(``CTCPrefixScoreTH``) per output position, then a per-utterance top-k over
+``beam * vocab`` candidates. The rules are those of ESPnet's ``BatchBeamSearch``
+(``pre_beam_score_key="full"``), so the results match it: the same score
+``(1 - ctc_weight) * att + ctc_weight * ctc + length_penalty * len``, the same
+pre-beam, the same ``<eos>`` handling at the maximum length and the same end
+detection (Watanabe et al., 2017, Eq. 50) when ``maxlen_ratio == 0``.
+
+An utterance also stops once no running hypothesis can beat its best finished
+one (with ``length_penalty <= 0`` scores only fall as a hypothesis grows, so
+this never changes the result); finished utterances leave the batch.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from espnet.nets.ctc_prefix_score import CTCPrefixScoreTH
+from espnet.nets.pytorch_backend.transformer.mask import subsequent_mask
+
+from asr_transfer.model.asr import HybridASR
+
+#: ESPnet's end detection: stop when the best hypotheses that ended at the last
+#: ``END_M`` lengths are all worse than the best so far by more than ``-END_D``
+END_M, END_D = 3, math.log(math.exp(-10))
+#: ESPnet's pre-beam: the attention score's top ``int(PRE_BEAM_RATIO * beam)`` tokens get CTC scores
+PRE_BEAM_RATIO = 1.5
+
+
+def max_lengths(enc_lens: torch.Tensor, maxlen_ratio: float) -> torch.Tensor:
+    """ESPnet's maximum output length per utterance (``(B,)`` encoder lengths -> ``(B,)``).
+
+    Example:
+        >>> max_lengths(torch.tensor([40, 7]), 0.0).tolist(), max_lengths(torch.tensor([40, 7]), 0.5).tolist()
+        ([40, 7], [20, 3])
+        >>> max_lengths(torch.tensor([40, 7]), -5).tolist()
+        [5, 5]
+    """
+    if maxlen_ratio == 0:
+        return enc_lens.clone()
+    if maxlen_ratio < 0:
+        return torch.full_like(enc_lens, -int(maxlen_ratio))
+    return (maxlen_ratio * enc_lens.double()).long().clamp_min(1)
+
+
+class _Batch:
+    """The per-utterance tensors of the search, kept together so finished utterances can leave."""
+
+    def __init__(self, model: HybridASR, enc_out: torch.Tensor, enc_lens: torch.Tensor, lang: str,
+                 beam: int, use_ctc: bool, eos: int) -> None:
+        # (B,) positions in the caller's batch
+        self.ids = torch.arange(enc_out.size(0), device=enc_out.device)
+        self.enc_out, self.enc_lens = enc_out, enc_lens
+        self.beam, self.use_ctc, self.eos = beam, use_ctc, eos
+        self.ctc_logp = model.ctc_log_probs(enc_out, lang) if use_ctc else None  # (B, T, V)
+        self._setup()
+
+    def _setup(self) -> None:
+        t = int(self.enc_lens.max())
+        self.enc_out = self.enc_out[:, :t]
+        self.memory = self.enc_out.repeat_interleave(self.beam, 0)  # (B*beam, T, D)
+        frames = torch.arange(t, device=self.enc_out.device)
+        valid = frames < self.enc_lens[:, None]  # (B, T)
+        self.memory_mask = valid.repeat_interleave(self.beam, 0)[:, None]  # (B*beam, 1, T)
+        if self.use_ctc:
+            self.ctc_logp = self.ctc_logp[:, :t]
+            # CTCPrefixScoreTH pads its input in place: give it a copy
+            self.ctc = CTCPrefixScoreTH(self.ctc_logp.clone(), self.enc_lens, 0, self.eos)
+
+    def keep(self, keep: torch.Tensor, ctc_state: tuple | None) -> tuple | None:
+        """Drop the utterances not in ``keep`` (``(B',)`` indices); returns the CTC state for the rest."""
+        hyps = (keep[:, None] * self.beam + torch.arange(self.beam, device=keep.device)).view(-1)  # (B'*K,)
+        self.ids, self.enc_out, self.enc_lens = self.ids[keep], self.enc_out[keep], self.enc_lens[keep]
+        if self.use_ctc:
+            self.ctc_logp = self.ctc_logp[keep]
+        self._setup()
+        if ctc_state is None:
+            return None
+        r, s, f_min, f_max = ctc_state  # r: (T, 2, B*beam), s: (B*beam, V)
+        return r[: self.memory.size(1), :, hyps], s[hyps], f_min, f_max
+
+
+@torch.no_grad()
+def batch_beam_search(
+    model: HybridASR,
+    enc_out: torch.Tensor,
+    enc_lens: torch.Tensor,
+    lang: str,
+    beam_size: int = 10,
+    ctc_weight: float = 0.3,
+    length_penalty: float = 0.0,
+    maxlen_ratio: float = 0.0,
+) -> list[list[int]]:
+    """Beam search of a batch: ``(B, T, D)`` encoder output, ``(B,)`` lengths -> ``B`` token id lists.
+
+    The lists hold neither ``<sos>``/``<eos>`` nor blanks (an attention-only search
+    may propose the blank id). ``maxlen_ratio``: as in ESPnet, ``0`` means at most
+    ``enc_len`` tokens with end detection, ``> 0`` at most ``ratio * enc_len``,
+    ``< 0`` at most ``-ratio`` tokens.
+
+    Example:
+        >>> from asr_transfer.model.asr import build_model
+        >>> _ = torch.manual_seed(0)
+        >>> model = build_model({"encoder": {"output_size": 32, "attention_heads": 2, "linear_units": 64,
+        ...                                  "num_blocks": 1},
+        ...                      "decoder": {"attention_heads": 2, "linear_units": 64, "num_blocks": 1}},
+        ...                     vocab_sizes={"en": 12}).eval()
+        >>> enc_out, enc_lens, _ = model.encode(torch.randn(2, 50, 80), torch.tensor([50, 30]))
+        >>> hyps = batch_beam_search(model, enc_out, enc_lens, "en", beam_size=3)
+        >>> len(hyps), all(0 < t < 11 for h in hyps for t in h)
+        (2, True)
+    """
+    n_utts = enc_out.size(0)
+    if n_utts == 0:
+        return []
+    device = enc_out.device
+    vocab = model.heads[lang].vocab_size
+    eos = vocab - 1
+    beam = beam_size
+    use_att, use_ctc = ctc_weight < 1, ctc_weight > 0
+    pre_beam = int(PRE_BEAM_RATIO * beam)
+    # as ESPnet: no pre-beam without a CTC scorer; and none without attention scores to rank by
+    do_pre_beam = use_att and use_ctc and pre_beam < vocab
+    neg_inf = float("-inf")
+
+    maxlens = max_lengths(enc_lens, maxlen_ratio).to(device)  # (B,)
+    longest = int(maxlens.max())
+    batch = _Batch(model, enc_out, enc_lens, lang, beam, use_ctc, eos)
+    # hypotheses are <sos> + tokens; slot 0 of each utterance starts alive, the others dead (-inf)
+    ys = torch.full((n_utts * beam, 1), eos, dtype=torch.long, device=device)  # (B*beam, L)
+    score = torch.full((n_utts, beam), neg_inf, device=device)  # (B, beam)
+    score[:, 0] = 0.0
+    cache: list[torch.Tensor] | None = None
+    ctc_state = None
+    # finished hypotheses, in the caller's batch order: best score and its tokens; the best score per
+    # hypothesis length (<sos> and <eos> included, as ESPnet counts) for the end detection
+    best = torch.full((n_utts,), neg_inf, dtype=torch.float64, device=device)
+    best_seq = torch.full((n_utts, longest + 1), eos, dtype=torch.long, device=device)
+    best_len = torch.zeros(n_utts, dtype=torch.long, device=device)
+    best_by_len = torch.full((n_utts, longest + 3), neg_inf, dtype=torch.float64, device=device)
+
+    for i in range(longest):
+        n = batch.ids.numel()
+        weighted = torch.zeros(n * beam, vocab, device=device)  # (N, V), N = B'*beam
+        if use_att:
+            mask = subsequent_mask(ys.size(1), device=device).unsqueeze(0)
+            hidden, cache = model.decode_steps(ys, mask, batch.memory, batch.memory_mask, lang, cache)
+            att = torch.log_softmax(model.heads[lang].output(hidden[:, -1]).float(), dim=-1)  # (N, V)
+            weighted += (1 - ctc_weight) * att
+        if length_penalty:
+            weighted += length_penalty
+        if use_ctc:
+            scoring_ids = torch.topk(weighted, pre_beam, dim=-1)[1] if do_pre_beam else None  # (N, pre_beam)
+            ctc_scores, ctc_full_state = batch.ctc(ys, ctc_state, scoring_ids)
+            weighted += ctc_weight * ctc_scores
+        weighted += score.view(-1, 1)
+        top, flat = weighted.view(n, beam * vocab).topk(beam, dim=-1)  # (B', beam)
+        prev = torch.div(flat, vocab, rounding_mode="floor")  # (B', beam) slot of the extended hypothesis
+        token = flat % vocab
+        src = (prev + torch.arange(n, device=device)[:, None] * beam).view(-1)  # (N,)
+        ys = torch.cat([ys[src], token.view(-1, 1)], dim=1)
+        if use_att:
+            cache = [c[src] for c in cache]
+        if use_ctc:
+            ctc_state = batch.ctc.index_select_state(ctc_full_state, flat)
+
+        # finished: <eos>, or any alive hypothesis at the maximum length (ESPnet appends <eos> there)
+        alive = top > neg_inf  # (B', beam)
+        at_max = (maxlens[batch.ids] - 1 == i)[:, None]
+        is_eos = token == eos
+        ended = alive & (is_eos | at_max)
+        ended_score = top.double().masked_fill(~ended, neg_inf)
+        step_best, arg = ended_score.max(dim=-1)  # (B',)
+        # ties keep the earlier hypothesis, like ESPnet's stable sort of its finished list
+        better = step_best > best[batch.ids]
+        pick = arg + torch.arange(n, device=device) * beam
+        rows = batch.ids[better]
+        best[rows] = step_best[better]
+        best_seq[rows, : i + 1] = ys[pick[better], 1:]
+        best_len[rows] = i + 1 - is_eos.view(-1)[pick[better]].long()
+        eos_best = top.double().masked_fill(~(alive & is_eos), neg_inf).max(dim=-1).values
+        best_by_len[batch.ids, i + 2] = eos_best
+
+        running = alive & ~ended
+        score = top.masked_fill(~running, neg_inf)
+        done = ~running.any(dim=-1)
+        if length_penalty <= 0:
+            done |= score.max(dim=-1).values.double() < best[batch.ids]
+        if maxlen_ratio == 0 and i >= END_M - 1:
+            recent = best_by_len[batch.ids, i - END_M + 1: i + 1]  # lengths i-2 .. i
+            worse = (recent > neg_inf) & (recent - best[batch.ids, None] < END_D)
+            done |= worse.all(dim=-1)
+        if bool(done.all()):
+            break
+        if bool(done.any()):
+            keep = (~done).nonzero().view(-1)
+            hyps = (keep[:, None] * beam + torch.arange(beam, device=device)).view(-1)
+            ys, score = ys[hyps], score[keep]
+            if use_att:
+                cache = [c[hyps] for c in cache]
+            ctc_state = batch.keep(keep, ctc_state)
+
+    out = []
+    for seq, n in zip(best_seq.tolist(), best_len.tolist()):
+        out.append([t for t in seq[:n] if t not in (0, eos)])
+    return out

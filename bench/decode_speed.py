@@ -1,0 +1,153 @@
+"""Decoding real-time factor: ours (batched CTC greedy, joint CTC/attention beam) vs ESPnet's Speech2Text.
+
+Usage:
+    python bench/decode_speed.py [--exp ESPNET_EXP] [--corpus DIR] [--utts 40] [--threads 2]
+                                 [--beam 10] [--ctc-weight 0.3] [--config tiny|ref] [--train-epochs 3]
+
+Both systems decode the same utterances (``en_test_clean`` of a synth corpus) with the same
+model: an ESPnet2 experiment, loaded by ESPnet's ``Speech2Text`` (beam 10, CTC weight 0.3, no LM,
+one utterance per call, as ``asr_inference`` does) and by our
+:func:`asr_transfer.model.espnet_loader.load_espnet_exp` + :mod:`asr_transfer.decode`. Without
+``--exp`` an experiment is trained first with ``espnet2.bin.asr_train`` (CPU, a few epochs of a
+mini-corpus subset; not timed). Times cover feature extraction (ESPnet's frontend on both sides)
+and decoding, after one warm-up utterance; RTF = processing seconds / audio seconds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "bench"))
+MODEL_CONFIGS = {"tiny": REPO / "conf/model/tiny.yaml", "ref": REPO / "conf/model/transformer_ref.yaml"}
+
+
+def train_exp(corpus: Path, work: Path, config: str, epochs: int, utts: int, threads: int) -> Path:
+    """A small ESPnet experiment trained by ESPnet's own trainer (cached in ``work``)."""
+    import _espnet_exp as espnet
+
+    exp = work / f"espnet_exp_{config}"
+    if (exp / "valid.acc.ave.pth").exists():
+        return exp
+    train = espnet.prepare_data(corpus / "data" / "en_train_clean", work / "espnet_train", max_utts=utts)
+    from asr_transfer.text.tokenizer import Tokenizer
+
+    tok = Tokenizer(train["tokens.txt"].read_text().splitlines())
+    valid = espnet.prepare_data(corpus / "data" / "en_dev_clean", work / "espnet_dev", max_utts=20, tokenizer=tok)
+    model = yaml.safe_load(MODEL_CONFIGS[config].read_text())["model"]
+    cfg = espnet.espnet_config(model, train["feats_stats.npz"], batch_bins=12000 * 160, max_epoch=epochs,
+                               warmup_steps=25)
+    print(f"training an ESPnet {config} model for {epochs} epochs on {utts} utterances -> {exp}", flush=True)
+    espnet.run_espnet(espnet.train_command(cfg, train, valid, exp), work / "asr_train.log", threads)
+    return exp
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--exp", type=Path, help="ESPnet2 ASR experiment dir (default: train one)")
+    parser.add_argument("--corpus", type=Path, help="a synth corpus (default: synthesise mini into --work)")
+    parser.add_argument("--work", type=Path, help="cache folder (default: a temporary one)")
+    parser.add_argument("--utts", type=int, default=40, help="en_test_clean utterances decoded")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--beam", type=int, default=10)
+    parser.add_argument("--ctc-weight", type=float, default=0.3)
+    parser.add_argument("--config", choices=sorted(MODEL_CONFIGS), default="tiny", help="model trained without --exp")
+    parser.add_argument("--train-epochs", type=int, default=3)
+    parser.add_argument("--train-utts", type=int, default=300)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        work = (args.work or Path(tmp)).resolve()
+        work.mkdir(parents=True, exist_ok=True)
+        corpus = args.corpus
+        if corpus is None:
+            corpus = work / "corpus"
+            if not (corpus / "corpus.json").exists():
+                from asr_transfer.cli import main as cli
+
+                cli(["synth", "--preset", "mini", "--out", str(corpus)])
+        exp = args.exp or train_exp(corpus.resolve(), work, args.config, args.train_epochs, args.train_utts,
+                                    args.threads)
+        waves = _test_waves(corpus, args.utts)
+        rows = run(exp, waves, args)
+    _print(rows, waves, args)
+    return 0
+
+
+def _test_waves(corpus: Path, n: int) -> list[np.ndarray]:
+    from asr_transfer.data.audio import load_audio
+    from asr_transfer.data.kaldi import load_data_dir
+
+    data = load_data_dir(corpus / "data" / "en_test_clean")
+    return [load_audio(data.wav[u]) for u in data.utts[:n]]
+
+
+def run(exp: Path, waves: list[np.ndarray], args: argparse.Namespace) -> list[dict]:
+    from espnet2.bin.asr_inference import Speech2Text
+
+    from asr_transfer.decode.search import DecodeConfig, decode_batch
+    from asr_transfer.model.espnet_loader import load_espnet_exp
+
+    ckpt = next(p for p in (exp / "valid.acc.ave.pth", exp / "valid.acc.best.pth", exp / "latest.pth") if p.exists())
+    s2t = Speech2Text(asr_train_config=exp / "config.yaml", asr_model_file=ckpt, device="cpu",
+                      beam_size=args.beam, ctc_weight=args.ctc_weight, lm_weight=0.0, nbest=1)
+    model, _, frontend = load_espnet_exp(exp, ckpt)
+
+    def espnet_decode(batch: list[np.ndarray]) -> list[list[int]]:
+        return [s2t(w)[0][2] for w in batch]
+
+    def ours(mode: str, batch_size: int):  # noqa: ANN202
+        cfg = DecodeConfig(mode=mode, beam_size=args.beam, ctc_weight=args.ctc_weight, batch_size=batch_size)
+
+        @torch.no_grad()
+        def decode(batch: list[np.ndarray]) -> list[list[int]]:
+            out = []
+            for i in range(0, len(batch), batch_size):
+                chunk = [torch.from_numpy(w) for w in batch[i:i + batch_size]]
+                lens = torch.tensor([len(w) for w in chunk])
+                feats, feat_lens = frontend(torch.nn.utils.rnn.pad_sequence(chunk, batch_first=True), lens)
+                out += decode_batch(model, feats, feat_lens, "en", cfg)
+            return out
+
+        return decode
+
+    # ours decodes utterances sorted by length (little padding), as a batch decoder would
+    order = sorted(range(len(waves)), key=lambda i: len(waves[i]))
+    systems = [("ESPnet Speech2Text beam", espnet_decode, list(range(len(waves)))),
+               (f"ours beam (encoder batch {16})", ours("beam", 16), order),
+               (f"ours ctc_greedy (batch {32})", ours("ctc_greedy", 32), order)]
+    rows = []
+    for name, fn, idx in systems:
+        fn(waves[:1])  # warm-up
+        start = time.perf_counter()
+        hyps = fn([waves[i] for i in idx])
+        seconds = time.perf_counter() - start
+        by_utt = dict(zip(idx, hyps))
+        rows.append({"name": name, "seconds": seconds, "hyps": [by_utt[i] for i in range(len(waves))]})
+    return rows
+
+
+def _print(rows: list[dict], waves: list[np.ndarray], args: argparse.Namespace) -> None:
+    audio = sum(len(w) for w in waves) / 16000
+    ref = rows[0]
+    print(f"\ndecode speed: {len(waves)} utterances, {audio:.1f} s of audio, beam {args.beam}, CTC weight "
+          f"{args.ctc_weight}, {args.threads} threads, load average {os.getloadavg()[0]:.2f}")
+    print(f"{'system':<32} {'seconds':>8} {'RTF':>8} {'x ESPnet':>9} {'same hyps as ESPnet':>20}")
+    for r in rows:
+        same = sum(a == b for a, b in zip(r["hyps"], ref["hyps"]))
+        print(f"{r['name']:<32} {r['seconds']:>8.2f} {r['seconds'] / audio:>8.4f} "
+              f"{ref['seconds'] / r['seconds']:>9.1f} {same:>14}/{len(waves)}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

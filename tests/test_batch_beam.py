@@ -1,0 +1,69 @@
+"""The beam search batched over utterances gives ESPnet's per-utterance BatchBeamSearch results."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from asr_transfer.data.audio import load_audio
+from asr_transfer.data.features import fbank
+from asr_transfer.data.kaldi import load_data_dir
+from asr_transfer.decode import DecodeConfig, Recognizer, decode_batch
+from asr_transfer.decode.batch_beam import batch_beam_search
+from asr_transfer.decode.search import espnet_beam_search
+
+
+@pytest.fixture(scope="module")
+def encoded(tiny_exp: Path, tiny_corpus: Path) -> tuple[Recognizer, torch.Tensor, torch.Tensor]:
+    """The tiny model's encoder output for the real test utterances of two domains (mixed lengths)."""
+    rec = Recognizer.from_exp(tiny_exp)
+    waves = []
+    for name in ("en_test_clean", "en_test_phone"):
+        data = load_data_dir(tiny_corpus / name)
+        waves += [load_audio(data.wav[u]) for u in data.utts]
+    feats = [fbank(w) for w in waves]
+    lens = torch.tensor([f.shape[0] for f in feats])
+    batch = torch.nn.utils.rnn.pad_sequence(feats, batch_first=True)
+    with torch.no_grad():
+        enc_out, enc_lens, _ = rec.model.encode(batch, lens)
+    return rec, enc_out, enc_lens
+
+
+@pytest.mark.parametrize(("beam", "ctc_weight", "length_penalty", "maxlen_ratio"),
+                         [(4, 0.3, 0.0, 0.0), (1, 0.3, 0.0, 0.0), (3, 0.0, 0.0, 0.0), (3, 1.0, 0.0, 0.0),
+                          (4, 0.5, 1.0, 0.2)])
+def test_same_hypotheses_as_espnet_per_utterance(encoded: tuple, beam: int, ctc_weight: float,
+                                                 length_penalty: float, maxlen_ratio: float) -> None:
+    rec, enc_out, enc_lens = encoded
+    cfg = DecodeConfig(mode="beam_espnet", beam_size=beam, ctc_weight=ctc_weight,
+                       length_penalty=length_penalty, maxlen_ratio=maxlen_ratio)
+    ours = batch_beam_search(rec.model, enc_out, enc_lens, "en", beam, ctc_weight, length_penalty,
+                             maxlen_ratio)
+    assert ours == espnet_beam_search(rec.model, enc_out, enc_lens, "en", cfg)
+    assert len(ours) == len(enc_out) and any(ours)
+    vocab = rec.tokenizers["en"].vocab_size
+    assert all(0 < t < vocab - 1 for seq in ours for t in seq)
+
+
+def test_a_batch_of_mixed_lengths_decodes_like_each_utterance_alone(encoded: tuple) -> None:
+    rec, enc_out, enc_lens = encoded
+    together = batch_beam_search(rec.model, enc_out, enc_lens, "en", beam_size=3, ctc_weight=0.3)
+    alone = [batch_beam_search(rec.model, x[None, :n], n[None], "en", beam_size=3, ctc_weight=0.3)[0]
+             for x, n in zip(enc_out, enc_lens)]
+    assert enc_lens.min() < enc_lens.max()
+    assert together == alone
+
+
+def test_an_empty_batch_gives_no_hypotheses(encoded: tuple) -> None:
+    rec, enc_out, enc_lens = encoded
+    assert batch_beam_search(rec.model, enc_out[:0], enc_lens[:0], "en") == []
+
+
+def test_decode_modes_beam_and_beam_espnet_agree(encoded: tuple) -> None:
+    rec, _, _ = encoded
+    feats, lens = torch.randn(3, 150, 80), torch.tensor([150, 100, 60])
+    ours = decode_batch(rec.model, feats, lens, "en", DecodeConfig(mode="beam", beam_size=2))
+    ref = decode_batch(rec.model, feats, lens, "en", DecodeConfig(mode="beam_espnet", beam_size=2))
+    assert ours == ref
