@@ -31,11 +31,19 @@ FRONTEND = {"n_fft": 512, "win_length": 400, "hop_length": 160, "n_mels": 80}
 def prepare_data(data_dir: str | Path, out: str | Path, lang: str = "en", max_utts: int | None = None,
                  tokenizer: Tokenizer | None = None) -> dict[str, Path | str]:
     """Write ESPnet's inputs for a Kaldi data dir: ``wav.scp``, normalised ``text``, ``speech_shape``
-    (samples), ``tokens.txt`` (char list, ESPnet order) and ``feats_stats.npz`` (global MVN stats)."""
+    (samples), ``tokens.txt`` (char list, ESPnet order) and ``feats_stats.npz`` (global MVN stats).
+
+    A folder that already holds them all (the stats are written last) is reused as it is.
+    """
     from espnet2.asr.frontend.default import DefaultFrontend
 
-    data = load_data_dir(data_dir)
     out = Path(out)
+    names = ("wav.scp", "text", "speech_shape", "tokens.txt", "feats_stats.npz")
+    paths: dict[str, Path | str] = {name: out / name for name in names}
+    paths["speech"], paths["speech_type"] = paths["wav.scp"], "sound"
+    if all((out / n).exists() for n in names):
+        return paths
+    data = load_data_dir(data_dir)
     out.mkdir(parents=True, exist_ok=True)
     utts = data.utts[:max_utts]
     norm = Normalizer(lang)
@@ -51,8 +59,6 @@ def prepare_data(data_dir: str | Path, out: str | Path, lang: str = "en", max_ut
             feats, _ = frontend(torch.from_numpy(wave)[None], torch.tensor([len(wave)]))
         f = feats[0].double().numpy()
         count, total, total_sq = count + len(f), total + f.sum(0), total_sq + (f * f).sum(0)
-    paths = {name: out / name for name in ("wav.scp", "text", "speech_shape", "tokens.txt", "feats_stats.npz")}
-    paths["speech"], paths["speech_type"] = paths["wav.scp"], "sound"
     paths["wav.scp"].write_text("".join(f"{u} {Path(data.wav[u]).resolve()}\n" for u in utts))
     paths["text"].write_text("".join(f"{u} {texts[u]}\n" for u in utts), encoding="utf-8")
     paths["speech_shape"].write_text("\n".join(shapes) + "\n")
@@ -79,8 +85,9 @@ def prepare_fbank_data(dump_dir: str | Path, cmvn: str | Path, tokenizer: Tokeni
     paths["speech_shape"].write_text("".join(f"{u} {n},80\n" for u, n in frames.items()))
     paths["tokens.txt"].write_text("\n".join(tokenizer.tokens) + "\n", encoding="utf-8")
     stats = np.load(cmvn)
-    mean, var, count = stats["mean"].astype(np.float64), stats["istd"].astype(np.float64) ** -2, int(stats["count"])
-    np.savez(paths["feats_stats.npz"], count=np.array(count), sum=mean * count, sum_square=(var + mean**2) * count)
+    mean, n = stats["mean"].astype(np.float64), int(stats["count"])
+    var = stats["istd"].astype(np.float64) ** -2
+    np.savez(paths["feats_stats.npz"], count=np.array(n), sum=mean * n, sum_square=(var + mean**2) * n)
     return paths
 
 

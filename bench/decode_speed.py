@@ -42,7 +42,8 @@ def train_exp(corpus: Path, work: Path, config: str, epochs: int, utts: int, thr
     from asr_transfer.text.tokenizer import Tokenizer
 
     tok = Tokenizer(train["tokens.txt"].read_text().splitlines())
-    valid = espnet.prepare_data(corpus / "data" / "en_dev_clean", work / "espnet_dev", max_utts=20, tokenizer=tok)
+    valid = espnet.prepare_data(corpus / "data" / "en_dev_clean", work / "espnet_dev", max_utts=20,
+                                tokenizer=tok)
     model = yaml.safe_load(MODEL_CONFIGS[config].read_text())["model"]
     cfg = espnet.espnet_config(model, train["feats_stats.npz"], batch_bins=12000 * 160, max_epoch=epochs,
                                warmup_steps=25)
@@ -60,7 +61,8 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--beam", type=int, default=10)
     parser.add_argument("--ctc-weight", type=float, default=0.3)
-    parser.add_argument("--config", choices=sorted(MODEL_CONFIGS), default="tiny", help="model trained without --exp")
+    parser.add_argument("--config", choices=sorted(MODEL_CONFIGS), default="tiny",
+                        help="model size trained when --exp is not given")
     parser.add_argument("--train-epochs", type=int, default=3)
     parser.add_argument("--train-utts", type=int, default=300)
     args = parser.parse_args()
@@ -96,9 +98,9 @@ def run(exp: Path, waves: list[np.ndarray], args: argparse.Namespace) -> list[di
     from espnet2.bin.asr_inference import Speech2Text
 
     from asr_transfer.decode.search import DecodeConfig, decode_batch
-    from asr_transfer.model.espnet_loader import load_espnet_exp
+    from asr_transfer.model.espnet_loader import default_checkpoint, load_espnet_exp
 
-    ckpt = next(p for p in (exp / "valid.acc.ave.pth", exp / "valid.acc.best.pth", exp / "latest.pth") if p.exists())
+    ckpt = default_checkpoint(exp)
     s2t = Speech2Text(asr_train_config=exp / "config.yaml", asr_model_file=ckpt, device="cpu",
                       beam_size=args.beam, ctc_weight=args.ctc_weight, lm_weight=0.0, nbest=1)
     model, _, frontend = load_espnet_exp(exp, ckpt)

@@ -127,11 +127,7 @@ def prepare(corpus: Path, work: Path, utts: int, raw: bool) -> dict:
     if raw:
         prep["raw"] = {}
         for s in ("train", "dev"):
-            out = work / "espnet_raw" / s
-            prep["raw"][s] = (espnet.prepare_data(data[s], out, tokenizer=tok) if not (out / "speech_shape").exists()
-                              else {**{k: out / k for k in ("wav.scp", "text", "speech_shape", "tokens.txt",
-                                                             "feats_stats.npz")},
-                                    "speech": out / "wav.scp", "speech_type": "sound"})
+            prep["raw"][s] = espnet.prepare_data(data[s], work / "espnet_raw" / s, tokenizer=tok)
     return prep
 
 
@@ -180,7 +176,8 @@ def main() -> int:
         prep = prepare(corpus.resolve(), work, args.utts, "raw" in inputs)
         results = {"ours": run_system("ours", _ours_cmd(args, prep, work), args, work)}
         for kind in inputs:
-            results[f"espnet-{kind}"] = run_system(f"espnet-{kind}", _espnet_cmd(args, prep, work, kind), args, work)
+            name = f"espnet-{kind}"
+            results[name] = run_system(name, _espnet_cmd(args, prep, work, kind), args, work)
     _print_table(args, results)
     return 0
 
@@ -189,7 +186,8 @@ def _ours_cmd(args: argparse.Namespace, prep: dict, work: Path) -> list[str]:
     exp = work / "exp_ours"
     subprocess.run(["rm", "-rf", str(exp)], check=True)
     return [
-        "train", "--config", str(MODEL_CONFIGS[args.config]), "--config", str(TRAIN_CONFIG), "--exp", str(exp),
+        "train", "--config", str(MODEL_CONFIGS[args.config]), "--config", str(TRAIN_CONFIG),
+        "--exp", str(exp),
         "--data.train", f"[{{dump: {prep['dump'] / 'train'}, lang: en}}]",
         "--data.dev", f"[{{dump: {prep['dump'] / 'dev'}, lang: en}}]",
         "--data.tokenizers", f"{{en: {prep['tokenizer']}}}", "--data.cmvn", str(prep["dump"] / "cmvn.npz"),

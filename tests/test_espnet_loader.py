@@ -142,7 +142,8 @@ def test_exp_trained_by_espnet_asr_train_gives_the_same_ctc_posteriors(
 
     model, tok, frontend = load_espnet_exp(exp)
     assert tok.tokens == (train["tokens.txt"]).read_text().splitlines()
-    waves = [torch.from_numpy(load_audio(line.split()[1])) for line in valid["wav.scp"].read_text().splitlines()]
+    lines = valid["wav.scp"].read_text().splitlines()
+    waves = [torch.from_numpy(load_audio(line.split()[1])) for line in lines]
     lens = torch.tensor([len(w) for w in waves])
     speech = torch.nn.utils.rnn.pad_sequence(waves, batch_first=True)
 

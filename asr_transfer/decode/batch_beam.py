@@ -47,6 +47,67 @@ def max_lengths(enc_lens: torch.Tensor, maxlen_ratio: float) -> torch.Tensor:
     return (maxlen_ratio * enc_lens.double()).long().clamp_min(1)
 
 
+class VectorCTCPrefixScore(CTCPrefixScoreTH):
+    """ESPnet's ``CTCPrefixScoreTH`` with its per-hypothesis Python loops vectorised (no windowing).
+
+    Same arithmetic, so the same scores; with ``B * beam`` hypotheses those loops cost more
+    than the whole forward recursion. ``y``: ``(N, L)`` prefixes with ``<sos>``, ``N = B * hyps``.
+    """
+
+    def __call__(self, y: torch.Tensor, state: tuple | None, scoring_ids: torch.Tensor | None = None,
+                 att_w: None = None) -> tuple[torch.Tensor, tuple]:
+        output_length = y.size(1) - 1
+        n_bh = y.size(0)
+        n_hyps = n_bh // self.batch
+        hyp = torch.arange(n_bh, device=self.device)
+        last = y[:, -1]  # (N,)
+        self.scoring_num = scoring_ids.size(-1) if scoring_ids is not None else 0
+        if state is None:
+            r_prev = torch.full((self.input_length, 2, self.batch, n_hyps), self.logzero, dtype=self.dtype,
+                                device=self.device)
+            r_prev[:, 1] = torch.cumsum(self.x[0, :, :, self.blank], 0).unsqueeze(2)
+            r_prev = r_prev.view(-1, 2, n_bh)  # (T, 2, N)
+            s_prev = 0.0
+        else:
+            r_prev, s_prev, _, _ = state
+        if scoring_ids is not None:
+            snum = self.scoring_num
+            scoring_idmap = torch.full((n_bh, self.odim), -1, dtype=torch.long, device=self.device)
+            scoring_idmap[hyp[:, None], scoring_ids] = torch.arange(snum, device=self.device)
+            scoring_idx = (scoring_ids + self.idx_bo.repeat(1, n_hyps).view(-1, 1)).view(-1)
+            x_ = torch.index_select(self.x.view(2, -1, self.batch * self.odim), 2, scoring_idx)
+            x_ = x_.view(2, -1, n_bh, snum)  # (2, T, N, S)
+        else:
+            snum = self.odim
+            scoring_idmap = None
+            x_ = self.x.unsqueeze(3).repeat(1, 1, 1, n_hyps, 1).view(2, -1, n_bh, snum)
+        r = torch.full((self.input_length, 2, n_bh, snum), self.logzero, dtype=self.dtype, device=self.device)
+        if output_length == 0:
+            r[0, 0] = x_[0, 0]
+        r_sum = torch.logsumexp(r_prev, 1)  # (T, N)
+        log_phi = r_sum.unsqueeze(2).repeat(1, 1, snum)  # (T, N, S)
+        # a repeated label needs a blank in between: its phi is the blank-ending path only
+        pos = last if scoring_idmap is None else scoring_idmap[hyp, last]
+        has = pos >= 0
+        log_phi[:, hyp[has], pos[has]] = r_prev[:, 1, hyp[has]]
+        start, end = max(output_length, 1), self.input_length
+        for t in range(start, end):
+            rp = r[t - 1]
+            rr = torch.stack([rp[0], log_phi[t - 1], rp[0], rp[1]]).view(2, 2, n_bh, snum)
+            r[t] = torch.logsumexp(rr, 1) + x_[:, t]
+        log_phi_x = torch.cat((log_phi[0].unsqueeze(0), log_phi[:-1]), dim=0) + x_[0]
+        log_psi_ = torch.logsumexp(torch.cat((log_phi_x[start:end], r[start - 1, 0].unsqueeze(0))), dim=0)
+        if scoring_ids is not None:
+            log_psi = torch.full((n_bh, self.odim), self.logzero, dtype=self.dtype, device=self.device)
+            log_psi.scatter_(1, scoring_ids, log_psi_)
+        else:
+            log_psi = log_psi_
+        log_psi[:, self.eos] = r_sum[self.end_frames.repeat_interleave(n_hyps), hyp]
+        if self.eos != self.blank:
+            log_psi[:, self.blank] = self.logzero
+        return log_psi - s_prev, (r, log_psi, 0, 0, scoring_idmap)
+
+
 class _Batch:
     """The per-utterance tensors of the search, kept together so finished utterances can leave."""
 
@@ -69,7 +130,7 @@ class _Batch:
         if self.use_ctc:
             self.ctc_logp = self.ctc_logp[:, :t]
             # CTCPrefixScoreTH pads its input in place: give it a copy
-            self.ctc = CTCPrefixScoreTH(self.ctc_logp.clone(), self.enc_lens, 0, self.eos)
+            self.ctc = VectorCTCPrefixScore(self.ctc_logp.clone(), self.enc_lens, 0, self.eos)
 
     def keep(self, keep: torch.Tensor, ctc_state: tuple | None) -> tuple | None:
         """Drop the utterances not in ``keep`` (``(B',)`` indices); returns the CTC state for the rest."""

@@ -78,7 +78,7 @@ def load_espnet_exp(
     input_dim = frontend.output_size() if frontend is not None else int(cfg["input_size"])
     model = HybridASR(vocab_sizes={lang: tokenizer.vocab_size}, input_dim=input_dim, **_model_kwargs(cfg))
 
-    ckpt_path = Path(checkpoint) if checkpoint is not None else _default_checkpoint(exp_dir)
+    ckpt_path = Path(checkpoint) if checkpoint is not None else default_checkpoint(exp_dir)
     state = torch.load(ckpt_path, map_location="cpu", weights_only=True)
     if "model" in state and isinstance(state["model"], dict):
         state = state["model"]
@@ -138,6 +138,17 @@ def map_state_dict(
         else:
             ours[key] = value
     return ours, front
+
+
+def default_checkpoint(exp_dir: Path) -> Path:
+    """The checkpoint :func:`load_espnet_exp` uses when none is named."""
+    for name in CHECKPOINTS:
+        if (exp_dir / name).exists():
+            return exp_dir / name
+    epochs = sorted(exp_dir.glob("*epoch.pth"), key=lambda p: int(p.name.split("epoch")[0]))
+    if epochs:
+        return epochs[-1]
+    raise FileNotFoundError(f"{exp_dir}: no checkpoint ({', '.join(CHECKPOINTS)} or N epoch.pth)")
 
 
 # ----------------------------------------------------------------------------------------
@@ -215,23 +226,13 @@ def _tokenizer(cfg: dict, exp_dir: Path, lang: str) -> Tokenizer:
 
 
 def _resolve(name: str, exp_dir: Path) -> Path:
-    """A path from an ESPnet config: as written (relative to the recipe dir, ESPnet's cwd), or inside the exp."""
+    """A path from an ESPnet config: as written (relative to the recipe dir, ESPnet's cwd) or in the exp."""
     p = Path(name)
     candidates = [p] if p.is_absolute() else [p, exp_dir.parent.parent / p, exp_dir / p, exp_dir / p.name]
     for c in candidates:
         if c.exists():
             return c
     raise FileNotFoundError(f"{name}: not found (tried {', '.join(map(str, candidates))})")
-
-
-def _default_checkpoint(exp_dir: Path) -> Path:
-    for name in CHECKPOINTS:
-        if (exp_dir / name).exists():
-            return exp_dir / name
-    epochs = sorted(exp_dir.glob("*epoch.pth"), key=lambda p: int(p.name.split("epoch")[0]))
-    if epochs:
-        return epochs[-1]
-    raise FileNotFoundError(f"{exp_dir}: no checkpoint ({', '.join(CHECKPOINTS)} or N epoch.pth)")
 
 
 def _load_strict(

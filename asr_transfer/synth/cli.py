@@ -2,6 +2,9 @@
 
 Example:
     asr-transfer synth --preset mini --out corpus/mini --seed 0 --jobs 2
+
+The ``standard`` preset needs Debian engines (``sudo recipes/common/install_synth_tools.sh``) and
+sentence sources (``recipes/common/get_texts.sh [DIR]``, then ``--text-dir DIR``).
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import time
 
 from asr_transfer.synth.noise import NOISE_ENV, NoiseBankError, find_noise_dir
 from asr_transfer.synth.presets import PRESETS
+from asr_transfer.synth.sentences import TEXT_ENV, TextSourceError, find_text_dir
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -34,19 +38,30 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help=f"recorded noise bank (default: ${NOISE_ENV}, else <repo>/../shared/data/noise)",
     )
+    parser.add_argument(
+        "--text-dir",
+        default=None,
+        help=f"sentence sources from recipes/common/get_texts.sh, for presets with sentences "
+        f"(default: ${TEXT_ENV}, else ~/.cache/asr-transfer/texts)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
+    from asr_transfer.synth.engines_debian import EngineMissing
     from asr_transfer.synth.generate import generate
 
     preset = PRESETS[args.preset]
+    start = time.perf_counter()
     try:
         noise_dir = find_noise_dir(args.noise_dir)
-    except NoiseBankError as err:
+        needs_text = any(lp.text == "sentences" for lp in preset.langs)
+        text_dir = find_text_dir(args.text_dir) if needs_text else None
+        corpus = generate(
+            preset, args.out, seed=args.seed, jobs=args.jobs, noise_dir=noise_dir, text_dir=text_dir
+        )
+    except (NoiseBankError, TextSourceError, EngineMissing) as err:
         print(f"asr-transfer synth: error: {err}", file=sys.stderr)
         return 2
-    start = time.perf_counter()
-    corpus = generate(preset, args.out, seed=args.seed, jobs=args.jobs, noise_dir=noise_dir)
     totals = corpus["totals"]
     print(
         f"synth {preset.name}: {totals['utterances']} utterances, {totals['files']} files, "

@@ -13,6 +13,7 @@ import json
 import os
 import platform
 import shutil
+import sys
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,8 +23,11 @@ import soundfile as sf
 
 from asr_transfer.data.kaldi import write_data_dir
 from asr_transfer.synth import domains as dom
+from asr_transfer.synth import engines_debian
+from asr_transfer.synth.engines_debian import EngineMissing, check
 from asr_transfer.synth.noise import load_noise_bank, notice
-from asr_transfer.synth.presets import SPLITS, Preset
+from asr_transfer.synth.presets import SPLITS, LangPlan, Preset
+from asr_transfer.synth.sentences import sentence_pools
 from asr_transfer.synth.texts import digit_strings, spoken, transcript
 from asr_transfer.synth.voices import (
     SAMPLE_RATE,
@@ -31,6 +35,7 @@ from asr_transfer.synth.voices import (
     TRAIN_VARIANTS,
     Espeak,
     Speaker,
+    make_mixed_speakers,
     make_speakers,
 )
 
@@ -65,8 +70,13 @@ class Utterance:
         return f"{self.lang}_{self.split}_{domain}"
 
 
-def plan(preset: Preset, seed: int) -> list[Utterance]:
-    """All utterances of ``preset``: texts disjoint across splits, test speakers on held-out variants.
+def plan(
+    preset: Preset, seed: int, text_dir: Path | None = None, drop: frozenset[str] = frozenset()
+) -> list[Utterance]:
+    """All utterances of ``preset``: texts disjoint across splits, test speakers on held-out voices.
+
+    ``text_dir`` holds the sentence sources of ``sentences`` languages; base voices in ``drop``
+    (``engine:voice``) are left out.
 
     Example:
         >>> from asr_transfer.synth.presets import PRESETS
@@ -76,22 +86,28 @@ def plan(preset: Preset, seed: int) -> list[Utterance]:
     """
     utts = []
     for lp in preset.langs:
-        strings = digit_strings(lp.sizes, rng_for(seed, "text", lp.lang))
+        if lp.text == "sentences":
+            if text_dir is None:
+                raise ValueError(f"preset {preset.name} reads sentences and needs a text folder")
+            texts = _sentences(lp, seed, text_dir)
+        else:
+            strings = digit_strings(lp.sizes, rng_for(seed, "text", lp.lang))
+            texts = {split: [(spoken(d, lp.lang), None) for d in strings[split]] for split in SPLITS}
         for split in SPLITS:
             rng = rng_for(seed, "speakers", lp.lang, split)
             pool = TEST_VARIANTS if split == "test" else TRAIN_VARIANTS
             variants = tuple(pool[i] for i in rng.permutation(len(pool)))
-            speakers = make_speakers(
-                f"{lp.lang}_{split}",
-                lp.lang,
-                lp.voice,
-                variants,
-                lp.speakers[split],
-                rng,
-            )
-            for i, digits in enumerate(strings[split]):
+            prefix = f"{lp.lang}_{split}"
+            if lp.train_voices:
+                listed = lp.test_voices if split == "test" else lp.train_voices
+                bases = tuple(v for v in listed if v not in drop)
+                if not bases:
+                    raise ValueError(f"{prefix}: every base voice is missing ({', '.join(sorted(drop))})")
+                speakers = make_mixed_speakers(prefix, lp.lang, bases, variants, lp.speakers[split], rng)
+            else:
+                speakers = make_speakers(prefix, lp.lang, lp.voice, variants, lp.speakers[split], rng)
+            for i, (text, norm) in enumerate(texts[split]):
                 spk = speakers[i % len(speakers)]
-                text = spoken(digits, lp.lang)
                 utts.append(
                     Utterance(
                         f"{spk.id}-{i:05d}",
@@ -99,11 +115,45 @@ def plan(preset: Preset, seed: int) -> list[Utterance]:
                         split,
                         spk,
                         text,
-                        transcript(text, lp.lang),
+                        norm if norm is not None else transcript(text, lp.lang),
                         lp.domains,
                     )
                 )
     return utts
+
+
+def _sentences(lp: LangPlan, seed: int, text_dir: Path) -> dict[str, list[tuple[str, str]]]:
+    """(text, transcript) per split: a seeded shuffle of the split's pool, cycled if it is too small."""
+    pools = sentence_pools(text_dir, lp.lang, fortunes=lp.lang == "en")
+    out = {}
+    for split in SPLITS:
+        pool = pools[split]
+        if not pool:
+            raise ValueError(f"no {split} sentences for {lp.lang} in {text_dir}")
+        order = rng_for(seed, "text", lp.lang, split).permutation(len(pool))
+        out[split] = [(pool[order[i % len(pool)]].text, pool[order[i % len(pool)]].transcript)
+                      for i in range(lp.sizes[split])]  # fmt: skip
+    return out
+
+
+def missing_voices(preset: Preset) -> tuple[frozenset[str], list[str]]:
+    """Base voices of optional engines that are not installed, and a warning for each.
+
+    Raises :class:`~asr_transfer.synth.engines_debian.EngineMissing` for a missing required engine.
+    """
+    drop, warnings = set(), []
+    for lp in preset.langs:
+        for base in dict.fromkeys(lp.train_voices + lp.test_voices):
+            engine, _, voice = base.partition(":")
+            try:
+                check(engine, voice)
+            except EngineMissing as err:
+                if engine not in preset.optional_engines:
+                    raise
+                if base not in drop:
+                    warnings.append(f"warning: {err} -- leaving {base} out of {preset.name}")
+                drop.add(base)
+    return frozenset(drop), warnings
 
 
 class _Renderer:
@@ -128,7 +178,10 @@ class _Renderer:
     def __call__(self, utt: Utterance) -> list[float]:
         """Render and write ``utt`` in each of its domains; the durations in seconds."""
         rng = rng_for(self.seed, "utt", utt.key)
-        speech = self.espeak.speak(utt.text, utt.speaker)
+        if utt.speaker.engine == "espeak-ng":
+            speech = self.espeak.speak(utt.text, utt.speaker)
+        else:
+            speech = engines_debian.speak(utt.text, utt.speaker)
         lead, trail = (int(rng.uniform(0.1, 0.3) * SAMPLE_RATE) for _ in range(2))
         clean = np.pad(speech, (lead, trail)) * np.float32(10 ** (-rng.uniform(0, 6) / 20))
         durations = []
@@ -166,13 +219,18 @@ def generate(
     seed: int,
     jobs: int,
     noise_dir: Path | None,
+    text_dir: Path | None = None,
 ) -> dict:
     """Generate ``preset`` into ``out``; returns (and writes to ``out/corpus.json``) its description.
 
-    ``noise_dir`` may be None only for presets without noisy domains.
+    ``noise_dir`` may be None only for presets without noisy domains, ``text_dir`` only for presets
+    without sentences. Base voices of missing optional engines are left out with a warning on stderr.
     """
     out = Path(out).resolve()
-    utts = plan(preset, seed)
+    drop, warnings = missing_voices(preset)
+    for warning in warnings:
+        print(warning, file=sys.stderr)
+    utts = plan(preset, seed, text_dir, drop)
     domains = tuple(dict.fromkeys(d for u in utts for d in u.domains))
     if any(d in dom.NOISE_SOURCES for d in domains) and noise_dir is None:
         raise ValueError(f"preset {preset.name} has noisy domains and needs a noise bank")
@@ -187,6 +245,8 @@ def generate(
             durations = list(pool.map(_render_in_worker, utts, chunksize=8))
     dirs = _write_data_dirs(out, utts, durations)
     corpus = _describe(preset, seed, utts, dirs, noise_dir)
+    if drop:
+        corpus["voices"]["left_out"] = sorted(drop)
     if noise_dir is not None and (noise_dir / "NOTICE.md").is_file():
         shutil.copyfile(noise_dir / "NOTICE.md", out / "NOISE-NOTICE.md")
     (out / "corpus.json").write_text(
@@ -228,6 +288,50 @@ def _write_data_dirs(out: Path, utts: list[Utterance], durations: list[list[floa
     return summary
 
 
+_VIA = {
+    "mbrola": "Debian espeak-ng --pho + mbrola",
+    "mbrola-br": "toolkit Breton G2P (.pho) + mbrola",
+    "flite": "Debian flite CLI",
+    "festival": "Debian festival text2wave",
+}
+
+
+def _engines(utts: list[Utterance]) -> dict[str, dict[str, object]]:
+    """Each engine the corpus used: version, how it ran, licence, hours of clean speech it rendered."""
+    used = sorted({u.speaker.engine for u in utts})
+    out: dict[str, dict[str, object]] = {}
+    for engine in used:
+        if engine == "espeak-ng":
+            via = f"espeakng-loader {importlib.metadata.version('espeakng-loader')} (in-process, ctypes)"
+            ver = Espeak().version()
+        else:
+            via = _VIA[engine]
+            ver = engines_debian.version(engine)
+        voices = sorted({u.speaker.voice.partition("+")[0] for u in utts if u.speaker.engine == engine})
+        out[engine] = {
+            "version": ver,
+            "via": via,
+            "licence": engines_debian.LICENCES[engine],
+            "voices": voices,
+        }
+    return out
+
+
+def _text_note(preset: Preset) -> str:
+    if all(lp.text == "digits" for lp in preset.langs):
+        return (
+            "spoken digit strings (3-6 digits), words from data/digits/<lang>.txt; "
+            "strings disjoint across splits"
+        )
+    return (
+        "LibreOffice UI translations (libreoffice-l10n-XX .mo catalogs, parallel through the English "
+        "msgid) "
+        "and, for English, Debian fortunes; 4-20 words, no placeholders; split by a hash of the English "
+        "sentence so parallel sentences never cross splits; transcripts disjoint across splits "
+        "(asr_transfer/synth/sentences.py)"
+    )
+
+
 def _describe(preset: Preset, seed: int, utts: list[Utterance], dirs: dict, noise_dir: Path | None) -> dict:
     def version(dist: str) -> str:
         return importlib.metadata.version(dist)
@@ -257,26 +361,29 @@ def _describe(preset: Preset, seed: int, utts: list[Utterance], dirs: dict, nois
         "dirs": dirs,
         "languages": {lp.lang: {"role": lp.role, "domains": list(lp.domains)} for lp in preset.langs},
         "domains": {d: dom.DESCRIPTIONS[d] for d in dict.fromkeys(d for u in utts for d in u.domains)},
-        "engines": {
-            "espeak-ng": {
-                "version": Espeak().version(),
-                "via": f"espeakng-loader {version('espeakng-loader')} (in-process, ctypes)",
-                "licence": "GPL-3.0-or-later (the program; generated audio is not covered)",
-            }
-        },
+        "engines": _engines(utts),
         "voices": {
             "train_dev_variants": list(TRAIN_VARIANTS),
             "test_variants": list(TEST_VARIANTS),
+            "base_voices": {
+                lp.lang: {"train_dev": sorted(set(lp.train_voices)), "test": sorted(set(lp.test_voices))}
+                for lp in preset.langs
+                if lp.train_voices
+            },
             "speakers": {k: v.as_dict() for k, v in sorted(speakers.items())},
         },
-        "text": "spoken digit strings (3-6 digits), words from data/digits/<lang>.txt; "
-        "strings disjoint across splits",
+        "text": _text_note(preset),
         "noise": {
             "files": noise_files,
             "notice": notice(noise_dir) if noise_dir else "",
         },
         "licences": {
-            "speech": "espeak-ng output, unencumbered",
+            "speech": "; ".join(
+                f"{e}: {engines_debian.LICENCES[e]}" for e in sorted({u.speaker.engine for u in utts})
+            ),
+            "text": "LibreOffice translations MPL-2.0; Debian fortunes (public domain / various free)"
+            if any(lp.text == "sentences" for lp in preset.langs)
+            else "digit words written for the toolkit",
             "noise": "see noise.notice (CC-BY-SA-3.0 and GPL recordings; copied to NOISE-NOTICE.md)",
         },
         "tools": {

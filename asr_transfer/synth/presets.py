@@ -19,6 +19,10 @@ class LangPlan:
 
     ``sizes`` and ``speakers`` map split -> number of utterances / pseudo-speakers. Test speakers
     use the held-out voice variants; train and dev share the training variants.
+
+    ``text`` is ``digits`` (spoken digit strings) or ``sentences`` (:mod:`asr_transfer.synth.sentences`).
+    ``train_voices``/``test_voices`` (``engine:voice``, repeated for more speakers) replace ``voice``
+    when given: train and dev speakers come from the first, test speakers from the second.
     """
 
     lang: str
@@ -27,14 +31,20 @@ class LangPlan:
     sizes: dict[str, int]
     speakers: dict[str, int]
     domains: tuple[str, ...] = ("clean",)
+    text: str = "digits"
+    train_voices: tuple[str, ...] = ()
+    test_voices: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
 class Preset:
+    """``optional_engines`` are left out with a warning when not installed; other engines must be."""
+
     name: str
     description: str
     langs: tuple[LangPlan, ...]
     rir_pool: int = 32
+    optional_engines: tuple[str, ...] = ()
 
 
 #: espeak-ng voice per language
@@ -53,6 +63,60 @@ def _plan(lang: str, role: str, utts: tuple[int, int, int], spks: tuple[int, int
         sizes=dict(zip(SPLITS, utts, strict=True)),
         speakers=dict(zip(SPLITS, spks, strict=True)),
         domains=domains,
+    )
+
+
+def _voices(*specs: str) -> tuple[str, ...]:
+    """``engine:voice`` specs; ``name*k`` repeats a voice k times (k times the speakers).
+
+    Example:
+        >>> _voices("espeak-ng:de*2", "mbrola:de1")
+        ('espeak-ng:de', 'espeak-ng:de', 'mbrola:de1')
+    """
+    out: list[str] = []
+    for spec in specs:
+        name, _, times = spec.partition("*")
+        out += [name] * int(times or 1)
+    return tuple(out)
+
+
+#: standard: base voices for train/dev and, disjoint from them, for test (an espeak-ng dialect voice
+#: such as en-gb-x-rp or pt counts as its own base voice). ru and uk have only espeak-ng (test holds out
+#: its variants, as mini does) and br only bz1 (test differs in pseudo-speakers only).
+_STANDARD_VOICES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "en": (_voices("espeak-ng:en-us*3", "mbrola:us1", "mbrola:us2", "mbrola:en1", "flite:kal16", "flite:awb",
+                   "flite:slt", "festival:kal_diphone"),
+           _voices("espeak-ng:en-gb-x-rp", "mbrola:us3", "flite:rms", "festival:ked_diphone")),
+    "de": (_voices("espeak-ng:de*2", "mbrola:de1"), _voices("mbrola:de2")),
+    "fr": (_voices("espeak-ng:fr*2", "mbrola:fr1"), _voices("mbrola:fr4", "espeak-ng:fr-be")),
+    "es": (_voices("espeak-ng:es*2", "mbrola:es1"), _voices("mbrola:es2", "espeak-ng:es-419")),
+    "it": (_voices("espeak-ng:it*2", "mbrola:it3"), _voices("mbrola:it4")),
+    "pl": (_voices("espeak-ng:pl"), _voices("mbrola:pl1")),
+    "ru": (_voices("espeak-ng:ru"), _voices("espeak-ng:ru")),
+    "nl": (_voices("espeak-ng:nl"), _voices("mbrola:nl2")),
+    "pt": (_voices("espeak-ng:pt-br*2", "mbrola:br1"), _voices("mbrola:br3", "espeak-ng:pt")),
+    "ro": (_voices("espeak-ng:ro"), _voices("mbrola:ro1")),
+    "cs": (_voices("espeak-ng:cs*2", "mbrola:cz1", "festival:czech_dita", "festival:czech_machac"),
+           _voices("mbrola:cz2", "festival:czech_ph", "festival:czech_krb")),
+    "ar": (_voices("espeak-ng:ar*2", "mbrola:ar1"), _voices("mbrola:ar2")),
+    "uk": (_voices("espeak-ng:uk"), _voices("espeak-ng:uk")),
+    "br": (_voices("mbrola-br:bz1"), _voices("mbrola-br:bz1")),
+}  # fmt: skip
+
+
+def _standard(lang: str, role: str, utts: tuple[int, int, int], spks: tuple[int, int, int],
+              domains: tuple[str, ...] = ("clean",)) -> LangPlan:  # fmt: skip
+    train, test = _STANDARD_VOICES[lang]
+    return LangPlan(
+        lang=lang,
+        voice="",
+        role=role,
+        sizes=dict(zip(SPLITS, utts, strict=True)),
+        speakers=dict(zip(SPLITS, spks, strict=True)),
+        domains=domains,
+        text="sentences",
+        train_voices=train,
+        test_voices=test,
     )
 
 
@@ -76,5 +140,23 @@ PRESETS: dict[str, Preset] = {
             _plan("ro", "target", (3, 2, 2), (2, 1, 2)),
         ),
         rir_pool=4,
+    ),
+    "standard": Preset(
+        name="standard",
+        description="LibreOffice/fortune sentences: English in 7 device/noise domains, 8 source and 5 target "
+        "languages (ro cs ar uk br) clean; espeak-ng, MBROLA, flite, festival, own Breton G2P "
+        "(needs recipes/common/install_synth_tools.sh and recipes/common/get_texts.sh)",
+        langs=(
+            _standard("en", "source", (1500, 200, 400), (96, 12, 32), DOMAINS),
+            *(
+                _standard(lang, "source", (400, 60, 120), (30, 6, 8))
+                for lang in ("de", "fr", "es", "it", "pl", "ru", "nl", "pt")
+            ),
+            *(
+                _standard(lang, "target", (400, 100, 200), (28, 4, 8))
+                for lang in ("ro", "cs", "ar", "uk", "br")
+            ),
+        ),
+        optional_engines=("flite", "festival"),
     ),
 }

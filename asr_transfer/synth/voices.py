@@ -110,6 +110,50 @@ def make_speakers(
     return speakers
 
 
+def make_mixed_speakers(
+    prefix: str,
+    lang: str,
+    base_voices: tuple[str, ...],
+    variants: tuple[str, ...],
+    n: int,
+    rng: np.random.Generator,
+) -> list[Speaker]:
+    """``n`` pseudo-speakers ``<prefix>_s000``... cycling through ``engine:voice`` base voices.
+
+    A base voice listed twice gets twice the speakers. espeak-ng base voices take the next of
+    ``variants`` each time they come round; the other engines' voices are used as they are.
+
+    Example:
+        >>> spk = make_mixed_speakers("en_test", "en", ("espeak-ng:en-gb", "flite:rms"), ("m7", "f5"), 3,
+        ...                           np.random.default_rng(0))
+        >>> [(s.id, s.engine, s.voice) for s in spk]
+        [('en_test_s000', 'espeak-ng', 'en-gb+m7'), ('en_test_s001', 'flite', 'rms'), \
+('en_test_s002', 'espeak-ng', 'en-gb+f5')]
+    """
+    speakers = []
+    turns: dict[str, int] = {}
+    for k in range(n):
+        base = base_voices[k % len(base_voices)]
+        engine, _, voice = base.partition(":")
+        if engine == "espeak-ng":
+            voice = f"{voice}+{variants[turns.get(base, 0) % len(variants)]}"
+        turns[base] = turns.get(base, 0) + 1
+        src_rate = round(ESPEAK_RATE * rng.uniform(0.9, 1.1) / 50.0) * 50
+        speakers.append(
+            Speaker(
+                id=f"{prefix}_s{k:03d}",
+                lang=lang,
+                voice=voice,
+                pitch=int(rng.integers(20, 80)),
+                rate=int(rng.integers(135, 205)),
+                range_=int(rng.integers(30, 80)),
+                warp=src_rate / ESPEAK_RATE,
+                engine=engine,
+            )
+        )
+    return speakers
+
+
 def espeak_data_path() -> Path:
     """The ``espeak-ng-data`` folder shipped in the ``espeakng-loader`` wheel."""
     import espeakng_loader

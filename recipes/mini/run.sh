@@ -20,6 +20,8 @@ model_config=conf/model/tiny.yaml
 train_config=conf/train/mini.yaml
 decode_config=conf/decode/beam_fast.yaml
 train_args=""
+token_type=unigram # char | unigram | bpe; with 40 units each digit word is one token
+nbpe=40
 system=tiny_clean
 corpus=corpus
 domains="clean phone laptop farfield rain wind laugh"
@@ -63,8 +65,9 @@ if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ]; then
 fi
 
 if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ]; then
-  log "3: character tokenizer"
-  asr-transfer tokenizer "$data/en_train_clean" --lang en --kind char --out exp/tokenizer/en
+  log "3: $token_type tokenizer"
+  asr-transfer tokenizer "$data/en_train_clean" --lang en --kind "$token_type" --vocab-size "$nbpe" \
+    --out "exp/tokenizer/en_$token_type"
 fi
 
 if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ]; then
@@ -85,7 +88,7 @@ if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ]; then
     "${launcher[@]}" train --config "$model_config" --config "$train_config" --exp "$exp" \
       --data.train "[{dump: dump/en_train_clean, lang: en}]" \
       --data.dev "[{dump: dump/en_dev_clean, lang: en}]" \
-      --data.tokenizers "{en: exp/tokenizer/en}" --data.cmvn dump/cmvn.npz \
+      --data.tokenizers "{en: exp/tokenizer/en_$token_type}" --data.cmvn dump/cmvn.npz \
       --train.device "$device" $train_args
   fi
 fi
