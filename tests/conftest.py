@@ -48,7 +48,7 @@ def tiny_setup(tiny_corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> d
     root = tmp_path_factory.mktemp("setup")
     train, dev = tiny_corpus / "en_train_clean", tiny_corpus / "en_dev_clean"
     assert cli("features", train, dev, "--out", root / "dump") == 0
-    assert cli("features", train, "--out", root / "cmvn_tmp", "--cmvn", root / "cmvn.npz") == 0
+    assert cli("features", train, "--out", root / "dump", "--cmvn", root / "cmvn.npz") == 0
     assert cli("tokenizer", train, "--lang", "en", "--kind", "char", "--out", root / "tok") == 0
     return {
         "root": root,

@@ -290,3 +290,13 @@ def test_generate_with_debian_engines_writes_valid_dirs(text_dir: Path, tmp_path
         d = load_data_dir(tmp_path / "c" / "data" / name)
         assert all(Path(p).is_file() for p in d.wav.values())
     assert corpus["voices"]["base_voices"]["de"]["test"] == ["mbrola:de1", "mbrola:de2"]
+
+
+def test_cli_without_texts_says_what_to_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from asr_transfer.cli import main
+
+    args = ["--out", str(tmp_path / "c"), "--text-dir", str(tmp_path), "--noise-dir", str(tmp_path)]
+    rc = main(["synth", "--preset", "standard", *args])
+    assert rc == 2
+    assert "recipes/common/get_texts.sh" in capsys.readouterr().err
+    assert not (tmp_path / "c").exists()

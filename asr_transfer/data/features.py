@@ -20,10 +20,11 @@ import torchaudio.compliance.kaldi as kaldi
 from asr_transfer.data.audio import SAMPLE_RATE
 
 NUM_MEL_BINS = 80
+DITHER_SEED = 1234
 
 
 def fbank(wave: np.ndarray | torch.Tensor, num_mel_bins: int = NUM_MEL_BINS) -> torch.Tensor:
-    """80-dim log-mel filterbank, 25 ms window, 10 ms shift, Kaldi defaults, no dither.
+    """80-dim log-mel filterbank, 25 ms window, 10 ms shift, Kaldi defaults with seeded dither.
 
     Args:
         wave: ``(N,)`` float samples in [-1, 1] at 16 kHz.
@@ -38,9 +39,12 @@ def fbank(wave: np.ndarray | torch.Tensor, num_mel_bins: int = NUM_MEL_BINS) -> 
     x = torch.as_tensor(wave, dtype=torch.float32)
     if x.numel() < 400:
         raise ValueError(f"audio too short for one 25 ms frame: {x.numel()} samples")
-    # Kaldi's fbank expects 16-bit integer scale; dither 0 keeps features deterministic.
+    # Kaldi's default dither (1 LSB of Gaussian noise at 16-bit scale), but from a fixed seed so
+    # features stay deterministic. Without it, digital silence (exact zeros, common in synthesised
+    # or gated audio) gives log(eps) = -15.9 in every bin, which dominates the CMVN statistics.
+    noise = torch.randn(x.shape, generator=torch.Generator().manual_seed(DITHER_SEED))
     return kaldi.fbank(
-        x.unsqueeze(0) * 32768.0,
+        (x * 32768.0 + noise).unsqueeze(0),
         num_mel_bins=num_mel_bins,
         sample_frequency=SAMPLE_RATE,
         dither=0.0,

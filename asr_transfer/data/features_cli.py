@@ -13,6 +13,7 @@ import os
 from pathlib import Path
 
 import kaldiio
+import torch
 from tqdm import tqdm
 
 from asr_transfer.data.audio import load_audio
@@ -74,8 +75,12 @@ def run(args: argparse.Namespace) -> int:
     stats = CMVNStats() if args.cmvn else None
     for data_dir in args.data_dirs:
         out = Path(args.out) / Path(data_dir).name
-        if (out / "feats.scp").exists() and stats is None:
+        if (out / "feats.scp").exists():
             print(f"features: {out} exists, skipped")
+            if stats is not None:
+                # statistics from the existing dump: no second fbank pass
+                for _, mat in kaldiio.load_scp_sequential(str(out / "feats.scp")):
+                    stats.add(torch.from_numpy(mat))
             continue
         n = dump_features(data_dir, out, speeds, stats)
         print(f"features: {n} utterances -> {out}")

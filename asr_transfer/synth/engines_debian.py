@@ -17,7 +17,6 @@ from __future__ import annotations
 import io
 import math
 import os
-import re
 import shutil
 import subprocess
 import tempfile
@@ -86,15 +85,23 @@ def flite_voices() -> tuple[str, ...]:
     return tuple(out.partition(":")[2].split())
 
 
+#: the Debian package that provides each engine's program
+PACKAGES = {"mbrola": "mbrola", "mbrola-br": "mbrola", "flite": "flite", "festival": "festival"}
+
+
 @cache
-def version(engine: str) -> str:
-    """The installed version of ``engine``'s program, as it reports it."""
-    cmd = {"espeak-ng": ["espeak-ng", "--version"], "mbrola": ["mbrola", "-h"], "mbrola-br": ["mbrola", "-h"],
-           "flite": ["flite", "--version"], "festival": ["festival", "--version"]}[engine]  # fmt: skip
+def package_version(package: str) -> str:
+    """The installed version of a Debian package (``unknown`` where dpkg does not know it)."""
+    cmd = ["dpkg-query", "-W", "-f", "${Version}", package]
     res = subprocess.run(cmd, capture_output=True, text=True, check=False)
-    text = res.stdout + res.stderr
-    found = re.search(r"(\d+\.\d+(\.\d+)?[a-z]?)", text)
-    return found.group(1) if found else "unknown"
+    return res.stdout.strip() if res.returncode == 0 and res.stdout.strip() else "unknown"
+
+
+def version(engine: str) -> str:
+    """The Debian package version(s) behind ``engine``."""
+    if engine == "mbrola":
+        return f"mbrola {package_version('mbrola')}, espeak-ng {package_version('espeak-ng')} (phonemes)"
+    return f"{PACKAGES[engine]} {package_version(PACKAGES[engine])}"
 
 
 def _run(cmd: list[str], data: bytes, what: str) -> bytes:

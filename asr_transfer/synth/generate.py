@@ -131,8 +131,8 @@ def _sentences(lp: LangPlan, seed: int, text_dir: Path) -> dict[str, list[tuple[
         if not pool:
             raise ValueError(f"no {split} sentences for {lp.lang} in {text_dir}")
         order = rng_for(seed, "text", lp.lang, split).permutation(len(pool))
-        out[split] = [(pool[order[i % len(pool)]].text, pool[order[i % len(pool)]].transcript)
-                      for i in range(lp.sizes[split])]  # fmt: skip
+        picks = [pool[order[i % len(pool)]] for i in range(lp.sizes[split])]
+        out[split] = [(s.text, s.transcript) for s in picks]
     return out
 
 

@@ -23,7 +23,7 @@ fi
 if [ "$stage" -le 1 ] && [ "$stop_stage" -ge 1 ]; then asr-transfer validate-data data/*; fi
 if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ]; then
   asr-transfer features "data/${lang}_train" "data/${lang}_dev" --out dump
-  asr-transfer features "data/${lang}_train" --out dump/cmvn_tmp --cmvn dump/cmvn.npz && rm -rf dump/cmvn_tmp
+  asr-transfer features "data/${lang}_train" --out dump --cmvn dump/cmvn.npz
 fi
 if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ]; then
   asr-transfer tokenizer "data/${lang}_train" --lang "$lang" --kind char --out "exp/tokenizer/$lang"

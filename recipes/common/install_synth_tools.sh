@@ -55,6 +55,6 @@ fi
 apt-get "${apt_opts[@]}" install -y -qq --no-install-recommends \
   "${main_pkgs[@]}" mbrola "${mbrola_voices[@]/#/mbrola-}" >/dev/null
 
-echo "installed: espeak-ng $(espeak-ng --version | awk '{print $4; exit}'), flite $(flite --version 2>&1 | awk '{print $2; exit}'),"
+echo "installed: espeak-ng $(espeak-ng --version | awk '{print $4; exit}'), flite $(flite --version 2>&1 | grep -o 'flite-[0-9.]*' | head -1),"
 echo "           festival voices: $(ls /usr/share/festival/voices/*/ | grep -v : | tr '\n' ' ')"
 echo "           mbrola voices: $(ls /usr/share/mbrola | tr '\n' ' ')"

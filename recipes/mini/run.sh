@@ -59,8 +59,7 @@ if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ]; then
     echo "  dump/cmvn.npz exists, skipped"
   else
     asr-transfer features "$data/en_train_clean" "$data/en_dev_clean" --out dump
-    asr-transfer features "$data/en_train_clean" --out dump/cmvn_tmp --cmvn dump/cmvn.npz
-    rm -rf dump/cmvn_tmp
+    asr-transfer features "$data/en_train_clean" --out dump --cmvn dump/cmvn.npz
   fi
 fi
 
