@@ -28,8 +28,13 @@ from asr_transfer.text.tokenizer import Tokenizer
 FRONTEND = {"n_fft": 512, "win_length": 400, "hop_length": 160, "n_mels": 80}
 
 
-def prepare_data(data_dir: str | Path, out: str | Path, lang: str = "en", max_utts: int | None = None,
-                 tokenizer: Tokenizer | None = None) -> dict[str, Path | str]:
+def prepare_data(
+    data_dir: str | Path,
+    out: str | Path,
+    lang: str = "en",
+    max_utts: int | None = None,
+    tokenizer: Tokenizer | None = None,
+) -> dict[str, Path | str]:
     """Write ESPnet's inputs for a Kaldi data dir: ``wav.scp``, normalised ``text``, ``speech_shape``
     (samples), ``tokens.txt`` (char list, ESPnet order) and ``feats_stats.npz`` (global MVN stats).
 
@@ -67,8 +72,9 @@ def prepare_data(data_dir: str | Path, out: str | Path, lang: str = "en", max_ut
     return paths
 
 
-def prepare_fbank_data(dump_dir: str | Path, cmvn: str | Path, tokenizer: Tokenizer, out: str | Path,
-                       lang: str = "en") -> dict[str, Path | str]:
+def prepare_fbank_data(
+    dump_dir: str | Path, cmvn: str | Path, tokenizer: Tokenizer, out: str | Path, lang: str = "en"
+) -> dict[str, Path | str]:
     """ESPnet inputs over our dumped fbank (``feats.scp``, read as ``kaldi_ark``): the same features and
     CMVN statistics as our loop, so a comparison measures the two training loops only."""
     from asr_transfer.data.kaldi import read_table
@@ -78,9 +84,14 @@ def prepare_fbank_data(dump_dir: str | Path, cmvn: str | Path, tokenizer: Tokeni
     frames = read_table(dump / "utt2num_frames")
     norm = Normalizer(lang)
     text = read_table(dump / "text", allow_empty_value=True)
-    paths = {"speech": dump / "feats.scp", "speech_type": "kaldi_ark", "text": out / "text",
-             "speech_shape": out / "speech_shape", "tokens.txt": out / "tokens.txt",
-             "feats_stats.npz": out / "feats_stats.npz"}
+    paths = {
+        "speech": dump / "feats.scp",
+        "speech_type": "kaldi_ark",
+        "text": out / "text",
+        "speech_shape": out / "speech_shape",
+        "tokens.txt": out / "tokens.txt",
+        "feats_stats.npz": out / "feats_stats.npz",
+    }
     paths["text"].write_text("".join(f"{u} {norm(t)}\n" for u, t in text.items()), encoding="utf-8")
     paths["speech_shape"].write_text("".join(f"{u} {n},80\n" for u, n in frames.items()))
     paths["tokens.txt"].write_text("\n".join(tokenizer.tokens) + "\n", encoding="utf-8")
@@ -96,8 +107,17 @@ def audio_seconds(paths: dict[str, Path | str]) -> float:
     return sum(int(line.split()[1]) for line in paths["speech_shape"].read_text().splitlines()) / SAMPLE_RATE
 
 
-def espnet_config(model: dict, stats: Path, *, batch_bins: int, lr: float = 2e-3, warmup_steps: int = 100,
-                  max_epoch: int = 1, raw_audio: bool = True, **extra: object) -> dict:
+def espnet_config(
+    model: dict,
+    stats: Path,
+    *,
+    batch_bins: int,
+    lr: float = 2e-3,
+    warmup_steps: int = 100,
+    max_epoch: int = 1,
+    raw_audio: bool = True,
+    **extra: object,
+) -> dict:
     """ESPnet2 ``asr_train`` config equivalent to the ``model:`` section of one of our YAML configs.
 
     ``batch_bins`` counts padded input units (``batch size * longest``, ESPnet's ``length`` sampler on the
@@ -117,8 +137,11 @@ def espnet_config(model: dict, stats: Path, *, batch_bins: int, lr: float = 2e-3
         "encoder_conf": enc,
         "decoder": "transformer",
         "decoder_conf": dict(model.get("decoder") or {}),
-        "model_conf": {"ctc_weight": float(model.get("ctc_weight", 0.3)),
-                       "lsm_weight": float(model.get("lsm_weight", 0.1)), "length_normalized_loss": False},
+        "model_conf": {
+            "ctc_weight": float(model.get("ctc_weight", 0.3)),
+            "lsm_weight": float(model.get("lsm_weight", 0.1)),
+            "length_normalized_loss": False,
+        },
         "optim": "adam",
         "optim_conf": {"lr": lr, "betas": [0.9, 0.98], "eps": 1e-9},
         "scheduler": "warmuplr",
@@ -142,8 +165,14 @@ def espnet_config(model: dict, stats: Path, *, batch_bins: int, lr: float = 2e-3
     return cfg
 
 
-def train_command(cfg: dict, train: dict[str, Path | str], valid: dict[str, Path | str], out_dir: str | Path,
-                  num_workers: int = 0, seed: int = 1) -> list[str]:
+def train_command(
+    cfg: dict,
+    train: dict[str, Path | str],
+    valid: dict[str, Path | str],
+    out_dir: str | Path,
+    num_workers: int = 0,
+    seed: int = 1,
+) -> list[str]:
     """The ``python -m espnet2.bin.asr_train`` command line (config written to ``OUT/train_config.yaml``)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -46,16 +46,20 @@ def main() -> None:
         feats = [fbank(w) for w in waves[i : i + args.batch_size]]
         lens = torch.tensor([f.shape[0] for f in feats])
         batches.append((torch.nn.utils.rnn.pad_sequence(feats, batch_first=True), lens))
-    print(f"{len(waves)} utterances, {audio_s:.1f} s of audio, beam {args.beam}, "
-          f"ctc_weight {args.ctc_weight}, batch {args.batch_size}, {args.threads} thread(s)")
+    print(
+        f"{len(waves)} utterances, {audio_s:.1f} s of audio, beam {args.beam}, "
+        f"ctc_weight {args.ctc_weight}, batch {args.batch_size}, {args.threads} thread(s)"
+    )
 
     results, rtf = {}, {}
     for mode in ("beam_espnet", "beam"):
-        cfg = DecodeConfig(mode=mode, beam_size=args.beam, ctc_weight=args.ctc_weight,
-                           batch_size=args.batch_size)
+        cfg = DecodeConfig(
+            mode=mode, beam_size=args.beam, ctc_weight=args.ctc_weight, batch_size=args.batch_size
+        )
         start = time.perf_counter()
-        results[mode] = [h for feats, lens in batches
-                         for h in decode_batch(rec.model, feats, lens, args.lang, cfg)]
+        results[mode] = [
+            h for feats, lens in batches for h in decode_batch(rec.model, feats, lens, args.lang, cfg)
+        ]
         rtf[mode] = (time.perf_counter() - start) / audio_s
         print(f"{mode:12s} RTF {rtf[mode]:.4f}  ({rtf[mode] * audio_s:.1f} s)")
     same = sum(a == b for a, b in zip(results["beam_espnet"], results["beam"]))

@@ -46,11 +46,13 @@ def train_exp(corpus: Path, work: Path, config: str, epochs: int, utts: int, thr
     from asr_transfer.text.tokenizer import Tokenizer
 
     tok = Tokenizer(train["tokens.txt"].read_text().splitlines())
-    valid = espnet.prepare_data(corpus / "data" / "en_dev_clean", work / "espnet_dev", max_utts=20,
-                                tokenizer=tok)
+    valid = espnet.prepare_data(
+        corpus / "data" / "en_dev_clean", work / "espnet_dev", max_utts=20, tokenizer=tok
+    )
     model = yaml.safe_load(MODEL_CONFIGS[config].read_text())["model"]
-    cfg = espnet.espnet_config(model, train["feats_stats.npz"], batch_bins=12000 * 160, max_epoch=epochs,
-                               warmup_steps=25)
+    cfg = espnet.espnet_config(
+        model, train["feats_stats.npz"], batch_bins=12000 * 160, max_epoch=epochs, warmup_steps=25
+    )
     print(f"training an ESPnet {config} model for {epochs} epochs on {utts} utterances -> {exp}", flush=True)
     espnet.run_espnet(espnet.train_command(cfg, train, valid, exp), work / "asr_train.log", threads)
     return exp
@@ -65,8 +67,12 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--beam", type=int, default=10)
     parser.add_argument("--ctc-weight", type=float, default=0.3)
-    parser.add_argument("--config", choices=sorted(MODEL_CONFIGS), default="tiny",
-                        help="model size trained when --exp is not given")
+    parser.add_argument(
+        "--config",
+        choices=sorted(MODEL_CONFIGS),
+        default="tiny",
+        help="model size trained when --exp is not given",
+    )
     parser.add_argument("--train-epochs", type=int, default=3)
     parser.add_argument("--train-utts", type=int, default=300)
     args = parser.parse_args()
@@ -82,8 +88,9 @@ def main() -> int:
                 from asr_transfer.cli import main as cli
 
                 cli(["synth", "--preset", "mini", "--out", str(corpus)])
-        exp = args.exp or train_exp(corpus.resolve(), work, args.config, args.train_epochs, args.train_utts,
-                                    args.threads)
+        exp = args.exp or train_exp(
+            corpus.resolve(), work, args.config, args.train_epochs, args.train_utts, args.threads
+        )
         waves = _test_waves(corpus, args.utts)
         rows = run(exp, waves, args)
     _print(rows, waves, args)
@@ -105,8 +112,15 @@ def run(exp: Path, waves: list[np.ndarray], args: argparse.Namespace) -> list[di
     from asr_transfer.model.espnet_loader import default_checkpoint, load_espnet_exp
 
     ckpt = default_checkpoint(exp)
-    s2t = Speech2Text(asr_train_config=exp / "config.yaml", asr_model_file=ckpt, device="cpu",
-                      beam_size=args.beam, ctc_weight=args.ctc_weight, lm_weight=0.0, nbest=1)
+    s2t = Speech2Text(
+        asr_train_config=exp / "config.yaml",
+        asr_model_file=ckpt,
+        device="cpu",
+        beam_size=args.beam,
+        ctc_weight=args.ctc_weight,
+        lm_weight=0.0,
+        nbest=1,
+    )
     model, _, frontend = load_espnet_exp(exp, ckpt)
 
     def espnet_decode(batch: list[np.ndarray]) -> list[list[int]]:
@@ -119,7 +133,7 @@ def run(exp: Path, waves: list[np.ndarray], args: argparse.Namespace) -> list[di
         def decode(batch: list[np.ndarray]) -> list[list[int]]:
             out = []
             for i in range(0, len(batch), batch_size):
-                chunk = [torch.from_numpy(w) for w in batch[i:i + batch_size]]
+                chunk = [torch.from_numpy(w) for w in batch[i : i + batch_size]]
                 lens = torch.tensor([len(w) for w in chunk])
                 feats, feat_lens = frontend(torch.nn.utils.rnn.pad_sequence(chunk, batch_first=True), lens)
                 out += decode_batch(model, feats, feat_lens, "en", cfg)
@@ -129,10 +143,12 @@ def run(exp: Path, waves: list[np.ndarray], args: argparse.Namespace) -> list[di
 
     # ours decodes utterances sorted by length (little padding), as a batch decoder would
     order = sorted(range(len(waves)), key=lambda i: len(waves[i]))
-    systems = [("ESPnet Speech2Text beam", espnet_decode, list(range(len(waves)))),
-               ("ours beam_espnet (batch 16)", ours("beam_espnet", 16), order),
-               ("ours beam (batch 16)", ours("beam", 16), order),
-               ("ours ctc_greedy (batch 32)", ours("ctc_greedy", 32), order)]
+    systems = [
+        ("ESPnet Speech2Text beam", espnet_decode, list(range(len(waves)))),
+        ("ours beam_espnet (batch 16)", ours("beam_espnet", 16), order),
+        ("ours beam (batch 16)", ours("beam", 16), order),
+        ("ours ctc_greedy (batch 32)", ours("ctc_greedy", 32), order),
+    ]
     rows = []
     for name, fn, idx in systems:
         fn(waves[:1])  # warm-up
@@ -147,13 +163,17 @@ def run(exp: Path, waves: list[np.ndarray], args: argparse.Namespace) -> list[di
 def _print(rows: list[dict], waves: list[np.ndarray], args: argparse.Namespace) -> None:
     audio = sum(len(w) for w in waves) / 16000
     ref = rows[0]
-    print(f"\ndecode speed: {len(waves)} utterances, {audio:.1f} s of audio, beam {args.beam}, CTC weight "
-          f"{args.ctc_weight}, {args.threads} threads, load average {os.getloadavg()[0]:.2f}")
+    print(
+        f"\ndecode speed: {len(waves)} utterances, {audio:.1f} s of audio, beam {args.beam}, CTC weight "
+        f"{args.ctc_weight}, {args.threads} threads, load average {os.getloadavg()[0]:.2f}"
+    )
     print(f"{'system':<32} {'seconds':>8} {'RTF':>8} {'x ESPnet':>9} {'same hyps as ESPnet':>20}")
     for r in rows:
         same = sum(a == b for a, b in zip(r["hyps"], ref["hyps"]))
-        print(f"{r['name']:<32} {r['seconds']:>8.2f} {r['seconds'] / audio:>8.4f} "
-              f"{ref['seconds'] / r['seconds']:>9.1f} {same:>14}/{len(waves)}")
+        print(
+            f"{r['name']:<32} {r['seconds']:>8.2f} {r['seconds'] / audio:>8.4f} "
+            f"{ref['seconds'] / r['seconds']:>9.1f} {same:>14}/{len(waves)}"
+        )
 
 
 if __name__ == "__main__":

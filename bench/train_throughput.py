@@ -51,11 +51,17 @@ def _install_timer(cls: type, out: Path, warmup: int, steps: int, audio_of) -> N
             marks.append((time.perf_counter(), seconds, utts))
             if len(marks) > warmup + steps:
                 timed_marks = marks[warmup:]
-                out.write_text(json.dumps({
-                    "step_s": [b[0] - a[0] for a, b in zip(timed_marks, timed_marks[1:])],
-                    "audio_s": [m[1] for m in timed_marks[:-1]], "utts": [m[2] for m in timed_marks[:-1]],
-                    "params": params[0], "threads": torch.get_num_threads(),
-                }))
+                out.write_text(
+                    json.dumps(
+                        {
+                            "step_s": [b[0] - a[0] for a, b in zip(timed_marks, timed_marks[1:])],
+                            "audio_s": [m[1] for m in timed_marks[:-1]],
+                            "utts": [m[2] for m in timed_marks[:-1]],
+                            "params": params[0],
+                            "threads": torch.get_num_threads(),
+                        }
+                    )
+                )
                 os._exit(0)
         return forward(self, *args, **kwargs)
 
@@ -94,8 +100,9 @@ def _worker(args: argparse.Namespace, rest: list[str]) -> int:
 
 # ---------------------------------------------------------------------------------------- driver
 def _cli(*args: object) -> None:
-    subprocess.run([sys.executable, "-m", "asr_transfer.cli", *map(str, args)], check=True,
-                   stdout=subprocess.DEVNULL)
+    subprocess.run(
+        [sys.executable, "-m", "asr_transfer.cli", *map(str, args)], check=True, stdout=subprocess.DEVNULL
+    )
 
 
 def prepare(corpus: Path, work: Path, utts: int, raw: bool) -> dict:
@@ -112,8 +119,12 @@ def prepare(corpus: Path, work: Path, utts: int, raw: bool) -> dict:
         keep = d.utts[:n]
         data[name] = work / "data" / name
         if not (data[name] / "text").exists():
-            write_data_dir(data[name], wav={u: d.wav[u] for u in keep}, text={u: d.text[u] for u in keep},
-                           utt2spk={u: d.utt2spk[u] for u in keep})
+            write_data_dir(
+                data[name],
+                wav={u: d.wav[u] for u in keep},
+                text={u: d.text[u] for u in keep},
+                utt2spk={u: d.utt2spk[u] for u in keep},
+            )
     dump = work / "dump"
     if not (dump / "cmvn.npz").exists():
         _cli("features", data["train"], data["dev"], "--out", dump)
@@ -122,8 +133,10 @@ def prepare(corpus: Path, work: Path, utts: int, raw: bool) -> dict:
         _cli("tokenizer", data["train"], "--lang", "en", "--kind", "char", "--out", work / "tokenizer")
     tok = Tokenizer.load(work / "tokenizer")
     prep = {"data": data, "dump": dump, "tokenizer": work / "tokenizer"}
-    prep["fbank"] = {s: espnet.prepare_fbank_data(dump / s, dump / "cmvn.npz", tok, work / "espnet_fbank" / s)
-                     for s in ("train", "dev")}
+    prep["fbank"] = {
+        s: espnet.prepare_fbank_data(dump / s, dump / "cmvn.npz", tok, work / "espnet_fbank" / s)
+        for s in ("train", "dev")
+    }
     if raw:
         prep["raw"] = {}
         for s in ("train", "dev"):
@@ -135,9 +148,21 @@ def run_system(name: str, cmd: list[str], args: argparse.Namespace, work: Path) 
     timings = work / f"timings_{name}.json"
     timings.unlink(missing_ok=True)
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "MKL_NUM_THREADS": str(args.threads)}
-    worker = [sys.executable, __file__, "--worker", "ours" if name == "ours" else "espnet", "--timings",
-              str(timings), "--warmup", str(args.warmup), "--steps", str(args.steps), "--threads",
-              str(args.threads), "--"]
+    worker = [
+        sys.executable,
+        __file__,
+        "--worker",
+        "ours" if name == "ours" else "espnet",
+        "--timings",
+        str(timings),
+        "--warmup",
+        str(args.warmup),
+        "--steps",
+        str(args.steps),
+        "--threads",
+        str(args.threads),
+        "--",
+    ]
     start = time.perf_counter()
     with open(work / f"{name}.log", "w") as log:
         rc = subprocess.run(worker + cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=work).returncode
@@ -206,9 +231,15 @@ def _espnet_cmd(args: argparse.Namespace, prep: dict, work: Path, kind: str) -> 
     train_cfg = yaml.safe_load(TRAIN_CONFIG.read_text())["train"]
     budget = int(train_cfg["max_batch_frames"])
     data = prep[kind]
-    cfg = espnet.espnet_config(model, data["train"]["feats_stats.npz"], raw_audio=kind == "raw",
-                               batch_bins=budget * (160 if kind == "raw" else 1), max_epoch=100,
-                               lr=float(train_cfg["lr"]), warmup_steps=100)
+    cfg = espnet.espnet_config(
+        model,
+        data["train"]["feats_stats.npz"],
+        raw_audio=kind == "raw",
+        batch_bins=budget * (160 if kind == "raw" else 1),
+        max_epoch=100,
+        lr=float(train_cfg["lr"]),
+        warmup_steps=100,
+    )
     exp = work / f"exp_espnet_{kind}"
     subprocess.run(["rm", "-rf", str(exp)], check=True)
     return espnet.train_command(cfg, data["train"], data["dev"], exp)[3:]  # drop "python -m module"
@@ -217,17 +248,23 @@ def _espnet_cmd(args: argparse.Namespace, prep: dict, work: Path, kind: str) -> 
 def _print_table(args: argparse.Namespace, results: dict) -> None:
     import statistics
 
-    print(f"\ntrain throughput: config {args.config}, {args.steps} timed steps after {args.warmup} warm-up, "
-          f"{args.threads} threads, load average {os.getloadavg()[0]:.2f}")
-    print(f"{'system':<13} {'params':>10} {'utts/step':>9} {'audio s/step':>12} {'s/step':>7} "
-          f"{'audio s/s':>9} {'ours/this':>9}")
+    print(
+        f"\ntrain throughput: config {args.config}, {args.steps} timed steps after {args.warmup} warm-up, "
+        f"{args.threads} threads, load average {os.getloadavg()[0]:.2f}"
+    )
+    print(
+        f"{'system':<13} {'params':>10} {'utts/step':>9} {'audio s/step':>12} {'s/step':>7} "
+        f"{'audio s/s':>9} {'ours/this':>9}"
+    )
     speed = {}
     for name, r in results.items():
         speed[name] = sum(r["audio_s"]) / sum(r["step_s"])
     for name, r in results.items():
-        print(f"{name:<13} {r['params']:>10,} {statistics.mean(r['utts']):>9.1f} "
-              f"{statistics.mean(r['audio_s']):>12.1f} {statistics.mean(r['step_s']):>7.3f} "
-              f"{speed[name]:>9.1f} {speed['ours'] / speed[name]:>9.2f}")
+        print(
+            f"{name:<13} {r['params']:>10,} {statistics.mean(r['utts']):>9.1f} "
+            f"{statistics.mean(r['audio_s']):>12.1f} {statistics.mean(r['step_s']):>7.3f} "
+            f"{speed[name]:>9.1f} {speed['ours'] / speed[name]:>9.2f}"
+        )
 
 
 if __name__ == "__main__":

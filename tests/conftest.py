@@ -63,12 +63,14 @@ def tiny_setup(tiny_corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> d
 def train_args(setup: dict[str, Path], exp: Path, *extra: str) -> list[str]:
     """A complete ``asr-transfer train`` command line for the tiny set-up and a 2-block model."""
     return [
-        "train", "--config", str(REPO / "conf/model/tiny.yaml"), "--config", str(REPO / "conf/train/mini.yaml"),
+        "train", "--config", str(REPO / "conf/model/tiny.yaml"),
+        "--config", str(REPO / "conf/train/mini.yaml"),
         "--exp", str(exp),
         "--data.train", f"[{{dump: {setup['train']}, lang: en}}]",
         "--data.dev", f"[{{dump: {setup['dev']}, lang: en}}]",
         "--data.tokenizers", f"{{en: {setup['tok']}}}", "--data.cmvn", str(setup["cmvn"]),
-        "--model.encoder.num_blocks", "2", "--model.encoder.output_size", "64", "--model.encoder.linear_units", "128",
+        "--model.encoder.num_blocks", "2", "--model.encoder.output_size", "64",
+        "--model.encoder.linear_units", "128",
         "--model.decoder.linear_units", "128", "--train.num_threads", "1", "--train.device", "cpu",
         *extra,
     ]  # fmt: skip

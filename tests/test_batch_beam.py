@@ -31,16 +31,24 @@ def encoded(tiny_exp: Path, tiny_corpus: Path) -> tuple[Recognizer, torch.Tensor
     return rec, enc_out, enc_lens
 
 
-@pytest.mark.parametrize(("beam", "ctc_weight", "length_penalty", "maxlen_ratio"),
-                         [(4, 0.3, 0.0, 0.0), (1, 0.3, 0.0, 0.0), (3, 0.0, 0.0, 0.0), (3, 1.0, 0.0, 0.0),
-                          (4, 0.5, 1.0, 0.2)])
-def test_same_hypotheses_as_espnet_per_utterance(encoded: tuple, beam: int, ctc_weight: float,
-                                                 length_penalty: float, maxlen_ratio: float) -> None:
+@pytest.mark.parametrize(
+    ("beam", "ctc_weight", "length_penalty", "maxlen_ratio"),
+    [(4, 0.3, 0.0, 0.0), (1, 0.3, 0.0, 0.0), (3, 0.0, 0.0, 0.0), (3, 1.0, 0.0, 0.0), (4, 0.5, 1.0, 0.2)],
+)
+def test_same_hypotheses_as_espnet_per_utterance(
+    encoded: tuple, beam: int, ctc_weight: float, length_penalty: float, maxlen_ratio: float
+) -> None:
     rec, enc_out, enc_lens = encoded
-    cfg = DecodeConfig(mode="beam_espnet", beam_size=beam, ctc_weight=ctc_weight,
-                       length_penalty=length_penalty, maxlen_ratio=maxlen_ratio)
-    ours = batch_beam_search(rec.model, enc_out, enc_lens, "en", beam, ctc_weight, length_penalty,
-                             maxlen_ratio)
+    cfg = DecodeConfig(
+        mode="beam_espnet",
+        beam_size=beam,
+        ctc_weight=ctc_weight,
+        length_penalty=length_penalty,
+        maxlen_ratio=maxlen_ratio,
+    )
+    ours = batch_beam_search(
+        rec.model, enc_out, enc_lens, "en", beam, ctc_weight, length_penalty, maxlen_ratio
+    )
     assert ours == espnet_beam_search(rec.model, enc_out, enc_lens, "en", cfg)
     assert len(ours) == len(enc_out) and any(ours)
     vocab = rec.tokenizers["en"].vocab_size
@@ -50,8 +58,10 @@ def test_same_hypotheses_as_espnet_per_utterance(encoded: tuple, beam: int, ctc_
 def test_a_batch_of_mixed_lengths_decodes_like_each_utterance_alone(encoded: tuple) -> None:
     rec, enc_out, enc_lens = encoded
     together = batch_beam_search(rec.model, enc_out, enc_lens, "en", beam_size=3, ctc_weight=0.3)
-    alone = [batch_beam_search(rec.model, x[None, :n], n[None], "en", beam_size=3, ctc_weight=0.3)[0]
-             for x, n in zip(enc_out, enc_lens)]
+    alone = [
+        batch_beam_search(rec.model, x[None, :n], n[None], "en", beam_size=3, ctc_weight=0.3)[0]
+        for x, n in zip(enc_out, enc_lens)
+    ]
     assert enc_lens.min() < enc_lens.max()
     assert together == alone
 

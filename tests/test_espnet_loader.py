@@ -24,10 +24,18 @@ TOKENS = ["<blank>", "<unk>", "<space>", "a", "b", "c", "d", "<sos/eos>"]
 FRONTEND = {"n_fft": 512, "win_length": 400, "hop_length": 160, "n_mels": 80}
 ENCODERS = {
     "transformer": {"output_size": 32, "attention_heads": 2, "linear_units": 64, "num_blocks": 2},
-    "conformer": {"output_size": 32, "attention_heads": 2, "linear_units": 64, "num_blocks": 2,
-                  "rel_pos_type": "latest", "pos_enc_layer_type": "rel_pos",
-                  "selfattention_layer_type": "rel_selfattn", "macaron_style": True, "use_cnn_module": True,
-                  "cnn_module_kernel": 7},
+    "conformer": {
+        "output_size": 32,
+        "attention_heads": 2,
+        "linear_units": 64,
+        "num_blocks": 2,
+        "rel_pos_type": "latest",
+        "pos_enc_layer_type": "rel_pos",
+        "selfattention_layer_type": "rel_selfattn",
+        "macaron_style": True,
+        "use_cnn_module": True,
+        "cnn_module_kernel": 7,
+    },
 }
 DECODER = {"attention_heads": 2, "linear_units": 64, "num_blocks": 2}
 
@@ -62,24 +70,47 @@ def _hand_made_exp(tmp_path: Path, encoder: str) -> tuple[Path, torch.nn.Module]
     torch.manual_seed(0)
     rng = np.random.default_rng(0)
     stats = tmp_path / "feats_stats.npz"
-    np.savez(stats, count=np.array(1000), sum=rng.normal(-5, 1, 80) * 1000,
-             sum_square=(rng.uniform(1, 4, 80) + 25) * 1000)
+    np.savez(
+        stats,
+        count=np.array(1000),
+        sum=rng.normal(-5, 1, 80) * 1000,
+        sum_square=(rng.uniform(1, 4, 80) + 25) * 1000,
+    )
     enc_cls = {"transformer": TransformerEncoder, "conformer": ConformerEncoder}[encoder]
     enc = enc_cls(input_size=80, **ENCODERS[encoder])
     model = ESPnetASRModel(
-        vocab_size=len(TOKENS), token_list=TOKENS, frontend=DefaultFrontend(**FRONTEND), specaug=None,
-        normalize=GlobalMVN(str(stats)), preencoder=None, encoder=enc, postencoder=None,
-        decoder=TransformerDecoder(len(TOKENS), 32, **DECODER), ctc=CTC(len(TOKENS), 32), joint_network=None,
-        ctc_weight=0.3, lsm_weight=0.1,
+        vocab_size=len(TOKENS),
+        token_list=TOKENS,
+        frontend=DefaultFrontend(**FRONTEND),
+        specaug=None,
+        normalize=GlobalMVN(str(stats)),
+        preencoder=None,
+        encoder=enc,
+        postencoder=None,
+        decoder=TransformerDecoder(len(TOKENS), 32, **DECODER),
+        ctc=CTC(len(TOKENS), 32),
+        joint_network=None,
+        ctc_weight=0.3,
+        lsm_weight=0.1,
     ).eval()
     exp = tmp_path / "exp"
     exp.mkdir()
     config = {
-        "frontend": "default", "frontend_conf": FRONTEND, "normalize": "global_mvn",
-        "normalize_conf": {"stats_file": str(stats)}, "specaug": None, "encoder": encoder,
-        "encoder_conf": ENCODERS[encoder], "decoder": "transformer", "decoder_conf": DECODER,
-        "model_conf": {"ctc_weight": 0.3, "lsm_weight": 0.1}, "token_type": "char", "token_list": TOKENS,
-        "input_size": None, "preencoder": None, "postencoder": None,
+        "frontend": "default",
+        "frontend_conf": FRONTEND,
+        "normalize": "global_mvn",
+        "normalize_conf": {"stats_file": str(stats)},
+        "specaug": None,
+        "encoder": encoder,
+        "encoder_conf": ENCODERS[encoder],
+        "decoder": "transformer",
+        "decoder_conf": DECODER,
+        "model_conf": {"ctc_weight": 0.3, "lsm_weight": 0.1},
+        "token_type": "char",
+        "token_list": TOKENS,
+        "input_size": None,
+        "preencoder": None,
+        "postencoder": None,
     }
     (exp / "config.yaml").write_text(yaml.safe_dump(config))
     torch.save(model.state_dict(), exp / "valid.acc.ave.pth")
@@ -113,8 +144,11 @@ def test_strict_load_names_missing_and_unexpected_keys(tmp_path: Path) -> None:
     del state["encoder.encoders.1.norm1.weight"]
     state["encoder.extra.weight"] = torch.zeros(1)
     torch.save(state, exp / "broken.pth")
-    with pytest.raises(ESPnetLoadError, match=r"(?s)missing: \['encoder.encoders.1.norm1.weight'\].*"
-                                              r"unexpected: \['encoder.extra.weight'\]"):
+    with pytest.raises(
+        ESPnetLoadError,
+        match=r"(?s)missing: \['encoder.encoders.1.norm1.weight'\].*"
+        r"unexpected: \['encoder.extra.weight'\]",
+    ):
         load_espnet_exp(exp, checkpoint=exp / "broken.pth")
 
 

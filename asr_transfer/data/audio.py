@@ -148,7 +148,9 @@ def resample(samples: np.ndarray, orig_rate: int, target_rate: int = SAMPLE_RATE
 
 
 def convert_audio(src: str | os.PathLike, dst: str | os.PathLike, *, sample_rate: int = SAMPLE_RATE) -> int:
-    """Decode any soundfile-readable file (MP3 too), downmix to mono, resample, write ``dst``; return its length.
+    """Decode any soundfile-readable file (MP3 too), downmix to mono, resample, write ``dst``.
+
+    Returns the number of samples written.
 
     The output format follows ``dst``'s extension (FLAC recommended). Raises :class:`AudioError`
     naming ``src`` when it is missing, unreadable or empty.

@@ -95,7 +95,8 @@ def validate_data_dir(
     for utt, spk in data.utt2spk.items():
         if not utt.startswith(spk):
             report.errors.append(
-                f"{path / 'utt2spk'}:{spk_lines[utt]}: utterance id '{utt}' does not start with its speaker id '{spk}'"
+                f"{path / 'utt2spk'}:{spk_lines[utt]}: utterance id '{utt}' "
+                f"does not start with its speaker id '{spk}'"
                 " (Kaldi sorts by utterance id and needs speakers contiguous)"
             )
 

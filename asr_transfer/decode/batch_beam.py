@@ -54,8 +54,13 @@ class VectorCTCPrefixScore(CTCPrefixScoreTH):
     than the whole forward recursion. ``y``: ``(N, L)`` prefixes with ``<sos>``, ``N = B * hyps``.
     """
 
-    def __call__(self, y: torch.Tensor, state: tuple | None, scoring_ids: torch.Tensor | None = None,
-                 att_w: None = None) -> tuple[torch.Tensor, tuple]:
+    def __call__(
+        self,
+        y: torch.Tensor,
+        state: tuple | None,
+        scoring_ids: torch.Tensor | None = None,
+        att_w: None = None,
+    ) -> tuple[torch.Tensor, tuple]:
         output_length = y.size(1) - 1
         n_bh = y.size(0)
         n_hyps = n_bh // self.batch
@@ -63,8 +68,9 @@ class VectorCTCPrefixScore(CTCPrefixScoreTH):
         last = y[:, -1]  # (N,)
         self.scoring_num = scoring_ids.size(-1) if scoring_ids is not None else 0
         if state is None:
-            r_prev = torch.full((self.input_length, 2, self.batch, n_hyps), self.logzero, dtype=self.dtype,
-                                device=self.device)
+            r_prev = torch.full(
+                (self.input_length, 2, self.batch, n_hyps), self.logzero, dtype=self.dtype, device=self.device
+            )
             r_prev[:, 1] = torch.cumsum(self.x[0, :, :, self.blank], 0).unsqueeze(2)
             r_prev = r_prev.view(-1, 2, n_bh)  # (T, 2, N)
             s_prev = 0.0
@@ -111,8 +117,16 @@ class VectorCTCPrefixScore(CTCPrefixScoreTH):
 class _Batch:
     """The per-utterance tensors of the search, kept together so finished utterances can leave."""
 
-    def __init__(self, model: HybridASR, enc_out: torch.Tensor, enc_lens: torch.Tensor, lang: str,
-                 beam: int, use_ctc: bool, eos: int) -> None:
+    def __init__(
+        self,
+        model: HybridASR,
+        enc_out: torch.Tensor,
+        enc_lens: torch.Tensor,
+        lang: str,
+        beam: int,
+        use_ctc: bool,
+        eos: int,
+    ) -> None:
         # (B,) positions in the caller's batch
         self.ids = torch.arange(enc_out.size(0), device=enc_out.device)
         self.enc_out, self.enc_lens = enc_out, enc_lens
@@ -252,7 +266,7 @@ def batch_beam_search(
         if length_penalty <= 0:
             done |= score.max(dim=-1).values.double() < best[batch.ids]
         if maxlen_ratio == 0 and i >= END_M - 1:
-            recent = best_by_len[batch.ids, i - END_M + 1: i + 1]  # lengths i-2 .. i
+            recent = best_by_len[batch.ids, i - END_M + 1 : i + 1]  # lengths i-2 .. i
             worse = (recent > neg_inf) & (recent - best[batch.ids, None] < END_D)
             done |= worse.all(dim=-1)
         if bool(done.all()):

@@ -42,24 +42,34 @@ class DecodeConfig:
 
 
 @torch.no_grad()
-def decode_batch(model: HybridASR, feats: torch.Tensor, feat_lens: torch.Tensor, lang: str,
-                 cfg: DecodeConfig) -> list[list[int]]:
+def decode_batch(
+    model: HybridASR, feats: torch.Tensor, feat_lens: torch.Tensor, lang: str, cfg: DecodeConfig
+) -> list[list[int]]:
     """``(B, T, 80)`` features -> token id sequences (no sos/eos/blank)."""
     model.eval()
     enc_out, enc_lens, _ = model.encode(feats, feat_lens)
     if cfg.mode == "ctc_greedy":
         return ctc_greedy(model.ctc_log_probs(enc_out, lang), enc_lens)
     if cfg.mode == "beam":
-        return batch_beam_search(model, enc_out, enc_lens, lang, cfg.beam_size, cfg.ctc_weight,
-                                 cfg.length_penalty, cfg.maxlen_ratio)
+        return batch_beam_search(
+            model,
+            enc_out,
+            enc_lens,
+            lang,
+            cfg.beam_size,
+            cfg.ctc_weight,
+            cfg.length_penalty,
+            cfg.maxlen_ratio,
+        )
     if cfg.mode != "beam_espnet":
         raise ValueError(f"unknown decode mode {cfg.mode!r}: use ctc_greedy, beam or beam_espnet")
     return espnet_beam_search(model, enc_out, enc_lens, lang, cfg)
 
 
 @torch.no_grad()
-def espnet_beam_search(model: HybridASR, enc_out: torch.Tensor, enc_lens: torch.Tensor, lang: str,
-                       cfg: DecodeConfig) -> list[list[int]]:
+def espnet_beam_search(
+    model: HybridASR, enc_out: torch.Tensor, enc_lens: torch.Tensor, lang: str, cfg: DecodeConfig
+) -> list[list[int]]:
     """ESPnet's ``BatchBeamSearch`` on each utterance of ``(B, T, D)`` encoder output in turn."""
     head = model.heads[lang]
     eos = head.vocab_size - 1
@@ -70,8 +80,15 @@ def espnet_beam_search(model: HybridASR, enc_out: torch.Tensor, enc_lens: torch.
         weights["ctc"] = cfg.ctc_weight
     # CTC-only: the "full" pre-beam would rank tokens by a constant, so CTC scores every token
     pre_beam_key = "full" if cfg.ctc_weight < 1 else None
-    search = BatchBeamSearch(scorers=scorers, weights=weights, beam_size=cfg.beam_size,
-                             vocab_size=head.vocab_size, sos=eos, eos=eos, pre_beam_score_key=pre_beam_key)
+    search = BatchBeamSearch(
+        scorers=scorers,
+        weights=weights,
+        beam_size=cfg.beam_size,
+        vocab_size=head.vocab_size,
+        sos=eos,
+        eos=eos,
+        pre_beam_score_key=pre_beam_key,
+    )
     search.to(enc_out.device).eval()
     out = []
     for x, n in zip(enc_out, enc_lens):

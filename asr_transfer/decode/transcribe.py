@@ -44,7 +44,7 @@ class Recognizer:
         decode: DecodeConfig | None = None,
         device: str | torch.device = "cpu",
     ) -> Recognizer:
-        """Build from ``EXP/config.yaml``, ``EXP/tokenizers/<lang>`` and ``EXP/<checkpoint>`` (strict load)."""
+        """Build from ``EXP/config.yaml``, ``EXP/tokenizers/<lang>``, ``EXP/<checkpoint>`` (strict load)."""
         exp = Path(exp_dir)
         cfg = load_config([exp / "config.yaml"])
         toks = {p.name: Tokenizer.load(p) for p in sorted((exp / "tokenizers").iterdir())}
