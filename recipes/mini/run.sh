@@ -20,6 +20,7 @@ model_config=conf/model/tiny.yaml
 train_config=conf/train/mini.yaml
 decode_config=conf/decode/beam_fast.yaml
 train_args=""
+speed_perturb=""   # e.g. "0.9 1.1": Kaldi-style perturbed copies of the training set
 token_type=unigram # char | unigram | bpe; with 40 units each digit word is one token
 nbpe=40
 system=tiny_clean
@@ -54,11 +55,13 @@ if [ "$stage" -le 1 ] && [ "$stop_stage" -ge 1 ]; then
 fi
 
 if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ]; then
-  log "2: fbank features and global CMVN of the clean training set"
+  log "2: fbank features${speed_perturb:+ (speed perturbation $speed_perturb)} and global CMVN of the training set"
   if [ -f dump/cmvn.npz ]; then
     echo "  dump/cmvn.npz exists, skipped"
   else
-    asr-transfer features "$data/en_train_clean" "$data/en_dev_clean" --out dump
+    # shellcheck disable=SC2086
+    asr-transfer features "$data/en_train_clean" --out dump ${speed_perturb:+--speed-perturb $speed_perturb}
+    asr-transfer features "$data/en_dev_clean" --out dump
     asr-transfer features "$data/en_train_clean" --out dump --cmvn dump/cmvn.npz
   fi
 fi
