@@ -15,7 +15,7 @@ from conftest import NOISE, REPO
 
 # Clean-test WER the recipe must reach even in this shortened run (the full recipe's figure is
 # recorded in docs/benchmarks.md); far above it means training or decoding is broken.
-WER_BOUND = 30.0
+WER_BOUND = 25.0
 
 
 @pytest.mark.slow
@@ -26,7 +26,15 @@ def test_mini_recipe_end_to_end(tmp_path: Path) -> None:
     (recipe / "conf").symlink_to(REPO / "conf")
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
            "ASR_TRANSFER_NOISE_DIR": str(NOISE)}  # fmt: skip
-    proc = subprocess.run(["./run.sh"], cwd=recipe, env=env, capture_output=True, text=True, timeout=1500)
+    # half the recipe's epochs keeps CI short; the full recipe's WER is in docs/benchmarks.md
+    proc = subprocess.run(
+        ["./run.sh", "--train_args", "--train.epochs 10"],
+        cwd=recipe,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=1500,
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
 
     exp = recipe / "exp" / "tiny_clean"

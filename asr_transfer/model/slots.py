@@ -18,12 +18,15 @@ class Slot(torch.nn.Module):
 
     Example:
         >>> slot = Slot()
-        >>> slot.modules_by_name["x2"] = ScaleBy(2.0)
-        >>> slot(torch.ones(1, 1, 1)).item()  # nothing enabled: identity
-        1.0
-        >>> slot.enabled = ["x2"]
-        >>> slot(torch.ones(1, 1, 1)).item()
-        2.0
+        >>> slot.modules_by_name["ro"] = Adapter(d_model=4, bottleneck=2)
+        >>> torch.nn.init.ones_(slot.modules_by_name["ro"].up.weight)  # doctest: +ELLIPSIS
+        Parameter containing:...
+        >>> x = torch.randn(1, 3, 4)
+        >>> torch.equal(slot(x), x)  # nothing enabled: identity
+        True
+        >>> slot.enabled = ["ro"]
+        >>> torch.equal(slot(x), x)
+        False
     """
 
     def __init__(self) -> None:
@@ -35,17 +38,6 @@ class Slot(torch.nn.Module):
         for name in self.enabled:
             x = self.modules_by_name[name](x)
         return x
-
-
-class ScaleBy(torch.nn.Module):
-    """Multiply by a constant (a parameter-free module, handy in examples and tests)."""
-
-    def __init__(self, factor: float) -> None:
-        super().__init__()
-        self.factor = factor
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x * self.factor
 
 
 class Adapter(torch.nn.Module):

@@ -6,6 +6,7 @@
 # exp/<system>/checkpoints/last.pt after a kill.
 # Usage: ./run.sh [--stage N] [--stop_stage N] [--ngpu N] [--nproc N] [--preset mini|tiny]
 #                 [--train_args "--train.epochs 3 --model.encoder.num_blocks 2"] [--decode_config FILE]
+#                 [--speed_perturb "0.9 1.1"] [--token_type char|unigram|bpe --nbpe N]
 set -euo pipefail
 
 stage=0
@@ -18,7 +19,7 @@ jobs=2
 noise_dir=""       # default: ASR_TRANSFER_NOISE_DIR or ../shared/data/noise
 model_config=conf/model/tiny.yaml
 train_config=conf/train/mini.yaml
-decode_config=conf/decode/beam_fast.yaml
+decode_config=conf/decode/ctc_greedy.yaml  # chosen on dev data (docs/benchmarks.md)
 train_args=""
 speed_perturb=""   # e.g. "0.9 1.1": Kaldi-style perturbed copies of the training set
 token_type=unigram # char | unigram | bpe; with 40 units each digit word is one token
