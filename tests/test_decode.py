@@ -58,3 +58,10 @@ def test_transcribe_a_wav_file(tiny_exp: Path, tiny_corpus: Path) -> None:
     assert not any(t in text for t in ("<blank>", "<space>", "<sos/eos>"))
     with pytest.raises(ValueError, match="no head for language"):
         rec.transcribe(next(iter(wav.values())), lang="xx")
+
+
+def test_transcribe_cli_prints_one_line_per_file(tiny_exp: Path, tiny_corpus: Path, capsys) -> None:
+    wavs = list(read_table(tiny_corpus / "en_test_clean" / "wav.scp").values())[:2]
+    assert cli("transcribe", *wavs, "--exp", tiny_exp, "--mode", "ctc_greedy") == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert [line.split("\t")[0] for line in lines] == wavs

@@ -11,14 +11,13 @@ from __future__ import annotations
 import argparse
 import shutil
 import time
-from dataclasses import asdict, fields
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
 import yaml
 from tqdm import tqdm
 
-from asr_transfer.config import load_config
 from asr_transfer.data.audio import load_audio
 from asr_transfer.data.kaldi import load_data_dir, write_table
 from asr_transfer.decode.search import DecodeConfig
@@ -72,12 +71,9 @@ def decode_dir(rec: Recognizer, data_dir: Path, out: Path, lang: str | None) -> 
 
 
 def run(args: argparse.Namespace) -> int:
-    cfg = load_config(args.config, args.overrides) if args.config or args.overrides else {}
-    known = {f.name for f in fields(DecodeConfig)}
-    unknown = set(cfg) - known
-    if unknown:
-        raise SystemExit(f"decode: unknown options {sorted(unknown)}; known: {sorted(known)}")
-    rec = Recognizer.from_exp(args.exp, args.checkpoint, DecodeConfig(**cfg), args.device)
+    rec = Recognizer.from_exp(
+        args.exp, args.checkpoint, DecodeConfig.from_config(args.config, args.overrides), args.device
+    )
     for data_dir in map(Path, args.data):
         out = Path(args.exp) / f"decode_{data_dir.name}"
         if (out / "text").exists() and not args.overwrite:

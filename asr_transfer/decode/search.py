@@ -40,6 +40,24 @@ class DecodeConfig:
     maxlen_ratio: float = 0.0
     batch_size: int = 16
 
+    @classmethod
+    def from_config(cls, paths: list[str], overrides: list[str]) -> DecodeConfig:
+        """From ``conf/decode/*.yaml`` files plus ``--key value`` overrides; unknown keys are an error.
+
+        Example:
+            >>> DecodeConfig.from_config([], ["--mode", "ctc_greedy"]).mode
+            'ctc_greedy'
+        """
+        from dataclasses import fields
+
+        from asr_transfer.config import load_config
+
+        cfg = load_config(paths, overrides)
+        known = {f.name for f in fields(cls)}
+        if set(cfg) - known:
+            raise ValueError(f"unknown decode options {sorted(set(cfg) - known)}; known: {sorted(known)}")
+        return cls(**cfg)
+
 
 @torch.no_grad()
 def decode_batch(
