@@ -80,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
             if stats is not None:
                 # statistics from the existing dump: no second fbank pass
                 for _, mat in kaldiio.load_scp_sequential(str(out / "feats.scp")):
-                    stats.add(torch.from_numpy(mat))
+                    stats.add(torch.tensor(mat))
             continue
         n = dump_features(data_dir, out, speeds, stats)
         print(f"features: {n} utterances -> {out}")
