@@ -28,6 +28,18 @@ from asr_transfer.text.tokenizer import Tokenizer
 FRONTEND = {"n_fft": 512, "win_length": 400, "hop_length": 160, "n_mels": 80}
 
 
+def ensure_mini_corpus(work: Path, corpus: Path | None) -> Path:
+    """``corpus`` if given, else a mini corpus synthesised once under ``work``."""
+    if corpus is not None:
+        return corpus
+    corpus = work / "corpus"
+    if not (corpus / "corpus.json").exists():
+        from asr_transfer.cli import main as cli
+
+        cli(["synth", "--preset", "mini", "--out", str(corpus)])
+    return corpus
+
+
 def prepare_data(
     data_dir: str | Path,
     out: str | Path,

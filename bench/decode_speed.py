@@ -81,13 +81,9 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         work = (args.work or Path(tmp)).resolve()
         work.mkdir(parents=True, exist_ok=True)
-        corpus = args.corpus
-        if corpus is None:
-            corpus = work / "corpus"
-            if not (corpus / "corpus.json").exists():
-                from asr_transfer.cli import main as cli
+        import _espnet_exp as espnet
 
-                cli(["synth", "--preset", "mini", "--out", str(corpus)])
+        corpus = espnet.ensure_mini_corpus(work, args.corpus)
         exp = args.exp or train_exp(
             corpus.resolve(), work, args.config, args.train_epochs, args.train_utts, args.threads
         )

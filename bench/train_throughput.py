@@ -128,7 +128,7 @@ def prepare(corpus: Path, work: Path, utts: int, raw: bool) -> dict:
     dump = work / "dump"
     if not (dump / "cmvn.npz").exists():
         _cli("features", data["train"], data["dev"], "--out", dump)
-        _cli("features", data["train"], "--out", work / "cmvn_tmp", "--cmvn", dump / "cmvn.npz")
+        _cli("features", data["train"], "--out", dump, "--cmvn", dump / "cmvn.npz")
     if not (work / "tokenizer" / "tokens.txt").exists():
         _cli("tokenizer", data["train"], "--lang", "en", "--kind", "char", "--out", work / "tokenizer")
     tok = Tokenizer.load(work / "tokenizer")
@@ -192,11 +192,9 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         work = (args.work or Path(tmp)).resolve()
         work.mkdir(parents=True, exist_ok=True)
-        corpus = args.corpus
-        if corpus is None:
-            corpus = work / "corpus"
-            if not (corpus / "corpus.json").exists():
-                _cli("synth", "--preset", "mini", "--out", corpus)
+        import _espnet_exp as espnet
+
+        corpus = espnet.ensure_mini_corpus(work, args.corpus)
         inputs = [s for s in args.espnet_input.split(",") if s]
         prep = prepare(corpus.resolve(), work, args.utts, "raw" in inputs)
         results = {"ours": run_system("ours", _ours_cmd(args, prep, work), args, work)}

@@ -114,8 +114,8 @@ def make_batches(
     if cur:
         batches.append(cur)
     random.Random(seed * 100003 + epoch).shuffle(batches)
-    while len(batches) % world_size:
-        batches.append(batches[len(batches) % max(1, len(batches) - 1)])
+    n = len(batches)
+    batches += [batches[i % n] for i in range(-n % world_size)]
     return batches[rank::world_size]
 
 
