@@ -9,6 +9,10 @@ dict), which also covers the Conformer encoder and the attention decoder.
 from __future__ import annotations
 
 import importlib.util
+import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -160,23 +164,42 @@ def test_unsupported_config_fails_loudly(tmp_path: Path) -> None:
         load_espnet_exp(exp)
 
 
-@pytest.mark.slow
-def test_exp_trained_by_espnet_asr_train_gives_the_same_ctc_posteriors(
-    tiny_corpus: Path, tmp_path: Path
-) -> None:
-    """Train with ``python -m espnet2.bin.asr_train`` (1 epoch, CPU), load, compare on real audio."""
+@pytest.fixture(scope="module")
+def espnet_trained(tiny_corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """An experiment trained by ``python -m espnet2.bin.asr_train`` (ESPnet's own trainer, 1 epoch, CPU)."""
     helper = _bench_helper()
-    train = helper.prepare_data(tiny_corpus / "en_train_clean", tmp_path / "train")
-    valid = helper.prepare_data(tiny_corpus / "en_dev_clean", tmp_path / "valid")
+    root = tmp_path_factory.mktemp("espnet")
+    train = helper.prepare_data(tiny_corpus / "en_train_clean", root / "train")
+    valid = helper.prepare_data(tiny_corpus / "en_dev_clean", root / "valid")
     model_cfg = {"encoder": {"type": "transformer", **ENCODERS["transformer"]}, "decoder": DECODER}
     cfg = helper.espnet_config(model_cfg, train["feats_stats.npz"], batch_bins=3 * 16000 * 4, max_epoch=1)
-    exp = tmp_path / "exp"
-    helper.run_espnet(helper.train_command(cfg, train, valid, exp), tmp_path / "asr_train.log")
+    exp = root / "exp"
+    helper.run_espnet(helper.train_command(cfg, train, valid, exp), root / "asr_train.log")
     assert (exp / "valid.acc.ave.pth").exists()
+    return {"exp": exp, "tokens": train["tokens.txt"], "valid_wav_scp": valid["wav.scp"]}
 
+
+def _espnet_reference_logp(exp: Path, waves: list[torch.Tensor]) -> list[torch.Tensor]:
+    """ESPnet's own model built from the experiment's files: CTC log-posteriors per utterance."""
+    from espnet2.tasks.asr import ASRTask
+
+    ref, _ = ASRTask.build_model_from_file(exp / "config.yaml", exp / "valid.acc.ave.pth", "cpu")
+    ref.eval()
+    out = []
+    with torch.no_grad():
+        for w in waves:
+            enc, _ = ref.encode(w[None], torch.tensor([len(w)]))
+            out.append(ref.ctc.log_softmax(enc)[0])
+    return out
+
+
+@pytest.mark.slow
+def test_exp_trained_by_espnet_asr_train_gives_the_same_ctc_posteriors(espnet_trained: dict) -> None:
+    """Load the experiment ESPnet's trainer wrote; compare on real audio in one padded batch."""
+    exp = espnet_trained["exp"]
     model, tok, frontend = load_espnet_exp(exp)
-    assert tok.tokens == (train["tokens.txt"]).read_text().splitlines()
-    lines = valid["wav.scp"].read_text().splitlines()
+    assert tok.tokens == espnet_trained["tokens"].read_text().splitlines()
+    lines = espnet_trained["valid_wav_scp"].read_text().splitlines()
     waves = [torch.from_numpy(load_audio(line.split()[1])) for line in lines]
     lens = torch.tensor([len(w) for w in waves])
     speech = torch.nn.utils.rnn.pad_sequence(waves, batch_first=True)
@@ -193,3 +216,80 @@ def test_exp_trained_by_espnet_asr_train_gives_the_same_ctc_posteriors(
     assert enc_lens.tolist() == enc_lens_ref.tolist()
     valid_frames = torch.arange(logp.size(1))[None, :] < enc_lens[:, None]
     assert (logp - logp_ref).abs()[valid_frames].max() < 1e-5
+
+
+def _run_recipe(recipe: Path, *args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    proc = subprocess.run(
+        ["./run.sh", *args], cwd=recipe, env=env, capture_output=True, text=True, timeout=900
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc
+
+
+def _best_dev_loss(exp: Path) -> float:
+    state = torch.load(exp / "checkpoints" / "last.pt", map_location="cpu", weights_only=False)["state"]
+    return min(loss for loss, _ in state["best"])
+
+
+@pytest.mark.slow
+def test_mini_recipe_starts_training_from_an_espnet_experiment(
+    espnet_trained: dict, tiny_corpus: Path, tmp_path: Path
+) -> None:
+    """``recipes/mini/run.sh --espnet_exp``: ESPnet-frontend features, ESPnet's model, tokenizer and
+    CMVN as the starting point of our loop, then decoding with the same frontend.
+
+    With ``lr 0`` the trained model must still be ESPnet's model (the transfer loses nothing:
+    same CTC posteriors through our feature dump, config, checkpoint and Recognizer); with a real
+    learning rate, fine-tuning must lower the dev loss ESPnet's model starts from.
+    """
+    from asr_transfer.decode.transcribe import Recognizer
+
+    recipe = tmp_path / "mini"
+    recipe.mkdir()
+    shutil.copy(REPO / "recipes/mini/run.sh", recipe / "run.sh")
+    (recipe / "conf").symlink_to(REPO / "conf")
+    common = ["--corpus", str(tiny_corpus.parent), "--espnet_exp", str(espnet_trained["exp"])]
+    common += ["--speed_perturb", "", "--domains", "clean"]
+    _run_recipe(recipe, *common, "--stage", "1", "--stop_stage", "5", "--system", "lr0",
+                "--train_args", "--train.epochs 1 --train.lr 0")  # fmt: skip
+    exp0 = recipe / "exp" / "lr0"
+    cfg = yaml.safe_load((exp0 / "config.yaml").read_text())
+    assert cfg["features"]["type"] == "espnet" and cfg["train"]["init_espnet"] == str(espnet_trained["exp"])
+    assert (exp0 / "tokenizers" / "en" / "tokens.txt").read_text().splitlines() == (
+        espnet_trained["tokens"].read_text().splitlines()
+    )
+    test = tiny_corpus / "en_test_clean"
+    hyps = (exp0 / "decode_en_test_clean" / "text").read_text().splitlines()
+    assert len(hyps) == len((test / "wav.scp").read_text().splitlines())
+
+    rec = Recognizer.from_exp(exp0)
+    waves = [
+        torch.from_numpy(load_audio(line.split()[1])) for line in (test / "wav.scp").read_text().splitlines()
+    ]
+    refs = _espnet_reference_logp(espnet_trained["exp"], waves[:3])
+    with torch.no_grad():
+        for wave, logp_ref in zip(waves, refs):
+            feats = rec.frontend(wave)
+            enc, enc_lens, _ = rec.model.encode(feats[None], torch.tensor([len(feats)]))
+            logp = rec.model.ctc_log_probs(enc, "en")[0]
+            assert logp.shape == logp_ref.shape
+            assert (logp - logp_ref).abs().max() < 1e-4
+
+    # fine-tuning from the same start: the features are reused (same frontend), the dev loss drops
+    proc = _run_recipe(recipe, *common, "--stage", "2", "--stop_stage", "4", "--system", "ft",
+                       "--train_args", "--train.epochs 10 --train.scheduler.warmup_steps 5")  # fmt: skip
+    assert "exists, skipped" in proc.stdout
+    start, tuned = _best_dev_loss(exp0), _best_dev_loss(recipe / "exp" / "ft")
+    print(f"dev loss per utterance: ESPnet's model {start:.2f}, after fine-tuning {tuned:.2f}")
+    assert tuned < start
+
+
+def test_dump_made_by_another_frontend_is_refused(tiny_setup: dict, tmp_path: Path) -> None:
+    """Training a model on features from another frontend fails, naming the dump's record."""
+    from asr_transfer.data.frontend import check_record
+    from asr_transfer.data.kaldi import DataError
+
+    check_record(tiny_setup["train"], None)  # made by the default Kaldi fbank
+    with pytest.raises(DataError, match=r"frontend\.yaml: features made by .*kaldi_fbank.*espnet"):
+        check_record(tiny_setup["train"], {"type": "espnet", "frontend_conf": FRONTEND})

@@ -34,6 +34,25 @@ def test_forward_returns_losses_taps_and_ctc_posteriors() -> None:
     assert model(feats, lens, ys.clamp(max=8), "ro").ctc_logp.shape[-1] == 9
 
 
+def test_bf16_autocast_keeps_ctc_and_cross_entropy_in_fp32() -> None:
+    """The GPU training path's precision rules, checked with CPU bf16 autocast (no GPU needed)."""
+    model = build_model(CFG, {"en": 12}).eval()
+    feats, lens, ys = _batch()
+    ref = model(feats, lens, ys, "en")
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = model(feats, lens, ys, "en")
+    assert out.enc_out.dtype == torch.bfloat16  # the body did run in bf16
+    assert out.ctc_logp.dtype == torch.float32 and out.loss.dtype == torch.float32
+    assert torch.allclose(out.ctc_logp.exp().sum(-1), torch.ones(2, 14), atol=1e-5)
+    # bf16 has ~3 significant digits: the losses agree with fp32 to about 1 %
+    assert torch.isclose(out.loss_ctc, ref.loss_ctc, rtol=0.02) and torch.isclose(
+        out.loss_att, ref.loss_att, rtol=0.02
+    )
+    out.loss.backward()
+    grads = [p.grad for p in model.parameters() if p.grad is not None]
+    assert grads and all(torch.isfinite(g).all() for g in grads)
+
+
 def test_conformer_encoder_option() -> None:
     cfg = {
         **CFG,

@@ -9,7 +9,7 @@ import torch
 
 from asr_transfer.config import load_config
 from asr_transfer.data.audio import load_audio
-from asr_transfer.data.features import fbank
+from asr_transfer.data.frontend import Frontend, KaldiFbank, build_frontend
 from asr_transfer.decode.search import DecodeConfig, decode_batch
 from asr_transfer.model.asr import HybridASR, build_model
 from asr_transfer.text.tokenizer import Tokenizer
@@ -30,8 +30,10 @@ class Recognizer:
         tokenizers: dict[str, Tokenizer],
         decode: DecodeConfig | None = None,
         device: str | torch.device = "cpu",
+        frontend: Frontend | None = None,
     ) -> None:
         self.model = model.to(device).eval()
+        self.frontend = frontend or KaldiFbank()
         self.tokenizers = tokenizers
         self.decode_cfg = decode or DecodeConfig()
         self.device = torch.device(device)
@@ -44,7 +46,8 @@ class Recognizer:
         decode: DecodeConfig | None = None,
         device: str | torch.device = "cpu",
     ) -> Recognizer:
-        """Build from ``EXP/config.yaml``, ``EXP/tokenizers/<lang>``, ``EXP/<checkpoint>`` (strict load)."""
+        """Build from ``EXP/config.yaml`` (model and frontend), ``EXP/tokenizers/<lang>`` and
+        ``EXP/<checkpoint>`` (strict load)."""
         exp = Path(exp_dir)
         cfg = load_config([exp / "config.yaml"])
         toks = {p.name: Tokenizer.load(p) for p in sorted((exp / "tokenizers").iterdir())}
@@ -53,7 +56,7 @@ class Recognizer:
         if not path.exists():
             raise FileNotFoundError(f"no checkpoint {path}: has training finished?")
         model.load_state_dict(torch.load(path, map_location="cpu")["model"])
-        return cls(model, toks, decode, device)
+        return cls(model, toks, decode, device, build_frontend(cfg.get("features")))
 
     def default_lang(self, lang: str | None) -> str:
         if lang is None:
@@ -67,7 +70,7 @@ class Recognizer:
     def transcribe_waves(self, waves: list[np.ndarray], lang: str | None = None) -> list[str]:
         """Decode 16 kHz float waveforms in one padded batch."""
         lang = self.default_lang(lang)
-        feats = [fbank(w) for w in waves]
+        feats = [self.frontend(w) for w in waves]
         lens = torch.tensor([f.shape[0] for f in feats])
         batch = torch.nn.utils.rnn.pad_sequence(feats, batch_first=True)
         ids = decode_batch(self.model, batch.to(self.device), lens.to(self.device), lang, self.decode_cfg)

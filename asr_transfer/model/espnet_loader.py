@@ -26,6 +26,7 @@ from pathlib import Path
 import torch
 import yaml
 
+from asr_transfer.data.frontend import espnet_frontend_module
 from asr_transfer.model.asr import ENCODERS, HybridASR
 from asr_transfer.text.tokenizer import Tokenizer
 
@@ -67,16 +68,13 @@ def load_espnet_exp(
         enc, enc_lens, _ = model.encode(feats, lens)
         ids = ctc_greedy(model.ctc_log_probs(enc, "en"), enc_lens)
     """
-    path = Path(exp_dir_or_config)
-    config_path = path / "config.yaml" if path.is_dir() else path
-    exp_dir = config_path.parent
-    with open(config_path, encoding="utf-8") as f:
-        cfg = yaml.safe_load(f)
-
+    cfg, exp_dir = read_espnet_config(exp_dir_or_config)
     tokenizer = _tokenizer(cfg, exp_dir, lang)
     frontend = _frontend(cfg)
     input_dim = frontend.output_size() if frontend is not None else int(cfg["input_size"])
-    model = HybridASR(vocab_sizes={lang: tokenizer.vocab_size}, input_dim=input_dim, **_model_kwargs(cfg))
+    model = HybridASR(
+        vocab_sizes={lang: tokenizer.vocab_size}, input_dim=input_dim, **espnet_model_config(cfg)
+    )
 
     ckpt_path = Path(checkpoint) if checkpoint is not None else default_checkpoint(exp_dir)
     state = torch.load(ckpt_path, map_location="cpu", weights_only=True)
@@ -91,6 +89,58 @@ def load_espnet_exp(
         _load_strict(frontend, front, ckpt_path, prefix="frontend.")
         frontend.eval()
     return model.eval(), tokenizer, frontend
+
+
+def read_espnet_config(exp_dir_or_config: str | Path) -> tuple[dict, Path]:
+    """``(config, experiment folder)`` of an ESPnet2 experiment folder or its ``config.yaml``."""
+    path = Path(exp_dir_or_config)
+    config_path = path / "config.yaml" if path.is_dir() else path
+    if not config_path.is_file():
+        raise FileNotFoundError(f"{config_path}: no ESPnet2 config (is {path} an ESPnet experiment folder?)")
+    with open(config_path, encoding="utf-8") as f:
+        return yaml.safe_load(f), config_path.parent
+
+
+def espnet_features_config(exp_dir_or_config: str | Path) -> dict:
+    """The ``features:`` section that computes an ESPnet2 experiment's input frames with its frontend.
+
+    The frontend is rebuilt from ``frontend``/``frontend_conf`` when features are dumped, so only
+    frontends whose state follows from their config (ESPnet's ``default``: STFT + log-mel) qualify.
+
+    Example (with an experiment trained by ``espnet2.bin.asr_train``)::
+
+        espnet_features_config("exp/asr_train_raw_en_char")
+        # {'type': 'espnet', 'frontend': 'default', 'frontend_conf': {'n_fft': 512, ...}}
+    """
+    cfg, _ = read_espnet_config(exp_dir_or_config)
+    if cfg.get("frontend") is None:
+        raise ESPnetLoadError(
+            f"{exp_dir_or_config}: trained on precomputed features (input_size: {cfg.get('input_size')}); "
+            "only experiments with an ESPnet frontend on raw audio can be reproduced"
+        )
+    return {"type": "espnet", "frontend": cfg["frontend"], "frontend_conf": cfg.get("frontend_conf") or {}}
+
+
+def espnet_starting_point(
+    exp_dir: str | Path, checkpoint: str | Path | None = None, lang: str = "en"
+) -> tuple[HybridASR, Tokenizer, dict, dict]:
+    """What training from an ESPnet2 experiment needs: model, tokenizer, ``model:`` and ``features:``.
+
+    The returned sections make our experiment self-contained: its ``config.yaml`` rebuilds
+    the model and the frontend without the ESPnet folder.
+    """
+    model, tok, frontend = load_espnet_exp(exp_dir, checkpoint, lang)
+    cfg, _ = read_espnet_config(exp_dir)
+    features = espnet_features_config(exp_dir)
+    fresh = espnet_frontend_module(features["frontend"], features["frontend_conf"]).state_dict()
+    for key, value in frontend.state_dict().items():
+        if not torch.allclose(value.float(), fresh[key].float()):
+            raise ESPnetLoadError(
+                f"{exp_dir}: frontend state {key!r} differs from what its config builds (a trained "
+                "frontend); features dumped with the config would not be the model's"
+            )
+    model_cfg = {"input_dim": frontend.output_size(), **espnet_model_config(cfg)}
+    return model.train(), tok, model_cfg, features
 
 
 def map_state_dict(
@@ -152,8 +202,11 @@ def default_checkpoint(exp_dir: Path) -> Path:
 
 
 # ----------------------------------------------------------------------------------------
-def _model_kwargs(cfg: dict) -> dict:
-    """HybridASR keyword arguments equivalent to an ESPnet2 ASR config; unsupported parts raise."""
+def espnet_model_config(cfg: dict) -> dict:
+    """HybridASR keyword arguments (a ``model:`` section) equivalent to an ESPnet2 ASR config.
+
+    Parts HybridASR cannot represent raise :class:`ESPnetLoadError`.
+    """
     for part in ("preencoder", "postencoder"):
         if cfg.get(part) is not None:
             raise ESPnetLoadError(f"{part}: {cfg[part]} is not supported by HybridASR")
@@ -200,16 +253,7 @@ def _frontend(cfg: dict) -> torch.nn.Module | None:
         if cfg.get("input_size") is None:
             raise ESPnetLoadError("the config has neither a frontend nor input_size")
         return None
-    if cfg["frontend"] == "default":
-        from espnet2.asr.frontend.default import DefaultFrontend
-
-        cls = DefaultFrontend
-    else:
-        # the registry lives in espnet2.tasks.asr, a slow import (~10 s); only pay it when needed
-        from espnet2.tasks.asr import frontend_choices
-
-        cls = frontend_choices.get_class(cfg["frontend"])
-    return cls(**(cfg.get("frontend_conf") or {}))
+    return espnet_frontend_module(cfg["frontend"], cfg.get("frontend_conf"))
 
 
 def _tokenizer(cfg: dict, exp_dir: Path, lang: str) -> Tokenizer:

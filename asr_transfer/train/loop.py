@@ -31,6 +31,7 @@ from asr_transfer.adapt import build_method
 from asr_transfer.config import save_config
 from asr_transfer.data.dataset import Utterance, collate, load_dump, make_batches
 from asr_transfer.data.features import load_cmvn
+from asr_transfer.data.frontend import check_record
 from asr_transfer.model.asr import HybridASR, build_model
 from asr_transfer.text.tokenizer import Tokenizer
 from asr_transfer.train.checkpoint import average_checkpoints, save_atomic
@@ -45,10 +46,13 @@ def load_tokenizers(cfg: dict) -> dict[str, Tokenizer]:
     return {lang: Tokenizer.load(folder) for lang, folder in cfg["data"]["tokenizers"].items()}
 
 
-def load_split(entries: list[dict], toks: dict[str, Tokenizer], max_frames: int) -> list[Utterance]:
-    """``[{dump: DIR, lang: L}, ...]`` -> utterances with token ids."""
+def load_split(
+    entries: list[dict], toks: dict[str, Tokenizer], max_frames: int, features: dict | None = None
+) -> list[Utterance]:
+    """``[{dump: DIR, lang: L}, ...]`` -> utterances with token ids; dumps must come from ``features``."""
     utts: list[Utterance] = []
     for entry in entries:
+        check_record(entry["dump"], features)
         utts += load_dump(entry["dump"], entry["lang"], toks[entry["lang"]], max_frames)
     return utts
 
@@ -59,6 +63,41 @@ def model_from_config(cfg: dict, toks: dict[str, Tokenizer]) -> HybridASR:
     if cfg["data"].get("cmvn"):
         model.cmvn.mean, model.cmvn.istd = load_cmvn(cfg["data"]["cmvn"])
     return model
+
+
+def start_from_espnet(cfg: dict, exp: Path) -> tuple[HybridASR, dict[str, Tokenizer]]:
+    """``train.init_espnet: DIR``: start from an ESPnet2 experiment's model, tokenizer and frontend.
+
+    ``cfg`` is completed in place (``model``, ``features``, ``data.tokenizers``) so the saved
+    config rebuilds this model without the ESPnet folder and reruns unchanged. A section the
+    user set to something else is an error, not silently replaced.
+    """
+    from asr_transfer.model.espnet_loader import espnet_starting_point
+
+    tcfg, data = cfg["train"], cfg["data"]
+    langs = sorted({entry["lang"] for entry in data["train"]})
+    if len(langs) != 1:
+        raise ValueError(
+            f"train.init_espnet: an ESPnet model has one vocabulary, the training data has {langs}"
+        )
+    if data.get("cmvn"):
+        raise ValueError("data.cmvn and train.init_espnet are both set: the ESPnet model brings its own CMVN")
+    lang = langs[0]
+    model, tok, model_cfg, features = espnet_starting_point(
+        tcfg["init_espnet"], tcfg.get("init_espnet_checkpoint"), lang
+    )
+    derived = {"model": model_cfg, "features": features}
+    tokenizers = {lang: str(exp / "tokenizers" / lang)}
+    for key, value in derived.items():
+        if cfg.get(key) not in (None, value):
+            raise ValueError(f"{key}: set in the config, but train.init_espnet defines it: {value}")
+        cfg[key] = value
+    if data.get("tokenizers") not in (None, tokenizers):
+        raise ValueError(
+            "data.tokenizers and train.init_espnet are both set: the ESPnet model brings its own"
+        )
+    data["tokenizers"] = tokenizers
+    return model, {lang: tok}
 
 
 def train(cfg: dict, exp_dir: str | Path) -> Path:
@@ -72,24 +111,25 @@ def train(cfg: dict, exp_dir: str | Path) -> Path:
     seed = int(tcfg.get("seed", 1))
     _seed_everything(seed + info.rank)
     ckpt_dir = exp / "checkpoints"
+    if tcfg.get("init_espnet"):
+        model, toks = start_from_espnet(cfg, exp)
+    else:
+        toks = load_tokenizers(cfg)
+        model = model_from_config(cfg, toks)
+        if tcfg.get("init"):
+            # a strict load: a checkpoint that does not fit must fail loudly, never silently load nothing
+            model.load_state_dict(torch.load(tcfg["init"], map_location="cpu")["model"])
     if info.is_main:
         ckpt_dir.mkdir(parents=True, exist_ok=True)
         save_config(cfg, exp / "config.yaml")
         (exp / "command.txt").write_text(shlex.join(sys.argv) + "\n")
         _log_to_file(exp / "train.log")
-
-    toks = load_tokenizers(cfg)
-    if info.is_main:
         # a copy inside the experiment makes it self-contained for decoding and transcribe()
         for lang, tok in toks.items():
             tok.save(exp / "tokenizers" / lang)
     max_frames = int(tcfg.get("max_utt_frames", 3000))
-    train_utts = load_split(cfg["data"]["train"], toks, max_frames)
-    dev_utts = load_split(cfg["data"]["dev"], toks, max_frames)
-    model = model_from_config(cfg, toks)
-    if tcfg.get("init"):
-        # a strict load: a checkpoint that does not fit must fail loudly, never silently load nothing
-        model.load_state_dict(torch.load(tcfg["init"], map_location="cpu")["model"])
+    train_utts = load_split(cfg["data"]["train"], toks, max_frames, cfg.get("features"))
+    dev_utts = load_split(cfg["data"]["dev"], toks, max_frames, cfg.get("features"))
     method = build_method(cfg.get("adapt"))
     method.setup(model)
     model.to(info.device)

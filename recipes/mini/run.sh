@@ -7,6 +7,8 @@
 # Usage: ./run.sh [--stage N] [--stop_stage N] [--ngpu N] [--nproc N] [--preset mini|tiny]
 #                 [--train_args "--train.epochs 3 --model.encoder.num_blocks 2"] [--decode_config FILE]
 #                 [--speed_perturb "0.9 1.1"] [--token_type char|unigram|bpe --nbpe N]
+#                 [--espnet_exp DIR]   start from an ESPnet2 experiment (its model, tokenizer and
+#                                      frontend) instead of training the tiny model from scratch
 set -euo pipefail
 
 stage=0
@@ -18,13 +20,14 @@ seed=1
 jobs=2
 noise_dir=""       # default: ASR_TRANSFER_NOISE_DIR or ../shared/data/noise
 model_config=conf/model/tiny.yaml
-train_config=conf/train/mini.yaml
+train_config=""    # default conf/train/mini.yaml, or conf/train/finetune.yaml with --espnet_exp
 decode_config=conf/decode/ctc_greedy.yaml  # chosen on dev data (docs/benchmarks.md)
 train_args=""
 speed_perturb="0.9 1.1"  # Kaldi-style perturbed copies of the training set ("" for none)
 token_type=unigram # char | unigram | bpe; with 40 units each digit word is one token
 nbpe=40
-system=tiny_clean
+system=""          # exp/<system>; default tiny_clean, or espnet_ft with --espnet_exp
+espnet_exp=""      # an ESPnet2 asr_train experiment dir (config.yaml + .pth) to fine-tune
 corpus=corpus
 domains="clean phone laptop farfield rain wind laugh"
 
@@ -38,6 +41,16 @@ done
 
 log() { echo "[$(date +%H:%M:%S)] stage $*"; }
 data=$corpus/data
+if [ -n "$espnet_exp" ]; then
+  [ -f "$espnet_exp/config.yaml" ] || { echo "$0: $espnet_exp/config.yaml: not an ESPnet2 experiment" >&2; exit 2; }
+  system=${system:-espnet_ft}
+  train_config=${train_config:-conf/train/finetune.yaml}
+  dump=dump_espnet   # the ESPnet model's own frontend, not our fbank
+else
+  system=${system:-tiny_clean}
+  train_config=${train_config:-conf/train/mini.yaml}
+  dump=dump
+fi
 exp=exp/$system
 
 if [ "$stage" -le 0 ] && [ "$stop_stage" -ge 0 ]; then
@@ -55,7 +68,13 @@ if [ "$stage" -le 1 ] && [ "$stop_stage" -ge 1 ]; then
   asr-transfer validate-data "$data"/*
 fi
 
-if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ]; then
+if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ] && [ -n "$espnet_exp" ]; then
+  log "2: features with the frontend of $espnet_exp${speed_perturb:+ (speed perturbation $speed_perturb)}"
+  # shellcheck disable=SC2086
+  asr-transfer features "$data/en_train_clean" --out $dump --espnet-exp "$espnet_exp" \
+    ${speed_perturb:+--speed-perturb $speed_perturb}
+  asr-transfer features "$data/en_dev_clean" --out $dump --espnet-exp "$espnet_exp"
+elif [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ]; then
   log "2: fbank features${speed_perturb:+ (speed perturbation $speed_perturb)} and global CMVN of the training set"
   if [ -f dump/cmvn.npz ]; then
     echo "  dump/cmvn.npz exists, skipped"
@@ -67,7 +86,9 @@ if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ]; then
   fi
 fi
 
-if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ]; then
+if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ] && [ -n "$espnet_exp" ]; then
+  log "3: tokenizer: the token list of $espnet_exp"
+elif [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ]; then
   log "3: $token_type tokenizer"
   asr-transfer tokenizer "$data/en_train_clean" --lang en --kind "$token_type" --vocab-size "$nbpe" \
     --out "exp/tokenizer/en_$token_type"
@@ -87,11 +108,17 @@ if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ]; then
       launcher=(asr-transfer)
     fi
     device=cpu; [ "$ngpu" -gt 0 ] && device=auto
+    if [ -n "$espnet_exp" ]; then
+      # model, tokenizer, frontend and CMVN all come from the ESPnet experiment
+      start=(--train.init_espnet "$espnet_exp")
+    else
+      start=(--config "$model_config" --data.tokenizers "{en: exp/tokenizer/en_$token_type}"
+             --data.cmvn dump/cmvn.npz)
+    fi
     # shellcheck disable=SC2086
-    "${launcher[@]}" train --config "$model_config" --config "$train_config" --exp "$exp" \
-      --data.train "[{dump: dump/en_train_clean, lang: en}]" \
-      --data.dev "[{dump: dump/en_dev_clean, lang: en}]" \
-      --data.tokenizers "{en: exp/tokenizer/en_$token_type}" --data.cmvn dump/cmvn.npz \
+    "${launcher[@]}" train --config "$train_config" "${start[@]}" --exp "$exp" \
+      --data.train "[{dump: $dump/en_train_clean, lang: en}]" \
+      --data.dev "[{dump: $dump/en_dev_clean, lang: en}]" \
       --train.device "$device" $train_args
   fi
 fi
