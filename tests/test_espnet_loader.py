@@ -293,3 +293,29 @@ def test_dump_made_by_another_frontend_is_refused(tiny_setup: dict, tmp_path: Pa
     check_record(tiny_setup["train"], None)  # made by the default Kaldi fbank
     with pytest.raises(DataError, match=r"frontend\.yaml: features made by .*kaldi_fbank.*espnet"):
         check_record(tiny_setup["train"], {"type": "espnet", "frontend_conf": FRONTEND})
+
+
+def test_starting_from_an_espnet_exp_completes_the_config_and_refuses_conflicts(tmp_path: Path) -> None:
+    from asr_transfer.train.loop import start_from_espnet
+
+    exp, ref = _hand_made_exp(tmp_path, "transformer")
+    data = {"train": [{"dump": "d", "lang": "en"}], "dev": [{"dump": "v", "lang": "en"}]}
+    cfg = {"train": {"init_espnet": str(exp)}, "data": dict(data)}
+    model, toks = start_from_espnet(cfg, tmp_path / "ours")
+    assert toks["en"].tokens == TOKENS and model.training
+    assert cfg["features"] == {"type": "espnet", "frontend": "default", "frontend_conf": FRONTEND}
+    assert cfg["model"]["encoder"] == {"type": "transformer", **ENCODERS["transformer"]}
+    assert cfg["data"]["tokenizers"] == {"en": str(tmp_path / "ours" / "tokenizers" / "en")}
+    assert torch.equal(model.heads["en"].ctc.ctc_lo.weight, ref.ctc.ctc_lo.weight)
+
+    conflicts = {
+        "data.cmvn": {"train": {"init_espnet": str(exp)}, "data": {**data, "cmvn": "cmvn.npz"}},
+        "model:": {**cfg, "model": {**cfg["model"], "ctc_weight": 0.5}},
+        "one vocabulary": {
+            "train": {"init_espnet": str(exp)},
+            "data": {**data, "train": [{"dump": "d", "lang": "en"}, {"dump": "r", "lang": "ro"}]},
+        },
+    }
+    for message, bad in conflicts.items():
+        with pytest.raises(ValueError, match=message):
+            start_from_espnet(bad, tmp_path / "ours")

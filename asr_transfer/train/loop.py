@@ -87,16 +87,15 @@ def start_from_espnet(cfg: dict, exp: Path) -> tuple[HybridASR, dict[str, Tokeni
         tcfg["init_espnet"], tcfg.get("init_espnet_checkpoint"), lang
     )
     derived = {"model": model_cfg, "features": features}
-    tokenizers = {lang: str(exp / "tokenizers" / lang)}
     for key, value in derived.items():
         if cfg.get(key) not in (None, value):
             raise ValueError(f"{key}: set in the config, but train.init_espnet defines it: {value}")
         cfg[key] = value
-    if data.get("tokenizers") not in (None, tokenizers):
-        raise ValueError(
-            "data.tokenizers and train.init_espnet are both set: the ESPnet model brings its own"
-        )
-    data["tokenizers"] = tokenizers
+    # a saved config names the copy of ESPnet's token list: rerunning it is fine, another list is not
+    given = data.get("tokenizers")
+    if given and (set(given) != {lang} or Tokenizer.load(given[lang]).tokens != tok.tokens):
+        raise ValueError("data.tokenizers and train.init_espnet are both set: ESPnet brings its tokenizer")
+    data["tokenizers"] = {lang: str(exp / "tokenizers" / lang)}
     return model, {lang: tok}
 
 
