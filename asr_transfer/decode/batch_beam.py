@@ -98,9 +98,10 @@ class VectorCTCPrefixScore(CTCPrefixScoreTH):
         log_phi[:, hyp[has], pos[has]] = r_prev[:, 1, hyp[has]]
         start, end = max(output_length, 1), self.input_length
         for t in range(start, end):
+            # r_t^n = (r_{t-1}^n + phi_{t-1}) x_t^c, r_t^b = (r_{t-1}^n + r_{t-1}^b) x_t^blank, in log space;
+            # one fused logaddexp instead of ESPnet's stack of four + logsumexp (the hot loop)
             rp = r[t - 1]
-            rr = torch.stack([rp[0], log_phi[t - 1], rp[0], rp[1]]).view(2, 2, n_bh, snum)
-            r[t] = torch.logsumexp(rr, 1) + x_[:, t]
+            r[t] = torch.logaddexp(rp[0], torch.stack((log_phi[t - 1], rp[1]))) + x_[:, t]
         log_phi_x = torch.cat((log_phi[0].unsqueeze(0), log_phi[:-1]), dim=0) + x_[0]
         log_psi_ = torch.logsumexp(torch.cat((log_phi_x[start:end], r[start - 1, 0].unsqueeze(0))), dim=0)
         if scoring_ids is not None:
@@ -137,10 +138,10 @@ class _Batch:
     def _setup(self) -> None:
         t = int(self.enc_lens.max())
         self.enc_out = self.enc_out[:, :t]
-        self.memory = self.enc_out.repeat_interleave(self.beam, 0)  # (B*beam, T, D)
+        # one memory row per utterance: the decoder broadcasts it over that utterance's hypotheses
+        self.memory = self.enc_out  # (B, T, D)
         frames = torch.arange(t, device=self.enc_out.device)
-        valid = frames < self.enc_lens[:, None]  # (B, T)
-        self.memory_mask = valid.repeat_interleave(self.beam, 0)[:, None]  # (B*beam, 1, T)
+        self.memory_mask = (frames < self.enc_lens[:, None])[:, None]  # (B, 1, T)
         if self.use_ctc:
             self.ctc_logp = self.ctc_logp[:, :t]
             # CTCPrefixScoreTH pads its input in place: give it a copy

@@ -26,6 +26,7 @@ from espnet2.asr.encoder.conformer_encoder import ConformerEncoder
 from espnet2.asr.encoder.transformer_encoder import TransformerEncoder
 
 from asr_transfer.data.dataset import IGNORE_ID
+from asr_transfer.model.grouped_decoding import grouped_block_step, supports_grouping
 from asr_transfer.model.heads import LanguageHead
 from asr_transfer.model.slots import Slot
 
@@ -158,12 +159,23 @@ class HybridASR(torch.nn.Module):
         """Decoder over token prefixes ``(B, L)`` -> hidden ``(B, L, D)`` (after norm) and new cache.
 
         With a ``cache`` (one ``(B, L-1, D)`` per block) only the last position is computed.
+        ``memory`` may also hold one ``(U, T, D)`` row per utterance for ``B = U * K`` prefixes
+        grouped by utterance (beam search), with ``memory_mask`` ``(U, 1, T)``: in eval mode its
+        keys and values are then projected once per utterance, not once per hypothesis.
         """
         x = self.decoder.embed(self.heads[lang].embed(ys_in))
+        grouped = memory.size(0) != ys_in.size(0)
+        if grouped and (self.training or not all(map(supports_grouping, self.decoder.decoders))):
+            group = ys_in.size(0) // memory.size(0)
+            memory, memory_mask = memory.repeat_interleave(group, 0), memory_mask.repeat_interleave(group, 0)
+            grouped = False
         new_cache = []
         for i, (block, slot) in enumerate(zip(self.decoder.decoders, self.dec_slots)):
             c = None if cache is None else cache[i]
-            x, ys_mask, memory, memory_mask = block(x, ys_mask, memory, memory_mask, cache=c)
+            if grouped:
+                x = grouped_block_step(block, x, ys_mask, memory, memory_mask, c)
+            else:
+                x, ys_mask, memory, memory_mask = block(x, ys_mask, memory, memory_mask, cache=c)
             x = slot(x)
             new_cache.append(x)
         return self.decoder.after_norm(x), new_cache
