@@ -133,6 +133,8 @@ class _Batch:
         self.enc_out, self.enc_lens = enc_out, enc_lens
         self.beam, self.use_ctc, self.eos = beam, use_ctc, eos
         self.ctc_logp = model.ctc_log_probs(enc_out, lang) if use_ctc else None  # (B, T, V)
+        # the decoder's source-attention keys and values, once per search instead of once per step
+        self.src_kv = model.source_kv(enc_out)  # per block (B, 2, H, T, d_k)
         self._setup()
 
     def _setup(self) -> None:
@@ -142,6 +144,7 @@ class _Batch:
         self.memory = self.enc_out  # (B, T, D)
         frames = torch.arange(t, device=self.enc_out.device)
         self.memory_mask = (frames < self.enc_lens[:, None])[:, None]  # (B, 1, T)
+        self.src_kv = [kv[:, :, :, :t] for kv in self.src_kv]
         if self.use_ctc:
             self.ctc_logp = self.ctc_logp[:, :t]
             # CTCPrefixScoreTH pads its input in place: give it a copy
@@ -151,6 +154,7 @@ class _Batch:
         """Drop the utterances not in ``keep`` (``(B',)`` indices); returns the CTC state for the rest."""
         hyps = (keep[:, None] * self.beam + torch.arange(self.beam, device=keep.device)).view(-1)  # (B'*K,)
         self.ids, self.enc_out, self.enc_lens = self.ids[keep], self.enc_out[keep], self.enc_lens[keep]
+        self.src_kv = [kv[keep] for kv in self.src_kv]
         if self.use_ctc:
             self.ctc_logp = self.ctc_logp[keep]
         self._setup()
@@ -224,7 +228,9 @@ def batch_beam_search(
         weighted = torch.zeros(n * beam, vocab, device=device)  # (N, V), N = B'*beam
         if use_att:
             mask = subsequent_mask(ys.size(1), device=device).unsqueeze(0)
-            hidden, cache = model.decode_steps(ys, mask, batch.memory, batch.memory_mask, lang, cache)
+            hidden, cache = model.decode_steps(
+                ys, mask, batch.memory, batch.memory_mask, lang, cache, batch.src_kv
+            )
             att = torch.log_softmax(model.heads[lang].output(hidden[:, -1]).float(), dim=-1)  # (N, V)
             weighted += (1 - ctc_weight) * att
         if length_penalty:

@@ -26,7 +26,7 @@ from espnet2.asr.encoder.conformer_encoder import ConformerEncoder
 from espnet2.asr.encoder.transformer_encoder import TransformerEncoder
 
 from asr_transfer.data.dataset import IGNORE_ID
-from asr_transfer.model.grouped_decoding import grouped_block_step, supports_grouping
+from asr_transfer.model.grouped_decoding import grouped_block_step, source_kv, supports_grouping
 from asr_transfer.model.heads import LanguageHead
 from asr_transfer.model.slots import Slot
 
@@ -155,30 +155,47 @@ class HybridASR(torch.nn.Module):
         memory_mask: torch.Tensor | None,
         lang: str,
         cache: list[torch.Tensor] | None = None,
+        src_kv: list[torch.Tensor] | None = None,
     ) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """Decoder over token prefixes ``(B, L)`` -> hidden ``(B, L, D)`` (after norm) and new cache.
 
-        With a ``cache`` (one ``(B, L-1, D)`` per block) only the last position is computed.
+        With a ``cache`` (what the previous call returned, one row per prefix on dim 0: reorder
+        its rows with the prefixes) only the last position is computed.
+
         ``memory`` may also hold one ``(U, T, D)`` row per utterance for ``B = U * K`` prefixes
-        grouped by utterance (beam search), with ``memory_mask`` ``(U, 1, T)``: in eval mode its
-        keys and values are then projected once per utterance, not once per hypothesis.
+        grouped by utterance (beam search), with ``memory_mask`` ``(U, 1, T)``. In eval mode the
+        self-attention keys and values are then cached and the source ones come from ``src_kv``
+        (:meth:`source_kv` of ``memory``, computed once per search; :mod:`.grouped_decoding`);
+        ``hidden`` holds the positions computed by this call only (the last one, with a cache).
         """
         x = self.decoder.embed(self.heads[lang].embed(ys_in))
         grouped = memory.size(0) != ys_in.size(0)
-        if grouped and (self.training or not all(map(supports_grouping, self.decoder.decoders))):
+        if grouped and not self.training and all(map(supports_grouping, self.decoder.decoders)):
+            if cache is not None:
+                x = x[:, cache[0].size(3) :]  # the positions not decoded yet
+            src_kv = src_kv if src_kv is not None else self.source_kv(memory)
+            new_cache = []
+            for i, (block, slot) in enumerate(zip(self.decoder.decoders, self.dec_slots)):
+                x, kv = grouped_block_step(
+                    block, x, ys_mask, src_kv[i], memory_mask, None if cache is None else cache[i]
+                )
+                x = slot(x)
+                new_cache.append(kv)
+            return self.decoder.after_norm(x), new_cache
+        if grouped:
             group = ys_in.size(0) // memory.size(0)
             memory, memory_mask = memory.repeat_interleave(group, 0), memory_mask.repeat_interleave(group, 0)
-            grouped = False
         new_cache = []
         for i, (block, slot) in enumerate(zip(self.decoder.decoders, self.dec_slots)):
             c = None if cache is None else cache[i]
-            if grouped:
-                x = grouped_block_step(block, x, ys_mask, memory, memory_mask, c)
-            else:
-                x, ys_mask, memory, memory_mask = block(x, ys_mask, memory, memory_mask, cache=c)
+            x, ys_mask, memory, memory_mask = block(x, ys_mask, memory, memory_mask, cache=c)
             x = slot(x)
             new_cache.append(x)
         return self.decoder.after_norm(x), new_cache
+
+    def source_kv(self, memory: torch.Tensor) -> list[torch.Tensor]:
+        """Each decoder block's source-attention keys and values ``(U, 2, H, T, d_k)`` of ``(U, T, D)``."""
+        return [source_kv(block.src_attn, memory) for block in self.decoder.decoders]
 
     def attention_logits(
         self,

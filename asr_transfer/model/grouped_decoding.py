@@ -3,9 +3,12 @@
 Beam search runs ``B * beam`` hypotheses against ``B`` encoder outputs. ESPnet's
 ``DecoderLayer`` wants the memory repeated per hypothesis, so its source attention
 projects ``B * beam`` copies of the same frames to keys and values at every output
-step. Here the keys and values are projected once per utterance and broadcast over
-its hypotheses; the arithmetic is otherwise that of ESPnet's layer (pre-norm, no
-``concat_after``), so scores agree to float rounding.
+step, and its self-attention projects the whole prefix again at every step. Here the
+source keys and values are projected once per utterance and search (:func:`source_kv`)
+and broadcast over its hypotheses, and the prefix's self-attention keys and values are
+cached; the arithmetic
+is otherwise that of ESPnet's layer (pre-norm, no ``concat_after``), so scores agree
+to float rounding.
 """
 
 from __future__ import annotations
@@ -26,12 +29,21 @@ def supports_grouping(block: torch.nn.Module) -> bool:
     )
 
 
-def grouped_source_attention(
-    attn: torch.nn.Module, x: torch.Tensor, memory: torch.Tensor, memory_mask: torch.Tensor
-) -> torch.Tensor:
-    """ESPnet ``MultiHeadedAttention`` of ``(B*K, L, D)`` queries over ``(B, T, D)`` memory.
+def source_kv(attn: torch.nn.Module, memory: torch.Tensor) -> torch.Tensor:
+    """Keys and values ``(B, 2, H, T, d_k)`` of ``(B, T, D)`` memory for one source attention."""
+    b, h, d_k = memory.size(0), attn.h, attn.d_k
+    k = attn.k_norm(attn.linear_k(memory).view(b, -1, h, d_k).transpose(1, 2))
+    v = attn.linear_v(memory).view(b, -1, h, d_k).transpose(1, 2)
+    return torch.stack((k, v), 1)
 
-    Rows ``b*K .. b*K+K-1`` of ``x`` attend to utterance ``b``; ``memory_mask`` is ``(B, 1, T)``.
+
+def grouped_source_attention(
+    attn: torch.nn.Module, x: torch.Tensor, kv: torch.Tensor, memory_mask: torch.Tensor
+) -> torch.Tensor:
+    """ESPnet ``MultiHeadedAttention`` of ``(B*K, L, D)`` queries over per-utterance memory.
+
+    Rows ``b*K .. b*K+K-1`` of ``x`` attend to utterance ``b``, whose keys and values
+    :func:`source_kv` computed once: ``kv`` ``(B, 2, H, T, d_k)``; ``memory_mask`` is ``(B, 1, T)``.
 
     Example:
         >>> from espnet.nets.pytorch_backend.transformer.attention import MultiHeadedAttention
@@ -40,14 +52,14 @@ def grouped_source_attention(
         >>> mask = torch.tensor([[[1, 1, 1, 1, 1]], [[1, 1, 1, 0, 0]]]).bool()
         >>> per_hyp = mem.repeat_interleave(3, 0)
         >>> ref = attn(x, per_hyp, per_hyp, mask.repeat_interleave(3, 0))
-        >>> bool(torch.allclose(grouped_source_attention(attn, x, mem, mask), ref, atol=1e-6))
+        >>> out = grouped_source_attention(attn, x, source_kv(attn, mem), mask)
+        >>> bool(torch.allclose(out, ref, atol=1e-6))
         True
     """
-    n, b = x.size(0), memory.size(0)
+    n, b = x.size(0), kv.size(0)
     group, h, d_k = n // b, attn.h, attn.d_k
     q = attn.q_norm(attn.linear_q(x).view(b, group, -1, h, d_k).transpose(2, 3))  # (B, K, H, L, d_k)
-    k = attn.k_norm(attn.linear_k(memory).view(b, -1, h, d_k).transpose(1, 2))[:, None]  # (B, 1, H, T, d_k)
-    v = attn.linear_v(memory).view(b, -1, h, d_k).transpose(1, 2)[:, None]  # (B, 1, H, T, d_k)
+    k, v = kv[:, None, 0], kv[:, None, 1]  # (B, 1, H, T, d_k)
     scores = torch.matmul(q, k.transpose(-2, -1)) / math.sqrt(d_k)  # (B, K, H, L, T)
     pad = memory_mask.eq(0)[:, None, None]  # (B, 1, 1, 1, T)
     scores = scores.masked_fill(pad, torch.finfo(scores.dtype).min)
@@ -58,23 +70,38 @@ def grouped_source_attention(
 
 def grouped_block_step(
     block: DecoderLayer,
-    tgt: torch.Tensor,
+    x: torch.Tensor,
     tgt_mask: torch.Tensor,
-    memory: torch.Tensor,
+    src_kv: torch.Tensor,
     memory_mask: torch.Tensor,
-    cache: torch.Tensor | None,
-) -> torch.Tensor:
-    """ESPnet ``DecoderLayer.forward`` (eval, pre-norm) with :func:`grouped_source_attention`.
+    kv_cache: torch.Tensor | None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """ESPnet ``DecoderLayer.forward`` (eval, pre-norm) for the new positions of each prefix.
 
-    ``tgt`` ``(B*K, L, D)``; with ``cache`` ``(B*K, L-1, D)`` only the last position is computed.
-    Returns ``(B*K, L, D)``.
+    ESPnet recomputes the self-attention keys and values of the whole prefix at every step;
+    here they are cached: ``kv_cache`` ``(B*K, 2, H, L_old, d_k)`` holds those of the positions
+    already decoded, ``x`` ``(B*K, L_new, D)`` the block input at the new ones, ``tgt_mask`` the
+    ``(1 or B*K, L, L)`` causal mask of the whole prefix (``L = L_old + L_new``). The source
+    attention uses :func:`grouped_source_attention` with this block's ``src_kv`` (:func:`source_kv`).
+
+    Returns:
+        ``(B*K, L_new, D)`` block output at the new positions, and the ``(B*K, 2, H, L, d_k)`` cache.
     """
-    residual = tgt
-    tgt = block.norm1(tgt)
-    tgt_q, q_mask = tgt, tgt_mask
-    if cache is not None:
-        tgt_q, residual, q_mask = tgt[:, -1:], residual[:, -1:], tgt_mask[:, -1:]
-    x = residual + block.self_attn(tgt_q, tgt, tgt, q_mask)
-    x = x + grouped_source_attention(block.src_attn, block.norm2(x), memory, memory_mask)
+    attn = block.self_attn
+    n, new, h, d_k = x.size(0), x.size(1), attn.h, attn.d_k
+    y = block.norm1(x)
+    q = attn.q_norm(attn.linear_q(y).view(n, new, h, d_k).transpose(1, 2))  # (N, H, L_new, d_k)
+    k = attn.k_norm(attn.linear_k(y).view(n, new, h, d_k).transpose(1, 2))
+    v = attn.linear_v(y).view(n, new, h, d_k).transpose(1, 2)
+    kv = torch.stack((k, v), 1)  # (N, 2, H, L_new, d_k)
+    if kv_cache is not None:
+        kv = torch.cat((kv_cache, kv), dim=3)
+    scores = torch.matmul(q, kv[:, 0].transpose(-2, -1)) / math.sqrt(d_k)  # (N, H, L_new, L)
+    pad = tgt_mask[:, -new:].eq(0)[:, None]  # (1 or N, 1, L_new, L)
+    scores = scores.masked_fill(pad, torch.finfo(scores.dtype).min)
+    weights = torch.softmax(scores, dim=-1).masked_fill(pad, 0.0)
+    att = torch.matmul(weights, kv[:, 1]).transpose(1, 2).reshape(n, new, h * d_k)
+    x = x + attn.linear_out(att)
+    x = x + grouped_source_attention(block.src_attn, block.norm2(x), src_kv, memory_mask)
     x = x + block.feed_forward(block.norm3(x))
-    return x if cache is None else torch.cat([cache, x], dim=1)
+    return x, kv
