@@ -14,13 +14,15 @@ one utterance per call, as ``asr_inference`` does) and by our
 :func:`asr_transfer.model.espnet_loader.load_espnet_exp` + :mod:`asr_transfer.decode`. Without
 ``--exp`` an experiment is trained first with ``espnet2.bin.asr_train`` (CPU, a few epochs of a
 mini-corpus subset; not timed). Times cover feature extraction (ESPnet's frontend on both sides)
-and decoding, after one warm-up utterance; RTF = processing seconds / audio seconds.
+and decoding, after one warm-up utterance; the systems take turns ``--repeats`` times and the
+median is reported; RTF = processing seconds / audio seconds.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import sys
 import tempfile
 import time
@@ -75,6 +77,7 @@ def main() -> int:
     )
     parser.add_argument("--train-epochs", type=int, default=3)
     parser.add_argument("--train-utts", type=int, default=300)
+    parser.add_argument("--repeats", type=int, default=3, help="timed runs per system (median reported)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -145,15 +148,19 @@ def run(exp: Path, waves: list[np.ndarray], args: argparse.Namespace) -> list[di
         ("ours beam (batch 16)", ours("beam", 16), order),
         ("ours ctc_greedy (batch 32)", ours("ctc_greedy", 32), order),
     ]
-    rows = []
-    for name, fn, idx in systems:
+    for _, fn, _ in systems:
         fn(waves[:1])  # warm-up
-        start = time.perf_counter()
-        hyps = fn([waves[i] for i in idx])
-        seconds = time.perf_counter() - start
-        by_utt = dict(zip(idx, hyps))
-        rows.append({"name": name, "seconds": seconds, "hyps": [by_utt[i] for i in range(len(waves))]})
-    return rows
+    # the systems take turns, so a slow spell of a shared machine hits them alike; medians per system
+    times: dict[str, list[float]] = {name: [] for name, _, _ in systems}
+    hyps: dict[str, list] = {}
+    for _ in range(args.repeats):
+        for name, fn, idx in systems:
+            start = time.perf_counter()
+            out = fn([waves[i] for i in idx])
+            times[name].append(time.perf_counter() - start)
+            by_utt = dict(zip(idx, out))
+            hyps[name] = [by_utt[i] for i in range(len(waves))]
+    return [{"name": name, "seconds": statistics.median(times[name]), "hyps": hyps[name]} for name in times]
 
 
 def _print(rows: list[dict], waves: list[np.ndarray], args: argparse.Namespace) -> None:
@@ -161,7 +168,8 @@ def _print(rows: list[dict], waves: list[np.ndarray], args: argparse.Namespace) 
     ref = rows[0]
     print(
         f"\ndecode speed: {len(waves)} utterances, {audio:.1f} s of audio, beam {args.beam}, CTC weight "
-        f"{args.ctc_weight}, {args.threads} threads, load average {os.getloadavg()[0]:.2f}"
+        f"{args.ctc_weight}, {args.threads} threads, median of {args.repeats} runs, "
+        f"load average {os.getloadavg()[0]:.2f}"
     )
     print(f"{'system':<32} {'seconds':>8} {'RTF':>8} {'x ESPnet':>9} {'same hyps as ESPnet':>20}")
     for r in rows:
