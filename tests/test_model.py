@@ -107,3 +107,29 @@ def test_too_short_input_is_a_clear_error() -> None:
     model = build_model(CFG, {"en": 12})
     with pytest.raises(ValueError, match="too short"):
         model.encode(torch.randn(1, 5, 80), torch.tensor([5]))
+
+
+def test_grouped_incremental_decoding_equals_espnets_decoder_blocks() -> None:
+    """Beam search's decoder path (memory per utterance, cached keys/values) against ESPnet's blocks."""
+    from espnet.nets.pytorch_backend.transformer.mask import subsequent_mask
+
+    torch.manual_seed(0)
+    model = build_model(CFG, {"en": 12}).eval()
+    utts, group, frames = 3, 4, 9
+    memory = torch.randn(utts, frames, 32)
+    memory_mask = (torch.arange(frames)[None] < torch.tensor([9, 6, 4])[:, None])[:, None]  # (U, 1, T)
+    ys = torch.randint(1, 11, (utts * group, 5))
+    per_hyp, per_hyp_mask = memory.repeat_interleave(group, 0), memory_mask.repeat_interleave(group, 0)
+    src_kv = model.source_kv(memory)
+    cache = ref_cache = None
+    with torch.no_grad():
+        for length in range(1, 6):
+            mask = subsequent_mask(length).unsqueeze(0)
+            out, cache = model.decode_steps(ys[:, :length], mask, memory, memory_mask, "en", cache, src_kv)
+            ref, ref_cache = model.decode_steps(ys[:, :length], mask, per_hyp, per_hyp_mask, "en", ref_cache)
+            assert out.shape == (utts * group, 1, 32)  # with a cache, only the new position
+            assert (out[:, -1] - ref[:, -1]).abs().max() < 1e-5
+    # training mode takes ESPnet's blocks (dropout lives there) and returns every position
+    model.train()
+    out, _ = model.decode_steps(ys, subsequent_mask(5).unsqueeze(0), memory, memory_mask, "en")
+    assert out.shape == (utts * group, 5, 32)
