@@ -52,6 +52,19 @@ def test_transcripts_outside_the_vocabulary_name_file_and_line(
         load_dump(dump, "en", Tokenizer.load(tiny_setup["tok"]))
 
 
+def test_an_upper_case_vocabulary_gets_upper_case_transcripts(tiny_setup: dict[str, Path]) -> None:
+    """ESPnet's English models often spell in capitals; our normaliser lower-cases."""
+    tok = Tokenizer.load(tiny_setup["tok"])
+    upper = Tokenizer([t if t.startswith("<") else t.upper() for t in tok.tokens], lang="en")
+    lower_utts, upper_utts = (
+        load_dump(tiny_setup["train"], "en", tok),
+        load_dump(tiny_setup["train"], "en", upper),
+    )
+    assert upper.upper_case and not tok.upper_case
+    assert [u.tokens for u in upper_utts] == [u.tokens for u in lower_utts]  # same ids, capital units
+    assert upper.decode(upper_utts[0].tokens) == tok.decode(lower_utts[0].tokens).upper()
+
+
 def _run(args: list[str], **kw) -> subprocess.Popen:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     return subprocess.Popen(

@@ -67,13 +67,14 @@ def load_dump(
     scp = read_table(dump / "feats.scp")
     text = read_table(dump / "text", allow_empty_value=True)
     norm = Normalizer(lang)
+    upper = tokenizer.upper_case  # an upper-case vocabulary (an ESPnet model's) gets upper-case text
     out: list[Utterance] = []
     for lineno, (utt, raw) in enumerate(text.items(), start=1):
         if utt not in scp:
             raise DataError(
                 f"{dump / 'text'}:{lineno}: utterance '{utt}' has no features in {dump / 'feats.scp'}"
             )
-        sentence = norm(raw)
+        sentence = norm(raw).upper() if upper else norm(raw)
         unknown = tokenizer.unknown_chars(sentence)
         if unknown:
             raise DataError(

@@ -84,6 +84,21 @@ class Tokenizer:
                 out.append(i)
         return out
 
+    @property
+    def upper_case(self) -> bool:
+        """True when the units' letters are all upper case (e.g. ESPnet's LibriSpeech models).
+
+        Our normaliser lower-cases transcripts; such a tokenizer wants them upper-cased instead.
+
+        Example:
+            >>> Tokenizer.train_char(["AB C"], lang="en").upper_case
+            True
+            >>> Tokenizer.train_char(["ab"], lang="en").upper_case
+            False
+        """
+        letters = [ch for tok in self.tokens if not tok.startswith("<") for ch in tok if ch.isalpha()]
+        return any(ch.isupper() for ch in letters) and not any(ch.islower() for ch in letters)
+
     # text <-> ids ----------------------------------------------------------------
     def encode(self, text: str) -> list[int]:
         """Text (already normalised) to ids; unknown units map to ``<unk>``."""
