@@ -112,10 +112,14 @@ def espnet_features_config(exp_dir_or_config: str | Path) -> dict:
         espnet_features_config("exp/asr_train_raw_en_char")
         # {'type': 'espnet', 'frontend': 'default', 'frontend_conf': {'n_fft': 512, ...}}
     """
-    cfg, _ = read_espnet_config(exp_dir_or_config)
+    cfg, exp_dir = read_espnet_config(exp_dir_or_config)
+    return _features_section(cfg, exp_dir)
+
+
+def _features_section(cfg: dict, exp_dir: Path) -> dict:
     if cfg.get("frontend") is None:
         raise ESPnetLoadError(
-            f"{exp_dir_or_config}: trained on precomputed features (input_size: {cfg.get('input_size')}); "
+            f"{exp_dir}: trained on precomputed features (input_size: {cfg.get('input_size')}); "
             "only experiments with an ESPnet frontend on raw audio can be reproduced"
         )
     return {"type": "espnet", "frontend": cfg["frontend"], "frontend_conf": cfg.get("frontend_conf") or {}}
@@ -129,9 +133,9 @@ def espnet_starting_point(
     The returned sections make our experiment self-contained: its ``config.yaml`` rebuilds
     the model and the frontend without the ESPnet folder.
     """
+    cfg, path = read_espnet_config(exp_dir)
+    features = _features_section(cfg, path)  # fails before any weights are loaded
     model, tok, frontend = load_espnet_exp(exp_dir, checkpoint, lang)
-    cfg, _ = read_espnet_config(exp_dir)
-    features = espnet_features_config(exp_dir)
     fresh = espnet_frontend_module(features["frontend"], features["frontend_conf"]).state_dict()
     for key, value in frontend.state_dict().items():
         if not torch.allclose(value.float(), fresh[key].float()):
