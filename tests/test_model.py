@@ -133,3 +133,26 @@ def test_grouped_incremental_decoding_equals_espnets_decoder_blocks() -> None:
     model.train()
     out, _ = model.decode_steps(ys, subsequent_mask(5).unsqueeze(0), memory, memory_mask, "en")
     assert out.shape == (utts * group, 5, 32)
+
+
+def test_specaugment_masks_only_in_training() -> None:
+    specaug = {
+        "apply_time_warp": False,
+        "apply_freq_mask": True,
+        "freq_mask_width_range": [5, 20],
+        "num_freq_mask": 2,
+        "apply_time_mask": True,
+        "time_mask_width_range": [2, 8],
+        "num_time_mask": 2,
+    }
+    no_dropout = {"dropout_rate": 0.0, "positional_dropout_rate": 0.0, "attention_dropout_rate": 0.0}
+    cfg = {"encoder": {**CFG["encoder"], **no_dropout}, "decoder": CFG["decoder"], "specaug": specaug}
+    model = build_model(cfg, {"en": 12})
+    feats, lens, _ = _batch()
+    with torch.no_grad():
+        model.train()
+        a, b = model.encode(feats, lens)[0], model.encode(feats, lens)[0]
+        model.eval()
+        c, d = model.encode(feats, lens)[0], model.encode(feats, lens)[0]
+    assert not torch.allclose(a, b)  # fresh masks per call
+    assert torch.equal(c, d) and not torch.allclose(a, c)  # none at evaluation
