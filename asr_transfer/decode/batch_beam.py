@@ -125,6 +125,7 @@ class _Batch:
         enc_lens: torch.Tensor,
         lang: str,
         beam: int,
+        use_att: bool,
         use_ctc: bool,
         eos: int,
     ) -> None:
@@ -134,7 +135,7 @@ class _Batch:
         self.beam, self.use_ctc, self.eos = beam, use_ctc, eos
         self.ctc_logp = model.ctc_log_probs(enc_out, lang) if use_ctc else None  # (B, T, V)
         # the decoder's source-attention keys and values, once per search instead of once per step
-        self.src_kv = model.source_kv(enc_out)  # per block (B, 2, H, T, d_k)
+        self.src_kv = model.source_kv(enc_out) if use_att else []  # per block (B, 2, H, T, d_k)
         self._setup()
 
     def _setup(self) -> None:
@@ -209,7 +210,7 @@ def batch_beam_search(
 
     maxlens = max_lengths(enc_lens, maxlen_ratio).to(device)  # (B,)
     longest = int(maxlens.max())
-    batch = _Batch(model, enc_out, enc_lens, lang, beam, use_ctc, eos)
+    batch = _Batch(model, enc_out, enc_lens, lang, beam, use_att, use_ctc, eos)
     # hypotheses are <sos> + tokens; slot 0 of each utterance starts alive, the others dead (-inf)
     ys = torch.full((n_utts * beam, 1), eos, dtype=torch.long, device=device)  # (B*beam, L)
     score = torch.full((n_utts, beam), neg_inf, device=device)  # (B, beam)
