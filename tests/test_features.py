@@ -6,11 +6,12 @@ from pathlib import Path
 
 import kaldiio
 import numpy as np
+import pytest
 import torch
 from conftest import cli
 
 from asr_transfer.data.features import fbank, load_cmvn
-from asr_transfer.data.kaldi import read_table
+from asr_transfer.data.kaldi import DataError, read_table
 
 
 def test_fbank_matches_torchaudio_kaldi_and_is_deterministic() -> None:
@@ -38,3 +39,20 @@ def test_speed_perturbed_dump_and_cmvn(tiny_corpus: Path, tmp_path: Path) -> Non
     stacked = np.concatenate(list(feats.values()))
     assert np.allclose(mean.numpy(), stacked.mean(0), atol=1e-3)
     assert np.allclose(1 / istd.numpy(), stacked.std(0), rtol=1e-3)
+    # a rerun with the same speeds skips the dump and re-reads the same statistics
+    args = [
+        "features",
+        data,
+        "--out",
+        tmp_path,
+        "--speed-perturb",
+        "0.9",
+        "1.1",
+        "--cmvn",
+        tmp_path / "c.npz",
+    ]
+    assert cli(*args) == 0
+    assert np.allclose(load_cmvn(tmp_path / "c.npz")[0], mean)
+    # other speeds than the dump holds: an error naming its record, never a silent reuse
+    with pytest.raises(DataError, match=r"speed_perturb: dumped with speeds 1.0 0.9 1.1, asked for 1.0"):
+        cli("features", data, "--out", tmp_path)

@@ -51,7 +51,14 @@ def test_mini_recipe_end_to_end(tmp_path: Path) -> None:
     assert "en_test_clean" in results and "en_test_farfield" in results
     assert (recipe / "exp" / "report" / "report.html").stat().st_size > 10_000
     assert "| clean" in proc.stdout or "en_test_clean" in proc.stdout  # the table is printed
-    # every stage is idempotent: a rerun skips all work and succeeds
-    again = subprocess.run(["./run.sh", "--stage", "2", "--stop_stage", "5"], cwd=recipe, env=env,
-                           capture_output=True, text=True, timeout=600)  # fmt: skip
+    # every stage is idempotent: a rerun of the same command skips all work and succeeds
+    rerun = ["./run.sh", "--stage", "2", "--stop_stage", "5", "--speed_perturb", ""]
+    again = subprocess.run(rerun, cwd=recipe, env=env, capture_output=True, text=True, timeout=600)
     assert again.returncode == 0 and "skipped" in again.stdout, again.stdout[-2000:] + again.stderr[-2000:]
+    # ... while other options than the dump was made with stop at stage 2, naming the dump's record
+    other = subprocess.run(["./run.sh", "--stage", "2", "--stop_stage", "2"], cwd=recipe, env=env,
+                           capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert (
+        other.returncode != 0
+        and "speed_perturb: dumped with speeds 1.0, asked for 1.0 0.9 1.1" in other.stderr
+    )

@@ -22,7 +22,7 @@ from tqdm import tqdm
 from asr_transfer.data.audio import load_audio
 from asr_transfer.data.features import CMVNStats, speed_perturb
 from asr_transfer.data.frontend import build_frontend, check_record, write_record
-from asr_transfer.data.kaldi import load_data_dir, write_table
+from asr_transfer.data.kaldi import DataError, load_data_dir, write_table
 
 
 def dump_features(
@@ -67,6 +67,7 @@ def dump_features(
     tmp_scp.unlink()
     write_table(out / "utt2num_frames", frames)
     write_record(out, features)
+    (out / "speed_perturb").write_text(" ".join(map(str, speeds)) + "\n")
     if text:
         write_table(out / "text", text)
     return len(frames)
@@ -95,8 +96,9 @@ def run(args: argparse.Namespace) -> int:
     for data_dir in args.data_dirs:
         out = Path(args.out) / Path(data_dir).name
         if (out / "feats.scp").exists():
-            # reusing a dump made by another frontend would train on the wrong features
+            # reusing a dump made by another frontend or other speeds would train on the wrong data
             check_record(out, features)
+            _check_speeds(out, speeds)
             print(f"features: {out} exists, skipped")
             if stats is not None:
                 # statistics from the existing dump: no second fbank pass
@@ -109,3 +111,15 @@ def run(args: argparse.Namespace) -> int:
         stats.save(args.cmvn)
         print(f"features: CMVN stats over {stats.count} frames -> {args.cmvn}")
     return 0
+
+
+def _check_speeds(dump: Path, speeds: tuple[float, ...]) -> None:
+    """A finished dump must hold the speed-perturbed copies asked for (no record: made without any)."""
+    record = dump / "speed_perturb"
+    made = tuple(map(float, record.read_text().split())) if record.exists() else (1.0,)
+    if sorted(made) != sorted(speeds):
+        asked = " ".join(map(str, speeds))
+        raise DataError(
+            f"{record}: dumped with speeds {' '.join(map(str, made))}, asked for {asked}; "
+            f"remove {dump} to dump it again"
+        )

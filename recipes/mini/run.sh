@@ -76,14 +76,11 @@ if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ] && [ -n "$espnet_exp" ]; then
   asr-transfer features "$data/en_dev_clean" --out $dump --espnet-exp "$espnet_exp"
 elif [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ]; then
   log "2: fbank features${speed_perturb:+ (speed perturbation $speed_perturb)} and global CMVN of the training set"
-  if [ -f dump/cmvn.npz ]; then
-    echo "  dump/cmvn.npz exists, skipped"
-  else
-    # shellcheck disable=SC2086
-    asr-transfer features "$data/en_train_clean" --out dump ${speed_perturb:+--speed-perturb $speed_perturb}
-    asr-transfer features "$data/en_dev_clean" --out dump
-    asr-transfer features "$data/en_train_clean" --out dump --cmvn dump/cmvn.npz
-  fi
+  # a finished dump is skipped (its CMVN statistics are re-read); one made with other speeds is an error
+  # shellcheck disable=SC2086
+  asr-transfer features "$data/en_train_clean" --out dump ${speed_perturb:+--speed-perturb $speed_perturb} \
+    --cmvn dump/cmvn.npz
+  asr-transfer features "$data/en_dev_clean" --out dump
 fi
 
 if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ] && [ -n "$espnet_exp" ]; then
