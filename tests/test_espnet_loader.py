@@ -179,18 +179,12 @@ def espnet_trained(tiny_corpus: Path, tmp_path_factory: pytest.TempPathFactory) 
     return {"exp": exp, "tokens": train["tokens.txt"], "valid_wav_scp": valid["wav.scp"]}
 
 
-def _espnet_reference_logp(exp: Path, waves: list[torch.Tensor]) -> list[torch.Tensor]:
-    """ESPnet's own model built from the experiment's files: CTC log-posteriors per utterance."""
+def _espnet_reference(exp: Path) -> torch.nn.Module:
+    """ESPnet's own model built from the experiment's files by ESPnet's ``ASRTask``."""
     from espnet2.tasks.asr import ASRTask
 
     ref, _ = ASRTask.build_model_from_file(exp / "config.yaml", exp / "valid.acc.ave.pth", "cpu")
-    ref.eval()
-    out = []
-    with torch.no_grad():
-        for w in waves:
-            enc, _ = ref.encode(w[None], torch.tensor([len(w)]))
-            out.append(ref.ctc.log_softmax(enc)[0])
-    return out
+    return ref.eval()
 
 
 @pytest.mark.slow
@@ -204,10 +198,7 @@ def test_exp_trained_by_espnet_asr_train_gives_the_same_ctc_posteriors(espnet_tr
     lens = torch.tensor([len(w) for w in waves])
     speech = torch.nn.utils.rnn.pad_sequence(waves, batch_first=True)
 
-    from espnet2.tasks.asr import ASRTask  # ESPnet's own model from the same files
-
-    ref, _ = ASRTask.build_model_from_file(exp / "config.yaml", exp / "valid.acc.ave.pth", "cpu")
-    ref.eval()
+    ref = _espnet_reference(exp)
     with torch.no_grad():
         enc_ref, enc_lens_ref = ref.encode(speech, lens)
         logp_ref = ref.ctc.log_softmax(enc_ref)
@@ -267,9 +258,11 @@ def test_mini_recipe_starts_training_from_an_espnet_experiment(
     waves = [
         torch.from_numpy(load_audio(line.split()[1])) for line in (test / "wav.scp").read_text().splitlines()
     ]
-    refs = _espnet_reference_logp(espnet_trained["exp"], waves[:3])
+    ref = _espnet_reference(espnet_trained["exp"])
     with torch.no_grad():
-        for wave, logp_ref in zip(waves, refs):
+        for wave in waves[:3]:
+            enc_ref, _ = ref.encode(wave[None], torch.tensor([len(wave)]))
+            logp_ref = ref.ctc.log_softmax(enc_ref)[0]
             feats = rec.frontend(wave)
             enc, enc_lens, _ = rec.model.encode(feats[None], torch.tensor([len(feats)]))
             logp = rec.model.ctc_log_probs(enc, "en")[0]
