@@ -79,7 +79,7 @@ def exp_tree(tmp_path: Path) -> tuple[Path, dict]:
     # a dev-set decode is not a test set and must be ignored
     decode(root / "source", "phone", 0.9, dataset="en_dev_phone")
     for target in ("phone", "laptop", "rain", "wind"):
-        cm = f"{{method: cmatch, target: {target}, cmatch: {{labels: ctc_align, lambda: 10}}}}"
+        cm = f"{{method: cmatch, target: {target}, labels: ctc_align, weights: {{cmatch: 10}}}}"
         hyps[f"cmatch_{target}"] = system(root, f"cmatch_{target}", cm, {target: 0.1, "clean": 0.45})
         mmd = f"{{method: mmd, target: {target}}}"
         hyps[f"mmd_{target}"] = system(root, f"mmd_{target}", mmd, {target: 0.38, "clean": 0.4})

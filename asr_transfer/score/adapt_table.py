@@ -9,7 +9,7 @@ It is a section of ``asr-transfer report``, added whenever a system given is ada
 A system is *adapted* when its ``config.yaml`` has ``adapt: {method: M, target: D}``; the *source
 model* (the Source-only column) is the first system given without an ``adapt`` section. Columns are
 methods in the order source_only, self_training, mmd, adv, cmatch, named by ``adapt.name`` when set,
-else e.g. ``MMD`` or ``CMatch (ctc_align)`` (``adapt.cmatch.labels``). Rows are the target domains.
+else e.g. ``MMD`` or ``CMatch (ctc_align)`` (``adapt.labels``). Rows are the target domains.
 
 The test set of domain D of a system is its ``decode_<dataset>`` whose dataset name matches
 ``--adaptation-sets`` and whose utterances are all in domain D (``utt2domain``). A method's cell for
@@ -84,21 +84,28 @@ def method_name(adapt: dict) -> str:
     """The column name of an ``adapt`` section.
 
     Example:
-        >>> method_name({"method": "cmatch", "target": "phone", "cmatch": {"labels": "ctc_align"}})
+        >>> method_name({"method": "cmatch", "target": "phone", "labels": "ctc_align"})
         'CMatch (ctc_align)'
+        >>> method_name({"method": "cmatch", "target": "phone", "cmatch": {"labels": "ctc_pred"}})
+        'CMatch (ctc_pred)'
         >>> method_name({"method": "mmd", "target": "rain"}), method_name({"method": "adv", "name": "DANN"})
         ('MMD', 'DANN')
     """
     if adapt.get("name"):
         return str(adapt["name"])
     name = _NAMES.get(adapt["method"], str(adapt["method"]))
-    labels = (adapt.get("cmatch") or {}).get("labels") if adapt["method"] == "cmatch" else None
+    labels = _labels(adapt) if adapt["method"] == "cmatch" else None
     return f"{name} ({labels})" if labels else name
+
+
+def _labels(adapt: dict) -> str | None:
+    """CMatch's frame-labelling strategy: ``adapt.labels`` (its options) or ``adapt.cmatch.labels``."""
+    return adapt.get("labels") or (adapt.get("cmatch") or {}).get("labels")
 
 
 def _order(adapt: dict) -> tuple:
     method = adapt["method"]
-    labels = (adapt.get("cmatch") or {}).get("labels")
+    labels = _labels(adapt)
     return (
         METHODS.index(method) if method in METHODS else len(METHODS),
         CMATCH_LABELS.index(labels) if labels in CMATCH_LABELS else len(CMATCH_LABELS),
