@@ -33,6 +33,7 @@ import numpy as np
 from asr_transfer.config import yaml_load
 from asr_transfer.score import bootstrap
 from asr_transfer.score.api import ScoreOptions
+from asr_transfer.score.report import System
 from asr_transfer.score.scoring import ScoreResult, unit_counts
 
 Table = tuple[list[str], list[list[str]]]
@@ -64,7 +65,7 @@ class Method:
 
     name: str
     order: tuple
-    by_target: dict[str, object] = field(default_factory=dict)  # target -> report.System
+    by_target: dict[str, System] = field(default_factory=dict)
 
 
 def adapt_section(path: Path) -> dict | None:
@@ -113,7 +114,7 @@ def _order(adapt: dict) -> tuple:
     )
 
 
-def domain_test_sets(system, opts: AdaptOptions) -> dict[str, ScoreResult]:
+def domain_test_sets(system: System, opts: AdaptOptions) -> dict[str, ScoreResult]:
     """``{domain: scored decode}`` of a system's single-domain decodes whose name matches ``opts.sets``."""
     out: dict[str, ScoreResult] = {}
     where: dict[str, str] = {}
@@ -176,7 +177,9 @@ class AdaptationTables:
     notes: list[str]
 
 
-def adaptation_tables(systems: list, options: ScoreOptions, opts: AdaptOptions) -> AdaptationTables | None:
+def adaptation_tables(
+    systems: list[System], options: ScoreOptions, opts: AdaptOptions
+) -> AdaptationTables | None:
     """The adaptation tables over report systems; ``None`` when no system is adapted."""
     adapts = {s.name: adapt_section(s.path) for s in systems}
     adapted = [s for s in systems if adapts[s.name]]
