@@ -6,8 +6,9 @@ It is a section of ``asr-transfer report``, added whenever a system given is ada
     asr-transfer report exp/tiny_clean exp/adapt_* --out exp/report \\
         [--source-domain clean] [--noise-domains rain wind laugh] [--adaptation-sets '*test*']
 
-A system is *adapted* when its ``config.yaml`` has ``adapt: {method: M, target: D}``; the *source
-model* (the Source-only column) is the first system given without an ``adapt`` section. Columns are
+A system is *adapted* when its ``config.yaml`` has ``adapt: {method: M, target: D}`` with a method
+other than ``supervised``; the *source model* (the Source-only column) is the first system given
+that is not adapted. Columns are
 methods in the order source_only, self_training, mmd, adv, cmatch, named by ``adapt.name`` when set,
 else e.g. ``MMD`` or ``CMatch (ctc_align)`` (``adapt.labels``). Rows are the target domains.
 
@@ -69,15 +70,20 @@ class Method:
 
 
 def adapt_section(path: Path) -> dict | None:
-    """The ``adapt`` section of ``path/config.yaml`` (``None`` when absent); checks method and target."""
+    """The ``adapt`` section of ``path/config.yaml`` when it names an adaptation method, else ``None``
+    (no config, no section, or plain ``supervised`` training, which the loop records too); an
+    adaptation method without a ``target`` domain is an error naming the file."""
     config = path / "config.yaml"
     if not config.is_file():
         return None
     adapt = (yaml_load(config.read_text(encoding="utf-8")) or {}).get("adapt")
-    if adapt is None:
+    if adapt is None or (isinstance(adapt, dict) and adapt.get("method", "supervised") == "supervised"):
         return None
-    if not isinstance(adapt, dict) or not adapt.get("method") or not adapt.get("target"):
-        raise ValueError(f"{config}: 'adapt' needs a 'method' and a 'target' domain, got {adapt!r}")
+    if not isinstance(adapt, dict) or not adapt.get("target"):
+        raise ValueError(
+            f"{config}: 'adapt' needs a 'target' domain for the adaptation tables (--adapt.target D), "
+            f"got {adapt!r}"
+        )
     return adapt
 
 
