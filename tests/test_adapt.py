@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import signal
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -298,3 +299,25 @@ def test_sigkill_mid_adaptation_then_rerun_matches_an_uninterrupted_run(
         for n in ("killed", "ref")
     ]
     assert torch.allclose(ema[0]["ema_means"], ema[1]["ema_means"], atol=1e-5)
+
+
+@pytest.mark.slow
+def test_two_process_adversarial_adaptation_trains(
+    tiny_setup: dict[str, Path], tiny_exp: Path, target: dict[str, Path], tmp_path: Path
+) -> None:
+    # two streams and a discriminator: gradients are averaged by hand rather than by DDP
+    exp = tmp_path / "ddp"
+    args = adapt_args(tiny_setup, tiny_exp, target, exp, "--config", str(REPO / "conf/adapt/adv.yaml"),
+                      "--train.max_batch_frames", "700", "--train.epochs", "1")  # fmt: skip
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           "-m", "asr_transfer.cli", *args]  # fmt: skip
+    proc = run_quiet(cmd)
+    try:
+        out = proc.communicate(timeout=400)[0]
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        pytest.fail("DDP adaptation hung")
+    assert proc.returncode == 0, out[-3000:]
+    ck = torch.load(exp / "checkpoints" / "last.pt", weights_only=False)
+    assert ck["state"]["step"] > 0 and ck["state"]["skipped"] == 0
+    assert any(k.startswith("discriminators.") for k in ck["method"])
