@@ -68,12 +68,13 @@ class Method:
 
 
 def adapt_section(path: Path) -> dict | None:
-    """The ``adapt`` section of ``path/config.yaml`` (``None`` when absent); checks method and target."""
+    """The ``adapt`` section of ``path/config.yaml``; ``None`` when absent or plain supervised training
+    (every saved config names its method); checks method and target."""
     config = path / "config.yaml"
     if not config.is_file():
         return None
     adapt = (yaml_load(config.read_text(encoding="utf-8")) or {}).get("adapt")
-    if adapt is None:
+    if adapt is None or (isinstance(adapt, dict) and adapt.get("method") == "supervised"):
         return None
     if not isinstance(adapt, dict) or not adapt.get("method") or not adapt.get("target"):
         raise ValueError(f"{config}: 'adapt' needs a 'method' and a 'target' domain, got {adapt!r}")

@@ -201,7 +201,7 @@ if [ "$stage" -le 10 ] && [ "$stop_stage" -ge 10 ] && [ -n "$adapt_domains" ]; t
   log "10: adaptation table: source-only against every method"
   adapted=()
   for d in $adapt_domains; do for m in $adapt_methods; do adapted+=("exp/adapt/${m}_$d"); done; done
-  asr-transfer report --adaptation "$exp" "${adapted[@]}" --out exp/report_adapt
+  asr-transfer report "$exp" "${adapted[@]}" --out exp/report_adapt
   echo
   cat exp/report_adapt/RESULTS.md
 fi
