@@ -9,7 +9,6 @@ import pytest
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
-NOISE = REPO.parent / "shared" / "data" / "noise"
 
 # tests share 2 cores; one thread per process keeps them from fighting
 torch.set_num_threads(1)
@@ -35,10 +34,7 @@ def cli(*args: str | os.PathLike) -> int:
 def tiny_corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The ``tiny`` synth preset: a few real synthesised utterances per data dir."""
     out = tmp_path_factory.mktemp("tiny") / "corpus"
-    assert (
-        cli("synth", "--preset", "tiny", "--out", out, "--seed", "3", "--jobs", "1", "--noise-dir", NOISE)
-        == 0
-    )
+    assert cli("synth", "--preset", "tiny", "--out", out, "--seed", "3", "--jobs", "1") == 0
     return out / "data"
 
 

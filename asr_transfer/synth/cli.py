@@ -36,7 +36,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--noise-dir",
         default=None,
-        help=f"recorded noise bank (default: ${NOISE_ENV}, else <repo>/../shared/data/noise)",
+        help=f"recorded noise bank (default: ${NOISE_ENV}, else the shipped <repo>/data/noise)",
     )
     parser.add_argument(
         "--text-dir",
