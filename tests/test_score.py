@@ -174,7 +174,7 @@ def test_strict_option_refuses_empty_references(tmp_path, capsys, ref_text, mess
 
 
 def _sclite_totals(out: Path) -> tuple[int, ...]:
-    """sclite's raw ``Sum`` row of ``out/ref.trn`` against ``out/hyp.trn``: snt wrd corr sub del ins err s.err."""
+    """sclite's raw ``Sum`` row of out/ref.trn against out/hyp.trn: snt wrd corr sub del ins err s.err."""
     proc = subprocess.run(
         [SCLITE, "-r", str(out / "ref.trn"), "trn", "-h", str(out / "hyp.trn"), "trn",
          "-i", "rm", "-o", "rsum", "stdout"],
