@@ -13,6 +13,28 @@ REPO = Path(__file__).resolve().parents[1]
 # tests share 2 cores; one thread per process keeps them from fighting
 torch.set_num_threads(1)
 
+#: In CI (``CI=true``) the system tools are installed by ./test.sh, so a test marked ``system_tool``
+#: that skips for a missing tool is an error there; elsewhere it stays a skip with its reason.
+TOOLS_REQUIRED = os.environ.get("CI", "").lower() in ("true", "1")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "system_tool: needs a system tool that ./test.sh installs as root (sctk, chromium, the speech "
+        "engines); skipped without it, an error when CI=true",
+    )
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
+    outcome = yield
+    report = outcome.get_result()
+    if report.skipped and TOOLS_REQUIRED and item.get_closest_marker("system_tool"):
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        report.outcome = "failed"
+        report.longrepr = f"CI=true, and a system tool is missing: {reason} (./test.sh installs it as root)"
+
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     if torch.cuda.is_available():
