@@ -62,6 +62,10 @@ def run(args: argparse.Namespace) -> int:
     except (NoiseBankError, TextSourceError, EngineMissing) as err:
         print(f"asr-transfer synth: error: {err}", file=sys.stderr)
         return 2
+    except OSError as err:  # a read-only output folder, a full disk
+        where = err.filename or args.out
+        print(f"asr-transfer synth: error: cannot write {where}: {err.strerror or err}", file=sys.stderr)
+        return 2
     totals = corpus["totals"]
     print(
         f"synth {preset.name}: {totals['utterances']} utterances, {totals['files']} files, "
