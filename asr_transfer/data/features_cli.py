@@ -147,8 +147,17 @@ def _computed(
 ) -> Iterator[Iterable[list[tuple[str, np.ndarray]]]]:
     """The features of ``items``, in order: computed here, or by ``jobs`` forked worker processes."""
     if jobs <= 1 or len(items) < 2:
-        yield map(_FeatureJob(features, speeds), items)
+        # one utterance's fbank is too small for torch's intra-op threads: on a busy 2-core machine
+        # they made it ~6x slower (bench/features_speed.py); processes (--jobs) are the parallelism
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            yield map(_FeatureJob(features, speeds), items)
+        finally:
+            torch.set_num_threads(threads)
         return
+    if any(s != 1.0 for s in speeds):
+        import scipy.signal  # noqa: F401  (seconds to import: once here, not once per forked worker)
     with multiprocessing.get_context("fork").Pool(
         min(jobs, len(items)), initializer=_init_worker, initargs=(features, speeds)
     ) as pool:
