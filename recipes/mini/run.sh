@@ -23,7 +23,7 @@ nproc=1            # CPU processes for DDP training when ngpu=0 (gloo)
 preset=mini
 seed=1
 jobs=2
-noise_dir=""       # default: ASR_TRANSFER_NOISE_DIR or ../shared/data/noise
+noise_dir=""       # default: ASR_TRANSFER_NOISE_DIR or the repository's data/noise
 model_config=conf/model/tiny.yaml
 train_config=""    # default conf/train/mini.yaml, or conf/train/finetune.yaml with --espnet_exp
 decode_config=conf/decode/ctc_greedy.yaml  # chosen on dev data (docs/benchmarks.md)
