@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import shutil
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
 import torch
+import yaml
 
 from asr_transfer.adapt import Context, build_method
 from asr_transfer.adapt.adv import grad_reverse
@@ -16,6 +21,7 @@ from asr_transfer.data.dataset import Batch
 from asr_transfer.model.asr import build_model
 from asr_transfer.text.tokenizer import Tokenizer
 from tests.conftest import REPO, cli, train_args
+from tests.test_train import _run as run_quiet
 
 TINY = {
     "encoder": {"output_size": 32, "attention_heads": 2, "linear_units": 64, "num_blocks": 2},
@@ -199,14 +205,13 @@ def test_cmatch_adaptation_run_saves_a_config_that_rebuilds_and_logs_every_term(
     tiny_setup: dict[str, Path], tiny_exp: Path, target: dict[str, Path], tmp_path: Path
 ) -> None:
     exp = tmp_path / "cmatch"
-    args = adapt_args(tiny_setup, tiny_exp, target, exp, "--config", str(REPO / "conf/adapt/cmatch_ctc_align.yaml"),
+    cfg = REPO / "conf/adapt/cmatch_ctc_align.yaml"
+    args = adapt_args(tiny_setup, tiny_exp, target, exp, "--config", str(cfg),
                       "--adapt.min_frames", "1", "--adapt.ema", "0.5")  # fmt: skip
     assert cli(*args) == 0
-    import yaml
-
-    cfg = yaml.safe_load((exp / "config.yaml").read_text())
-    assert cfg["adapt"]["method"] == "cmatch" and cfg["adapt"]["labels"] == "ctc_align"
-    assert cfg["adapt"]["weights"] == {"ctc": 0.15, "att": 0.35, "ctc_target": 0.15, "att_target": 0.35,
+    saved = yaml.safe_load((exp / "config.yaml").read_text())
+    assert saved["adapt"]["method"] == "cmatch" and saved["adapt"]["labels"] == "ctc_align"
+    assert saved["adapt"]["weights"] == {"ctc": 0.15, "att": 0.35, "ctc_target": 0.15, "att_target": 0.35,
                                        "cmatch": 10.0}  # fmt: skip
     ck = torch.load(exp / "checkpoints" / "last.pt", weights_only=False)
     assert ck["method"]["ema_seen"].any()  # running class means are part of the checkpoint
@@ -230,9 +235,10 @@ def test_unlabelled_target_text_is_never_read(
     models = []
     for name, tgt in (("real", target), ("garbage", garbage)):
         exp = tmp_path / name
-        assert cli(*adapt_args(tiny_setup, tiny_exp, tgt, exp, "--config",
-                               str(REPO / "conf/adapt/cmatch_ctc_pred.yaml"), "--adapt.self_training", "false",
-                               "--adapt.threshold", "0.2", "--train.epochs", "1")) == 0  # fmt: skip
+        cfg = REPO / "conf/adapt/cmatch_ctc_pred.yaml"
+        assert cli(*adapt_args(tiny_setup, tiny_exp, tgt, exp, "--config", str(cfg),
+                               "--adapt.self_training", "false", "--adapt.threshold", "0.2",
+                               "--train.epochs", "1")) == 0  # fmt: skip
         models.append(torch.load(exp / "model.pt")["model"])
     for key, value in models[0].items():
         assert torch.equal(value, models[1][key]), key
@@ -246,3 +252,72 @@ def test_a_method_needing_target_audio_without_it_is_an_error(
     with pytest.raises(ValueError, match="data.target: adaptation method 'mmd' needs target-domain audio"):
         cli(*args)
     assert not (tmp_path / "x" / "model.pt").exists()
+
+
+@pytest.mark.slow
+def test_sigkill_mid_adaptation_then_rerun_matches_an_uninterrupted_run(
+    tiny_setup: dict[str, Path], tiny_exp: Path, target: dict[str, Path], tmp_path: Path
+) -> None:
+    # running class means (method state) and the DANN-style schedule position must survive the kill
+    extra = ["--config", str(REPO / "conf/adapt/cmatch_ctc_align.yaml"), "--adapt.ema", "0.5",
+             "--adapt.min_frames", "1", "--adapt.warmup", "0.5", "--train.epochs", "3",
+             "--train.max_batch_frames", "400", "--train.save_every_steps", "1"]  # fmt: skip
+
+    def cmd(name: str) -> list[str]:
+        return [
+            sys.executable,
+            "-m",
+            "asr_transfer.cli",
+            *adapt_args(tiny_setup, tiny_exp, target, tmp_path / name, *extra),
+        ]
+
+    proc = run_quiet(cmd("killed"))
+    last = tmp_path / "killed" / "checkpoints" / "last.pt"
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None:
+        if last.exists():
+            try:
+                state = torch.load(last, weights_only=False)["state"]
+            except (EOFError, RuntimeError):  # caught between write and rename of another file: retry
+                continue
+            if state["epoch"] == 2 and state["batch"] >= 2:
+                break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert torch.load(last, weights_only=False)["state"]["epoch"] == 2
+    assert not (tmp_path / "killed" / "model.pt").exists()
+    out = run_quiet(cmd("killed")).communicate()[0]
+    assert "resumed from" in out, out[-2000:]
+    ref_out = run_quiet(cmd("ref")).communicate()[0]
+    assert (tmp_path / "ref" / "model.pt").exists(), ref_out[-2000:]
+    resumed = torch.load(tmp_path / "killed" / "model.pt")["model"]
+    for key, value in torch.load(tmp_path / "ref" / "model.pt")["model"].items():
+        assert torch.allclose(resumed[key], value, atol=1e-5), key
+    ema = [
+        torch.load(tmp_path / n / "checkpoints" / "last.pt", weights_only=False)["method"]
+        for n in ("killed", "ref")
+    ]
+    assert torch.allclose(ema[0]["ema_means"], ema[1]["ema_means"], atol=1e-5)
+
+
+@pytest.mark.slow
+def test_two_process_adversarial_adaptation_trains(
+    tiny_setup: dict[str, Path], tiny_exp: Path, target: dict[str, Path], tmp_path: Path
+) -> None:
+    # two streams and a discriminator: gradients are averaged by hand rather than by DDP
+    exp = tmp_path / "ddp"
+    args = adapt_args(tiny_setup, tiny_exp, target, exp, "--config", str(REPO / "conf/adapt/adv.yaml"),
+                      "--train.max_batch_frames", "700", "--train.epochs", "1")  # fmt: skip
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           "-m", "asr_transfer.cli", *args]  # fmt: skip
+    proc = run_quiet(cmd)
+    try:
+        out = proc.communicate(timeout=400)[0]
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        pytest.fail("DDP adaptation hung")
+    assert proc.returncode == 0, out[-3000:]
+    ck = torch.load(exp / "checkpoints" / "last.pt", weights_only=False)
+    assert ck["state"]["step"] > 0 and ck["state"]["skipped"] == 0
+    assert any(k.startswith("discriminators.") for k in ck["method"])

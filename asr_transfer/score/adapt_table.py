@@ -8,9 +8,9 @@ It is a section of ``asr-transfer report``, added whenever a system given is ada
 
 A system is *adapted* when its ``config.yaml`` has ``adapt: {method: M, target: D}`` with a method
 other than ``supervised``; the *source model* (the Source-only column) is the first system given
-that is not adapted. Columns are
-methods in the order source_only, self_training, mmd, adv, cmatch, named by ``adapt.name`` when set,
-else e.g. ``MMD`` or ``CMatch (ctc_align)`` (``adapt.labels``). Rows are the target domains.
+that is not adapted. Columns are methods in the order source_only, self_training, mmd, adv, cmatch,
+named by ``adapt.name`` when set, else e.g. ``MMD`` or ``CMatch (ctc_align)`` (``adapt.labels``).
+Rows are the target domains.
 
 The test set of domain D of a system is its ``decode_<dataset>`` whose dataset name matches
 ``--adaptation-sets`` and whose utterances are all in domain D (``utt2domain``). A method's cell for

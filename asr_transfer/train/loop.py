@@ -37,6 +37,7 @@ from asr_transfer.model.asr import HybridASR, build_model
 from asr_transfer.text.tokenizer import Tokenizer
 from asr_transfer.train.checkpoint import average_checkpoints, save_atomic
 from asr_transfer.train.dist import DistInfo, all_reduce_sum, init_distributed
+from asr_transfer.train.options import TrainOptions
 from asr_transfer.train.schedule import build_schedule
 
 log = logging.getLogger("asr_transfer.train")
@@ -127,30 +128,29 @@ def start_from_espnet(cfg: dict, exp: Path) -> tuple[HybridASR, dict[str, Tokeni
 
 def train(cfg: dict, exp_dir: str | Path) -> Path:
     """Train (or adapt) the model described by ``cfg`` into ``exp_dir``; return the averaged model path."""
-    tcfg = cfg["train"]
+    opts = TrainOptions.from_config(cfg.get("train"))
+    cfg["train"] = opts.to_config()
     exp = Path(exp_dir)
-    use_gpu = tcfg.get("device", "auto") != "cpu" and torch.cuda.is_available()
-    info = init_distributed(use_gpu)
-    if tcfg.get("num_threads"):
-        torch.set_num_threads(int(tcfg["num_threads"]))
-    seed = int(tcfg.get("seed", 1))
+    info = init_distributed(opts.device != "cpu" and torch.cuda.is_available())
+    if opts.num_threads:
+        torch.set_num_threads(opts.num_threads)
+    seed = opts.seed
     _seed_everything(seed + info.rank)
     ckpt_dir = exp / "checkpoints"
-    if tcfg.get("init_espnet"):
+    if opts.init_espnet:
         model, toks = start_from_espnet(cfg, exp)
     else:
         toks = load_tokenizers(cfg)
         model = model_from_config(cfg, toks)
-        if tcfg.get("init"):
+        if opts.init:
             # a strict load: a checkpoint that does not fit must fail loudly, never silently load nothing
-            model.load_state_dict(torch.load(tcfg["init"], map_location="cpu")["model"])
+            model.load_state_dict(torch.load(opts.init, map_location="cpu")["model"])
     method = build_method(cfg.get("adapt"))
     method.tokenizers = toks
     method.setup(model)
     # written after the method set the model up, with its resolved options, so the experiment rebuilds
     cfg["adapt"] = method.resolved_config()
-    max_frames = int(tcfg.get("max_utt_frames", 3000))
-    train_streams, dev_streams = load_streams(cfg, method, toks, max_frames)
+    train_streams, dev_streams = load_streams(cfg, method, toks, opts.max_utt_frames)
     if info.is_main:
         ckpt_dir.mkdir(parents=True, exist_ok=True)
         save_config(cfg, exp / "config.yaml")
@@ -162,20 +162,18 @@ def train(cfg: dict, exp_dir: str | Path) -> Path:
     model.to(info.device)
     method.to(info.device)
 
-    budget = int(tcfg.get("max_batch_frames", 20000))
-    epochs = int(tcfg.get("epochs", 10))
-    accum = int(tcfg.get("accum_grad", 1))
+    budget, epochs, accum = opts.max_batch_frames, opts.epochs, opts.accum_grad
     steps_per_epoch = len(stream_batches(train_streams, budget, seed, 1, info.world_size, info.rank))
     total_steps = epochs * math.ceil(steps_per_epoch / accum)
     params = [p for p in [*model.parameters(), *method.parameters()] if p.requires_grad]
     optim = torch.optim.Adam(
         params,
-        lr=float(tcfg.get("lr", 2e-3)),
+        lr=float(opts.lr),
         betas=(0.9, 0.98),
         eps=1e-9,
-        weight_decay=float(tcfg.get("weight_decay", 0.0)),
+        weight_decay=float(opts.weight_decay),
     )
-    sched = torch.optim.lr_scheduler.LambdaLR(optim, build_schedule(tcfg.get("scheduler", {}), total_steps))
+    sched = torch.optim.lr_scheduler.LambdaLR(optim, build_schedule(opts.scheduler, total_steps))
 
     state = {"epoch": 1, "batch": 0, "step": 0, "skipped": 0, "best": []}
     last = ckpt_dir / "last.pt"
@@ -208,12 +206,14 @@ def train(cfg: dict, exp_dir: str | Path) -> Path:
         net = torch.nn.parallel.DistributedDataParallel(
             model, find_unused_parameters=len(model.heads) > 1 or method.name != "supervised"
         )
-    amp_dtype = torch.bfloat16 if info.device.type == "cuda" and tcfg.get("bf16", True) else None
+    amp_dtype = torch.bfloat16 if info.device.type == "cuda" and opts.bf16 else None
     writer = SummaryWriter(str(exp / "tensorboard")) if info.is_main else None
-    clip = float(tcfg.get("grad_clip", 5.0))
-    save_every = int(tcfg.get("save_every_steps", 200))
-    log_every = int(tcfg.get("log_every_steps", 10))
-    keep = int(tcfg.get("keep_best", 5))
+    clip, save_every, log_every, keep = (
+        opts.grad_clip,
+        opts.save_every_steps,
+        opts.log_every_steps,
+        opts.keep_best,
+    )
 
     def checkpoint(path: Path) -> None:
         rng = _gather_rng(info)
