@@ -15,8 +15,7 @@ a moving tone; fbank's cost does not depend on what is said), then times, in thi
   runs: decode, perturb, fbank, write ark/scp, CMVN statistics) for each ``--jobs``.
 
 Each figure is the best of ``--repeats`` runs; the ratio column is against fbank alone. Torch runs
-with one thread here (``--threads``): per-utterance fbank is too small for intra-op threads, which on a
-busy 2-core machine made fbank alone several times slower (``--threads 2`` shows it).
+with one thread in this process (``--threads``), as the dump's own processes do.
 """
 
 from __future__ import annotations
@@ -70,7 +69,7 @@ def main() -> int:
     parser.add_argument("--jobs", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument(
-        "--threads", type=int, default=1, help="torch threads of this process (1: fbank alone's fastest here)"
+        "--threads", type=int, default=1, help="torch threads of this process (default 1, as in the dump)"
     )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)

@@ -147,8 +147,8 @@ def _computed(
 ) -> Iterator[Iterable[list[tuple[str, np.ndarray]]]]:
     """The features of ``items``, in order: computed here, or by ``jobs`` forked worker processes."""
     if jobs <= 1 or len(items) < 2:
-        # one utterance's fbank is too small for torch's intra-op threads: on a busy 2-core machine
-        # they made it ~6x slower (bench/features_speed.py); processes (--jobs) are the parallelism
+        # one utterance's fbank is too small to gain from torch's intra-op threads, which only compete
+        # with the other processes of a shared machine; processes (--jobs) are the parallelism here
         threads = torch.get_num_threads()
         torch.set_num_threads(1)
         try:
