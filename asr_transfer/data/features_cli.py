@@ -147,8 +147,9 @@ def _computed(
 ) -> Iterator[Iterable[list[tuple[str, np.ndarray]]]]:
     """The features of ``items``, in order: computed here, or by ``jobs`` forked worker processes."""
     if jobs <= 1 or len(items) < 2:
-        # one utterance's fbank is too small to gain from torch's intra-op threads, which only compete
-        # with the other processes of a shared machine; processes (--jobs) are the parallelism here
+        # one utterance's fbank is too small to gain from torch's intra-op threads, and on a busy machine
+        # they wait on each other: the dump was ~10x slower with torch's default of one per core
+        # (docs/benchmarks.md); processes (--jobs) are the parallelism here
         threads = torch.get_num_threads()
         torch.set_num_threads(1)
         try:
