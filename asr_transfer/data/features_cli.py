@@ -73,7 +73,9 @@ def dump_features(
             kaldiio.WriteHelper(f"ark,scp:{tmp_ark},{tmp_scp}") as writer,
             _computed(items, speeds, features, jobs) as results,
         ):
-            progress = tqdm(results, total=len(items), desc=f"features {Path(data_dir).name}", unit="utt")
+            progress = tqdm(
+                results, total=len(items), desc=f"features {Path(data_dir).name}", unit="utt", leave=False
+            )
             for utt, copies in zip(data.utts, progress):
                 for key, feats in copies:
                     if stats is not None:
