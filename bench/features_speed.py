@@ -14,14 +14,20 @@ a moving tone; fbank's cost does not depend on what is said), then times, in thi
 - ``dump_features`` end to end (what ``asr-transfer features --speed-perturb 0.9 1.1 --jobs N``
   runs: decode, perturb, fbank, write ark/scp, CMVN statistics) for each ``--jobs``.
 
+With ``--other ROOT`` (a checkout of another version, e.g. ``git worktree add /tmp/old c50508a``) it
+also times that version's ``dump_features`` and this one's, each in a fresh process, taking turns,
+and says whether their ``feats.ark`` are byte-identical.
+
 Each figure is the best of ``--repeats`` runs; the ratio column is against fbank alone. Torch runs
-with one thread here (``--threads``): per-utterance fbank is too small for intra-op threads, which on a
-busy 2-core machine made fbank alone several times slower (``--threads 2`` shows it).
+with one thread in this process (``--threads``), as the dump's own processes do; ``--threads 2`` shows
+what torch's default (a thread per core) costs on a busy machine.
 """
 
 from __future__ import annotations
 
 import argparse
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -54,6 +60,40 @@ def make_data_dir(root: Path, n: int, seconds: float) -> Path:
     return root / "data"
 
 
+_DUMP = """
+import sys, time
+sys.path.insert(0, {root!r})
+from asr_transfer.data.features import CMVNStats
+from asr_transfer.data.features_cli import dump_features
+import scipy.signal  # imported before the clock starts in both versions
+start = time.perf_counter()
+dump_features({data!r}, {out!r}, (1.0, 0.9, 1.1), CMVNStats(){extra})
+print(time.perf_counter() - start)
+"""
+
+
+def compare(other: Path, data: Path, root: Path, repeats: int) -> None:
+    """Time ``other``'s dump and this checkout's (``--jobs 1``, ``2``) in fresh processes, in turn."""
+    here = Path(__file__).resolve().parents[1]
+    versions = {
+        f"{other}": (other, ""),
+        "this, --jobs 1": (here, ", jobs=1"),
+        "this, --jobs 2": (here, ", jobs=2"),
+    }
+    runs: dict[str, list[float]] = {name: [] for name in versions}
+    for rep in range(repeats):
+        for i, (name, (code_root, extra)) in enumerate(versions.items()):
+            out = root / f"cmp{i}_{rep}"
+            src = _DUMP.format(root=str(code_root), data=str(data), out=str(out), extra=extra)
+            proc = subprocess.run([sys.executable, "-c", src], capture_output=True, text=True, check=True)
+            runs[name].append(float(proc.stdout.split()[-1]))
+    for name, times in runs.items():
+        print(f"{name:36s} best {min(times):7.2f} s, runs {' '.join(f'{t:.1f}' for t in times)}")
+    ark = [(root / f"cmp{i}_0" / "feats.ark").read_bytes() for i in (0, 2)]
+    same = ark[0] == ark[1]
+    print(f"feats.ark byte-identical between {other} and this --jobs 2: {same}")
+
+
 def best(fn, repeats: int) -> float:
     times = []
     for _ in range(repeats):
@@ -69,8 +109,9 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=2.0)
     parser.add_argument("--jobs", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--other", type=Path, help="a checkout of another version to compare with")
     parser.add_argument(
-        "--threads", type=int, default=1, help="torch threads of this process (1: fbank alone's fastest here)"
+        "--threads", type=int, default=1, help="torch threads of this process (default 1, as in the dump)"
     )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -108,6 +149,8 @@ def main() -> int:
                 dump_features(data, root / f"dump{jobs}_{run}", SPEEDS, CMVNStats(), jobs=jobs)
 
             rows.append((f"dump_features, --jobs {jobs}", best(dump, args.repeats)))
+        if args.other:
+            compare(args.other.resolve(), data, root, args.repeats)
     base = rows[0][1]
     frames = len(copies)
     speeds = " ".join(map(str, SPEEDS))

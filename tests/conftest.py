@@ -9,6 +9,7 @@ import pytest
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
+pytest_plugins = ["pytester"]  # tests of this conftest's own hooks (tests/test_ci_tools.py)
 
 # tests share 2 cores; one thread per process keeps them from fighting
 torch.set_num_threads(1)

@@ -1,7 +1,7 @@
 """Data stages under bad conditions.
 
-- ``features`` and ``synth`` killed with SIGKILL and rerun give the uninterrupted run's output byte for
-  byte; the killed run's half-written output is never taken as finished.
+- ``features``, ``synth`` and ``pseudo-label`` killed with SIGKILL and rerun give the uninterrupted run's
+  output byte for byte; the killed run's half-written output is never taken as finished.
 - A read-only output folder or a full disk is one clear error naming the folder.
 - A file with non-finite samples stops the feature dump (so training never starts) naming it.
 - ``features --jobs 2`` writes the serial dump byte for byte.
@@ -116,6 +116,31 @@ def test_synth_killed_mid_corpus_then_rerun_equals_an_uninterrupted_run(
     assert not (out / "corpus.json").exists()  # what the recipe's stage 0 takes as "finished"
     assert cli(*args) == 0
     assert _files(out) == _files(tiny_corpus.parent)
+
+
+@pytest.mark.slow
+def test_pseudo_label_killed_then_rerun_equals_an_uninterrupted_run(
+    tiny_exp: Path, many: Path, tmp_path: Path
+) -> None:
+    def args(out: Path) -> tuple:
+        return ("pseudo-label", "--exp", tiny_exp, "--data", many, "--out", out, "--keep", "0.5",
+                "--mode", "ctc_greedy", "--lang", "en")  # fmt: skip
+
+    start = time.monotonic()
+    ref = _start(*args(tmp_path / "ref"))
+    assert ref.wait(timeout=300) == 0, ref.stderr.read().decode()[-2000:]
+    wall = time.monotonic() - start
+    out = tmp_path / "pl"
+    # killed while writing its output (the temporary folder exists) or, failing that, mid-decoding
+    start = time.monotonic()
+    _kill_when(
+        _start(*args(out)),
+        lambda: out.with_name("pl.tmp").exists() or time.monotonic() - start > 0.6 * wall,
+    )
+    assert not (out / "pseudo_label.yaml").exists()  # nothing that looks finished ...
+    assert cli(*args(out)) == 0  # ... so the rerun does the work
+    ref_files = _files(tmp_path / "ref")
+    assert ref_files and _files(out) == ref_files
 
 
 def test_non_finite_audio_stops_the_feature_dump_naming_the_file(tiny_corpus: Path, tmp_path: Path) -> None:

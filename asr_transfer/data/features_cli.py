@@ -73,7 +73,9 @@ def dump_features(
             kaldiio.WriteHelper(f"ark,scp:{tmp_ark},{tmp_scp}") as writer,
             _computed(items, speeds, features, jobs) as results,
         ):
-            progress = tqdm(results, total=len(items), desc=f"features {Path(data_dir).name}", unit="utt")
+            progress = tqdm(
+                results, total=len(items), desc=f"features {Path(data_dir).name}", unit="utt", leave=False
+            )
             for utt, copies in zip(data.utts, progress):
                 for key, feats in copies:
                     if stats is not None:
@@ -147,8 +149,9 @@ def _computed(
 ) -> Iterator[Iterable[list[tuple[str, np.ndarray]]]]:
     """The features of ``items``, in order: computed here, or by ``jobs`` forked worker processes."""
     if jobs <= 1 or len(items) < 2:
-        # one utterance's fbank is too small for torch's intra-op threads: on a busy 2-core machine
-        # they made it ~6x slower (bench/features_speed.py); processes (--jobs) are the parallelism
+        # one utterance's fbank is too small to gain from torch's intra-op threads, and on a busy machine
+        # they wait on each other: the dump was ~10x slower with torch's default of one per core
+        # (docs/benchmarks.md); processes (--jobs) are the parallelism here
         threads = torch.get_num_threads()
         torch.set_num_threads(1)
         try:
