@@ -1,7 +1,7 @@
 """Data stages under bad conditions.
 
-- ``features``, ``synth`` and ``pseudo-label`` killed with SIGKILL and rerun give the uninterrupted run's
-  output byte for byte; the killed run's half-written output is never taken as finished.
+- ``features``, ``synth``, ``pseudo-label`` and ``decode`` killed with SIGKILL and rerun give the
+  uninterrupted run's output byte for byte; the killed run's half-written output is never taken as finished.
 - A read-only output folder or a full disk is one clear error naming the folder.
 - A file with non-finite samples stops the feature dump (so training never starts) naming it.
 - ``features --jobs 2`` writes the serial dump byte for byte.
@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -141,6 +142,34 @@ def test_pseudo_label_killed_then_rerun_equals_an_uninterrupted_run(
     assert cli(*args(out)) == 0  # ... so the rerun does the work
     ref_files = _files(tmp_path / "ref")
     assert ref_files and _files(out) == ref_files
+
+
+@pytest.mark.slow
+def test_decode_killed_then_rerun_equals_an_uninterrupted_run(
+    tiny_exp: Path, many: Path, tmp_path: Path
+) -> None:
+    exps = {name: shutil.copytree(tiny_exp, tmp_path / name) for name in ("ref", "killed")}
+
+    def args(exp: Path) -> tuple:
+        return ("decode", "--exp", exp, "--data", many, "--mode", "ctc_greedy", "--lang", "en")
+
+    start = time.monotonic()
+    ref = _start(*args(exps["ref"]))
+    assert ref.wait(timeout=300) == 0, ref.stderr.read().decode()[-2000:]
+    wall = time.monotonic() - start
+    out = exps["killed"] / f"decode_{many.name}"
+    start = time.monotonic()
+    _kill_when(
+        _start(*args(exps["killed"])),
+        lambda: out.with_name(out.name + ".tmp").exists() or time.monotonic() - start > 0.6 * wall,
+    )
+    assert not out.exists()  # nothing that looks finished ...
+    assert cli(*args(exps["killed"])) == 0  # ... so the rerun does the work
+    ref_files = _files(exps["ref"] / out.name)
+    ref_files.pop("decode.yaml")  # holds the measured real-time factor
+    killed = _files(out)
+    killed.pop("decode.yaml")
+    assert ref_files and killed == ref_files
 
 
 def test_non_finite_audio_stops_the_feature_dump_naming_the_file(tiny_corpus: Path, tmp_path: Path) -> None:

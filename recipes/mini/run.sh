@@ -91,8 +91,8 @@ elif [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ]; then
   # a finished dump is skipped (its CMVN statistics are re-read); one made with other speeds is an error
   # shellcheck disable=SC2086
   asr-transfer features "$data/en_train_clean" --out dump ${speed_perturb:+--speed-perturb $speed_perturb} \
-    --cmvn dump/cmvn.npz
-  asr-transfer features "$data/en_dev_clean" --out dump
+    --cmvn dump/cmvn.npz --jobs "$jobs"
+  asr-transfer features "$data/en_dev_clean" --out dump --jobs "$jobs"
 fi
 
 if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ] && [ -n "$espnet_exp" ]; then
