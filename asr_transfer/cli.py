@@ -18,6 +18,10 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "features": ("asr_transfer.data.features_cli", "dump fbank features and CMVN stats"),
     "tokenizer": ("asr_transfer.text.tokenizer_cli", "train a char or SentencePiece tokenizer"),
     "train": ("asr_transfer.train.cli", "train (or adapt) a model"),
+    "add-language": (
+        "asr_transfer.adapt.add_language",
+        "a new language from a base model: head|full|adapter",
+    ),
     "decode": ("asr_transfer.decode.cli", "decode data dirs to Kaldi text and trn"),
     "transcribe": ("asr_transfer.decode.transcribe_cli", "transcribe wav files"),
     "average": ("asr_transfer.train.average_cli", "average the best checkpoints"),

@@ -59,3 +59,7 @@ def build_method(cfg: dict | None) -> Method:
     if name not in METHODS:
         raise ValueError(f"unknown adaptation method {name!r}; known: {sorted(METHODS)}")
     return METHODS[name](cfg)
+
+
+# methods in their own modules register themselves in METHODS on import
+from asr_transfer.adapt import finetune  # noqa: E402,F401

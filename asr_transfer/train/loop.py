@@ -36,6 +36,7 @@ from asr_transfer.model.asr import HybridASR, build_model
 from asr_transfer.text.tokenizer import Tokenizer
 from asr_transfer.train.checkpoint import average_checkpoints, save_atomic
 from asr_transfer.train.dist import DistInfo, all_reduce_sum, init_distributed
+from asr_transfer.train.init import init_from_base
 from asr_transfer.train.schedule import build_schedule
 
 log = logging.getLogger("asr_transfer.train")
@@ -116,8 +117,12 @@ def train(cfg: dict, exp_dir: str | Path) -> Path:
         toks = load_tokenizers(cfg)
         model = model_from_config(cfg, toks)
         if tcfg.get("init"):
-            # a strict load: a checkpoint that does not fit must fail loudly, never silently load nothing
-            model.load_state_dict(torch.load(tcfg["init"], map_location="cpu")["model"])
+            # strict except for whole heads of new languages: a misfit fails loudly, never loads nothing
+            init_from_base(model, tcfg["init"])
+    method = build_method(cfg.get("adapt"))
+    method.setup(model)
+    if model.adapter_specs:  # what the method added, so the saved config rebuilds this model
+        cfg["model"]["adapters"] = model.adapter_config()
     if info.is_main:
         ckpt_dir.mkdir(parents=True, exist_ok=True)
         save_config(cfg, exp / "config.yaml")
@@ -129,8 +134,6 @@ def train(cfg: dict, exp_dir: str | Path) -> Path:
     max_frames = int(tcfg.get("max_utt_frames", 3000))
     train_utts = load_split(cfg["data"]["train"], toks, max_frames, cfg.get("features"))
     dev_utts = load_split(cfg["data"]["dev"], toks, max_frames, cfg.get("features"))
-    method = build_method(cfg.get("adapt"))
-    method.setup(model)
     model.to(info.device)
 
     budget = int(tcfg.get("max_batch_frames", 20000))
