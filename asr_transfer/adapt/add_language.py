@@ -22,7 +22,7 @@ import yaml
 
 from asr_transfer.config import deep_merge, load_config
 from asr_transfer.data.kaldi import DataError, read_table
-from asr_transfer.text.normalize import Normalizer
+from asr_transfer.text.normalize import CHARSETS, Normalizer
 from asr_transfer.text.tokenizer import Tokenizer
 
 ACCEPTS_OVERRIDES = True
@@ -39,7 +39,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--method", required=True, help="head | full | adapter")
     parser.add_argument("--exp", required=True, help="output experiment dir")
     parser.add_argument("--config", action="append", default=[], help="YAML merged over the base's config")
-    parser.add_argument("--decode-config", action="append", default=[], help="decode YAML for the dev WER")
+    parser.add_argument(
+        "--decode-config",
+        action="append",
+        default=[],
+        help="decode YAML for the dev WER (default: CTC greedy)",
+    )
 
 
 def check_inputs(base: Path, lang: str, train: Path, dev: Path, method: str) -> dict:
@@ -67,19 +72,21 @@ def check_inputs(base: Path, lang: str, train: Path, dev: Path, method: str) -> 
 def target_tokenizer(train: Path, dev: Path, lang: str, cfg: dict) -> Tokenizer:
     """Train the target tokenizer on ``train/text``; dev characters it cannot cover are an error.
 
-    The error names the dev file, line, utterance and characters: a counted ``<unk>`` would let a
-    dev WER silently include text the model can never produce.
+    The error names the file, line, utterance and characters: a counted ``<unk>`` would let a
+    dev WER silently include text the model can never produce. ``tokenizer.kind: char`` adds the
+    language's whole alphabet (:data:`~asr_transfer.text.normalize.CHARSETS`) to the vocabulary.
     """
     opts = {**TOKENIZER_DEFAULTS, **(cfg.get("tokenizer") or {})}
     norm = Normalizer(lang)
     texts = [norm(t) for t in read_table(train / "text").values()]
     if opts["kind"] == "char":
-        tok = Tokenizer.train_char(texts, lang)
+        tok = Tokenizer.train_char(texts, lang, CHARSETS.get(lang, ""))
     else:
         tok = Tokenizer.train_sentencepiece(texts, lang, int(opts["vocab_size"]), opts["kind"])
     for path in (train / "text", dev / "text"):
         for lineno, (utt, raw) in enumerate(read_table(path, allow_empty_value=True).items(), start=1):
-            unknown = tok.unknown_chars(norm(raw))
+            # per character: SentencePiece reports a whole word around an unknown letter
+            unknown = sorted({ch for ch in norm(raw) if ch != " " and tok.unknown_chars(ch)})
             if unknown:
                 raise DataError(
                     f"{path}:{lineno}: utterance '{utt}': characters {' '.join(unknown)} are not in the "
@@ -145,7 +152,11 @@ def run(args: argparse.Namespace) -> int:
     train_loop(cfg, exp)
 
     # the finished experiment, rebuilt from its saved config exactly as decoding will
-    rec = Recognizer.from_exp(exp, decode=DecodeConfig.from_config(args.decode_config, []))
+    # CTC greedy unless told otherwise: the mini recipe's choice on dev data, and fast on a CPU
+    dcfg = (
+        DecodeConfig.from_config(args.decode_config, []) if args.decode_config else DecodeConfig("ctc_greedy")
+    )
+    rec = Recognizer.from_exp(exp, decode=dcfg)
     model = rec.model
     build_method(cfg["adapt"]).setup(model)
     trainable, total = trainable_share(model)
