@@ -16,6 +16,7 @@ import kaldiio
 import torch
 
 from asr_transfer.data.kaldi import DataError, read_table
+from asr_transfer.data.sampling import balance_languages
 from asr_transfer.text.normalize import Normalizer
 from asr_transfer.text.tokenizer import Tokenizer
 
@@ -89,13 +90,21 @@ def load_dump(
 
 
 def make_batches(
-    utts: list[Utterance], max_batch_frames: int, seed: int, epoch: int, world_size: int = 1, rank: int = 0
+    utts: list[Utterance],
+    max_batch_frames: int,
+    seed: int,
+    epoch: int,
+    world_size: int = 1,
+    rank: int = 0,
+    lang_temperature: float | None = None,
 ) -> list[list[Utterance]]:
     """Length-bucketed batches under a padded-frames budget, shuffled per epoch, this rank's share.
 
     Utterances are sorted by length so padding is small; a batch's cost is
     ``len(batch) * longest``. The batch order is shuffled with ``seed + epoch``;
     the list is padded by repetition to a multiple of ``world_size`` so ranks agree.
+    ``lang_temperature`` (``data.lang_temperature``) redraws the batches language-balanced
+    (:func:`~asr_transfer.data.sampling.balance_languages`).
 
     Example:
         >>> us = [Utterance(str(i), "en", 100 + i, "", [1]) for i in range(10)]
@@ -115,6 +124,8 @@ def make_batches(
     if cur:
         batches.append(cur)
     random.Random(seed * 100003 + epoch).shuffle(batches)
+    if lang_temperature is not None:
+        batches = balance_languages(batches, float(lang_temperature), seed, epoch)
     n = len(batches)
     batches += [batches[i % n] for i in range(-n % world_size)]
     return batches[rank::world_size]

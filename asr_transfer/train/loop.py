@@ -139,7 +139,10 @@ def train(cfg: dict, exp_dir: str | Path) -> Path:
     budget = int(tcfg.get("max_batch_frames", 20000))
     epochs = int(tcfg.get("epochs", 10))
     accum = int(tcfg.get("accum_grad", 1))
-    batches_per_epoch = len(make_batches(train_utts, budget, seed, 1, info.world_size, info.rank))
+    temperature = cfg["data"].get("lang_temperature")  # language-balanced sampling (multilingual)
+    batches_per_epoch = len(
+        make_batches(train_utts, budget, seed, 1, info.world_size, info.rank, temperature)
+    )
     total_steps = epochs * math.ceil(batches_per_epoch / accum)
     params = [p for p in model.parameters() if p.requires_grad]
     optim = torch.optim.Adam(
@@ -197,7 +200,7 @@ def train(cfg: dict, exp_dir: str | Path) -> Path:
 
     while state["epoch"] <= epochs:
         epoch = state["epoch"]
-        batches = make_batches(train_utts, budget, seed, epoch, info.world_size, info.rank)
+        batches = make_batches(train_utts, budget, seed, epoch, info.world_size, info.rank, temperature)
         net.train()
         bar = tqdm(
             total=len(batches),
