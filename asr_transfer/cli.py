@@ -27,6 +27,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "average": ("asr_transfer.train.average_cli", "average the best checkpoints"),
     "score": ("asr_transfer.score.cli", "WER/CER/SER with S/D/I and bootstrap intervals"),
     "report": ("asr_transfer.score.report_cli", "Markdown + HTML comparison report"),
+    "crossling-report": ("asr_transfer.score.crossling_cli", "cross-lingual table: targets x methods"),
 }
 
 
