@@ -56,6 +56,23 @@ def deep_merge(base: dict, extra: dict) -> dict:
     return out
 
 
+def merge_configs(base: dict, extra: dict) -> dict:
+    """:func:`deep_merge`, except that an ``adapt:`` section naming another method replaces the old one.
+
+    A method's options mean nothing to another method, so a source experiment's saved config
+    can be the base of an adaptation run.
+
+    Example:
+        >>> merge_configs({"adapt": {"method": "supervised", "weights": {"ctc": 0.3}}},
+        ...               {"adapt": {"method": "cmatch"}})
+        {'adapt': {'method': 'cmatch'}}
+    """
+    old, new = base.get("adapt") or {}, extra.get("adapt") or {}
+    if "method" in new and old.get("method", new["method"]) != new["method"]:
+        base = {k: v for k, v in base.items() if k != "adapt"}
+    return deep_merge(base, extra)
+
+
 def set_dotted(cfg: dict, dotted: str, value: Any) -> None:
     """Set ``cfg["a"]["b"] = value`` for ``dotted == "a.b"``, creating dicts on the way.
 
@@ -115,7 +132,7 @@ def load_config(paths: list[str | os.PathLike], overrides: list[str] | None = No
     """
     cfg: dict = {}
     for path in paths:
-        cfg = deep_merge(cfg, _load_yaml(Path(path)))
+        cfg = merge_configs(cfg, _load_yaml(Path(path)))
     for key, value in parse_overrides(overrides or []):
         set_dotted(cfg, key, value)
     return cfg

@@ -1,65 +1,53 @@
-"""Adaptation methods: small plug-ins the training loop selects by name (``adapt.method``).
+"""Adaptation methods: plug-ins the one training loop selects by name (``adapt.method``).
 
-A method contributes losses, never a trainer. Its contract:
+A method contributes batch streams, modules, trainable-parameter choices and named
+loss terms, never a trainer; the contract is in :mod:`asr_transfer.adapt.base`.
 
-- :meth:`Method.setup` adds the modules it needs through the model's slots and
-  says which parameters train (everything else is frozen);
-- :meth:`Method.losses` turns one step's batches into named loss terms; the loop
-  sums the terms, logs each one, and does backward, clipping, AMP, DDP and checkpoints.
-
-Only ``supervised`` (plain training or fine-tuning) exists so far; CMatch, MMD,
-adversarial and the adapter family register here as they land.
+Methods: ``supervised`` (plain training or fine-tuning), and for unsupervised domain
+adaptation ``source_only``, ``self_training``, ``mmd``, ``adv`` and ``cmatch``; for a new
+language (``asr-transfer add-language``) ``head``, ``full`` and ``adapter``.
 """
 
 from __future__ import annotations
 
-import torch
+from asr_transfer.adapt.adv import Adversarial
+from asr_transfer.adapt.base import Context, Method
+from asr_transfer.adapt.cmatch import CMatch
+from asr_transfer.adapt.finetune import AdapterTransfer, FullFineTune, HeadOnly
+from asr_transfer.adapt.mmd import MMD
+from asr_transfer.adapt.self_training import SelfTraining, SourceOnly
 
-from asr_transfer.data.dataset import Batch
-from asr_transfer.model.asr import HybridASR
-from asr_transfer.model.slots import set_trainable
+METHODS: dict[str, type[Method]] = {
+    cls.name: cls
+    for cls in (
+        Method,
+        SourceOnly,
+        SelfTraining,
+        MMD,
+        Adversarial,
+        CMatch,
+        HeadOnly,
+        FullFineTune,
+        AdapterTransfer,
+    )
+}
 
-
-class Method:
-    """Supervised training; the base every adaptation method extends.
-
-    ``cfg`` is the ``adapt:`` config section. ``freeze`` lists glob patterns of
-    parameter names to freeze, ``train_only`` (if given) freezes everything else.
-    """
-
-    name = "supervised"
-
-    def __init__(self, cfg: dict | None = None) -> None:
-        self.cfg = cfg or {}
-
-    def setup(self, model: HybridASR) -> None:
-        only = self.cfg.get("train_only")
-        if only:
-            set_trainable(model, ["*"], False)
-            set_trainable(model, only, True)
-        set_trainable(model, self.cfg.get("freeze", []), False)
-
-    def losses(self, model: torch.nn.Module, batch: Batch) -> dict[str, torch.Tensor]:
-        """Named loss terms whose sum is minimised; ``model`` may be DDP-wrapped."""
-        out = model(batch.feats, batch.feat_lens, batch.ys, batch.lang)
-        inner = model.module if hasattr(model, "module") else model
-        return {
-            "ctc": inner.ctc_weight * out.loss_ctc,
-            "att": (1 - inner.ctc_weight) * out.loss_att,
-        }
-
-
-METHODS: dict[str, type[Method]] = {"supervised": Method}
+__all__ = ["METHODS", "Context", "Method", "build_method"]
 
 
 def build_method(cfg: dict | None) -> Method:
-    """Instantiate the method named by ``cfg["method"]`` (default ``supervised``)."""
+    """Instantiate the method named by ``cfg["method"]`` (default ``supervised``).
+
+    Example:
+        >>> build_method({"method": "cmatch", "labels": "frame_average"}).opts.labels
+        'frame_average'
+        >>> build_method({"method": "cmatc"})  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        ValueError: adapt.method: unknown method 'cmatc'; known: adapter, adv, cmatch, full, head, mmd, ...
+    """
     cfg = dict(cfg or {})
     name = cfg.get("method", "supervised")
     if name not in METHODS:
-        raise ValueError(f"unknown adaptation method {name!r}; known: {sorted(METHODS)}")
+        raise ValueError(f"adapt.method: unknown method {name!r}; known: {', '.join(sorted(METHODS))}")
     return METHODS[name](cfg)
-
-
-# methods in their own modules register themselves in METHODS on import
-from asr_transfer.adapt import finetune  # noqa: E402,F401

@@ -8,9 +8,26 @@ the loss is the base :class:`~asr_transfer.adapt.Method`'s CTC + attention loss.
 
 from __future__ import annotations
 
-from asr_transfer.adapt import METHODS, Method
+from dataclasses import dataclass, field
+
+from asr_transfer.adapt.base import Method, Options
 from asr_transfer.model.asr import HybridASR
 from asr_transfer.model.slots import set_trainable
+
+
+@dataclass
+class TransferOptions(Options):
+    """The ``adapt:`` section of ``head``, ``full`` and ``adapter``.
+
+    Attributes:
+        lang: the target language (its head is new; add-language sets it).
+        bottleneck: adapter bottleneck (``adapter`` only; methods.md: 64 for d_model 256).
+        where: the stacks whose slots get the adapter (``adapter`` only).
+    """
+
+    lang: str | None = None
+    bottleneck: int = 64
+    where: list[str] = field(default_factory=lambda: ["encoder", "decoder"])
 
 
 def trainable_share(model: HybridASR) -> tuple[int, int]:
@@ -29,8 +46,11 @@ def trainable_share(model: HybridASR) -> tuple[int, int]:
 
 
 class _Transfer(Method):
+    OptionsClass = TransferOptions
+
     def target(self, model: HybridASR) -> str:
-        lang = self.cfg.get("lang")
+        super().setup(model)  # the loss weights (CTC weight of the model)
+        lang = self.opts.lang
         if not lang:
             raise ValueError(f"adapt.method {self.name}: adapt.lang (the target language) is not set")
         if lang not in model.heads:
@@ -68,14 +88,10 @@ class AdapterTransfer(_Transfer):
         lang = self.target(model)
         model.add_adapter(
             lang,
-            bottleneck=int(self.cfg.get("bottleneck", 64)),
-            where=tuple(self.cfg.get("where", ("encoder", "decoder"))),
+            bottleneck=int(self.opts.bottleneck),
+            where=tuple(self.opts.where),
             enabled=False,
         )
         model.set_enabled([lang])
         set_trainable(model, ["*"], False)
         set_trainable(model, [f"heads.{lang}.*", f"*.modules_by_name.{lang}.*"], True)
-
-
-for _cls in (HeadOnly, FullFineTune, AdapterTransfer):
-    METHODS[_cls.name] = _cls

@@ -25,11 +25,13 @@ IGNORE_ID = -1
 
 @dataclass
 class Utterance:
+    """One dumped utterance; ``tokens`` is ``None`` for unlabelled audio."""
+
     utt: str
     lang: str
     frames: int
     feats_ref: str
-    tokens: list[int]
+    tokens: list[int] | None
 
 
 @dataclass
@@ -39,33 +41,44 @@ class Batch:
     Attributes:
         feats: ``(B, T, D)`` float32, zero padded.
         feat_lens: ``(B,)`` int64.
-        ys: ``(B, L)`` int64 token ids, padded with ``IGNORE_ID``.
+        ys: ``(B, L)`` int64 token ids, padded with ``IGNORE_ID``; ``None`` for unlabelled audio
+            (as in ESPnet2, a batch without ``text`` is unlabelled).
         lang: language of every utterance in the batch.
         utts: utterance ids.
     """
 
     feats: torch.Tensor
     feat_lens: torch.Tensor
-    ys: torch.Tensor
+    ys: torch.Tensor | None
     lang: str
     utts: list[str]
 
     def to(self, device: torch.device) -> Batch:
-        return Batch(
-            self.feats.to(device), self.feat_lens.to(device), self.ys.to(device), self.lang, self.utts
-        )
+        ys = None if self.ys is None else self.ys.to(device)
+        return Batch(self.feats.to(device), self.feat_lens.to(device), ys, self.lang, self.utts)
 
 
 def load_dump(
-    dump_dir: str | Path, lang: str, tokenizer: Tokenizer, max_frames: int = 3000
+    dump_dir: str | Path, lang: str, tokenizer: Tokenizer, max_frames: int = 3000, labelled: bool = True
 ) -> list[Utterance]:
     """Read a dumped data dir; every transcript must be inside the tokenizer's vocabulary.
 
-    Utterances longer than ``max_frames`` are left out (counted in the message printed).
+    Utterances longer than ``max_frames`` are left out. With ``labelled=False`` the dump's
+    ``text`` is never opened (unsupervised adaptation must not read target transcripts).
     """
     dump = Path(dump_dir)
     frames = read_table(dump / "utt2num_frames")
     scp = read_table(dump / "feats.scp")
+    if not labelled:
+        missing = [u for u in frames if u not in scp]
+        if missing:
+            raise DataError(
+                f"{dump / 'utt2num_frames'}: utterance '{missing[0]}' has no features in feats.scp"
+            )
+        out = [Utterance(u, lang, int(n), scp[u], None) for u, n in frames.items() if int(n) <= max_frames]
+        if not out:
+            raise DataError(f"{dump}: no usable utterances")
+        return out
     text = read_table(dump / "text", allow_empty_value=True)
     norm = Normalizer(lang)
     upper = tokenizer.upper_case  # an upper-case vocabulary (an ESPnet model's) gets upper-case text
@@ -132,12 +145,54 @@ def make_batches(
 
 
 def collate(batch: list[Utterance]) -> Batch:
-    """Load the features of ``batch`` and pad them into a :class:`Batch`."""
+    """Load the features of ``batch`` and pad them into a :class:`Batch` (``ys=None`` if unlabelled)."""
     # kaldiio returns read-only arrays; torch.tensor copies
     mats = [torch.tensor(kaldiio.load_mat(u.feats_ref)) for u in batch]
     lens = torch.tensor([m.shape[0] for m in mats])
     feats = torch.nn.utils.rnn.pad_sequence(mats, batch_first=True)
-    ys = torch.nn.utils.rnn.pad_sequence(
-        [torch.tensor(u.tokens) for u in batch], batch_first=True, padding_value=IGNORE_ID
-    )
+    ys = None
+    if batch[0].tokens is not None:
+        ys = torch.nn.utils.rnn.pad_sequence(
+            [torch.tensor(u.tokens) for u in batch], batch_first=True, padding_value=IGNORE_ID
+        )
     return Batch(feats, lens, ys, batch[0].lang, [u.utt for u in batch])
+
+
+def stream_batches(
+    streams: dict[str, list[Utterance]],
+    max_batch_frames: int,
+    seed: int,
+    epoch: int,
+    world_size: int = 1,
+    rank: int = 0,
+    lang_temperature: float | None = None,
+) -> list[dict[str, list[Utterance]]]:
+    """One epoch of steps over several streams: ``[{"source": batch, "target": batch}, ...]``.
+
+    The first stream defines the epoch; every other stream is batched with its own seed
+    and cycled, so step ``i`` takes its batch ``i mod len``. All of it is a pure function of
+    ``(seed, epoch)``, which keeps mid-epoch resume exact. ``lang_temperature`` balances the
+    languages of the first stream (:func:`make_batches`).
+
+    Example:
+        >>> src = [Utterance(f"s{i}", "en", 100, "", [1]) for i in range(6)]
+        >>> tgt = [Utterance(f"t{i}", "en", 100, "", None) for i in range(2)]
+        >>> steps = stream_batches({"source": src, "target": tgt}, 200, seed=0, epoch=1)
+        >>> len(steps), [len(s["target"]) for s in steps]
+        (3, [2, 2, 2])
+    """
+    names = list(streams)
+    per_stream = {
+        name: make_batches(
+            utts,
+            max_batch_frames,
+            seed + 7919 * k,
+            epoch,
+            world_size,
+            rank,
+            lang_temperature if k == 0 else None,
+        )
+        for k, (name, utts) in enumerate(streams.items())
+    }
+    main = per_stream[names[0]]
+    return [{name: per_stream[name][i % len(per_stream[name])] for name in names} for i in range(len(main))]

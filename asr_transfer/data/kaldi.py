@@ -152,8 +152,13 @@ class DataDir:
         return Path(self.wav[utt])
 
 
-def check_data_dir(path: str | os.PathLike, *, require_text: bool = True) -> tuple[DataDir | None, list[str]]:
+def check_data_dir(
+    path: str | os.PathLike, *, require_text: bool = True, skip_text: bool = False
+) -> tuple[DataDir | None, list[str]]:
     """Read a data dir and collect every table-level problem (audio is not opened).
+
+    ``skip_text``: never open ``text`` (then ``text`` is ``None``), so that unsupervised
+    adaptation provably cannot read the target domain's transcripts.
 
     Returns the dir (``None`` when ``wav.scp`` or ``utt2spk`` is unusable) and the problems,
     each naming file and line: malformed lines, duplicate or unsorted ids, ids of one table
@@ -177,7 +182,7 @@ def check_data_dir(path: str | os.PathLike, *, require_text: bool = True) -> tup
         return entries
 
     wav_e = table("wav.scp", optional=False)
-    text_e = table("text", optional=not require_text)
+    text_e = None if skip_text else table("text", optional=not require_text)
     spk_e = table("utt2spk", optional=False)
     tables = {name: table(name, optional=True) for name in ("utt2lang", "utt2domain", "utt2dur")}
     if wav_e is None or spk_e is None:
@@ -256,8 +261,10 @@ def _spk2utt_problems(file: Path, utt2spk: dict[str, str]) -> list[str]:
     return problems
 
 
-def load_data_dir(path: str | os.PathLike, *, require_text: bool = True) -> DataDir:
+def load_data_dir(path: str | os.PathLike, *, require_text: bool = True, skip_text: bool = False) -> DataDir:
     """Load a data dir; :class:`DataError` listing every problem (each with file and line).
+
+    ``skip_text``: do not open ``text`` at all (see :func:`check_data_dir`).
 
     Example:
         >>> import tempfile
@@ -265,8 +272,11 @@ def load_data_dir(path: str | os.PathLike, *, require_text: bool = True) -> Data
         >>> write_data_dir(d, wav={"s1-a": "/x/a.flac"}, text={"s1-a": "hi"}, utt2spk={"s1-a": "s1"})
         >>> load_data_dir(d).utts
         ['s1-a']
+        >>> _ = (Path(d) / "text").write_bytes(b"\\xff garbage")
+        >>> load_data_dir(d, skip_text=True).text is None
+        True
     """
-    data, problems = check_data_dir(path, require_text=require_text)
+    data, problems = check_data_dir(path, require_text=require_text, skip_text=skip_text)
     if problems or data is None:
         raise DataError("\n".join(problems))
     return data

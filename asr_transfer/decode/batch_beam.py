@@ -175,13 +175,15 @@ def batch_beam_search(
     ctc_weight: float = 0.3,
     length_penalty: float = 0.0,
     maxlen_ratio: float = 0.0,
-) -> list[list[int]]:
+    return_scores: bool = False,
+) -> list[list[int]] | tuple[list[list[int]], list[float]]:
     """Beam search of a batch: ``(B, T, D)`` encoder output, ``(B,)`` lengths -> ``B`` token id lists.
 
     The lists hold neither ``<sos>``/``<eos>`` nor blanks (an attention-only search
     may propose the blank id). ``maxlen_ratio``: as in ESPnet, ``0`` means at most
     ``enc_len`` tokens with end detection, ``> 0`` at most ``ratio * enc_len``,
-    ``< 0`` at most ``-ratio`` tokens.
+    ``< 0`` at most ``-ratio`` tokens. With ``return_scores``, also the ``B`` total log-scores of
+    the returned hypotheses (``<eos>`` step included), e.g. for pseudo-label confidences.
 
     Example:
         >>> from asr_transfer.model.asr import build_model
@@ -194,10 +196,13 @@ def batch_beam_search(
         >>> hyps = batch_beam_search(model, enc_out, enc_lens, "en", beam_size=3)
         >>> len(hyps), all(0 < t < 11 for h in hyps for t in h)
         (2, True)
+        >>> _, scores = batch_beam_search(model, enc_out, enc_lens, "en", beam_size=3, return_scores=True)
+        >>> all(s < 0 for s in scores)
+        True
     """
     n_utts = enc_out.size(0)
     if n_utts == 0:
-        return []
+        return ([], []) if return_scores else []
     device = enc_out.device
     vocab = model.heads[lang].vocab_size
     eos = vocab - 1
@@ -290,4 +295,4 @@ def batch_beam_search(
     out = []
     for seq, n in zip(best_seq.tolist(), best_len.tolist()):
         out.append([t for t in seq[:n] if t not in (0, eos)])
-    return out
+    return (out, best.tolist()) if return_scores else out

@@ -64,12 +64,32 @@ def decode_batch(
     model: HybridASR, feats: torch.Tensor, feat_lens: torch.Tensor, lang: str, cfg: DecodeConfig
 ) -> list[list[int]]:
     """``(B, T, 80)`` features -> token id sequences (no sos/eos/blank)."""
+    return decode_batch_scored(model, feats, feat_lens, lang, cfg)[0]
+
+
+@torch.no_grad()
+def decode_batch_scored(
+    model: HybridASR, feats: torch.Tensor, feat_lens: torch.Tensor, lang: str, cfg: DecodeConfig
+) -> tuple[list[list[int]], list[float]]:
+    """``(B, T, 80)`` features -> token id sequences and ``B`` length-normalised confidences.
+
+    Beam search: the hypothesis's total log-score divided by its number of scored steps
+    (tokens + ``<eos>``), so long utterances are not ranked below short ones merely for being
+    long (the reference ranks raw scores, which favours short utterances). CTC greedy: the mean
+    over the valid encoder frames of the log of the best posterior, i.e. the log-probability of
+    the best path per frame; unlike a mean over emitted tokens it also sees the blank frames, so
+    a token the model hesitated to emit (a likely deletion) lowers it, and it is defined for an
+    empty hypothesis. Both are ``<= 0``; higher means more confident.
+    """
     model.eval()
     enc_out, enc_lens, _ = model.encode(feats, feat_lens)
     if cfg.mode == "ctc_greedy":
-        return ctc_greedy(model.ctc_log_probs(enc_out, lang), enc_lens)
+        logp = model.ctc_log_probs(enc_out, lang)  # (B, T, V)
+        valid = torch.arange(logp.size(1), device=logp.device)[None, :] < enc_lens[:, None]  # (B, T)
+        best = logp.max(-1).values.masked_fill(~valid, 0.0).sum(-1) / enc_lens.clamp_min(1)
+        return ctc_greedy(logp, enc_lens), best.tolist()
     if cfg.mode == "beam":
-        return batch_beam_search(
+        hyps, scores = batch_beam_search(
             model,
             enc_out,
             enc_lens,
@@ -78,17 +98,28 @@ def decode_batch(
             cfg.ctc_weight,
             cfg.length_penalty,
             cfg.maxlen_ratio,
+            return_scores=True,
         )
-    if cfg.mode != "beam_espnet":
+    elif cfg.mode == "beam_espnet":
+        hyps, scores = espnet_beam_search(model, enc_out, enc_lens, lang, cfg, return_scores=True)
+    else:
         raise ValueError(f"unknown decode mode {cfg.mode!r}: use ctc_greedy, beam or beam_espnet")
-    return espnet_beam_search(model, enc_out, enc_lens, lang, cfg)
+    return hyps, [s / (len(h) + 1) for h, s in zip(hyps, scores, strict=True)]
 
 
 @torch.no_grad()
 def espnet_beam_search(
-    model: HybridASR, enc_out: torch.Tensor, enc_lens: torch.Tensor, lang: str, cfg: DecodeConfig
-) -> list[list[int]]:
-    """ESPnet's ``BatchBeamSearch`` on each utterance of ``(B, T, D)`` encoder output in turn."""
+    model: HybridASR,
+    enc_out: torch.Tensor,
+    enc_lens: torch.Tensor,
+    lang: str,
+    cfg: DecodeConfig,
+    return_scores: bool = False,
+) -> list[list[int]] | tuple[list[list[int]], list[float]]:
+    """ESPnet's ``BatchBeamSearch`` on each utterance of ``(B, T, D)`` encoder output in turn.
+
+    With ``return_scores``, also the total score of each best hypothesis.
+    """
     head = model.heads[lang]
     eos = head.vocab_size - 1
     scorers = {"decoder": DecoderScorer(model, lang), "length_bonus": LengthBonus(head.vocab_size)}
@@ -108,9 +139,10 @@ def espnet_beam_search(
         pre_beam_score_key=pre_beam_key,
     )
     search.to(enc_out.device).eval()
-    out = []
+    out, scores = [], []
     for x, n in zip(enc_out, enc_lens):
         hyps = search(x=x[:n], maxlenratio=cfg.maxlen_ratio)
         # at the maximum length ESPnet appends <eos> even after an <eos>: drop both specials
         out.append([t for t in hyps[0].yseq.tolist()[1:-1] if t not in (0, eos)] if hyps else [])
-    return out
+        scores.append(float(hyps[0].score) if hyps else float("-inf"))
+    return (out, scores) if return_scores else out

@@ -10,7 +10,7 @@ import torch
 from asr_transfer.config import load_config
 from asr_transfer.data.audio import load_audio
 from asr_transfer.data.frontend import Frontend, KaldiFbank, build_frontend
-from asr_transfer.decode.search import DecodeConfig, decode_batch
+from asr_transfer.decode.search import DecodeConfig, decode_batch_scored
 from asr_transfer.model.asr import HybridASR, build_model
 from asr_transfer.text.tokenizer import Tokenizer
 
@@ -94,14 +94,23 @@ class Recognizer:
 
     def transcribe_waves(self, waves: list[np.ndarray], lang: str | None = None) -> list[str]:
         """Decode 16 kHz float waveforms in one padded batch."""
+        return self.transcribe_waves_scored(waves, lang)[0]
+
+    def transcribe_waves_scored(
+        self, waves: list[np.ndarray], lang: str | None = None
+    ) -> tuple[list[str], list[float]]:
+        """Decode 16 kHz float waveforms in one padded batch; also each hypothesis's length-normalised
+        confidence (see :func:`asr_transfer.decode.search.decode_batch_scored`)."""
         lang = self.default_lang(lang)
         name = self.adapter_of.get(lang)
         self.model.set_enabled([name] if name else self.default_enabled)
         feats = [self.frontend(w) for w in waves]
         lens = torch.tensor([f.shape[0] for f in feats])
         batch = torch.nn.utils.rnn.pad_sequence(feats, batch_first=True)
-        ids = decode_batch(self.model, batch.to(self.device), lens.to(self.device), lang, self.decode_cfg)
-        return [self.tokenizers[lang].decode(seq) for seq in ids]
+        ids, scores = decode_batch_scored(
+            self.model, batch.to(self.device), lens.to(self.device), lang, self.decode_cfg
+        )
+        return [self.tokenizers[lang].decode(seq) for seq in ids], scores
 
     def transcribe(self, path: str | Path, lang: str | None = None) -> str:
         """Transcribe one audio file (16 kHz mono WAV/FLAC)."""

@@ -54,17 +54,18 @@ class ModelOutput:
 
     ``enc_out`` is ``(B, T', D)`` (after the final LayerNorm), ``layers`` maps a
     1-based block index to that block's ``(B, T', D)`` output (after its slot),
-    ``ctc_logp`` is ``(B, T', V)`` fp32 log-posteriors.
+    ``ctc_logp`` is ``(B, T', V)`` fp32 log-posteriors. Without labels the losses
+    and the accuracy are ``None``.
     """
 
-    loss: torch.Tensor
-    loss_ctc: torch.Tensor
-    loss_att: torch.Tensor
-    acc: float
     enc_out: torch.Tensor
     enc_lens: torch.Tensor
     ctc_logp: torch.Tensor
     layers: dict[int, torch.Tensor] = field(default_factory=dict)
+    loss: torch.Tensor | None = None
+    loss_ctc: torch.Tensor | None = None
+    loss_att: torch.Tensor | None = None
+    acc: float | None = None
 
 
 class HybridASR(torch.nn.Module):
@@ -229,15 +230,21 @@ class HybridASR(torch.nn.Module):
         self,
         feats: torch.Tensor,
         feat_lens: torch.Tensor,
-        ys: torch.Tensor,
+        ys: torch.Tensor | None,
         lang: str,
         return_layers: tuple[int, ...] = (),
     ) -> ModelOutput:
-        """Losses for a batch. ``ys``: ``(B, L)`` token ids padded with ``-1``."""
+        """Losses for a batch. ``ys``: ``(B, L)`` token ids padded with ``-1``.
+
+        ``ys=None`` (unlabelled audio) runs the encoder and CTC layer only: encoder output,
+        tapped layers and CTC posteriors, no losses.
+        """
         enc_out, enc_lens, layers = self.encode(feats, feat_lens, return_layers)
+        ctc_logp = self.ctc_log_probs(enc_out, lang)
+        if ys is None:
+            return ModelOutput(enc_out, enc_lens, ctc_logp, layers)
         head = self.heads[lang]
         ys_lens = (ys != IGNORE_ID).sum(1)
-        ctc_logp = self.ctc_log_probs(enc_out, lang)
         # CTC and the cross-entropy run in fp32 even under bf16 autocast: both are sums of many logs
         with torch.autocast(enc_out.device.type, enabled=False):
             loss_ctc = torch.nn.functional.ctc_loss(
@@ -259,7 +266,7 @@ class HybridASR(torch.nn.Module):
             loss_att = criterion(logits.float(), ys_out)
         acc = th_accuracy(logits.detach().float().view(-1, head.vocab_size), ys_out, ignore_label=IGNORE_ID)
         loss = self.ctc_weight * loss_ctc + (1 - self.ctc_weight) * loss_att
-        return ModelOutput(loss, loss_ctc, loss_att, acc, enc_out, enc_lens, ctc_logp, layers)
+        return ModelOutput(enc_out, enc_lens, ctc_logp, layers, loss, loss_ctc, loss_att, acc)
 
     # adapters and freezing -----------------------------------------------------------
     def add_slot_modules(

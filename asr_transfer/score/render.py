@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from asr_transfer.score import plots
+from asr_transfer.score.adapt_table import AdaptOptions, adaptation_tables
 from asr_transfer.score.api import ScoreOptions
 from asr_transfer.score.environment import environment, system_facts
 from asr_transfer.score.report import (
@@ -30,9 +31,15 @@ th{background:#f0f0f0}td:first-child,th:first-child{text-align:left}pre{backgrou
 overflow-x:auto}img{max-width:100%;border:1px solid #eee}h2{border-bottom:1px solid #ddd}.note{color:#666}"""
 
 
-def write_report(systems: list[System], options: ScoreOptions, out: Path) -> tuple[Path, Path]:
-    """Render every section to Markdown and HTML in ``out``; returns both paths."""
+def write_report(
+    systems: list[System], options: ScoreOptions, out: Path, adapt: AdaptOptions | None = None
+) -> tuple[Path, Path]:
+    """Render every section to Markdown and HTML in ``out``; returns both paths.
+
+    The adaptation section (:mod:`asr_transfer.score.adapt_table`) appears when a system is adapted.
+    """
     comps = comparisons(systems, options)
+    adaptation = adaptation_tables(systems, options, adapt or AdaptOptions())
     md: list[str] = []
     body: list[str] = []
 
@@ -72,6 +79,25 @@ def write_report(systems: list[System], options: ScoreOptions, out: Path) -> tup
         )
     table(wer_table(systems, comps))
     image(plots.wer_bars(systems), "WER per dataset and system")
+    if adaptation:
+        a = adaptation
+        heading("Unsupervised adaptation: WER (%) on the target domains")
+        note(
+            f"Source-only = the source model **{a.source}**; every other column = that method's experiment "
+            "adapted to the row's domain, on that domain's test set. Best per row in bold. Averages pool "
+            "the utterances of their domains."
+        )
+        for text in a.notes:
+            note(text)
+        table(a.wer)
+        heading("Relative WER reduction against source-only (%)")
+        note(
+            "100 × (WER source-only − WER method) / WER source-only, with its 95% paired-bootstrap interval "
+            f"over {'speakers' if options.unit == 'spk' else 'utterances'}; † = the interval excludes 0."
+        )
+        table(a.reduction)
+        heading("Forgetting: source-domain test WER (%)")
+        table(a.forgetting)
     if comps:
         heading(f"Significance against {base}")
         table(significance_table(systems, comps))

@@ -2,6 +2,8 @@
 
 Each EXP_DIR is ``exp/<system>`` (or a folder of them); the first system is the
 baseline. Decodes not yet scored are scored and cached in ``decode_<dataset>/score/``.
+When a system's ``config.yaml`` has an ``adapt`` section, the unsupervised adaptation tables are
+added (:mod:`asr_transfer.score.adapt_table`; the source model is the first system without one).
 """
 
 from __future__ import annotations
@@ -24,19 +26,34 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--out", type=Path, required=True, help="where RESULTS.md and report.html go")
     add_options(parser)
+    group = parser.add_argument_group(
+        "unsupervised adaptation tables (when a system has adapt: in its config)"
+    )
+    group.add_argument("--source-domain", default="clean", help="domain the source model was trained on")
+    group.add_argument(
+        "--noise-domains",
+        nargs="+",
+        default=["rain", "wind", "laugh"],
+        help="domains averaged as noise; every other target domain counts as a device",
+    )
+    group.add_argument(
+        "--adaptation-sets", default="*test*", help="glob on dataset names of the test-set decodes"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     # imported here so that `--help` does not pay for matplotlib
+    from asr_transfer.score.adapt_table import AdaptOptions
     from asr_transfer.score.render import write_report
     from asr_transfer.score.report import load_systems
 
     options = options_from(args)
+    adapt = AdaptOptions(args.source_domain, tuple(args.noise_domains), args.adaptation_sets)
     try:
         systems = load_systems(args.exp_dirs, options)
+        md_path, html_path = write_report(systems, options, args.out, adapt)
     except (DataError, ValueError, OSError) as err:
         print(f"asr-transfer report: error: {err}", file=sys.stderr)
         return 1
-    md_path, html_path = write_report(systems, options, args.out)
     print(f"wrote {md_path} and {html_path}")
     return 0

@@ -1,12 +1,13 @@
 """The one training loop: read it top to bottom.
 
-    set-up (seed, ranks, tokenizers, data, model, method, optimiser)
-    resume from checkpoints/last.pt if it exists
-    for each epoch: for each batch (deterministic order from seed + epoch):
-        autocast forward -> method's named loss terms -> skip if non-finite on any rank
-        backward; every accum_grad batches: clip, step, schedule
+    set-up (seed, ranks, tokenizers, model, method; config saved after the method set the model up;
+            the method's batch streams; optimiser over the model's and the method's trainable parameters)
+    resume from checkpoints/last.pt if it exists (model, method state, optimiser, position, RNG)
+    for each epoch: for each step (one batch per stream, deterministic from seed + epoch):
+        autocast forward -> method's named loss terms x their weights -> skip if non-finite on any rank
+        backward; every accum_grad steps: clip, step, schedule
         every save_every_steps optimiser steps: atomic checkpoint with the position in the epoch
-    end of epoch: dev loss (dev data only), keep the best k, checkpoint
+    end of epoch: the method's dev loss (dev data only), keep the best k, checkpoint
     average the best k into model.pt
 
 A killed run restarts from ``last.pt`` at the batch after the last saved step,
@@ -27,9 +28,9 @@ import torch
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
-from asr_transfer.adapt import build_method
+from asr_transfer.adapt import Context, Method, build_method
 from asr_transfer.config import save_config
-from asr_transfer.data.dataset import Utterance, collate, load_dump, make_batches
+from asr_transfer.data.dataset import Utterance, collate, load_dump, stream_batches
 from asr_transfer.data.features import load_cmvn
 from asr_transfer.data.frontend import check_record
 from asr_transfer.model.asr import HybridASR, build_model
@@ -37,6 +38,7 @@ from asr_transfer.text.tokenizer import Tokenizer
 from asr_transfer.train.checkpoint import average_checkpoints, save_atomic
 from asr_transfer.train.dist import DistInfo, all_reduce_sum, init_distributed
 from asr_transfer.train.init import init_from_base
+from asr_transfer.train.options import TrainOptions
 from asr_transfer.train.schedule import build_schedule
 
 log = logging.getLogger("asr_transfer.train")
@@ -48,14 +50,39 @@ def load_tokenizers(cfg: dict) -> dict[str, Tokenizer]:
 
 
 def load_split(
-    entries: list[dict], toks: dict[str, Tokenizer], max_frames: int, features: dict | None = None
+    entries: list[dict],
+    toks: dict[str, Tokenizer],
+    max_frames: int,
+    features: dict | None = None,
+    labelled: bool = True,
 ) -> list[Utterance]:
-    """``[{dump: DIR, lang: L}, ...]`` -> utterances with token ids; dumps must come from ``features``."""
+    """``[{dump: DIR, lang: L}, ...]`` -> utterances with token ids (``labelled``) or without.
+
+    Dumps must come from ``features``. Unlabelled dumps' ``text`` files are never opened.
+    """
     utts: list[Utterance] = []
     for entry in entries:
         check_record(entry["dump"], features)
-        utts += load_dump(entry["dump"], entry["lang"], toks[entry["lang"]], max_frames)
+        utts += load_dump(entry["dump"], entry["lang"], toks[entry["lang"]], max_frames, labelled)
     return utts
+
+
+def load_streams(
+    cfg: dict, method: Method, toks: dict[str, Tokenizer], max_frames: int
+) -> tuple[dict[str, list[Utterance]], dict[str, list[Utterance]]]:
+    """The method's training and dev streams: ``source`` from ``data.train``/``data.dev``,
+    ``target`` from ``data.target``/``data.target_dev`` (dev optional)."""
+    data, feats = cfg["data"], cfg.get("features")
+    train = {"source": load_split(data["train"], toks, max_frames, feats)}
+    dev = {"source": load_split(data["dev"], toks, max_frames, feats)}
+    if "target" in method.streams:
+        if not data.get("target"):
+            raise ValueError(f"data.target: adaptation method {method.name!r} needs target-domain audio")
+        labelled = method.target_labels
+        train["target"] = load_split(data["target"], toks, max_frames, feats, labelled)
+        if data.get("target_dev"):
+            dev["target"] = load_split(data["target_dev"], toks, max_frames, feats, labelled)
+    return train, dev
 
 
 def model_from_config(cfg: dict, toks: dict[str, Tokenizer]) -> HybridASR:
@@ -102,27 +129,31 @@ def start_from_espnet(cfg: dict, exp: Path) -> tuple[HybridASR, dict[str, Tokeni
 
 def train(cfg: dict, exp_dir: str | Path) -> Path:
     """Train (or adapt) the model described by ``cfg`` into ``exp_dir``; return the averaged model path."""
-    tcfg = cfg["train"]
+    opts = TrainOptions.from_config(cfg.get("train"))
+    cfg["train"] = opts.to_config()
     exp = Path(exp_dir)
-    use_gpu = tcfg.get("device", "auto") != "cpu" and torch.cuda.is_available()
-    info = init_distributed(use_gpu)
-    if tcfg.get("num_threads"):
-        torch.set_num_threads(int(tcfg["num_threads"]))
-    seed = int(tcfg.get("seed", 1))
+    info = init_distributed(opts.device != "cpu" and torch.cuda.is_available())
+    if opts.num_threads:
+        torch.set_num_threads(opts.num_threads)
+    seed = opts.seed
     _seed_everything(seed + info.rank)
     ckpt_dir = exp / "checkpoints"
-    if tcfg.get("init_espnet"):
+    if opts.init_espnet:
         model, toks = start_from_espnet(cfg, exp)
     else:
         toks = load_tokenizers(cfg)
         model = model_from_config(cfg, toks)
-        if tcfg.get("init"):
+        if opts.init:
             # strict except for whole heads of new languages: a misfit fails loudly, never loads nothing
-            init_from_base(model, tcfg["init"])
+            init_from_base(model, opts.init)
     method = build_method(cfg.get("adapt"))
+    method.tokenizers = toks
     method.setup(model)
-    if model.adapter_specs:  # what the method added, so the saved config rebuilds this model
+    # written after the method set the model up, with its resolved options, so the experiment rebuilds
+    cfg["adapt"] = method.resolved_config()
+    if model.adapter_specs:  # the adapters the method added, so build_model rebuilds them
         cfg["model"]["adapters"] = model.adapter_config()
+    train_streams, dev_streams = load_streams(cfg, method, toks, opts.max_utt_frames)
     if info.is_main:
         ckpt_dir.mkdir(parents=True, exist_ok=True)
         save_config(cfg, exp / "config.yaml")
@@ -131,28 +162,24 @@ def train(cfg: dict, exp_dir: str | Path) -> Path:
         # a copy inside the experiment makes it self-contained for decoding and transcribe()
         for lang, tok in toks.items():
             tok.save(exp / "tokenizers" / lang)
-    max_frames = int(tcfg.get("max_utt_frames", 3000))
-    train_utts = load_split(cfg["data"]["train"], toks, max_frames, cfg.get("features"))
-    dev_utts = load_split(cfg["data"]["dev"], toks, max_frames, cfg.get("features"))
     model.to(info.device)
+    method.to(info.device)
 
-    budget = int(tcfg.get("max_batch_frames", 20000))
-    epochs = int(tcfg.get("epochs", 10))
-    accum = int(tcfg.get("accum_grad", 1))
+    budget, epochs, accum = opts.max_batch_frames, opts.epochs, opts.accum_grad
     temperature = cfg["data"].get("lang_temperature")  # language-balanced sampling (multilingual)
-    batches_per_epoch = len(
-        make_batches(train_utts, budget, seed, 1, info.world_size, info.rank, temperature)
+    steps_per_epoch = len(
+        stream_batches(train_streams, budget, seed, 1, info.world_size, info.rank, temperature)
     )
-    total_steps = epochs * math.ceil(batches_per_epoch / accum)
-    params = [p for p in model.parameters() if p.requires_grad]
+    total_steps = epochs * math.ceil(steps_per_epoch / accum)
+    params = [p for p in [*model.parameters(), *method.parameters()] if p.requires_grad]
     optim = torch.optim.Adam(
         params,
-        lr=float(tcfg.get("lr", 2e-3)),
+        lr=float(opts.lr),
         betas=(0.9, 0.98),
         eps=1e-9,
-        weight_decay=float(tcfg.get("weight_decay", 0.0)),
+        weight_decay=float(opts.weight_decay),
     )
-    sched = torch.optim.lr_scheduler.LambdaLR(optim, build_schedule(tcfg.get("scheduler", {}), total_steps))
+    sched = torch.optim.lr_scheduler.LambdaLR(optim, build_schedule(opts.scheduler, total_steps))
 
     state = {"epoch": 1, "batch": 0, "step": 0, "skipped": 0, "best": []}
     last = ckpt_dir / "last.pt"
@@ -161,6 +188,7 @@ def train(cfg: dict, exp_dir: str | Path) -> Path:
         model.load_state_dict(ck["model"])
         optim.load_state_dict(ck["optim"])
         sched.load_state_dict(ck["sched"])
+        method.load_state_dict(ck["method"])
         state = ck["state"]
         _set_rng(ck["rng"][min(info.rank, len(ck["rng"]) - 1)])
         if info.is_main:
@@ -173,16 +201,25 @@ def train(cfg: dict, exp_dir: str | Path) -> Path:
             )
 
     net: torch.nn.Module = model
-    if info.world_size > 1:
+    # DDP expects one forward per backward and knows only the model's parameters: a method with
+    # several streams or modules of its own gets its gradients averaged by hand instead
+    manual_sync = info.world_size > 1 and (len(method.streams) > 1 or any(True for _ in method.parameters()))
+    if manual_sync:
+        # ranks were seeded apart (dropout); the weights must start equal, as DDP's broadcast makes them
+        for tensor in [*model.state_dict().values(), *method.state_dict().values()]:
+            torch.distributed.broadcast(tensor, 0)
+    if info.world_size > 1 and not manual_sync:
         net = torch.nn.parallel.DistributedDataParallel(
-            model, find_unused_parameters=len(model.heads) > 1 or cfg.get("adapt") is not None
+            model, find_unused_parameters=len(model.heads) > 1 or method.name != "supervised"
         )
-    amp_dtype = torch.bfloat16 if info.device.type == "cuda" and tcfg.get("bf16", True) else None
+    amp_dtype = torch.bfloat16 if info.device.type == "cuda" and opts.bf16 else None
     writer = SummaryWriter(str(exp / "tensorboard")) if info.is_main else None
-    clip = float(tcfg.get("grad_clip", 5.0))
-    save_every = int(tcfg.get("save_every_steps", 200))
-    log_every = int(tcfg.get("log_every_steps", 10))
-    keep = int(tcfg.get("keep_best", 5))
+    clip, save_every, log_every, keep = (
+        opts.grad_clip,
+        opts.save_every_steps,
+        opts.log_every_steps,
+        opts.keep_best,
+    )
 
     def checkpoint(path: Path) -> None:
         rng = _gather_rng(info)
@@ -190,6 +227,7 @@ def train(cfg: dict, exp_dir: str | Path) -> Path:
             save_atomic(
                 {
                     "model": model.state_dict(),
+                    "method": method.state_dict(),
                     "optim": optim.state_dict(),
                     "sched": sched.state_dict(),
                     "state": state,
@@ -200,21 +238,23 @@ def train(cfg: dict, exp_dir: str | Path) -> Path:
 
     while state["epoch"] <= epochs:
         epoch = state["epoch"]
-        batches = make_batches(train_utts, budget, seed, epoch, info.world_size, info.rank, temperature)
+        steps = stream_batches(train_streams, budget, seed, epoch, info.world_size, info.rank, temperature)
         net.train()
+        method.train()
         bar = tqdm(
-            total=len(batches),
+            total=len(steps),
             initial=state["batch"],
             desc=f"epoch {epoch}/{epochs}",
             unit="batch",
             disable=not info.is_main,
             dynamic_ncols=True,
         )
-        for i in range(state["batch"], len(batches)):
-            batch = collate(batches[i]).to(info.device)
+        for i in range(state["batch"], len(steps)):
+            batches = {name: collate(items).to(info.device) for name, items in steps[i].items()}
+            ctx = Context("train", epoch, state["step"], state["step"] / max(total_steps, 1))
             with torch.autocast(info.device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-                terms = method.losses(net, batch)
-            loss = sum(terms.values())
+                terms = method.compute_objectives(net, batches, ctx)
+            loss = sum(method.weight(name, ctx) * value for name, value in terms.items())
             # every rank must agree on skipping, or the others would wait in backward's all-reduce
             finite = all_reduce_sum([float(torch.isfinite(loss))], info)[0] == info.world_size
             if finite:
@@ -224,8 +264,10 @@ def train(cfg: dict, exp_dir: str | Path) -> Path:
                 optim.zero_grad(set_to_none=True)
             state["batch"] = i + 1
             bar.update(1)
-            if not finite or (i + 1) % accum and i + 1 < len(batches):
+            if not finite or (i + 1) % accum and i + 1 < len(steps):
                 continue
+            if manual_sync:
+                _average_gradients(params, info)
             grad_norm = torch.nn.utils.clip_grad_norm_(params, clip)
             optim.step()
             optim.zero_grad(set_to_none=True)
@@ -243,18 +285,19 @@ def train(cfg: dict, exp_dir: str | Path) -> Path:
                 checkpoint(last)
         bar.close()
 
-        dev_loss, dev_acc = evaluate(model, dev_utts, budget, info, amp_dtype)
+        dev = evaluate(method, model, dev_streams, budget, info, amp_dtype)
+        dev_loss = dev["loss"]
         if info.is_main:
             log.info(
-                "epoch %d: dev loss %.3f acc %.3f (step %d, skipped %d)",
+                "epoch %d: dev loss %.3f (%s; step %d, skipped %d)",
                 epoch,
                 dev_loss,
-                dev_acc,
+                ", ".join(f"{k} {v:.3f}" for k, v in dev.items() if k != "loss"),
                 state["step"],
                 state["skipped"],
             )
-            writer.add_scalar("dev/loss", dev_loss, state["step"])
-            writer.add_scalar("dev/acc", dev_acc, state["step"])
+            for name, value in dev.items():
+                writer.add_scalar(f"dev/{name}", value, state["step"])
             save_atomic({"model": model.state_dict()}, ckpt_dir / f"epoch{epoch}.pt")
         state["best"] = sorted([*state["best"], (dev_loss, epoch)])
         if info.is_main:
@@ -280,20 +323,43 @@ def train(cfg: dict, exp_dir: str | Path) -> Path:
 
 @torch.no_grad()
 def evaluate(
-    model: HybridASR, utts: list[Utterance], budget: int, info: DistInfo, amp_dtype: torch.dtype | None
-) -> tuple[float, float]:
-    """Mean loss per utterance and token accuracy on dev data, summed over ranks."""
+    method: Method,
+    model: HybridASR,
+    streams: dict[str, list[Utterance]],
+    budget: int,
+    info: DistInfo,
+    amp_dtype: torch.dtype | None,
+) -> dict[str, float]:
+    """The method's objective on dev data: ``loss`` (weighted sum) and each term, per source utterance.
+
+    Weights are taken at the end of their schedules so epochs compare; summed over ranks.
+    """
     model.eval()
-    batches = make_batches(utts, budget, 0, 0, info.world_size, info.rank)
-    total = acc = count = 0.0
-    for items in batches:
-        batch = collate(items).to(info.device)
+    method.eval()
+    ctx = Context("dev", progress=1.0)
+    sums: dict[str, float] = {}
+    count = 0
+    for step in stream_batches(streams, budget, 0, 0, info.world_size, info.rank):
+        batches = {name: collate(items).to(info.device) for name, items in step.items()}
         with torch.autocast(info.device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-            out = model(batch.feats, batch.feat_lens, batch.ys, batch.lang)
-        n = len(items)
-        total, acc, count = total + out.loss.item() * n, acc + out.acc * n, count + n
-    total, acc, count = all_reduce_sum([total, acc, count], info)
-    return total / count, acc / count
+            terms = method.compute_objectives(model, batches, ctx)
+        n = len(step["source"])
+        terms["loss"] = sum(method.weight(k, ctx) * v for k, v in terms.items())
+        for name, value in terms.items():
+            sums[name] = sums.get(name, 0.0) + float(value) * n
+        count += n
+    names = sorted(sums)
+    totals = all_reduce_sum([sums[k] for k in names] + [float(count)], info)
+    return {k: v / totals[-1] for k, v in zip(names, totals)}
+
+
+def _average_gradients(params: list[torch.nn.Parameter], info: DistInfo) -> None:
+    """Average the gradients over ranks (the methods DDP cannot wrap); a missing gradient counts as zero."""
+    for p in params:
+        if p.grad is None:
+            p.grad = torch.zeros_like(p)
+        torch.distributed.all_reduce(p.grad)
+        p.grad /= info.world_size
 
 
 def _seed_everything(seed: int) -> None:

@@ -2,6 +2,9 @@
 # The mini recipe: English spoken digits, 7 device/noise domains, tiny CTC/attention model.
 #   0 synthesise corpus      1 validate data dirs   2 fbank + CMVN   3 tokenizer
 #   4 train                  5 decode               6 score + report
+# Unsupervised adaptation of that source model to shifted domains (no target transcripts read):
+#   7 pseudo-label each target domain's training and dev audio, dump its features
+#   8 adapt with every method   9 decode target and source test sets   10 adaptation table
 # Every stage is idempotent: rerunning skips finished work, and training resumes from
 # exp/<system>/checkpoints/last.pt after a kill.
 # Usage: ./run.sh [--stage N] [--stop_stage N] [--ngpu N] [--nproc N] [--preset mini|tiny]
@@ -9,6 +12,8 @@
 #                 [--speed_perturb "0.9 1.1"] [--token_type char|unigram|bpe --nbpe N]
 #                 [--espnet_exp DIR]   start from an ESPnet2 experiment (its model, tokenizer and
 #                                      frontend) instead of training the tiny model from scratch
+#                 [--adapt_domains "phone rain"] [--adapt_methods "cmatch_ctc_align mmd"] (conf/adapt/*.yaml)
+#                 [--adapt_args "--train.epochs 2"]
 set -euo pipefail
 
 stage=0
@@ -30,6 +35,13 @@ system=""          # exp/<system>; default tiny_clean, or espnet_ft with --espne
 espnet_exp=""      # an ESPnet2 asr_train experiment dir (config.yaml + .pth) to fine-tune
 corpus=corpus
 domains="clean phone laptop farfield rain wind laugh"
+adapt_domains="phone"                 # target domains to adapt to ("" skips stages 7-10)
+adapt_methods="cmatch_ctc_align"      # conf/adapt/<name>.yaml; the full table:
+                                      # "self_training mmd adv cmatch_frame_average cmatch_ctc_align cmatch_ctc_pred"
+adapt_config=conf/train/adapt.yaml
+adapt_args=""
+pseudo_keep=0.7                       # most confident share of pseudo-labels kept (CMatch paper: 70 %)
+pseudo_config=conf/decode/ctc_greedy.yaml
 
 while [ $# -gt 0 ]; do
   name=${1#--}
@@ -132,4 +144,64 @@ if [ "$stage" -le 6 ] && [ "$stop_stage" -ge 6 ]; then
   asr-transfer report "$exp" --out exp/report
   echo
   cat exp/report/RESULTS.md
+fi
+
+# features of a data dir with the source model's frontend (ours, or the ESPnet experiment's)
+dump_features() {
+  if [ -n "$espnet_exp" ]; then
+    asr-transfer features "$@" --out "$dump/pseudo" --espnet-exp "$espnet_exp"
+  else
+    asr-transfer features "$@" --out "$dump/pseudo"
+  fi
+}
+
+if [ "$stage" -le 7 ] && [ "$stop_stage" -ge 7 ] && [ -n "$adapt_domains" ]; then
+  log "7: pseudo-label the training and dev audio of: $adapt_domains (never their transcripts)"
+  for d in $adapt_domains; do
+    for split in train dev; do
+      asr-transfer pseudo-label --exp "$exp" --data "$data/en_${split}_$d" --out "exp/pseudo/en_${split}_$d" \
+        --keep "$pseudo_keep" --config "$pseudo_config"
+    done
+    dump_features "exp/pseudo/en_train_$d" "exp/pseudo/en_dev_$d"
+  done
+fi
+
+if [ "$stage" -le 8 ] && [ "$stop_stage" -ge 8 ] && [ -n "$adapt_domains" ]; then
+  device=cpu; [ "$ngpu" -gt 0 ] && device=auto
+  for d in $adapt_domains; do
+    for m in $adapt_methods; do
+      [ -f "conf/adapt/$m.yaml" ] || { echo "$0: no such method config conf/adapt/$m.yaml" >&2; exit 2; }
+      log "8: adapt $exp to $d with $m -> exp/adapt/${m}_$d"
+      if [ -f "exp/adapt/${m}_$d/model.pt" ]; then
+        echo "  exp/adapt/${m}_$d/model.pt exists, skipped"
+        continue
+      fi
+      # the source experiment's own config (model, frontend, tokenizer, source data) is the base
+      # shellcheck disable=SC2086
+      asr-transfer train --config "$exp/config.yaml" --config "$adapt_config" --config "conf/adapt/$m.yaml" \
+        --exp "exp/adapt/${m}_$d" --train.init "$exp/model.pt" --train.init_espnet null \
+        --data.target "[{dump: $dump/pseudo/en_train_$d, lang: en}]" \
+        --data.target_dev "[{dump: $dump/pseudo/en_dev_$d, lang: en}]" \
+        --adapt.target "$d" --train.device "$device" $adapt_args
+    done
+  done
+fi
+
+if [ "$stage" -le 9 ] && [ "$stop_stage" -ge 9 ] && [ -n "$adapt_domains" ]; then
+  for d in $adapt_domains; do
+    for m in $adapt_methods; do
+      log "9: decode exp/adapt/${m}_$d on en_test_$d and the source domain (forgetting)"
+      asr-transfer decode --exp "exp/adapt/${m}_$d" --data "$data/en_test_$d" "$data/en_test_clean" \
+        --config "$decode_config"
+    done
+  done
+fi
+
+if [ "$stage" -le 10 ] && [ "$stop_stage" -ge 10 ] && [ -n "$adapt_domains" ]; then
+  log "10: adaptation table: source-only against every method"
+  adapted=()
+  for d in $adapt_domains; do for m in $adapt_methods; do adapted+=("exp/adapt/${m}_$d"); done; done
+  asr-transfer report --adaptation "$exp" "${adapted[@]}" --out exp/report_adapt
+  echo
+  cat exp/report_adapt/RESULTS.md
 fi

@@ -1,0 +1,131 @@
+"""Two-domain adaptation: a labelled source stream and a target stream, and plain self-training.
+
+Each step draws one source batch and one target batch. The supervised terms on
+the source (``ctc``, ``att``) and, with ``self_training: true``, the same terms on
+the target's pseudo-labels (``ctc_target``, ``att_target``) follow the CMatch paper:
+``0.3 * (CTC_S + CTC_T) / 2 + 0.7 * (Att_S + Att_T) / 2`` (the model's CTC weight,
+halved over the two domains). Subclasses add a matching term in :meth:`match`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+import torch
+
+from asr_transfer.adapt.base import Context, Method, Options, forward, supervised_terms
+from asr_transfer.data.dataset import Batch
+from asr_transfer.model.asr import HybridASR, ModelOutput
+
+
+@dataclass
+class DomainOptions(Options):
+    """Options of the two-domain methods.
+
+    Attributes:
+        self_training: add the supervised terms on the target's pseudo-labels (reads the
+            target dump's ``text``, which must hold pseudo-labels, never ground truth).
+        layers: encoder layers whose output is matched: ``-1`` is the final encoder output
+            (after its LayerNorm), ``k >= 1`` the output of block ``k``.
+    """
+
+    self_training: bool = True
+    layers: list[int] = field(default_factory=lambda: [-1])
+
+
+class SelfTraining(Method):
+    """Source supervised loss plus the loss on filtered target pseudo-labels.
+
+    Example:
+        >>> m = SelfTraining({})
+        >>> m.streams, m.target_labels
+        (('source', 'target'), True)
+    """
+
+    name: ClassVar[str] = "self_training"
+    streams: ClassVar[tuple[str, ...]] = ("source", "target")
+    OptionsClass: ClassVar[type] = DomainOptions
+    default_weights: ClassVar[dict[str, float | None]] = {
+        "ctc": None, "att": None, "ctc_target": None, "att_target": None,
+    }  # fmt: skip
+
+    @property
+    def target_labels(self) -> bool:
+        return bool(self.opts.self_training)
+
+    def setup(self, model: HybridASR) -> None:
+        ctc = model.ctc_weight
+        share = 2 if self.opts.self_training else 1
+        pairs = {"ctc": ctc, "att": 1 - ctc, "ctc_target": ctc, "att_target": 1 - ctc}
+        for term, value in pairs.items():
+            if self.weights.get(term, 0) is None:
+                self.weights[term] = value / share
+        if not self.opts.self_training:
+            del self.weights["ctc_target"], self.weights["att_target"]
+        super().setup(model)
+        bad = [k for k in self.opts.layers if k != -1 and not 1 <= k <= len(model.enc_slots)]
+        if bad:
+            raise ValueError(
+                f"adapt.layers: no encoder block {bad[0]} (the model has {len(model.enc_slots)})"
+            )
+
+    @property
+    def taps(self) -> tuple[int, ...]:
+        """Encoder blocks to return from the forward pass (``-1`` needs none)."""
+        return tuple(k for k in self.opts.layers if k != -1)
+
+    def features(self, out: ModelOutput) -> list[torch.Tensor]:
+        """The ``(B, T', D)`` encoder features of each configured layer."""
+        return [out.enc_out if k == -1 else out.layers[k] for k in self.opts.layers]
+
+    def compute_objectives(
+        self, model: torch.nn.Module, batches: dict[str, Batch], ctx: Context
+    ) -> dict[str, torch.Tensor]:
+        out_s = forward(model, batches["source"], self.taps)
+        terms = supervised_terms(out_s)
+        if "target" not in batches:  # dev data of the source domain only
+            return terms
+        out_t = forward(model, batches["target"], self.taps)
+        if self.opts.self_training:
+            terms |= supervised_terms(out_t, "_target")
+        return terms | self.match(out_s, out_t, batches, ctx)
+
+    def match(
+        self, out_s: ModelOutput, out_t: ModelOutput, batches: dict[str, Batch], ctx: Context
+    ) -> dict[str, torch.Tensor]:
+        """Extra terms comparing the domains; none for plain self-training."""
+        return {}
+
+
+class SourceOnly(Method):
+    """The baseline row: supervised training on the source stream only (no target audio).
+
+    Example:
+        >>> SourceOnly({}).streams
+        ('source',)
+    """
+
+    name: ClassVar[str] = "source_only"
+
+
+def masked_mean(x: torch.Tensor, lens: torch.Tensor) -> torch.Tensor:
+    """``(B, T, D)`` padded frames -> ``(B, D)`` mean over the ``lens`` valid frames of each row.
+
+    Example:
+        >>> masked_mean(torch.tensor([[[1.0], [3.0], [100.0]]]), torch.tensor([2]))
+        tensor([[2.]])
+    """
+    mask = (torch.arange(x.size(1), device=x.device)[None, :] < lens[:, None]).to(x.dtype)
+    return (x * mask[..., None]).sum(1) / lens[:, None].to(x.dtype)
+
+
+def valid_frames(x: torch.Tensor, lens: torch.Tensor) -> torch.Tensor:
+    """``(B, T, D)`` -> ``(N, D)``: the unpadded frames of every row, concatenated.
+
+    Example:
+        >>> valid_frames(torch.arange(6.0).view(2, 3, 1), torch.tensor([1, 2])).flatten().tolist()
+        [0.0, 3.0, 4.0]
+    """
+    mask = torch.arange(x.size(1), device=x.device)[None, :] < lens[:, None]
+    return x[mask]

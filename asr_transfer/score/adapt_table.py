@@ -1,0 +1,273 @@
+"""The unsupervised adaptation table of the papers: WER per target domain and method, the relative
+reduction against source-only with paired-bootstrap intervals, and forgetting on the source domain.
+
+It is a section of ``asr-transfer report``, added whenever a system given is adapted::
+
+    asr-transfer report exp/tiny_clean exp/adapt_* --out exp/report \\
+        [--source-domain clean] [--noise-domains rain wind laugh] [--adaptation-sets '*test*']
+
+A system is *adapted* when its ``config.yaml`` has ``adapt: {method: M, target: D}``; the *source
+model* (the Source-only column) is the first system given without an ``adapt`` section. Columns are
+methods in the order source_only, self_training, mmd, adv, cmatch, named by ``adapt.name`` when set,
+else e.g. ``MMD`` or ``CMatch (ctc_align)`` (``adapt.labels``). Rows are the target domains.
+
+The test set of domain D of a system is its ``decode_<dataset>`` whose dataset name matches
+``--adaptation-sets`` and whose utterances are all in domain D (``utt2domain``). A method's cell for
+D is the WER of that method's experiment adapted to D, on D's test set. The Average rows (all
+targets; devices and noise separately when both occur) pool the utterances of their domains, so
+the relative reduction of an average is a ratio of pooled error rates with one paired bootstrap
+over all its utterances. A domain in ``--noise-domains`` counts as noise, any other as a device
+(Libri-Adapt microphone names work unchanged). Forgetting: the source-domain test WER of a
+method's adapted experiments (their mean) next to the source model's.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from asr_transfer.config import yaml_load
+from asr_transfer.score import bootstrap
+from asr_transfer.score.api import ScoreOptions
+from asr_transfer.score.scoring import ScoreResult, unit_counts
+
+Table = tuple[list[str], list[list[str]]]
+
+#: column order of the methods, and of the CMatch frame-labelling strategies
+METHODS = ("source_only", "self_training", "mmd", "adv", "cmatch")
+CMATCH_LABELS = ("frame_average", "ctc_align", "ctc_pred")
+_NAMES = {
+    "source_only": "Source-only (continued)",
+    "self_training": "Self-training",
+    "mmd": "MMD",
+    "adv": "ADV",
+    "cmatch": "CMatch",
+}
+
+
+@dataclass(frozen=True)
+class AdaptOptions:
+    """Which domain is the source, which are noise (the rest are devices), which decodes are test sets."""
+
+    source_domain: str = "clean"
+    noise_domains: tuple[str, ...] = ("rain", "wind", "laugh")
+    sets: str = "*test*"
+
+
+@dataclass
+class Method:
+    """One column: a display name and its adapted systems by target domain."""
+
+    name: str
+    order: tuple
+    by_target: dict[str, object] = field(default_factory=dict)  # target -> report.System
+
+
+def adapt_section(path: Path) -> dict | None:
+    """The ``adapt`` section of ``path/config.yaml`` (``None`` when absent); checks method and target."""
+    config = path / "config.yaml"
+    if not config.is_file():
+        return None
+    adapt = (yaml_load(config.read_text(encoding="utf-8")) or {}).get("adapt")
+    if adapt is None:
+        return None
+    if not isinstance(adapt, dict) or not adapt.get("method") or not adapt.get("target"):
+        raise ValueError(f"{config}: 'adapt' needs a 'method' and a 'target' domain, got {adapt!r}")
+    return adapt
+
+
+def method_name(adapt: dict) -> str:
+    """The column name of an ``adapt`` section.
+
+    Example:
+        >>> method_name({"method": "cmatch", "target": "phone", "labels": "ctc_align"})
+        'CMatch (ctc_align)'
+        >>> method_name({"method": "cmatch", "target": "phone", "cmatch": {"labels": "ctc_pred"}})
+        'CMatch (ctc_pred)'
+        >>> method_name({"method": "mmd", "target": "rain"}), method_name({"method": "adv", "name": "DANN"})
+        ('MMD', 'DANN')
+    """
+    if adapt.get("name"):
+        return str(adapt["name"])
+    name = _NAMES.get(adapt["method"], str(adapt["method"]))
+    labels = _labels(adapt) if adapt["method"] == "cmatch" else None
+    return f"{name} ({labels})" if labels else name
+
+
+def _labels(adapt: dict) -> str | None:
+    """CMatch's frame-labelling strategy: ``adapt.labels`` (its options) or ``adapt.cmatch.labels``."""
+    return adapt.get("labels") or (adapt.get("cmatch") or {}).get("labels")
+
+
+def _order(adapt: dict) -> tuple:
+    method = adapt["method"]
+    labels = _labels(adapt)
+    return (
+        METHODS.index(method) if method in METHODS else len(METHODS),
+        CMATCH_LABELS.index(labels) if labels in CMATCH_LABELS else len(CMATCH_LABELS),
+        method_name(adapt),
+    )
+
+
+def domain_test_sets(system, opts: AdaptOptions) -> dict[str, ScoreResult]:
+    """``{domain: scored decode}`` of a system's single-domain decodes whose name matches ``opts.sets``."""
+    out: dict[str, ScoreResult] = {}
+    where: dict[str, str] = {}
+    for dataset, (result, _) in sorted(system.decodes.items()):
+        domains = {u.domain for u in result.utts}
+        if not fnmatch.fnmatchcase(dataset, opts.sets) or len(domains) != 1 or None in domains:
+            continue
+        (domain,) = domains
+        if domain in out:
+            raise ValueError(
+                f"{system.path}: decode_{where[domain]} and decode_{dataset} are both test sets of domain "
+                f"'{domain}': choose one with --adaptation-sets"
+            )
+        out[domain], where[domain] = result, dataset
+    return out
+
+
+def _pooled(results: list[ScoreResult], unit: str) -> dict[tuple, tuple[int, int]]:
+    """Bootstrap units over several decodes: utterances keyed by (decode, utt); a speaker stays one unit
+    across decodes (their errors are correlated)."""
+    out: dict[tuple, tuple[int, int]] = {}
+    for i, result in enumerate(results):
+        for key, (errors, length) in unit_counts(result, unit).items():
+            k = (key,) if unit == "spk" else (i, key)
+            e, n = out.get(k, (0, 0))
+            out[k] = (e + errors, n + length)
+    return out
+
+
+def _wer(results: list[ScoreResult]) -> float:
+    errors = sum(u.words.errors for r in results for u in r.utts)
+    length = sum(u.words.ref_len for r in results for u in r.utts)
+    return 100.0 * errors / length if length else math.nan
+
+
+def _reduction(base: list[ScoreResult], other: list[ScoreResult], options: ScoreOptions) -> str:
+    a, b = _pooled(base, options.unit), _pooled(other, options.unit)
+    if a.keys() != b.keys() or any(a[k][1] != b[k][1] for k in a):
+        return "n/a (different test utterances)"
+    keys = sorted(a)
+    r = bootstrap.relative_reduction(
+        np.array([a[k][0] for k in keys]),
+        np.array([b[k][0] for k in keys]),
+        np.array([a[k][1] for k in keys]),
+        n_resamples=options.n_resamples,
+        seed=options.seed,
+    )
+    significant = r.low > 0 or r.high < 0
+    return f"{r.value:+.1f} [{r.low:+.1f}, {r.high:+.1f}]" + (" †" if significant else "")
+
+
+@dataclass
+class AdaptationTables:
+    """What the report shows: the source model's name, the three tables and notes."""
+
+    source: str
+    wer: Table
+    reduction: Table
+    forgetting: Table
+    notes: list[str]
+
+
+def adaptation_tables(systems: list, options: ScoreOptions, opts: AdaptOptions) -> AdaptationTables | None:
+    """The adaptation tables over report systems; ``None`` when no system is adapted."""
+    adapts = {s.name: adapt_section(s.path) for s in systems}
+    adapted = [s for s in systems if adapts[s.name]]
+    if not adapted:
+        return None
+    source = next((s for s in systems if not adapts[s.name]), None)
+    if source is None:
+        raise ValueError("adapted systems but no source model: give the source experiment (no 'adapt') too")
+    methods: dict[str, Method] = {}
+    for s in adapted:
+        a = adapts[s.name]
+        m = methods.setdefault(method_name(a), Method(method_name(a), _order(a)))
+        target = str(a["target"])
+        if target in m.by_target:
+            raise ValueError(
+                f"{m.by_target[target].path} and {s.path} are both '{m.name}' adapted to '{target}': "
+                "give one (or set adapt.name to tell them apart)"
+            )
+        m.by_target[target] = s
+    columns = sorted(methods.values(), key=lambda m: m.order)
+    noise = set(opts.noise_domains)
+    targets = sorted({t for m in columns for t in m.by_target}, key=lambda d: (d in noise, d))
+    sets = {s.name: domain_test_sets(s, opts) for s in [source, *adapted]}
+    notes: list[str] = []
+
+    def results(name: str | None, domains: list[str]) -> list[ScoreResult] | None:
+        """Test decodes of ``domains`` of the source model (name None) or a method; None if one lacks."""
+        out = []
+        for d in domains:
+            system = source if name is None else methods[name].by_target.get(d)
+            result = sets[system.name].get(d) if system is not None else None
+            if result is None:
+                return None
+            out.append(result)
+        return out
+
+    rows: list[tuple[str, list[str]]] = [(d, [d]) for d in targets]
+    devices, noisy = [d for d in targets if d not in noise], [d for d in targets if d in noise]
+    if len(targets) > 1:
+        rows.append(("Average", targets))
+    if devices and noisy:
+        rows += [("Average (devices)", devices), ("Average (noise)", noisy)]
+
+    header = ["target domain", "Source-only"] + [m.name for m in columns]
+    wer_rows, red_rows = [], []
+    for label, domains in rows:
+        base = results(None, domains)
+        wers = [_wer(base) if base else math.nan]
+        reductions = []
+        for m in columns:
+            res = results(m.name, domains)
+            wers.append(_wer(res) if res else math.nan)
+            reductions.append(_reduction(base, res, options) if base and res else "–")
+        best = np.nanmin(wers) if not all(math.isnan(w) for w in wers) else math.nan
+        wer_rows.append(
+            [label] + ["–" if math.isnan(w) else (f"**{w:.2f}**" if w == best else f"{w:.2f}") for w in wers]
+        )
+        red_rows.append([label] + reductions)
+    missing = [
+        f"{m.name} → {d}"
+        for m in columns
+        for d in targets
+        if d in m.by_target and d not in sets[m.by_target[d].name]
+    ] + [f"Source-only → {d}" for d in targets if d not in sets[source.name]]
+    if missing:
+        notes.append(f"No test decode of the target domain for: {', '.join(missing)}.")
+
+    src = sets[source.name].get(opts.source_domain)
+    forget_rows = []
+    for m in columns:
+        after = [
+            sets[s.name][opts.source_domain]
+            for s in m.by_target.values()
+            if opts.source_domain in sets[s.name]
+        ]
+        mean = float(np.mean([_wer([r]) for r in after])) if after else math.nan
+        before = _wer([src]) if src else math.nan
+        forget_rows.append(
+            [
+                m.name,
+                f"{len(after)} of {len(m.by_target)}",
+                "–" if math.isnan(mean) else f"{mean:.2f}",
+                "–" if math.isnan(before) else f"{before:.2f}",
+                "–" if math.isnan(mean) or math.isnan(before) else f"{mean - before:+.2f}",
+            ]
+        )
+    d = opts.source_domain
+    forgetting = (
+        ["method", "experiments", f"{d} WER after adaptation (mean)", f"{d} WER source model", "change"],
+        forget_rows,
+    )
+    return AdaptationTables(
+        source.name, (header, wer_rows), (header[:1] + header[2:], red_rows), forgetting, notes
+    )

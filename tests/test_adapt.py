@@ -1,0 +1,323 @@
+"""Unsupervised domain adaptation: frame labels, matching losses, and adaptation runs of the one loop."""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from asr_transfer.adapt import Context, build_method
+from asr_transfer.adapt.adv import grad_reverse
+from asr_transfer.adapt.cmatch import class_means, ctc_align_labels, ctc_pred_labels, frame_average_labels
+from asr_transfer.adapt.mmd import gaussian_mmd
+from asr_transfer.data.dataset import Batch
+from asr_transfer.model.asr import build_model
+from asr_transfer.text.tokenizer import Tokenizer
+from tests.conftest import REPO, cli, train_args
+from tests.test_train import _run as run_quiet
+
+TINY = {
+    "encoder": {"output_size": 32, "attention_heads": 2, "linear_units": 64, "num_blocks": 2},
+    "decoder": {"attention_heads": 2, "linear_units": 64, "num_blocks": 1},
+}
+
+
+# frame labels -------------------------------------------------------------------------------------
+def test_frame_average_uses_the_true_length_not_the_padded_one() -> None:
+    ys = torch.tensor([[3, 4, 5], [6, 7, -1]])
+    labels = frame_average_labels(ys, torch.tensor([6, 3]), frames=8)
+    assert labels[0].tolist() == [3, 3, 4, 4, 5, 5, -1, -1]
+    # 2 tokens over 3 frames: floor(t * 2 / 3) = 0, 0, 1; padding frames get no label
+    assert labels[1].tolist() == [6, 6, 7, -1, -1, -1, -1, -1]
+
+
+def _peaked(path: list[int], vocab: int = 6, frames: int | None = None) -> torch.Tensor:
+    logp = torch.full((1, frames or len(path), vocab), -20.0)
+    for t, v in enumerate(path):
+        logp[0, t, v] = 0.0
+    return logp.log_softmax(-1)
+
+
+def test_ctc_align_labels_spikes_and_blank_runs_and_repeats() -> None:
+    # blank run before the first token, a repeated unit separated by a blank, a blank run after
+    logp = _peaked([0, 0, 2, 0, 2, 2, 3, 0, 0], frames=11)
+    ys = torch.tensor([[2, 2, 3]])
+    labels = ctc_align_labels(logp, ys, torch.tensor([9]))
+    assert labels[0].tolist() == [-1, -1, 2, 2, 2, 2, 3, 3, 3, -1, -1]
+    spikes = ctc_align_labels(logp, ys, torch.tensor([9]), extend_blanks=False)
+    assert spikes[0].tolist() == [-1, -1, 2, -1, 2, 2, 3, -1, -1, -1, -1]
+
+
+def test_ctc_align_skips_an_utterance_too_short_for_its_transcript() -> None:
+    logp = _peaked([2, 0, 2])
+    labels = ctc_align_labels(
+        logp.repeat(2, 1, 1), torch.tensor([[2, 2, 2], [2, 2, -1]]), torch.tensor([3, 3])
+    )
+    assert labels[0].tolist() == [-1, -1, -1]  # 2 2 2 needs 5 frames
+    assert labels[1].tolist() == [2, 2, 2]
+
+
+def test_ctc_pred_keeps_confident_frames_inside_the_length() -> None:
+    probs = torch.tensor([[[0.05, 0.95, 0.0], [0.5, 0.5, 0.0], [0.0, 0.02, 0.98], [0.0, 0.0, 1.0]]])
+    labels = ctc_pred_labels((probs + 1e-9).log(), torch.tensor([3]), threshold=0.9)
+    assert labels.tolist() == [[1, -1, 2, -1]]
+
+
+def test_class_means_match_a_direct_loop() -> None:
+    feats, labels = torch.randn(2, 5, 3), torch.tensor([[1, 1, 2, -1, -1], [2, 0, 0, 1, -1]])
+    means, counts = class_means(feats, labels, 4)
+    for c in range(4):
+        rows = [feats[b, t] for b in range(2) for t in range(5) if labels[b, t] == c]
+        assert counts[c] == len(rows)
+        if rows:
+            assert torch.allclose(means[c], torch.stack(rows).mean(0))
+
+
+# matching losses ----------------------------------------------------------------------------------
+def test_gaussian_mmd_equals_the_direct_formula() -> None:
+    torch.manual_seed(0)
+    xs, xt = torch.randn(4, 3), torch.randn(5, 3) + 0.5
+    both = torch.cat([xs, xt])
+    d2 = [[float(((a - b) ** 2).sum()) for b in both] for a in both]
+    n = len(both)
+    sigma0 = sum(map(sum, d2)) / (n * n - n)
+
+    def k(i: int, j: int) -> float:
+        return sum(torch.exp(torch.tensor(-d2[i][j] / (sigma0 * 2.0**s))).item() for s in (-2, -1, 0, 1, 2))
+
+    ss = sum(k(i, j) for i in range(4) for j in range(4)) / 16
+    tt = sum(k(i, j) for i in range(4, 9) for j in range(4, 9)) / 25
+    st = sum(k(i, j) for i in range(4) for j in range(4, 9)) / 20
+    assert gaussian_mmd(xs, xt).item() == pytest.approx(ss + tt - 2 * st, rel=1e-4)
+
+
+def test_gradient_reversal_flips_and_scales_the_gradient() -> None:
+    x = torch.tensor([1.0, -2.0], requires_grad=True)
+    (grad_reverse(x, 0.7) * torch.tensor([3.0, 5.0])).sum().backward()
+    assert x.grad.tolist() == pytest.approx([-2.1, -3.5])
+    # the discriminator side learns to separate; the encoder side sees the opposite gradient
+    w = torch.tensor([0.5], requires_grad=True)
+    h = torch.tensor([2.0], requires_grad=True)
+    (grad_reverse(h, 1.0) * w).sum().backward()
+    assert w.grad.item() == 2.0 and h.grad.item() == -0.5
+
+
+def _method(name: str, **opts: object):
+    tok = Tokenizer.train_char(["ab cd", "abc"], lang="en")
+    model = build_model(TINY, {"en": tok.vocab_size}).eval()
+    method = build_method({"method": name, "layers": [-1, 1], **opts})
+    method.tokenizers = {"en": tok}
+    method.setup(model)
+    return model, method.eval(), tok
+
+
+def _batch(feats: torch.Tensor, lens: torch.Tensor, ys: torch.Tensor | None, pad: int = 0) -> Batch:
+    # ESPnet's Conv2dSubsampling masks give a row with less than ~8 padding frames after it fewer
+    # encoder frames than the same row padded more (the model's quirk, not the methods'): every row
+    # here has at least 8
+    feats = torch.nn.functional.pad(feats, (0, 0, 0, 8 + pad))
+    return Batch(feats, lens, ys, "en", [str(i) for i in range(len(lens))])
+
+
+@pytest.mark.parametrize(
+    "name,opts",
+    [
+        ("mmd", {}),
+        ("adv", {}),
+        ("cmatch", {"labels": "frame_average", "min_frames": 1}),
+        ("cmatch", {"labels": "ctc_align", "min_frames": 1}),
+        ("cmatch", {"labels": "ctc_pred", "min_frames": 1, "threshold": 0.0}),
+    ],
+)
+def test_padding_never_changes_a_loss(name: str, opts: dict) -> None:
+    torch.manual_seed(0)
+    model, method, tok = _method(name, **opts)
+    fs, ft = torch.randn(3, 60, 80), torch.randn(2, 70, 80)
+    ls, lt = torch.tensor([60, 41, 30]), torch.tensor([70, 52])
+    ys = torch.nn.utils.rnn.pad_sequence(
+        [torch.tensor(tok.encode(t)) for t in ("ab", "cd a", "b")], batch_first=True, padding_value=-1
+    )
+    yt = torch.nn.utils.rnn.pad_sequence(
+        [torch.tensor(tok.encode(t)) for t in ("abc", "d")], batch_first=True, padding_value=-1
+    )
+    ctx = Context("dev", progress=1.0)
+    with torch.no_grad():
+        tight = method.compute_objectives(
+            model, {"source": _batch(fs, ls, ys), "target": _batch(ft, lt, yt)}, ctx
+        )
+        padded = method.compute_objectives(
+            model, {"source": _batch(fs, ls, ys, pad=23), "target": _batch(ft, lt, yt, pad=9)}, ctx
+        )
+    assert set(tight) == set(padded) and len(tight) == 5  # ctc, att on both domains + the matching term
+    for term in tight:
+        assert padded[term].item() == pytest.approx(tight[term].item(), rel=1e-4, abs=1e-6), term
+    assert tight[name].item() > 0
+
+
+def test_cmatch_never_matches_units_without_acoustics() -> None:
+    _, method, tok = _method("cmatch", labels="ctc_pred")
+    ignored = method.ignore.nonzero().flatten().tolist()
+    assert ignored == tok.non_character_ids  # blank, unk, word boundary, sos/eos: from the tokenizer
+
+
+def test_unknown_options_and_methods_are_errors_naming_the_key() -> None:
+    with pytest.raises(ValueError, match="adapt.method: unknown method 'cmach'"):
+        build_method({"method": "cmach"})
+    with pytest.raises(ValueError, match="adapt.lables: unknown option"):
+        build_method({"method": "cmatch", "lables": "ctc_pred"})
+    with pytest.raises(ValueError, match="adapt.labels: 'viterbi'"):
+        build_method({"method": "cmatch", "labels": "viterbi"})
+    with pytest.raises(ValueError, match="adapt.weights.cmatch: mmd has no such loss term"):
+        build_method({"method": "mmd", "weights": {"cmatch": 1.0}})
+
+
+# adaptation runs of the loop ------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def target(tiny_setup: dict[str, Path]) -> dict[str, Path]:
+    """Features of the phone domain's training and dev audio, dumped as the recipe does."""
+    data, dump = tiny_setup["data"], tiny_setup["root"] / "dump"
+    assert cli("features", data / "en_train_phone", data / "en_dev_phone", "--out", dump) == 0
+    return {"train": dump / "en_train_phone", "dev": dump / "en_dev_phone"}
+
+
+def adapt_args(
+    setup: dict[str, Path], source: Path, target: dict[str, Path], exp: Path, *extra: str
+) -> list[str]:
+    """``asr-transfer train`` adapting the tiny source model to ``target`` with a method config."""
+    return train_args(
+        setup, exp,
+        "--config", str(REPO / "conf/train/adapt.yaml"), "--train.num_threads", "1", "--train.device", "cpu",
+        "--train.init", str(source / "model.pt"),
+        "--data.target", f"[{{dump: {target['train']}, lang: en}}]",
+        "--data.target_dev", f"[{{dump: {target['dev']}, lang: en}}]",
+        "--train.epochs", "2", *extra,
+    )  # fmt: skip
+
+
+def test_cmatch_adaptation_run_saves_a_config_that_rebuilds_and_logs_every_term(
+    tiny_setup: dict[str, Path], tiny_exp: Path, target: dict[str, Path], tmp_path: Path
+) -> None:
+    exp = tmp_path / "cmatch"
+    cfg = REPO / "conf/adapt/cmatch_ctc_align.yaml"
+    args = adapt_args(tiny_setup, tiny_exp, target, exp, "--config", str(cfg),
+                      "--adapt.min_frames", "1", "--adapt.ema", "0.5")  # fmt: skip
+    assert cli(*args) == 0
+    saved = yaml.safe_load((exp / "config.yaml").read_text())
+    assert saved["adapt"]["method"] == "cmatch" and saved["adapt"]["labels"] == "ctc_align"
+    assert saved["adapt"]["weights"] == {"ctc": 0.15, "att": 0.35, "ctc_target": 0.15, "att_target": 0.35,
+                                       "cmatch": 10.0}  # fmt: skip
+    ck = torch.load(exp / "checkpoints" / "last.pt", weights_only=False)
+    assert ck["method"]["ema_seen"].any()  # running class means are part of the checkpoint
+    log = (exp / "train.log").read_text()
+    assert "cmatch" in log and "ctc_target" in log
+    # the saved config alone rebuilds the adapted model
+    from asr_transfer.decode.transcribe import Recognizer
+
+    rec = Recognizer.from_exp(exp)
+    assert rec.model.state_dict().keys() == torch.load(exp / "model.pt")["model"].keys()
+
+
+def test_unlabelled_target_text_is_never_read(
+    tiny_setup: dict[str, Path], tiny_exp: Path, target: dict[str, Path], tmp_path: Path
+) -> None:
+    garbage = {k: tmp_path / "garbage" / v.name for k, v in target.items()}
+    for key, src in target.items():
+        shutil.copytree(src, garbage[key])
+        lines = (src / "text").read_text().splitlines()
+        (garbage[key] / "text").write_text("".join(f"{ln.split()[0]} ZZZ QQQ\n" for ln in lines))
+    models = []
+    for name, tgt in (("real", target), ("garbage", garbage)):
+        exp = tmp_path / name
+        cfg = REPO / "conf/adapt/cmatch_ctc_pred.yaml"
+        assert cli(*adapt_args(tiny_setup, tiny_exp, tgt, exp, "--config", str(cfg),
+                               "--adapt.self_training", "false", "--adapt.threshold", "0.2",
+                               "--train.epochs", "1")) == 0  # fmt: skip
+        models.append(torch.load(exp / "model.pt")["model"])
+    for key, value in models[0].items():
+        assert torch.equal(value, models[1][key]), key
+
+
+def test_a_method_needing_target_audio_without_it_is_an_error(
+    tiny_setup: dict[str, Path], tiny_exp: Path, tmp_path: Path
+) -> None:
+    args = train_args(tiny_setup, tmp_path / "x", "--config", str(REPO / "conf/adapt/mmd.yaml"),
+                      "--train.init", str(tiny_exp / "model.pt"))  # fmt: skip
+    with pytest.raises(ValueError, match="data.target: adaptation method 'mmd' needs target-domain audio"):
+        cli(*args)
+    assert not (tmp_path / "x" / "model.pt").exists()
+
+
+@pytest.mark.slow
+def test_sigkill_mid_adaptation_then_rerun_matches_an_uninterrupted_run(
+    tiny_setup: dict[str, Path], tiny_exp: Path, target: dict[str, Path], tmp_path: Path
+) -> None:
+    # running class means (method state) and the DANN-style schedule position must survive the kill
+    extra = ["--config", str(REPO / "conf/adapt/cmatch_ctc_align.yaml"), "--adapt.ema", "0.5",
+             "--adapt.min_frames", "1", "--adapt.warmup", "0.5", "--train.epochs", "3",
+             "--train.max_batch_frames", "400", "--train.save_every_steps", "1"]  # fmt: skip
+
+    def cmd(name: str) -> list[str]:
+        return [
+            sys.executable,
+            "-m",
+            "asr_transfer.cli",
+            *adapt_args(tiny_setup, tiny_exp, target, tmp_path / name, *extra),
+        ]
+
+    proc = run_quiet(cmd("killed"))
+    last = tmp_path / "killed" / "checkpoints" / "last.pt"
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None:
+        if last.exists():
+            try:
+                state = torch.load(last, weights_only=False)["state"]
+            except (EOFError, RuntimeError):  # caught between write and rename of another file: retry
+                continue
+            if state["epoch"] == 2 and state["batch"] >= 2:
+                break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert torch.load(last, weights_only=False)["state"]["epoch"] == 2
+    assert not (tmp_path / "killed" / "model.pt").exists()
+    out = run_quiet(cmd("killed")).communicate()[0]
+    assert "resumed from" in out, out[-2000:]
+    ref_out = run_quiet(cmd("ref")).communicate()[0]
+    assert (tmp_path / "ref" / "model.pt").exists(), ref_out[-2000:]
+    resumed = torch.load(tmp_path / "killed" / "model.pt")["model"]
+    for key, value in torch.load(tmp_path / "ref" / "model.pt")["model"].items():
+        assert torch.allclose(resumed[key], value, atol=1e-5), key
+    ema = [
+        torch.load(tmp_path / n / "checkpoints" / "last.pt", weights_only=False)["method"]
+        for n in ("killed", "ref")
+    ]
+    assert torch.allclose(ema[0]["ema_means"], ema[1]["ema_means"], atol=1e-5)
+
+
+@pytest.mark.slow
+def test_two_process_adversarial_adaptation_trains(
+    tiny_setup: dict[str, Path], tiny_exp: Path, target: dict[str, Path], tmp_path: Path
+) -> None:
+    # two streams and a discriminator: gradients are averaged by hand rather than by DDP
+    exp = tmp_path / "ddp"
+    args = adapt_args(tiny_setup, tiny_exp, target, exp, "--config", str(REPO / "conf/adapt/adv.yaml"),
+                      "--train.max_batch_frames", "700", "--train.epochs", "1")  # fmt: skip
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           "-m", "asr_transfer.cli", *args]  # fmt: skip
+    proc = run_quiet(cmd)
+    try:
+        out = proc.communicate(timeout=400)[0]
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        pytest.fail("DDP adaptation hung")
+    assert proc.returncode == 0, out[-3000:]
+    ck = torch.load(exp / "checkpoints" / "last.pt", weights_only=False)
+    assert ck["state"]["step"] > 0 and ck["state"]["skipped"] == 0
+    assert any(k.startswith("discriminators.") for k in ck["method"])

@@ -1,0 +1,215 @@
+"""The adaptation section of `asr-transfer report`, on real decode dirs, against jiwer directly."""
+
+from __future__ import annotations
+
+import random
+import shutil
+import subprocess
+from pathlib import Path
+
+import jiwer
+import pytest
+
+from asr_transfer.cli import main
+
+VOCAB = "zero one two three four five six seven eight nine oh".split()
+DOMAINS = ("clean", "phone", "laptop", "rain", "wind")
+
+
+def refs(domain: str) -> dict[str, str]:
+    """The same 24 sentences in every domain (Libri-Adapt style), under domain-specific ids."""
+    rng = random.Random(0)
+    return {
+        f"spk{s}-{domain}-{i:02d}": " ".join(rng.choice(VOCAB) for _ in range(rng.randint(3, 9)))
+        for s in range(3)
+        for i in range(8)
+    }
+
+
+def decode(exp: Path, domain: str, p_err: float, dataset: str | None = None) -> dict[str, str]:
+    """Write exp/decode_<dataset>/ as `asr-transfer decode` does; returns the hypotheses."""
+    rng = random.Random(f"{exp.name}-{domain}")
+    ref = refs(domain)
+    hyp = {}
+    for utt, text in ref.items():
+        words = [w if rng.random() > p_err else rng.choice(VOCAB) for w in text.split()]
+        if rng.random() < p_err:
+            words.insert(rng.randrange(len(words)), rng.choice(VOCAB))
+        hyp[utt] = " ".join(words)
+    d = exp / f"decode_{dataset or 'en_test_' + domain}"
+    d.mkdir(parents=True)
+    for name, table in (
+        ("ref", ref),
+        ("text", hyp),
+        ("utt2spk", {u: u.split("-")[0] for u in ref}),
+        ("utt2domain", {u: domain for u in ref}),
+    ):
+        (d / name).write_text("".join(f"{u} {v}\n" for u, v in sorted(table.items())))
+    return hyp
+
+
+def system(root: Path, name: str, adapt: str | None, errs: dict[str, float]) -> dict[str, dict[str, str]]:
+    exp = root / name
+    exp.mkdir(parents=True)
+    (exp / "config.yaml").write_text(
+        "model: {encoder: {num_blocks: 2}}\n" + (f"adapt: {adapt}\n" if adapt else "")
+    )
+    return {d: decode(exp, d, p) for d, p in errs.items()}
+
+
+def wer(domains: list[str], hyps: list[dict[str, str]]) -> float:
+    """Pooled WER by jiwer over the given domains' utterances."""
+    r = [refs(d)[u] for d, h in zip(domains, hyps) for u in sorted(h)]
+    h = [h[u] for h in hyps for u in sorted(h)]
+    return 100 * jiwer.wer(r, h)
+
+
+def table(md: str, heading: str) -> dict[str, dict[str, str]]:
+    """A Markdown table under ``## heading`` as {row label: {column: cell}}."""
+    lines = md.split(f"## {heading}\n", 1)[1].split("\n## ", 1)[0].splitlines()
+    rows = [[c.strip() for c in line.strip("|").split("|")] for line in lines if line.startswith("|")]
+    header = rows[0]
+    return {row[0]: dict(zip(header[1:], row[1:], strict=True)) for row in rows[2:]}
+
+
+@pytest.fixture
+def exp_tree(tmp_path: Path) -> tuple[Path, dict]:
+    root = tmp_path / "exp"
+    hyps = {"source": system(root, "source", None, dict.fromkeys(DOMAINS, 0.4))}
+    # a dev-set decode is not a test set and must be ignored
+    decode(root / "source", "phone", 0.9, dataset="en_dev_phone")
+    for target in ("phone", "laptop", "rain", "wind"):
+        cm = f"{{method: cmatch, target: {target}, labels: ctc_align, weights: {{cmatch: 10}}}}"
+        hyps[f"cmatch_{target}"] = system(root, f"cmatch_{target}", cm, {target: 0.1, "clean": 0.45})
+        mmd = f"{{method: mmd, target: {target}}}"
+        hyps[f"mmd_{target}"] = system(root, f"mmd_{target}", mmd, {target: 0.38, "clean": 0.4})
+    st = "{method: self_training, target: rain, name: ST keep 0.7}"
+    hyps["st_rain"] = system(root, "st_rain", st, {"rain": 0.3})
+    return root, hyps
+
+
+def test_adaptation_tables_match_jiwer(exp_tree: tuple[Path, dict], tmp_path: Path) -> None:
+    root, hyps = exp_tree
+    out = tmp_path / "report"
+    names = ["source", *sorted(h for h in hyps if h != "source")]
+    assert main(["report", *(str(root / n) for n in names), "--out", str(out), "--resamples", "300"]) == 0
+    md = (out / "RESULTS.md").read_text()
+    w = table(md, "Unsupervised adaptation: WER (%) on the target domains")
+    assert list(w) == ["laptop", "phone", "rain", "wind", "Average", "Average (devices)", "Average (noise)"]
+    assert list(w["phone"]) == ["Source-only", "ST keep 0.7", "MMD", "CMatch (ctc_align)"]  # method order
+    # cells: jiwer on the target test set of the system adapted to that domain
+    for d in ("phone", "laptop", "rain", "wind"):
+        assert w[d]["Source-only"].strip("*") == f"{wer([d], [hyps['source'][d]]):.2f}"
+        assert w[d]["MMD"].strip("*") == f"{wer([d], [hyps[f'mmd_{d}'][d]]):.2f}"
+        assert w[d]["CMatch (ctc_align)"] == f"**{wer([d], [hyps[f'cmatch_{d}'][d]]):.2f}**"  # best
+    assert w["rain"]["ST keep 0.7"] == f"{wer(['rain'], [hyps['st_rain']['rain']]):.2f}"
+    assert w["phone"]["ST keep 0.7"] == "–" and w["Average"]["ST keep 0.7"] == "–"
+    # averages pool the utterances of their domains
+    groups = {"Average": ["laptop", "phone", "rain", "wind"], "Average (devices)": ["laptop", "phone"]}
+    groups["Average (noise)"] = ["rain", "wind"]
+    red = table(md, "Relative WER reduction against source-only (%)")
+    for row, ds in groups.items():
+        src = wer(ds, [hyps["source"][d] for d in ds])
+        cm = wer(ds, [hyps[f"cmatch_{d}"][d] for d in ds])
+        mmd = wer(ds, [hyps[f"mmd_{d}"][d] for d in ds])
+        assert w[row]["Source-only"] == f"{src:.2f}" and w[row]["CMatch (ctc_align)"] == f"**{cm:.2f}**"
+        for method, value in (("CMatch (ctc_align)", cm), ("MMD", mmd)):
+            cell = red[row][method]
+            point, low, high = (
+                float(x) for x in cell.replace("[", "").replace("]", "").replace(",", "").split()[:3]
+            )
+            assert point == pytest.approx(round(100 * (src - value) / src, 1), abs=0.051)
+            assert low <= point <= high
+        assert red[row]["CMatch (ctc_align)"].endswith("†")  # 40 % -> 10 % word errors: clearly significant
+    assert red["phone"]["ST keep 0.7"] == "–" and "Source-only" not in red["phone"]
+    # forgetting: mean clean WER over the method's adapted experiments, next to the source model's
+    f = table(md, "Forgetting: source-domain test WER (%)")
+    clean = [wer(["clean"], [hyps[f"cmatch_{d}"]["clean"]]) for d in ("phone", "laptop", "rain", "wind")]
+    src_clean = wer(["clean"], [hyps["source"]["clean"]])
+    assert f["CMatch (ctc_align)"]["clean WER after adaptation (mean)"] == f"{sum(clean) / 4:.2f}"
+    assert f["CMatch (ctc_align)"]["clean WER source model"] == f"{src_clean:.2f}"
+    assert f["CMatch (ctc_align)"]["experiments"] == "4 of 4"
+    assert f["ST keep 0.7"]["experiments"] == "0 of 1" and f["ST keep 0.7"]["change"] == "–"
+    assert "No test decode of the target domain" not in md
+    page = (out / "report.html").read_text()
+    assert "<h2>Unsupervised adaptation: WER (%) on the target domains</h2>" in page
+    assert "<th>CMatch (ctc_align)</th>" in page and "<td><b>" in page
+
+
+def test_libri_adapt_devices_custom_noise_list_and_source_domain(tmp_path: Path) -> None:
+    root = tmp_path / "exp"
+    for name, adapt, errs in (
+        ("src", None, {"matrix": 0.3, "respeaker": 0.4, "usb": 0.45}),
+        ("cm_r", "{method: cmatch, target: respeaker, cmatch: {labels: ctc_pred}}", {"respeaker": 0.2}),
+        ("cm_u", "{method: cmatch, target: usb, cmatch: {labels: ctc_pred}}", {"usb": 0.2, "matrix": 0.3}),
+    ):
+        system(root, name, adapt, errs)
+    out = tmp_path / "r"
+    args = ["report", str(root / "src"), str(root / "cm_r"), str(root / "cm_u"), "--out", str(out)]
+    assert main([*args, "--source-domain", "matrix", "--noise-domains", "none", "--resamples", "100"]) == 0
+    md = (out / "RESULTS.md").read_text()
+    w = table(md, "Unsupervised adaptation: WER (%) on the target domains")
+    assert list(w) == ["respeaker", "usb", "Average"]  # all devices: no split rows
+    f = table(md, "Forgetting: source-domain test WER (%)")
+    assert f["CMatch (ctc_pred)"]["experiments"] == "1 of 2"
+    assert (
+        f["CMatch (ctc_pred)"]["matrix WER source model"]
+        == f"{wer(['matrix'], [read_hyp(root / 'src', 'matrix')]):.2f}"
+    )
+
+
+def read_hyp(exp: Path, domain: str) -> dict[str, str]:
+    lines = (exp / f"decode_en_test_{domain}" / "text").read_text().splitlines()
+    return dict(line.split(" ", 1) for line in lines)
+
+
+def test_no_adapted_system_no_section_and_clear_errors(
+    exp_tree: tuple[Path, dict], tmp_path: Path, capsys
+) -> None:
+    root, _ = exp_tree
+    out = tmp_path / "r"
+    assert main(["report", str(root / "source"), "--out", str(out), "--resamples", "50"]) == 0
+    assert "Unsupervised adaptation" not in (out / "RESULTS.md").read_text()
+    # two experiments of one method for one target
+    shutil.copytree(root / "cmatch_rain", root / "cmatch_rain2")
+    args = [
+        "report",
+        str(root / "source"),
+        str(root / "cmatch_rain"),
+        str(root / "cmatch_rain2"),
+        "--out",
+        str(out),
+    ]
+    assert main(args) == 1
+    err = capsys.readouterr().err
+    assert "cmatch_rain2 are both 'CMatch (ctc_align)' adapted to 'rain'" in err
+    # adapted systems only: no source model
+    assert main(["report", str(root / "cmatch_rain"), "--out", str(out), "--resamples", "50"]) == 1
+    assert "no source model" in capsys.readouterr().err
+    (root / "mmd_rain" / "config.yaml").write_text("adapt: {method: mmd}\n")
+    assert main(["report", str(root / "source"), str(root / "mmd_rain"), "--out", str(out)]) == 1
+    assert (
+        f"{root / 'mmd_rain' / 'config.yaml'}: 'adapt' needs a 'method' and a 'target'"
+        in capsys.readouterr().err
+    )
+
+
+CHROMIUM = shutil.which("chromium")
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed")
+def test_adaptation_tables_render_in_headless_chromium(exp_tree: tuple[Path, dict], tmp_path: Path) -> None:
+    root, hyps = exp_tree
+    out = tmp_path / "report"
+    assert main(["report", str(root / "source"), *(str(root / n) for n in hyps if n != "source"),
+                 "--out", str(out), "--resamples", "100"]) == 0  # fmt: skip
+    dom = subprocess.run(
+        [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+         "--disable-component-update", "--disable-sync", "--no-first-run",
+         f"--user-data-dir={tmp_path / 'profile'}", "--dump-dom", (out / "report.html").as_uri()],
+        check=True, capture_output=True, timeout=120, text=True,
+    ).stdout  # fmt: skip
+    # the browser parsed the tables: the adaptation headings and the bold best cell survive in its DOM
+    assert "Relative WER reduction against source-only (%)</h2>" in dom
+    assert dom.count("<table>") >= 4 and "<td><b>" in dom
