@@ -100,6 +100,14 @@ def test_adapter_file_holds_one_language_and_checks_its_base(tmp_path: Path) -> 
     small = build_model({**CFG, "encoder": {**CFG["encoder"], "num_blocks": 2}}, {"de": 12})
     with pytest.raises(AdapterFileError, match="sizes"):
         small.load_adapter(path)
+    # a file whose weights do not match its own spec: an error, and the model is left as it was
+    bad = {**data, "spec": {**data["spec"], "where": ["encoder"]}}
+    torch.save(bad, tmp_path / "bad.adapter")
+    fresh = build_model(CFG, {"de": 12})
+    fresh.load_state_dict(base.state_dict(), strict=False)
+    with pytest.raises(AdapterFileError, match="bad.adapter: adapter 'ro' does not match its spec"):
+        fresh.load_adapter(tmp_path / "bad.adapter")
+    assert "ro" not in fresh.heads and not fresh.adapter_specs
     (tmp_path / "junk.adapter").write_bytes(b"not a checkpoint")
     with pytest.raises(AdapterFileError, match="junk.adapter: not an adapter file"):
         base.load_adapter(tmp_path / "junk.adapter")

@@ -72,7 +72,13 @@ def decode_dir(rec: Recognizer, data_dir: Path, out: Path, lang: str | None) -> 
             shutil.copyfile(data_dir / name, out / name)
     (out / "decode.yaml").write_text(
         yaml.safe_dump(
-            {**asdict(rec.decode_cfg), "lang": lang, "data": str(data_dir), "rtf": elapsed / audio_s}
+            {
+                **asdict(rec.decode_cfg),
+                "lang": lang,
+                "adapter": rec.adapter_of.get(lang),
+                "data": str(data_dir),
+                "rtf": elapsed / audio_s,
+            }
         )
     )
     return elapsed / audio_s

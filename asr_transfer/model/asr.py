@@ -383,7 +383,7 @@ class HybridASR(torch.nn.Module):
         return adapter_files.body_fingerprint(self.state_dict())
 
     def save_adapter(
-        self, name: str, path: str | Path, lang: str | None = None, extra: dict | None = None
+        self, name: str | None, path: str | Path, lang: str | None = None, extra: dict | None = None
     ) -> Path:
         """Write adapter set ``name`` and the head of ``lang`` (default: ``name``) to a small file.
 
@@ -411,19 +411,32 @@ class HybridASR(torch.nn.Module):
         """
         data = adapter_files.read_adapter_file(path)
         adapter_files.check_fits(data, path, self.fingerprint(), self.sizes())
-        device = next(self.parameters()).device
-        head = LanguageHead(data["vocab_size"], self.d_model).to(device)
-        head.load_state_dict(data["head"])
-        self.heads[data["lang"]] = head
         name = data["name"]
+        # everything is checked before the model changes: a bad file leaves it as it was
+        head = LanguageHead(data["vocab_size"], self.d_model)
+        head.load_state_dict(data["head"])
+        if name:
+            spec = adapter_files.normalise_spec(name, data["spec"])
+            module = adapter_files.ADAPTER_TYPES[spec["type"]](self.d_model, bottleneck=spec["bottleneck"])
+            stacks = {
+                "encoder": ("enc_slots", len(self.enc_slots)),
+                "decoder": ("dec_slots", len(self.dec_slots)),
+            }
+            expected = {
+                f"{stacks[w][0]}.{i}.modules_by_name.{name}.{k}"
+                for w in spec["where"]
+                for i in range(stacks[w][1])
+                for k in module.state_dict()
+            }
+            if expected != set(data["adapter"]):
+                raise adapter_files.AdapterFileError(
+                    f"{path}: adapter {name!r} does not match its spec {spec}"
+                )
+        device = next(self.parameters()).device
+        self.heads[data["lang"]] = head.to(device)
         if name:
             self.remove_adapter(name)
-            self.add_adapter(name, **data["spec"], enabled=False)
-            prefix_free = {k: v for k, v in self.state_dict().items() if f".modules_by_name.{name}." in k}
-            if prefix_free.keys() != data["adapter"].keys():
-                raise adapter_files.AdapterFileError(
-                    f"{path}: adapter {name!r} holds other modules than its spec"
-                )
+            self.add_adapter(name, **{k: spec[k] for k in ("type", "bottleneck", "where")}, enabled=False)
             self.load_state_dict(data["adapter"], strict=False)
             if enable:
                 self.set_enabled([name])
