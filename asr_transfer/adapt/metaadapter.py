@@ -182,6 +182,10 @@ class MetaTrain(Method):
             raise ValueError(f"adapt.inner_steps {self.opts.inner_steps}: at least 1")
 
     def setup(self, model: HybridASR) -> None:
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            if torch.distributed.get_world_size() > 1:
+                # the step never runs the DDP-wrapped forward, so DDP could not average its gradients
+                raise NotImplementedError("meta_train runs in one process (run it without torchrun)")
         super().setup(model)
         model.add_adapter(self.adapter, bottleneck=int(self.opts.bottleneck), where=tuple(self.opts.where))
         model.set_enabled([self.adapter])
