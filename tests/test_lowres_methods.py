@@ -174,3 +174,22 @@ def test_guide_weight_decays_and_fusion_weights_are_logged_at_zero_weight() -> N
     assert method.weight("fusion.de", Context()) == 0.0
     kept = build_method({"method": "simadapter+", "guide_decay": "none"})
     assert kept.weight("guide", Context(progress=0.9)) == 1.0 and kept.name == "simadapter+"
+
+
+def test_fusion_options_learnt_temperature_and_the_unadapted_output_rebuild() -> None:
+    model = _model()
+    model.add_adapter("de", bottleneck=4, enabled=False)
+    model.add_adapter("fusion", type="fusion", fuses=["de"], temperature="learnt", with_base=True)
+    layer = fusion_layers(model)[0][1]
+    assert layer.names == ["<base>", "de"] and isinstance(layer.log_tau, torch.nn.Parameter)
+    assert "enc_slots.0.modules_by_name.fusion.log_tau" in dict(model.named_parameters())
+    spec = model.adapter_config()["fusion"]
+    assert (spec["temperature"], spec["with_base"], spec["fuses"]) == ("learnt", True, ["de"])
+    again = build_model({**SIZES, "adapters": model.adapter_config()}, {"de": 7, "en": 7})
+    again.load_state_dict(model.state_dict())  # strict: the same modules and parameters
+    # a fixed temperature is a buffer (sqrt(d)), never trained
+    fixed = Fusion(16, ["de"])
+    assert "log_tau" not in dict(fixed.named_parameters())
+    assert fixed.log_tau.exp().item() == pytest.approx(4.0)
+    with pytest.raises(ValueError, match="model.adapters.f.fuses: required"):
+        build_model({**SIZES, "adapters": {"f": {"type": "fusion"}}}, {"de": 7})
