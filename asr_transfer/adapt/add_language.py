@@ -82,7 +82,8 @@ def target_tokenizer(train: Path, dev: Path, lang: str, cfg: dict) -> Tokenizer:
     if opts["kind"] == "char":
         tok = Tokenizer.train_char(texts, lang, CHARSETS.get(lang, ""))
     else:
-        tok = Tokenizer.train_sentencepiece(texts, lang, int(opts["vocab_size"]), opts["kind"])
+        # identity: the texts are normalised already, and NFKC tables would be most of the adapter file
+        tok = Tokenizer.train_sentencepiece(texts, lang, int(opts["vocab_size"]), opts["kind"], "identity")
     for path in (train / "text", dev / "text"):
         for lineno, (utt, raw) in enumerate(read_table(path, allow_empty_value=True).items(), start=1):
             # per character: SentencePiece reports a whole word around an unknown letter
