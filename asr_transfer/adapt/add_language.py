@@ -176,7 +176,10 @@ def run(args: argparse.Namespace) -> int:
 
         base_fp = body_fingerprint(torch.load(base / "model.pt", map_location="cpu")["model"])
         if model.fingerprint() != base_fp:
-            raise RuntimeError(f"{exp / 'model.pt'}: the body changed during {args.method} training")
+            raise RuntimeError(
+                f"{exp / 'model.pt'}: its shared body differs from {base / 'model.pt'}'s: trained on another "
+                f"base (remove {exp} to start again), or the body trained during {args.method}"
+            )
         path = exp / f"{args.lang}.adapter"
         tok_data = {"tokens": tok.tokens, "kind": tok.kind, "lang": tok.lang, "sp_model": tok.sp_model}
         name = args.lang if args.method == "adapter" else None
