@@ -55,7 +55,7 @@ def test_commonvoice_recipe_on_a_tiny_release(tiny_corpus: Path, tmp_path: Path)
             "--pretrain_args", "--train.epochs 2 --train.num_threads 1",
             "--adapt_args", "--train.epochs 2 --train.num_threads 1 --tokenizer.kind char"]  # fmt: skip
     proc = subprocess.run(
-        ["./run.sh", *args], cwd=recipe, env=env, capture_output=True, text=True, timeout=900
+        ["./run.sh", *args], cwd=recipe, env=env, capture_output=True, text=True, timeout=1800
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert sorted(p.name for p in (recipe / "cv/data").iterdir() if p.name != "audio") == sorted(

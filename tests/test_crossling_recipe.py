@@ -37,7 +37,7 @@ def test_crossling_recipe_shortened(tmp_path: Path) -> None:
             "--adapt_args",
             "--train.epochs 3 --train.num_threads 1 --tokenizer.kind char --adapt.bottleneck 8"]  # fmt: skip
     proc = subprocess.run(
-        ["./run.sh", *args], cwd=recipe, env=env, capture_output=True, text=True, timeout=900
+        ["./run.sh", *args], cwd=recipe, env=env, capture_output=True, text=True, timeout=1800
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
 

@@ -90,7 +90,8 @@ def target_tokenizer(train: Path, dev: Path, lang: str, cfg: dict) -> Tokenizer:
     if opts["kind"] == "char":
         tok = Tokenizer.train_char(texts, lang, CHARSETS.get(lang, ""))
     else:
-        tok = Tokenizer.train_sentencepiece(texts, lang, int(opts["vocab_size"]), opts["kind"])
+        # identity: the texts are normalised already, and NFKC tables would be most of the adapter file
+        tok = Tokenizer.train_sentencepiece(texts, lang, int(opts["vocab_size"]), opts["kind"], "identity")
     for path in (train / "text", dev / "text"):
         for lineno, (utt, raw) in enumerate(read_table(path, allow_empty_value=True).items(), start=1):
             # per character: SentencePiece reports a whole word around an unknown letter
@@ -183,7 +184,10 @@ def run(args: argparse.Namespace) -> int:
 
         base_fp = body_fingerprint(torch.load(base / "model.pt", map_location="cpu")["model"])
         if model.fingerprint() != base_fp:
-            raise RuntimeError(f"{exp / 'model.pt'}: the body changed during {args.method} training")
+            raise RuntimeError(
+                f"{exp / 'model.pt'}: its shared body differs from {base / 'model.pt'}'s: trained on another "
+                f"base (remove {exp} to start again), or the body trained during {args.method}"
+            )
         path = exp / f"{args.lang}.adapter"
         tok_data = {"tokens": tok.tokens, "kind": tok.kind, "lang": tok.lang, "sp_model": tok.sp_model}
         name = args.lang if ADAPTER_FILE[args.method] else None

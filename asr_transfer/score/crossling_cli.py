@@ -18,13 +18,14 @@ def run(args: argparse.Namespace) -> int:
 
     exps: list[Path] = []
     for p in map(Path, args.exps):
-        exps += (
+        found = (
             [p]
             if (p / "add_language.yaml").is_file()
             else sorted(q.parent for q in p.glob("*/add_language.yaml"))
         )
-    if not exps:
-        raise FileNotFoundError(f"no add_language.yaml under {', '.join(args.exps)}")
+        if not found:
+            raise FileNotFoundError(f"{p}: no add_language.yaml: not a finished add-language experiment")
+        exps += found
     source = crossling.source_table(Path(args.source)) if args.source else None
     md, html = crossling.write(crossling.collect(exps), Path(args.out), source, args.note)
     print(md.read_text(encoding="utf-8"))
