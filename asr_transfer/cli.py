@@ -18,12 +18,17 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "features": ("asr_transfer.data.features_cli", "dump fbank features and CMVN stats"),
     "tokenizer": ("asr_transfer.text.tokenizer_cli", "train a char or SentencePiece tokenizer"),
     "train": ("asr_transfer.train.cli", "train (or adapt) a model"),
+    "add-language": (
+        "asr_transfer.adapt.add_language",
+        "a new language from a base model: head|full|adapter",
+    ),
     "decode": ("asr_transfer.decode.cli", "decode data dirs to Kaldi text and trn"),
     "transcribe": ("asr_transfer.decode.transcribe_cli", "transcribe wav files"),
     "pseudo-label": ("asr_transfer.decode.pseudo_label", "pseudo-label target audio, keep the confident"),
     "average": ("asr_transfer.train.average_cli", "average the best checkpoints"),
     "score": ("asr_transfer.score.cli", "WER/CER/SER with S/D/I and bootstrap intervals"),
     "report": ("asr_transfer.score.report_cli", "Markdown + HTML comparison report"),
+    "crossling-report": ("asr_transfer.score.crossling_cli", "cross-lingual table: targets x methods"),
 }
 
 

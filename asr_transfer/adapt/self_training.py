@@ -1,8 +1,8 @@
 """Two-domain adaptation: a labelled source stream and a target stream, and plain self-training.
 
-Each step draws one source batch and one target batch; an epoch is one pass over the target audio. The supervised terms on
-the source (``ctc``, ``att``) and, with ``self_training: true``, the same terms on
-the target's pseudo-labels (``ctc_target``, ``att_target``) follow the CMatch paper:
+Each step draws one source batch and one target batch; an epoch is one pass over the target
+audio. The supervised terms on the source (``ctc``, ``att``) and, with ``self_training: true``,
+the same terms on the target's pseudo-labels (``ctc_target``, ``att_target``) follow the CMatch paper:
 ``0.3 * (CTC_S + CTC_T) / 2 + 0.7 * (Att_S + Att_T) / 2`` (the model's CTC weight,
 halved over the two domains). Subclasses add a matching term in :meth:`match`.
 """

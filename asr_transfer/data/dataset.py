@@ -16,6 +16,7 @@ import kaldiio
 import torch
 
 from asr_transfer.data.kaldi import DataError, read_table
+from asr_transfer.data.sampling import balance_languages
 from asr_transfer.text.normalize import Normalizer
 from asr_transfer.text.tokenizer import Tokenizer
 
@@ -102,13 +103,21 @@ def load_dump(
 
 
 def make_batches(
-    utts: list[Utterance], max_batch_frames: int, seed: int, epoch: int, world_size: int = 1, rank: int = 0
+    utts: list[Utterance],
+    max_batch_frames: int,
+    seed: int,
+    epoch: int,
+    world_size: int = 1,
+    rank: int = 0,
+    lang_temperature: float | None = None,
 ) -> list[list[Utterance]]:
     """Length-bucketed batches under a padded-frames budget, shuffled per epoch, this rank's share.
 
     Utterances are sorted by length so padding is small; a batch's cost is
     ``len(batch) * longest``. The batch order is shuffled with ``seed + epoch``;
     the list is padded by repetition to a multiple of ``world_size`` so ranks agree.
+    ``lang_temperature`` (``data.lang_temperature``) redraws the batches language-balanced
+    (:func:`~asr_transfer.data.sampling.balance_languages`).
 
     Example:
         >>> us = [Utterance(str(i), "en", 100 + i, "", [1]) for i in range(10)]
@@ -128,6 +137,8 @@ def make_batches(
     if cur:
         batches.append(cur)
     random.Random(seed * 100003 + epoch).shuffle(batches)
+    if lang_temperature is not None:
+        batches = balance_languages(batches, float(lang_temperature), seed, epoch)
     n = len(batches)
     batches += [batches[i % n] for i in range(-n % world_size)]
     return batches[rank::world_size]
@@ -154,12 +165,14 @@ def stream_batches(
     epoch: int,
     world_size: int = 1,
     rank: int = 0,
+    lang_temperature: float | None = None,
 ) -> list[dict[str, list[Utterance]]]:
     """One epoch of steps over several streams: ``[{"source": batch, "target": batch}, ...]``.
 
     The first stream defines the epoch; every other stream is batched with its own seed
     and cycled, so step ``i`` takes its batch ``i mod len``. All of it is a pure function of
-    ``(seed, epoch)``, which keeps mid-epoch resume exact.
+    ``(seed, epoch)``, which keeps mid-epoch resume exact. ``lang_temperature`` balances the
+    languages of the first stream (:func:`make_batches`).
 
     Example:
         >>> src = [Utterance(f"s{i}", "en", 100, "", [1]) for i in range(6)]
@@ -170,7 +183,15 @@ def stream_batches(
     """
     names = list(streams)
     per_stream = {
-        name: make_batches(utts, max_batch_frames, seed + 7919 * k, epoch, world_size, rank)
+        name: make_batches(
+            utts,
+            max_batch_frames,
+            seed + 7919 * k,
+            epoch,
+            world_size,
+            rank,
+            lang_temperature if k == 0 else None,
+        )
         for k, (name, utts) in enumerate(streams.items())
     }
     main = per_stream[names[0]]

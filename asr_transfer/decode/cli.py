@@ -35,6 +35,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lang", help="language head (default: utt2lang, or the only head)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--overwrite", action="store_true")
+    parser.add_argument(
+        "--adapter",
+        nargs="+",
+        default=[],
+        help="adapter files (add-language --method adapter) loaded into EXP's model; each data dir's "
+        "language (utt2lang or --lang) enables its own adapter, without reloading the model",
+    )
+    parser.add_argument("--out-root", help="write decode_<dir> here (default: EXP)")
 
 
 def decode_dir(rec: Recognizer, data_dir: Path, out: Path, lang: str | None) -> float:
@@ -70,7 +78,13 @@ def decode_dir(rec: Recognizer, data_dir: Path, out: Path, lang: str | None) -> 
             shutil.copyfile(data_dir / name, out / name)
     (out / "decode.yaml").write_text(
         yaml.safe_dump(
-            {**asdict(rec.decode_cfg), "lang": lang, "data": str(data_dir), "rtf": elapsed / audio_s}
+            {
+                **asdict(rec.decode_cfg),
+                "lang": lang,
+                "adapter": rec.adapter_of.get(lang),
+                "data": str(data_dir),
+                "rtf": elapsed / audio_s,
+            }
         )
     )
     shutil.rmtree(final, ignore_errors=True)  # an --overwrite
@@ -80,10 +94,14 @@ def decode_dir(rec: Recognizer, data_dir: Path, out: Path, lang: str | None) -> 
 
 def run(args: argparse.Namespace) -> int:
     rec = Recognizer.from_exp(
-        args.exp, args.checkpoint, DecodeConfig.from_config(args.config, args.overrides), args.device
+        args.exp,
+        args.checkpoint,
+        DecodeConfig.from_config(args.config, args.overrides),
+        args.device,
+        adapter=args.adapter,
     )
     for data_dir in map(Path, args.data):
-        out = Path(args.exp) / f"decode_{data_dir.name}"
+        out = Path(args.out_root or args.exp) / f"decode_{data_dir.name}"
         if (out / "text").exists() and not args.overwrite:
             print(f"decode: {out} exists, skipped")
             continue

@@ -22,6 +22,13 @@ class Recognizer:
 
         rec = Recognizer.from_exp("recipes/mini/exp/train_tiny")
         rec.transcribe("utt.flac")          # -> "three one four"
+
+    Hot swap: one base model, one small adapter file per language (``asr-transfer add-language
+    --method adapter``); decoding a language enables its adapter, the base is never reloaded::
+
+        rec = Recognizer.from_exp("exp/multi", adapter=["exp/ro_adapter/ro.adapter"])
+        rec.load_adapter("exp/cs_adapter/cs.adapter")
+        rec.transcribe("ro.flac", lang="ro"), rec.transcribe("cs.flac", lang="cs")
     """
 
     def __init__(
@@ -37,6 +44,20 @@ class Recognizer:
         self.tokenizers = tokenizers
         self.decode_cfg = decode or DecodeConfig()
         self.device = torch.device(device)
+        #: language -> adapter set enabled when decoding it; other languages get the model's own
+        self.adapter_of: dict[str, str | None] = {}
+        self.default_enabled = model.enabled_adapters()
+
+    def load_adapter(self, path: str | Path) -> str:
+        """Load an adapter file (adapter + head + tokenizer of one language); return its language.
+
+        The file must fit this model's body (a clear error naming the file otherwise).
+        """
+        data = self.model.load_adapter(path, enable=False)
+        tok = data["tokenizer"]
+        self.tokenizers[data["lang"]] = Tokenizer(tok["tokens"], tok["kind"], tok["lang"], tok["sp_model"])
+        self.adapter_of[data["lang"]] = data["name"]
+        return data["lang"]
 
     @classmethod
     def from_exp(
@@ -45,9 +66,10 @@ class Recognizer:
         checkpoint: str = "model.pt",
         decode: DecodeConfig | None = None,
         device: str | torch.device = "cpu",
+        adapter: str | Path | list[str | Path] | None = None,
     ) -> Recognizer:
         """Build from ``EXP/config.yaml`` (model and frontend), ``EXP/tokenizers/<lang>`` and
-        ``EXP/<checkpoint>`` (strict load)."""
+        ``EXP/<checkpoint>`` (strict load), then load the ``adapter`` file(s)."""
         exp = Path(exp_dir)
         cfg = load_config([exp / "config.yaml"])
         toks = {p.name: Tokenizer.load(p) for p in sorted((exp / "tokenizers").iterdir())}
@@ -56,7 +78,10 @@ class Recognizer:
         if not path.exists():
             raise FileNotFoundError(f"no checkpoint {path}: has training finished?")
         model.load_state_dict(torch.load(path, map_location="cpu")["model"])
-        return cls(model, toks, decode, device, build_frontend(cfg.get("features")))
+        rec = cls(model, toks, decode, device, build_frontend(cfg.get("features")))
+        for path in [adapter] if isinstance(adapter, str | Path) else adapter or []:
+            rec.load_adapter(path)
+        return rec
 
     def default_lang(self, lang: str | None) -> str:
         if lang is None:
@@ -77,6 +102,8 @@ class Recognizer:
         """Decode 16 kHz float waveforms in one padded batch; also each hypothesis's length-normalised
         confidence (see :func:`asr_transfer.decode.search.decode_batch_scored`)."""
         lang = self.default_lang(lang)
+        name = self.adapter_of.get(lang)
+        self.model.set_enabled([name] if name else self.default_enabled)
         feats = [self.frontend(w) for w in waves]
         lens = torch.tensor([f.shape[0] for f in feats])
         batch = torch.nn.utils.rnn.pad_sequence(feats, batch_first=True)

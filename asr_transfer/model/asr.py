@@ -15,6 +15,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 import torch
 from espnet.nets.pytorch_backend.nets_utils import make_pad_mask, th_accuracy
@@ -26,6 +28,7 @@ from espnet2.asr.encoder.conformer_encoder import ConformerEncoder
 from espnet2.asr.encoder.transformer_encoder import TransformerEncoder
 
 from asr_transfer.data.dataset import IGNORE_ID
+from asr_transfer.model import adapters as adapter_files
 from asr_transfer.model.grouped_decoding import grouped_block_step, source_kv, supports_grouping
 from asr_transfer.model.heads import LanguageHead
 from asr_transfer.model.slots import Slot
@@ -88,6 +91,7 @@ class HybridASR(torch.nn.Module):
         ctc_weight: float = 0.3,
         lsm_weight: float = 0.1,
         specaug: dict | None = None,
+        adapters: dict[str, dict] | None = None,
     ) -> None:
         super().__init__()
         enc_cfg = {"type": "transformer", "input_layer": "conv2d", **(encoder or {})}
@@ -111,6 +115,15 @@ class HybridASR(torch.nn.Module):
         self.ctc_weight = ctc_weight
         self.lsm_weight = lsm_weight
         self.d_model = d_model
+        self.adapter_specs: dict[str, dict] = {}
+        # enabled adapters in their recorded order, so the rebuilt slots apply them as trained
+        specs = {n: adapter_files.normalise_spec(n, s) for n, s in (adapters or {}).items()}
+        for name, spec in specs.items():
+            self.add_adapter(
+                name, **{k: v for k, v in spec.items() if k not in ("enabled", "order")}, enabled=False
+            )
+        on = [n for n in specs if specs[n]["enabled"]]
+        self.set_enabled(sorted(on, key=lambda n: specs[n].get("order", 0)))
 
     # encoder -----------------------------------------------------------------------
     def encode(
@@ -279,6 +292,155 @@ class HybridASR(torch.nn.Module):
     def slot_state_dict(self, name: str) -> dict[str, torch.Tensor]:
         """The parameters of the modules called ``name``: a small adapter checkpoint."""
         return {k: v for k, v in self.state_dict().items() if f".modules_by_name.{name}." in k}
+
+    # named adapters (NeMo-like API) ------------------------------------------------------
+    def add_adapter(
+        self,
+        name: str,
+        type: str = "adapter",
+        bottleneck: int = 64,
+        where: tuple[str, ...] | list[str] = ("encoder", "decoder"),
+        enabled: bool = True,
+        **options: Any,
+    ) -> None:
+        """Add the adapter set ``name`` (one module per slot); re-adding the same spec is a no-op.
+
+        ``options`` are those of other module types (a ``fusion`` layer's ``fuses``...).
+
+        Example:
+            >>> m = build_model({"encoder": {"output_size": 16, "attention_heads": 2, "linear_units": 32,
+            ...                  "num_blocks": 2}, "decoder": {"attention_heads": 2, "linear_units": 32,
+            ...                  "num_blocks": 1}}, {"en": 5})
+            >>> m.add_adapter("ro", bottleneck=4)
+            >>> m.adapter_config()["ro"]["bottleneck"], m.enabled_adapters()
+            (4, ['ro'])
+            >>> sum(p.numel() for p in m.adapter_parameters("ro"))  # 3 slots x (LayerNorm + down + up)
+            480
+        """
+        if type == "adapter":
+            options["bottleneck"] = bottleneck
+        spec = adapter_files.normalise_spec(name, {"type": type, **options, "where": where})
+        del spec["enabled"]
+        if name in self.adapter_specs:
+            if self.adapter_specs[name] != spec:
+                raise ValueError(f"adapter {name!r} exists as {self.adapter_specs[name]}, not {spec}")
+        else:
+            options = {k: spec[k] for k in adapter_files.TYPE_OPTIONS[type]}
+            make = adapter_files.ADAPTER_TYPES[spec["type"]]
+            device = next(self.parameters()).device
+            self.add_slot_modules(name, lambda d: make(d, **options).to(device), tuple(spec["where"]), False)
+            self.adapter_specs[name] = spec
+        if enabled and name not in self.enabled_adapters():
+            self.set_enabled([*self.enabled_adapters(), name])
+
+    def remove_adapter(self, name: str) -> None:
+        """Drop the adapter set ``name`` from every slot."""
+        for slot in [*self.enc_slots, *self.dec_slots]:
+            if name in slot.modules_by_name:
+                del slot.modules_by_name[name]
+            slot.enabled = [n for n in slot.enabled if n != name]
+        self.adapter_specs.pop(name, None)
+
+    def enabled_adapters(self) -> list[str]:
+        """Names enabled in some slot, in the order the slots apply them."""
+        out: list[str] = []
+        for slot in [*self.enc_slots, *self.dec_slots]:
+            out += [n for n in slot.enabled if n not in out]
+        return out
+
+    def enable_adapter(self, name: str, enabled: bool = True) -> None:
+        """Switch one adapter set on (applied after those already on) or off."""
+        if name not in self.adapter_specs:
+            raise KeyError(f"no adapter {name!r}; the model has {sorted(self.adapter_specs)}")
+        names = [n for n in self.enabled_adapters() if n != name]
+        self.set_enabled([*names, name] if enabled else names)
+
+    def adapter_parameters(self, name: str) -> list[torch.nn.Parameter]:
+        return [p for k, p in self.named_parameters() if f".modules_by_name.{name}." in k]
+
+    def freeze_adapter(self, name: str, frozen: bool = True) -> None:
+        for p in self.adapter_parameters(name):
+            p.requires_grad_(not frozen)
+
+    def adapter_config(self) -> dict[str, dict]:
+        """The ``model.adapters`` config entries that rebuild this model's adapters as they are now."""
+        on = self.enabled_adapters()
+        return {
+            name: {**spec, "enabled": name in on, "order": on.index(name) if name in on else len(on)}
+            for name, spec in self.adapter_specs.items()
+        }
+
+    def sizes(self) -> dict[str, int]:
+        """What an adapter file must agree with besides the fingerprint."""
+        return {
+            "d_model": self.d_model,
+            "encoder_blocks": len(self.enc_slots),
+            "decoder_blocks": len(self.dec_slots),
+        }
+
+    def fingerprint(self) -> str:
+        """:func:`~asr_transfer.model.adapters.body_fingerprint` of this model's shared body."""
+        return adapter_files.body_fingerprint(self.state_dict())
+
+    def save_adapter(
+        self, name: str | None, path: str | Path, lang: str | None = None, extra: dict | None = None
+    ) -> Path:
+        """Write adapter set ``name`` and the head of ``lang`` (default: ``name``) to a small file.
+
+        ``name`` may be ``None`` for a head-only file. ``extra`` (e.g. the tokenizer) is stored as is.
+        """
+        lang = lang or name
+        payload = {
+            "name": name,
+            "lang": lang,
+            "spec": self.adapter_specs[name] if name else None,
+            "adapter": self.slot_state_dict(name) if name else {},
+            "head": {k: v.clone() for k, v in self.heads[lang].state_dict().items()},
+            "vocab_size": self.heads[lang].vocab_size,
+            "base": {"fingerprint": self.fingerprint(), "sizes": self.sizes()},
+            **(extra or {}),
+        }
+        return adapter_files.save_adapter_file(payload, path)
+
+    def load_adapter(self, path: str | Path, enable: bool = True) -> dict:
+        """Load an adapter file (replacing an adapter and head of the same names); return its contents.
+
+        The file must have been made on this model's body (same fingerprint and sizes), else an
+        :class:`~asr_transfer.model.adapters.AdapterFileError` naming the file. With ``enable`` the
+        loaded adapter becomes the only one enabled.
+        """
+        data = adapter_files.read_adapter_file(path)
+        adapter_files.check_fits(data, path, self.fingerprint(), self.sizes())
+        name = data["name"]
+        # everything is checked before the model changes: a bad file leaves it as it was
+        head = LanguageHead(data["vocab_size"], self.d_model)
+        head.load_state_dict(data["head"])
+        if name:
+            spec = adapter_files.normalise_spec(name, data["spec"])
+            module = adapter_files.ADAPTER_TYPES[spec["type"]](self.d_model, bottleneck=spec["bottleneck"])
+            stacks = {
+                "encoder": ("enc_slots", len(self.enc_slots)),
+                "decoder": ("dec_slots", len(self.dec_slots)),
+            }
+            expected = {
+                f"{stacks[w][0]}.{i}.modules_by_name.{name}.{k}"
+                for w in spec["where"]
+                for i in range(stacks[w][1])
+                for k in module.state_dict()
+            }
+            if expected != set(data["adapter"]):
+                raise adapter_files.AdapterFileError(
+                    f"{path}: adapter {name!r} does not match its spec {spec}"
+                )
+        device = next(self.parameters()).device
+        self.heads[data["lang"]] = head.to(device)
+        if name:
+            self.remove_adapter(name)
+            self.add_adapter(name, **{k: spec[k] for k in ("type", "bottleneck", "where")}, enabled=False)
+            self.load_state_dict(data["adapter"], strict=False)
+            if enable:
+                self.set_enabled([name])
+        return data
 
 
 def build_model(cfg: dict, vocab_sizes: dict[str, int]) -> HybridASR:

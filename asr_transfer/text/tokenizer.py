@@ -136,9 +136,24 @@ class Tokenizer:
 
     @classmethod
     def train_sentencepiece(
-        cls, texts: list[str], lang: str, vocab_size: int, model_type: str = "unigram"
+        cls,
+        texts: list[str],
+        lang: str,
+        vocab_size: int,
+        model_type: str = "unigram",
+        normalization: str = "nmt_nfkc",
     ) -> Tokenizer:
-        """Train a SentencePiece model in memory (``model_type``: unigram or bpe)."""
+        """Train a SentencePiece model in memory (``model_type``: unigram or bpe).
+
+        ``normalization="identity"`` leaves SentencePiece's own normaliser out of the model (texts
+        already normalised by :class:`~asr_transfer.text.normalize.Normalizer`): a model of a few
+        hundred bytes instead of ~240 kB of NFKC tables, for small per-language adapter files.
+
+        Example:
+            >>> tok = Tokenizer.train_sentencepiece(["unu doi trei"] * 5, "ro", 100, normalization="identity")
+            >>> len(tok.sp_model) < 2000, tok.decode(tok.encode("trei doi"))
+            (True, 'trei doi')
+        """
         import io
 
         import sentencepiece as spm
@@ -156,6 +171,7 @@ class Tokenizer:
             eos_id=-1,
             pad_id=-1,
             hard_vocab_limit=False,
+            normalization_rule_name=normalization,
             minloglevel=2,
             num_threads=1,
         )

@@ -37,6 +37,7 @@ from asr_transfer.model.asr import HybridASR, build_model
 from asr_transfer.text.tokenizer import Tokenizer
 from asr_transfer.train.checkpoint import average_checkpoints, save_atomic
 from asr_transfer.train.dist import DistInfo, all_reduce_sum, init_distributed
+from asr_transfer.train.init import init_from_base
 from asr_transfer.train.options import TrainOptions
 from asr_transfer.train.schedule import build_schedule
 
@@ -145,13 +146,15 @@ def train(cfg: dict, exp_dir: str | Path) -> Path:
         toks = load_tokenizers(cfg)
         model = model_from_config(cfg, toks)
         if opts.init:
-            # a strict load: a checkpoint that does not fit must fail loudly, never silently load nothing
-            model.load_state_dict(torch.load(opts.init, map_location="cpu")["model"])
+            # strict except for whole heads of new languages: a misfit fails loudly, never loads nothing
+            init_from_base(model, opts.init)
     method = build_method(cfg.get("adapt"))
     method.tokenizers = toks
     method.setup(model)
     # written after the method set the model up, with its resolved options, so the experiment rebuilds
     cfg["adapt"] = method.resolved_config()
+    if model.adapter_specs:  # the adapters the method added, so build_model rebuilds them
+        cfg["model"]["adapters"] = model.adapter_config()
     train_streams, dev_streams = load_streams(cfg, method, toks, opts.max_utt_frames)
     if info.is_main:
         ckpt_dir.mkdir(parents=True, exist_ok=True)
@@ -165,7 +168,10 @@ def train(cfg: dict, exp_dir: str | Path) -> Path:
     method.to(info.device)
 
     budget, epochs, accum = opts.max_batch_frames, opts.epochs, opts.accum_grad
-    steps_per_epoch = len(stream_batches(train_streams, budget, seed, 1, info.world_size, info.rank))
+    temperature = cfg["data"].get("lang_temperature")  # language-balanced sampling (multilingual)
+    steps_per_epoch = len(
+        stream_batches(train_streams, budget, seed, 1, info.world_size, info.rank, temperature)
+    )
     total_steps = epochs * math.ceil(steps_per_epoch / accum)
     params = [p for p in [*model.parameters(), *method.parameters()] if p.requires_grad]
     optim = torch.optim.Adam(
@@ -234,7 +240,7 @@ def train(cfg: dict, exp_dir: str | Path) -> Path:
 
     while state["epoch"] <= epochs:
         epoch = state["epoch"]
-        steps = stream_batches(train_streams, budget, seed, epoch, info.world_size, info.rank)
+        steps = stream_batches(train_streams, budget, seed, epoch, info.world_size, info.rank, temperature)
         net.train()
         method.train()
         bar = tqdm(

@@ -1,0 +1,45 @@
+"""Start a model from a trained base model that lacks some of its language heads.
+
+The load is strict for every key of the base: the only keys allowed to be missing are whole
+heads of languages the base never had (a new target's fresh head). Anything else missing,
+unexpected or of another shape is an error naming the file, never a silent partial load.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+
+def init_from_base(model: torch.nn.Module, path: str | Path) -> list[str]:
+    """Load ``path``'s ``model`` state into ``model``; return the languages whose heads stay new.
+
+    Example:
+        >>> import tempfile
+        >>> from asr_transfer.model.heads import LanguageHead
+        >>> base = torch.nn.Module(); base.heads = torch.nn.ModuleDict({"de": LanguageHead(5, 4)})
+        >>> f = Path(tempfile.mkdtemp()) / "base.pt"
+        >>> torch.save({"model": base.state_dict()}, f)
+        >>> new = torch.nn.Module()
+        >>> new.heads = torch.nn.ModuleDict({"de": LanguageHead(5, 4), "ro": LanguageHead(7, 4)})
+        >>> init_from_base(new, f)
+        ['ro']
+        >>> torch.equal(new.heads.de.embed.weight, base.heads.de.embed.weight)
+        True
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"train.init: no checkpoint {path}")
+    state = torch.load(path, map_location="cpu")["model"]
+    base_langs = {k.split(".")[1] for k in state if k.startswith("heads.")}
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    new_langs = sorted({k.split(".")[1] for k in missing if k.startswith("heads.")} - base_langs)
+    other = [k for k in missing if not (k.startswith("heads.") and k.split(".")[1] in new_langs)]
+    if other or unexpected:
+        raise RuntimeError(
+            f"{path}: does not fit the model: missing {other[:8]}{' ...' if len(other) > 8 else ''}, "
+            f"unexpected {unexpected[:8]}{' ...' if len(unexpected) > 8 else ''} "
+            "(only the heads of new languages may be missing)"
+        )
+    return new_langs

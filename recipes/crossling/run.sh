@@ -1,0 +1,176 @@
+#!/usr/bin/env bash
+# Cross-lingual transfer (methods.md section 3): a multilingual source model, then every target
+# language by every method (head | full | adapter | metaadapter | simadapter | simadapter+), on the
+# synthetic corpus.
+#   0 synthesise corpus (or --corpus DIR of an existing one)   1 validate data dirs
+#   2 fbank + CMVN of the source languages                      3 SentencePiece per source language
+#   4 pretrain the multilingual model (language-balanced); then, when a method needs them, the
+#     source adapters (exp/src_adapters: simadapter, simadapter+) and the MetaAdapter (exp/meta:
+#     metaadapter, simadapter+), both on the frozen multilingual body
+#   5 decode the sources' test sets
+#   6 add-language: every target x every method                 7 decode every target's test set
+#   8 report: the paper-shaped table (exp/report/RESULTS.md, report.html)
+# Every stage is idempotent: finished work is skipped, training resumes after a kill.
+# Usage: ./run.sh [--stage N] [--stop_stage N] [--preset mini|standard] [--corpus DIR]
+#                 [--sources "de fr es it pl"] [--targets "ro cs uk ar"] [--methods "head full adapter"]
+#                 [--pretrain_args "--train.epochs 5"] [--adapt_args "--train.epochs 10 --adapt.bottleneck 8"]
+#                 [--src_adapter_args "--train.epochs 2"] [--meta_args "--adapt.algorithm reptile"]
+# simadapter fuses exp/<target>_adapter and simadapter+ exp/<target>_metaadapter: list those methods
+# before them in --methods (the default order of the paper's table does).
+#                 [--source_token_type char|unigram|bpe] (targets: --adapt_args "--tokenizer.kind char")
+set -euo pipefail
+
+stage=0
+stop_stage=100
+preset=mini
+seed=1
+jobs=2
+noise_dir=""       # default: ASR_TRANSFER_NOISE_DIR or ../shared/data/noise
+corpus=corpus
+sources="de fr es it pl"
+targets="ro cs uk ar"   # standard: add br
+methods="head full adapter"
+model_config=conf/model/tiny.yaml
+pretrain_config=conf/train/xling_pretrain.yaml
+src_adapter_config=conf/train/xling_source_adapters.yaml
+meta_config=conf/train/xling_meta.yaml
+adapt_config=conf/train/xling_adapt.yaml
+decode_config=conf/decode/ctc_greedy.yaml
+source_token_type=unigram  # char | unigram | bpe
+nbpe_source=150    # methods.md; SentencePiece stops at what the text supports
+pretrain_args=""
+src_adapter_args=""
+meta_args=""
+adapt_args=""
+domain=clean
+
+while [ $# -gt 0 ]; do
+  name=${1#--}
+  [ "$name" != "$1" ] && [ $# -ge 2 ] || { echo "usage: $0 [--option value]..." >&2; exit 2; }
+  declare -p "$name" >/dev/null 2>&1 || { echo "$0: unknown option --$name" >&2; exit 2; }
+  printf -v "$name" '%s' "$2"
+  shift 2
+done
+
+log() { echo "[$(date +%H:%M:%S)] stage $*"; }
+data=$corpus/data
+exp=exp/multi
+
+if [ "$stage" -le 0 ] && [ "$stop_stage" -ge 0 ]; then
+  log "0: synthesise the $preset corpus into $corpus"
+  if [ -f "$corpus/corpus.json" ]; then
+    echo "  $corpus/corpus.json exists, skipped"
+  else
+    asr-transfer synth --preset "$preset" --out "$corpus" --seed "$seed" --jobs "$jobs" \
+      ${noise_dir:+--noise-dir "$noise_dir"}
+  fi
+fi
+
+if [ "$stage" -le 1 ] && [ "$stop_stage" -ge 1 ]; then
+  log "1: validate data dirs"
+  dirs=()
+  for l in $sources $targets; do for s in train dev test; do dirs+=("$data/${l}_${s}_$domain"); done; done
+  asr-transfer validate-data "${dirs[@]}"
+fi
+
+if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ]; then
+  log "2: fbank of the source languages, global CMVN over all their training data"
+  train_dirs=(); dev_dirs=()
+  for l in $sources; do train_dirs+=("$data/${l}_train_$domain"); dev_dirs+=("$data/${l}_dev_$domain"); done
+  asr-transfer features "${train_dirs[@]}" --out dump --cmvn dump/cmvn.npz
+  asr-transfer features "${dev_dirs[@]}" --out dump
+fi
+
+if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ]; then
+  log "3: one $source_token_type vocabulary per source language"
+  for l in $sources; do
+    asr-transfer tokenizer "$data/${l}_train_$domain" --lang "$l" --kind "$source_token_type" \
+      --vocab-size "$nbpe_source" \
+      --out "exp/tokenizer/$l"
+  done
+fi
+
+if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ]; then
+  log "4: pretrain the multilingual model $exp"
+  if [ -f "$exp/model.pt" ]; then
+    echo "  $exp/model.pt exists, skipped"
+  else
+    tr=""; dv=""; tk=""
+    for l in $sources; do
+      tr+="{dump: dump/${l}_train_$domain, lang: $l},"
+      dv+="{dump: dump/${l}_dev_$domain, lang: $l},"
+      tk+="$l: exp/tokenizer/$l,"
+    done
+    # shellcheck disable=SC2086
+    asr-transfer train --config "$model_config" --config "$pretrain_config" --exp "$exp" \
+      --data.train "[${tr%,}]" --data.dev "[${dv%,}]" --data.tokenizers "{${tk%,}}" \
+      --data.cmvn dump/cmvn.npz --train.device cpu $pretrain_args
+  fi
+  needs() { for m in $methods; do for x in "$@"; do [ "$m" = "$x" ] && return 0; done; done; return 1; }
+  if needs simadapter simadapter+; then
+    log "4: source adapters on the frozen $exp -> exp/src_adapters"
+    if [ -f exp/src_adapters/model.pt ]; then
+      echo "  exp/src_adapters/model.pt exists, skipped"
+    else
+      # shellcheck disable=SC2086
+      asr-transfer train --config "$exp/config.yaml" --config "$src_adapter_config" --exp exp/src_adapters \
+        --train.init "$exp/model.pt" --adapt.langs "[${sources// /,}]" --train.device cpu $src_adapter_args
+    fi
+  fi
+  if needs metaadapter simadapter+; then
+    log "4: meta-train the MetaAdapter over the sources on the frozen $exp -> exp/meta"
+    if [ -f exp/meta/model.pt ]; then
+      echo "  exp/meta/model.pt exists, skipped"
+    else
+      # shellcheck disable=SC2086
+      asr-transfer train --config "$exp/config.yaml" --config "$meta_config" --exp exp/meta \
+        --train.init "$exp/model.pt" --train.device cpu $meta_args
+    fi
+  fi
+fi
+
+if [ "$stage" -le 5 ] && [ "$stop_stage" -ge 5 ]; then
+  log "5: decode the test set of every source language"
+  for l in $sources; do
+    asr-transfer decode --exp "$exp" --data "$data/${l}_test_$domain" --config "$decode_config" --lang "$l"
+  done
+fi
+
+if [ "$stage" -le 6 ] && [ "$stop_stage" -ge 6 ]; then
+  log "6: add every target language by every method"
+  for l in $targets; do
+    for m in $methods; do
+      case $m in  # what each method starts from besides the multilingual model
+        metaadapter) from=(--adapt.meta exp/meta) ;;
+        simadapter) from=(--adapt.sources exp/src_adapters --adapt.target_adapter "exp/${l}_adapter") ;;
+        simadapter+) from=(--adapt.sources exp/src_adapters --adapt.target_adapter "exp/${l}_metaadapter") ;;
+        *) from=() ;;
+      esac
+      if [ "${#from[@]}" -ge 4 ] && [ ! -f "${from[3]}/add_language.yaml" ]; then
+        echo "$0: $m for $l fuses ${from[3]}, which is not finished: list its method earlier" >&2; exit 2
+      fi
+      # shellcheck disable=SC2086
+      asr-transfer add-language --base "$exp" --lang "$l" --method "$m" --exp "exp/${l}_$m" \
+        --train "$data/${l}_train_$domain" --dev "$data/${l}_dev_$domain" \
+        --config "$adapt_config" --decode-config "$decode_config" "${from[@]}" $adapt_args
+    done
+  done
+fi
+
+if [ "$stage" -le 7 ] && [ "$stop_stage" -ge 7 ]; then
+  log "7: decode every target's test set"
+  for l in $targets; do
+    for m in $methods; do
+      asr-transfer decode --exp "exp/${l}_$m" --data "$data/${l}_test_$domain" --config "$decode_config" \
+        --lang "$l"
+    done
+  done
+fi
+
+if [ "$stage" -le 8 ] && [ "$stop_stage" -ge 8 ]; then
+  log "8: report"
+  exps=()
+  for l in $targets; do for m in $methods; do exps+=("exp/${l}_$m"); done; done
+  asr-transfer crossling-report "${exps[@]}" --source "$exp" --out exp/report \
+    --note "Sources: $sources. Targets: $targets. Corpus: $corpus ($preset)."
+fi
