@@ -9,10 +9,32 @@ import pytest
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
-NOISE = REPO.parent / "shared" / "data" / "noise"
+pytest_plugins = ["pytester"]  # tests of this conftest's own hooks (tests/test_ci_tools.py)
 
 # tests share 2 cores; one thread per process keeps them from fighting
 torch.set_num_threads(1)
+
+#: In CI (``CI=true``) the system tools are installed by ./test.sh, so a test marked ``system_tool``
+#: that skips for a missing tool is an error there; elsewhere it stays a skip with its reason.
+TOOLS_REQUIRED = os.environ.get("CI", "").lower() in ("true", "1")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "system_tool: needs a system tool that ./test.sh installs as root (sctk, chromium, the speech "
+        "engines); skipped without it, an error when CI=true",
+    )
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
+    outcome = yield
+    report = outcome.get_result()
+    if report.skipped and TOOLS_REQUIRED and item.get_closest_marker("system_tool"):
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        report.outcome = "failed"
+        report.longrepr = f"CI=true, and a system tool is missing: {reason} (./test.sh installs it as root)"
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -35,10 +57,7 @@ def cli(*args: str | os.PathLike) -> int:
 def tiny_corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The ``tiny`` synth preset: a few real synthesised utterances per data dir."""
     out = tmp_path_factory.mktemp("tiny") / "corpus"
-    assert (
-        cli("synth", "--preset", "tiny", "--out", out, "--seed", "3", "--jobs", "1", "--noise-dir", NOISE)
-        == 0
-    )
+    assert cli("synth", "--preset", "tiny", "--out", out, "--seed", "3", "--jobs", "1") == 0
     return out / "data"
 
 

@@ -179,12 +179,20 @@ def test_unknown_options_and_methods_are_errors_naming_the_key() -> None:
 
 
 # adaptation runs of the loop ------------------------------------------------------------------------
+def pseudo_labelled_target(source: Path, data: dict[str, Path], out: Path) -> dict[str, Path]:
+    """Stage 7 of the recipe: pseudo-label the target's training and dev audio, dump the features."""
+    for data_dir in data.values():
+        assert cli("pseudo-label", "--exp", source, "--data", data_dir, "--out", out / data_dir.name,
+                   "--keep", "1.0", "--mode", "ctc_greedy") == 0  # fmt: skip
+    assert cli("features", *(out / d.name for d in data.values()), "--out", out / "dump") == 0
+    return {split: out / "dump" / d.name for split, d in data.items()}
+
+
 @pytest.fixture(scope="module")
-def target(tiny_setup: dict[str, Path]) -> dict[str, Path]:
-    """Features of the phone domain's training and dev audio, dumped as the recipe does."""
-    data, dump = tiny_setup["data"], tiny_setup["root"] / "dump"
-    assert cli("features", data / "en_train_phone", data / "en_dev_phone", "--out", dump) == 0
-    return {"train": dump / "en_train_phone", "dev": dump / "en_dev_phone"}
+def target(tiny_setup: dict[str, Path], tiny_exp: Path) -> dict[str, Path]:
+    """The phone domain's training and dev audio with the source model's pseudo-labels, dumped."""
+    data = {split: tiny_setup["data"] / f"en_{split}_phone" for split in ("train", "dev")}
+    return pseudo_labelled_target(tiny_exp, data, tiny_setup["root"] / "pseudo")
 
 
 def adapt_args(
@@ -224,24 +232,41 @@ def test_cmatch_adaptation_run_saves_a_config_that_rebuilds_and_logs_every_term(
     assert rec.model.state_dict().keys() == torch.load(exp / "model.pt")["model"].keys()
 
 
-def test_unlabelled_target_text_is_never_read(
+def test_target_transcripts_are_never_read(
     tiny_setup: dict[str, Path], tiny_exp: Path, target: dict[str, Path], tmp_path: Path
 ) -> None:
-    garbage = {k: tmp_path / "garbage" / v.name for k, v in target.items()}
-    for key, src in target.items():
-        shutil.copytree(src, garbage[key])
-        lines = (src / "text").read_text().splitlines()
-        (garbage[key] / "text").write_text("".join(f"{ln.split()[0]} ZZZ QQQ\n" for ln in lines))
+    # the whole pipeline (pseudo-labels, features, CMatch with self-training) from target data dirs
+    # whose transcripts are garbage gives the model bit for bit
+    garbage = {}
+    for split in ("train", "dev"):
+        src = tiny_setup["data"] / f"en_{split}_phone"
+        garbage[split] = shutil.copytree(src, tmp_path / "garbage" / src.name)
+        ids = [line.split()[0] for line in (src / "text").read_text().splitlines()]
+        (garbage[split] / "text").write_text("".join(f"{u} ZZZ QQQ\n" for u in ids))
+    targets = {"real": target, "garbage": pseudo_labelled_target(tiny_exp, garbage, tmp_path / "pseudo")}
     models = []
-    for name, tgt in (("real", target), ("garbage", garbage)):
+    for name, tgt in targets.items():
         exp = tmp_path / name
-        cfg = REPO / "conf/adapt/cmatch_ctc_pred.yaml"
+        cfg = REPO / "conf/adapt/cmatch_ctc_align.yaml"
         assert cli(*adapt_args(tiny_setup, tiny_exp, tgt, exp, "--config", str(cfg),
-                               "--adapt.self_training", "false", "--adapt.threshold", "0.2",
-                               "--train.epochs", "1")) == 0  # fmt: skip
+                               "--adapt.min_frames", "1", "--train.epochs", "1")) == 0  # fmt: skip
         models.append(torch.load(exp / "model.pt")["model"])
     for key, value in models[0].items():
         assert torch.equal(value, models[1][key]), key
+
+
+def test_an_unlabelled_stream_never_opens_the_dump_text(
+    tiny_setup: dict[str, Path], tiny_exp: Path, target: dict[str, Path], tmp_path: Path
+) -> None:
+    # ctc_pred without self-training reads no label of the target at all: not even pseudo-labels
+    unreadable = {k: shutil.copytree(v, tmp_path / "no_text" / v.name) for k, v in target.items()}
+    for dump in unreadable.values():
+        (dump / "text").unlink()
+    cfg = REPO / "conf/adapt/cmatch_ctc_pred.yaml"
+    assert cli(*adapt_args(tiny_setup, tiny_exp, unreadable, tmp_path / "exp", "--config", str(cfg),
+                           "--adapt.self_training", "false", "--adapt.threshold", "0.2",
+                           "--train.epochs", "1")) == 0  # fmt: skip
+    assert (tmp_path / "exp" / "model.pt").exists()
 
 
 def test_a_method_needing_target_audio_without_it_is_an_error(

@@ -1,9 +1,12 @@
-"""A shortened cross-lingual recipe run (two sources, one target, Adapter and Full-FT, a few epochs):
-pretrain -> add-language -> decode -> the paper-shaped table. The documented run is in docs/benchmarks.md."""
+"""A shortened cross-lingual recipe run (two sources, one target, a few epochs; Full-FT, Adapter,
+MetaAdapter, SimAdapter): pretrain (+ source adapters and the MetaAdapter) -> add-language -> decode
+-> the paper-shaped table with the fusion-weight plot, rendered in headless Chromium. The documented
+run is in docs/benchmarks.md."""
 
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -11,6 +14,8 @@ from pathlib import Path
 import pytest
 import yaml
 from conftest import NOISE, REPO
+
+CHROMIUM = shutil.which("chromium")
 
 
 @pytest.mark.slow
@@ -24,9 +29,11 @@ def test_crossling_recipe_shortened(tmp_path: Path) -> None:
            "ASR_TRANSFER_NOISE_DIR": str(NOISE), "PYTHONPATH": str(REPO)}  # fmt: skip
     # the tiny preset (a few utterances per dir: en and de as sources, ro as target); character
     # vocabularies because 3-6 training utterances do not hold every letter of the dev sets
-    args = ["--preset", "tiny", "--sources", "en de", "--targets", "ro", "--methods", "full adapter",
-            "--source_token_type", "char",
+    args = ["--preset", "tiny", "--sources", "en de", "--targets", "ro",
+            "--methods", "full adapter metaadapter simadapter", "--source_token_type", "char",
             "--pretrain_args", "--train.epochs 3 --train.num_threads 1",
+            "--src_adapter_args", "--train.epochs 2 --train.num_threads 1 --adapt.bottleneck 8",
+            "--meta_args", "--train.epochs 2 --train.num_threads 1 --adapt.bottleneck 8 --train.accum_grad 2",
             "--adapt_args",
             "--train.epochs 3 --train.num_threads 1 --tokenizer.kind char --adapt.bottleneck 8"]  # fmt: skip
     proc = subprocess.run(
@@ -36,18 +43,43 @@ def test_crossling_recipe_shortened(tmp_path: Path) -> None:
 
     results = (recipe / "exp/report/RESULTS.md").read_text(encoding="utf-8")
     header = next(line for line in results.splitlines() if line.startswith("| target"))
-    assert header.split("|")[2:4] == [" Full-FT ", " Adapter "]
+    assert header.split("|")[2:6] == [" Full-FT ", " Adapter ", " MetaAdapter ", " SimAdapter "]
     for row in ("| ro |", "| **average** (1) |", "| trainable params (%) |", "Difference to Full-FT"):
         assert row in results, results
     assert "en_test_clean" in results and "de_test_clean" in results  # the source model's own WERs
     assert (recipe / "exp/report/report.html").stat().st_size > 1000
     assert "| ro |" in proc.stdout  # the table is printed
     share = {m: yaml.safe_load((recipe / f"exp/ro_{m}/add_language.yaml").read_text())["trainable_share"]
-             for m in ("full", "adapter")}  # fmt: skip
-    assert share["adapter"] < 0.2 < share["full"] == 1.0
+             for m in ("full", "adapter", "metaadapter", "simadapter")}  # fmt: skip
+    assert share["adapter"] == share["metaadapter"] < 0.2 < share["full"] == 1.0
+    assert share["simadapter"] < share["full"]
     assert (recipe / "exp/ro_adapter/ro.adapter").is_file()
+    assert (recipe / "exp/ro_metaadapter/ro.adapter").is_file()
+    for run in ("src_adapters", "meta"):  # the source-side runs of stage 4
+        assert (recipe / f"exp/{run}/model.pt").is_file()
+    assert "SimAdapter fusion weights" in results and (recipe / "exp/report/fusion_weights.png").is_file()
+    if CHROMIUM:  # the report, fusion-weight plot included, renders in a browser
+        _check_in_chromium(recipe / "exp/report/report.html", tmp_path)
     # idempotent: a rerun skips every finished step
     again = subprocess.run(["./run.sh", "--stage", "2", *args], cwd=recipe, env=env, capture_output=True,
                            text=True, timeout=600)  # fmt: skip
     assert again.returncode == 0, again.stdout[-2000:] + again.stderr[-2000:]
     assert again.stdout.count("skipped") >= 6, again.stdout
+
+
+def _check_in_chromium(page: Path, tmp: Path) -> None:
+    import numpy as np
+    from PIL import Image
+
+    flags = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+             "--disable-component-update", "--disable-sync", "--no-first-run",
+             f"--user-data-dir={tmp / 'profile'}"]  # fmt: skip
+    dom = subprocess.run([*flags, "--dump-dom", page.as_uri()], check=True, capture_output=True, timeout=120,
+                         text=True).stdout  # fmt: skip
+    assert "SimAdapter fusion weights (mean attention" in dom and 'alt="fusion weights"' in dom
+    shot = tmp / "shot.png"
+    subprocess.run([*flags, f"--screenshot={shot}", "--window-size=1200,3000", page.as_uri()], check=True,
+                   capture_output=True, timeout=120)  # fmt: skip
+    pixels = np.asarray(Image.open(shot).convert("L"), dtype=np.float64)
+    # the heatmap is a large dark/coloured area: hundreds of rows with many non-white pixels
+    assert ((pixels < 200).sum(axis=1) > 50).sum() > 150

@@ -29,7 +29,7 @@ def test_read_table_duplicate_id_names_both_lines(tmp_path):
 
 @pytest.mark.parametrize(
     ("content", "line", "what"),
-    [("a one\nb\n", 2, "line has an id but no value"), ("a one\n\nb two\n", 2, "empty line")],
+    [("a one\nb\n", 2, "utterance 'b': line has an id but no value"), ("a one\n\nb two\n", 2, "empty line")],
 )
 def test_read_table_malformed_line(tmp_path, content, line, what):
     path = tmp_path / "utt2spk"
@@ -127,8 +127,8 @@ def test_check_collects_every_problem(tmp_path):
         f"{wav}:3: duplicate utterance id 's1-a' (first on line 2)",
         f"{wav}:2: id 's1-a' is out of order (after 's1-b' on line 1)",
         f"{wav}:4: piped commands are not supported",
-        f"{tmp_path / 'utt2dur'}:2: duration 'zero' is not a number",
-        f"{tmp_path / 'utt2dur'}:3: duration 0 is not positive",
+        f"{tmp_path / 'utt2dur'}:2: utterance 's1-a': duration 'zero' is not a number",
+        f"{tmp_path / 'utt2dur'}:3: utterance 's1-d': duration 0 is not positive",
         f"{tmp_path / 'spk2utt'}:1: utterances of speaker 's1' differ from utt2spk",
     ]
     for message in expected:

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import NOISE, REPO
+from conftest import REPO
 
 # Clean-test WER the recipe must reach even in this shortened run (the full recipe's figure is
 # recorded in docs/benchmarks.md); far above it means training or decoding is broken.
@@ -24,12 +24,19 @@ def test_mini_recipe_end_to_end(tmp_path: Path) -> None:
     recipe.mkdir()
     shutil.copy(REPO / "recipes/mini/run.sh", recipe / "run.sh")
     (recipe / "conf").symlink_to(REPO / "conf")
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
-           "ASR_TRANSFER_NOISE_DIR": str(NOISE)}  # fmt: skip
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
     # without speed perturbation and with ~half the recipe's steps, to keep CI short;
     # the full recipe's WER is in docs/benchmarks.md
     proc = subprocess.run(
-        ["./run.sh", "--speed_perturb", "", "--train_args", "--train.epochs 10"],
+        [
+            "./run.sh",
+            "--speed_perturb",
+            "",
+            "--train_args",
+            "--train.epochs 10",
+            "--adapt_args",
+            "--train.epochs 2",
+        ],
         cwd=recipe,
         env=env,
         capture_output=True,
@@ -51,6 +58,16 @@ def test_mini_recipe_end_to_end(tmp_path: Path) -> None:
     assert "en_test_clean" in results and "en_test_farfield" in results
     assert (recipe / "exp" / "report" / "report.html").stat().st_size > 10_000
     assert "| clean" in proc.stdout or "en_test_clean" in proc.stdout  # the table is printed
+    # stages 7-10: pseudo-labels of the phone domain, CMatch adaptation, its table against source-only
+    pseudo = recipe / "exp" / "pseudo" / "en_train_phone"
+    kept = len((pseudo / "text").read_text().splitlines())
+    assert kept == 700 and len((pseudo / "confidence").read_text().splitlines()) == 1000
+    adapted = recipe / "exp" / "adapt" / "cmatch_ctc_align_phone"
+    for test_set in ("en_test_phone", "en_test_clean"):
+        assert (adapted / f"decode_{test_set}" / "score" / "wer.json").exists()
+    table = (recipe / "exp" / "report_adapt" / "RESULTS.md").read_text()
+    assert "CMatch (ctc_align)" in table and "Source-only" in table and "phone" in table
+    assert "CMatch (ctc_align)" in proc.stdout  # printed at the end of the run
     # every stage is idempotent: a rerun of the same command skips all work and succeeds
     rerun = ["./run.sh", "--stage", "2", "--stop_stage", "5", "--speed_perturb", ""]
     again = subprocess.run(rerun, cwd=recipe, env=env, capture_output=True, text=True, timeout=600)

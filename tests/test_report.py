@@ -135,6 +135,7 @@ CHROMIUM = shutil.which("chromium")
 
 
 @pytest.mark.slow
+@pytest.mark.system_tool
 @pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed")
 def test_report_renders_in_headless_chromium(tmp_path, two_systems):
     from PIL import Image

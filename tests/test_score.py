@@ -140,8 +140,6 @@ def test_cli_writes_trn_result_and_json(tmp_path, capsys):
         ("a x\nb y\n", "a x\nc z\n", r"hyp:2: utterance id 'c' is not in the reference"),
         ("a x\nb y\na z\n", "a x\n", r"ref:3: duplicate utterance id 'a' \(first on line 1\)"),
         ("a x\nb y\n", "b y\nb y\n", r"hyp:2: duplicate utterance id 'b'"),
-        ("a x\nb\n", "a x\n", r"ref:2: empty reference for 'b'"),
-        ("a x\nb !!\n", "a x\n", r"ref:2: empty reference for 'b' after normalisation"),
         ("a x\n", b"a ok\n\xff\xfe bad\n", r"hyp:2: not valid UTF-8"),
     ],
 )
@@ -151,12 +149,66 @@ def test_bad_input_names_file_and_line(tmp_path, capsys, ref_text, hyp_text, mes
     assert re.search(message, capsys.readouterr().err)
 
 
-def test_empty_reference_allowed_on_request(tmp_path, capsys):
-    ref, hyp = _write(tmp_path / "ref", "a x\nb\n"), _write(tmp_path / "hyp", "a x\nb extra\n")
+def test_empty_reference_scored_like_sclite_by_default_with_a_warning(tmp_path, capsys):
+    ref, hyp = _write(tmp_path / "ref", "a x\nb\nc !!\n"), _write(tmp_path / "hyp", "a x\nb extra\nc\n")
+    assert main(["score", str(ref), str(hyp), "--resamples", "10"]) == 0
+    out, err = capsys.readouterr()
+    assert "%WER 100.00 [ 1 / 1, 1 ins, 0 del, 0 sub ]" in out
+    assert "%SER 33.33 [ 1 / 3 ]" in out  # b (a word where none was said) is wrong; c (nothing) is right
+    assert f"warning: 2 empty references in {ref} (after normalisation)" in err and ": b, c" in err
+    # the former opt-in flag is still accepted (it is the default now)
     assert main(["score", str(ref), str(hyp), "--allow-empty-ref", "--resamples", "10"]) == 0
-    assert "%WER 100.00 [ 1 / 1, 1 ins, 0 del, 0 sub ]" in capsys.readouterr().out
 
 
+@pytest.mark.parametrize(
+    ("ref_text", "message"),
+    [
+        ("a x\nb\n", r"ref:2: empty reference for 'b' \(refused by --strict-empty-ref"),
+        ("a x\nb !!\n", r"ref:2: empty reference for 'b' after normalisation"),
+    ],
+)
+def test_strict_option_refuses_empty_references(tmp_path, capsys, ref_text, message):
+    ref, hyp = _write(tmp_path / "ref", ref_text), _write(tmp_path / "hyp", "a x\n")
+    assert main(["score", str(ref), str(hyp), "--strict-empty-ref", "--resamples", "10"]) == 1
+    assert re.search(message, capsys.readouterr().err)
+
+
+def _sclite_totals(out: Path) -> tuple[int, ...]:
+    """sclite's raw ``Sum`` row of out/ref.trn against out/hyp.trn: snt wrd corr sub del ins err s.err."""
+    proc = subprocess.run(
+        [SCLITE, "-r", str(out / "ref.trn"), "trn", "-h", str(out / "hyp.trn"), "trn",
+         "-i", "rm", "-o", "rsum", "stdout"],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    # | Sum | #snt #wrd | corr sub del ins err s.err |  (raw counts)
+    row = next(line for line in proc.stdout.splitlines() if "Sum" in line)
+    return tuple(int(float(x)) for x in re.findall(r"[\d.]+", row))
+
+
+@pytest.mark.system_tool
+@pytest.mark.skipif(SCLITE is None, reason="SCTK sclite not installed (Debian package sctk)")
+def test_empty_references_agree_with_sclite_with_no_option(tmp_path, capsys):
+    ref = _write(
+        tmp_path / "d" / "text",
+        "s1-u1 the cat sat\ns1-u2\ns1-u3 !!\ns2-u1 a dog\ns2-u2\ns2-u3\ns2-u4 red mat\n",
+    )
+    hyp = _write(tmp_path / "hyp", "s1-u1 the hat sat\ns1-u2 big red dog\ns1-u3 a\ns2-u1 a dog\ns2-u2\n")
+    out = tmp_path / "score"
+    assert main(["score", str(ref), str(hyp), "--out", str(out), "--resamples", "10"]) == 0
+    assert "warning: 4 empty references" in capsys.readouterr().err
+    ours = json.loads((out / "wer.json").read_text())["total"]
+    snt, wrd, corr, sub, dels, ins, err, serr = _sclite_totals(out)
+    assert (snt, wrd, err, serr) == (
+        ours["sentences"],
+        ours["words"]["ref_len"],
+        ours["words"]["errors"],
+        ours["sentence_errors"],
+    )
+    assert (sub, dels, ins) == (ours["words"]["sub"], ours["words"]["del"], ours["words"]["ins"])
+    assert (ins, serr) == (4, 4)  # 3 + 1 words where nothing was said; u1, u2, u3 of s1 and s2-u4 wrong
+
+
+@pytest.mark.system_tool
 @pytest.mark.skipif(SCLITE is None, reason="SCTK sclite not installed (Debian package sctk)")
 def test_totals_equal_sclite(tmp_path):
     rng = random.Random(7)
@@ -179,28 +231,7 @@ def test_totals_equal_sclite(tmp_path):
     out = tmp_path / "score"
     assert main(["score", str(ref), str(hyp), "--out", str(out), "--resamples", "10"]) == 0
     ours = json.loads((out / "wer.json").read_text())["total"]
-    proc = subprocess.run(
-        [
-            SCLITE,
-            "-r",
-            str(out / "ref.trn"),
-            "trn",
-            "-h",
-            str(out / "hyp.trn"),
-            "trn",
-            "-i",
-            "rm",
-            "-o",
-            "rsum",
-            "stdout",
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    # | Sum | #snt #wrd | corr sub del ins err s.err |  (raw counts)
-    row = next(line for line in proc.stdout.splitlines() if "Sum" in line)
-    snt, wrd, corr, sub, dels, ins, err, serr = (int(float(x)) for x in re.findall(r"[\d.]+", row))
+    snt, wrd, corr, sub, dels, ins, err, serr = _sclite_totals(out)
     assert (snt, wrd, err, serr) == (
         ours["sentences"],
         ours["words"]["ref_len"],

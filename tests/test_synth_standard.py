@@ -252,6 +252,7 @@ ENGINE_CASES = [
 ]
 
 
+@pytest.mark.system_tool
 @pytest.mark.parametrize(("engine", "voice", "lang", "text"), ENGINE_CASES)
 def test_debian_engine_speaks_deterministically(engine: str, voice: str, lang: str, text: str) -> None:
     if not _has(engine, voice):
@@ -268,6 +269,7 @@ def test_debian_engine_speaks_deterministically(engine: str, voice: str, lang: s
     assert len(slower) > len(a)
 
 
+@pytest.mark.system_tool
 @pytest.mark.skipif(shutil.which("mbrola") is None, reason="mbrola not installed")
 def test_generate_with_debian_engines_writes_valid_dirs(text_dir: Path, tmp_path: Path) -> None:
     if not (_has("mbrola", "de1") and _has("mbrola-br", "bz1")):

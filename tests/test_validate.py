@@ -83,8 +83,52 @@ def test_bad_audio_named_with_wav_scp_line(tmp_path, capsys, damage, line, what)
         audio.unlink()
     status, out = run_cli(capsys, d)
     assert status == 1
-    assert f"ERROR {d / 'wav.scp'}:{line}: {audio}: {what}" in out
+    assert f"ERROR {d / 'wav.scp'}:{line}: utterance 's1-b': {audio}: {what}" in out
     assert f"{d}: FAILED" in out
+
+
+@pytest.mark.parametrize("full_decode", [False, True])
+@pytest.mark.parametrize(("value", "what"), [(np.nan, "1 NaN, 0 inf"), (-np.inf, "0 NaN, 1 inf")])
+def test_non_finite_samples_are_errors_in_every_decoding_mode(tmp_path, capsys, full_decode, value, what):
+    d = make_dir(tmp_path)
+    samples = np.random.default_rng(0).uniform(-0.5, 0.5, 160_000).astype(np.float32)
+    samples[80_000] = value  # mid-file: beyond the blocks the quick check decodes at each end
+    wav = tmp_path / "audio" / "s2-c.wav"
+    sf.write(wav, samples, 16000, subtype="FLOAT")
+    (d / "wav.scp").write_text((d / "wav.scp").read_text().replace(str(wav.with_suffix(".flac")), str(wav)))
+    (d / "utt2dur").write_text("".join(f"{u} {10.0 if u == 's2-c' else 0.5}\n" for u in UTTS))
+    status, out = run_cli(capsys, d, *(["--full-decode"] if full_decode else []))
+    assert status == 1
+    where = f"ERROR {d / 'wav.scp'}:3: utterance 's2-c': {wav}"
+    assert f"{where}: 1 non-finite samples ({what}), first at sample 80000" in out
+    assert out.count("ERROR") == 1, out
+
+
+def test_undecodable_bytes_give_one_clear_error_and_no_decoder_noise(tmp_path, capfd):
+    d = make_dir(tmp_path)
+    audio = tmp_path / "audio" / "s1-a.flac"
+    # random bytes make libsndfile try its MP3 decoder, whose library prints warnings itself
+    audio.write_bytes(np.random.default_rng(3).integers(0, 256, 20_000, dtype=np.uint8).tobytes())
+    status = main(["validate-data", str(d)])
+    out, err = capfd.readouterr()
+    assert status == 1
+    assert f"ERROR {d / 'wav.scp'}:1: utterance 's1-a': {audio}: corrupt or unreadable audio" in out
+    assert err == "", err  # nothing from libmpg123 ("Note: Illegal Audio-MPEG-Header ...")
+
+
+def test_upper_case_english_validates_as_training_normalises_it(tmp_path, capsys):
+    d = make_dir(tmp_path)
+    # LibriSpeech / Libri-Adapt style: upper case, apostrophes; punctuation is dropped by training too
+    (d / "text").write_text("s1-a HELLO WORLD\ns1-b IT'S A WORLD\ns2-c Hello, world!\ns2-d ...\n")
+    (d / "utt2lang").unlink()
+    status, out = run_cli(capsys, "--lang", "en", d)
+    assert status == 1
+    assert out.count("ERROR") == 1, out  # only the transcript with no word left
+    assert f"ERROR {d / 'text'}:4: utterance 's2-d': transcript '...' is empty once normalised" in out
+    (d / "text").write_text("s1-a HELLO WORLD\ns1-b IT'S A WORLD\ns2-c Hello, world!\ns2-d HÉLLO 2\n")
+    status, out = run_cli(capsys, "--lang", "en", d)
+    assert f"{d / 'text'}:4: utterance 's2-d': characters outside the 'en' character set: '2' 'é'" in out
+    assert out.count("ERROR") == 1, out
 
 
 def test_duplicate_id_named_with_both_lines(tmp_path, capsys):
@@ -109,7 +153,7 @@ def test_empty_transcript_named(tmp_path, capsys):
     (d / "text").write_text("s1-a hello\ns1-b\ns2-c hello\ns2-d hello\n")
     status, out = run_cli(capsys, d)
     assert status == 1
-    assert f"{d / 'text'}:2: line has an id but no value" in out
+    assert f"{d / 'text'}:2: utterance 's1-b': line has an id but no value" in out
 
 
 def test_out_of_charset_characters_listed(tmp_path, capsys):
@@ -167,4 +211,5 @@ def test_damage_inside_a_flac_found_by_full_decode(tmp_path):
     audio.write_bytes(bytes(data))
     (d / "utt2dur").write_text("".join(f"{u} {4.0 if u == 's1-a' else 0.5}\n" for u in UTTS))
     report = validate_data_dir(d, full_decode=True)
-    assert any(e.startswith(f"{d / 'wav.scp'}:1: {audio}: corrupt") for e in report.errors), report.errors
+    where = f"{d / 'wav.scp'}:1: utterance 's1-a': {audio}"
+    assert any(e.startswith(f"{where}: corrupt") for e in report.errors), report.errors

@@ -5,7 +5,9 @@ loss terms, never a trainer; the contract is in :mod:`asr_transfer.adapt.base`.
 
 Methods: ``supervised`` (plain training or fine-tuning), and for unsupervised domain
 adaptation ``source_only``, ``self_training``, ``mmd``, ``adv`` and ``cmatch``; for a new
-language (``asr-transfer add-language``) ``head``, ``full`` and ``adapter``.
+language (``asr-transfer add-language``) ``head``, ``full``, ``adapter``, ``metaadapter``,
+``simadapter`` and ``simadapter+``, after the source-side runs ``source_adapters`` (one adapter
+per source language) and ``meta_train`` (the MetaAdapter).
 """
 
 from __future__ import annotations
@@ -14,8 +16,11 @@ from asr_transfer.adapt.adv import Adversarial
 from asr_transfer.adapt.base import Context, Method
 from asr_transfer.adapt.cmatch import CMatch
 from asr_transfer.adapt.finetune import AdapterTransfer, FullFineTune, HeadOnly
+from asr_transfer.adapt.metaadapter import MetaAdapterTransfer, MetaTrain
 from asr_transfer.adapt.mmd import MMD
 from asr_transfer.adapt.self_training import SelfTraining, SourceOnly
+from asr_transfer.adapt.simadapter import SimAdapter, SimAdapterPlus
+from asr_transfer.adapt.source_adapters import SourceAdapters
 
 METHODS: dict[str, type[Method]] = {
     cls.name: cls
@@ -29,6 +34,11 @@ METHODS: dict[str, type[Method]] = {
         HeadOnly,
         FullFineTune,
         AdapterTransfer,
+        SourceAdapters,
+        MetaTrain,
+        MetaAdapterTransfer,
+        SimAdapter,
+        SimAdapterPlus,
     )
 }
 
@@ -44,7 +54,7 @@ def build_method(cfg: dict | None) -> Method:
         >>> build_method({"method": "cmatc"})  # doctest: +ELLIPSIS
         Traceback (most recent call last):
         ...
-        ValueError: adapt.method: unknown method 'cmatc'; known: adapter, adv, cmatch, full, head, mmd, ...
+        ValueError: adapt.method: unknown method 'cmatc'; known: adapter, adv, cmatch, ...
     """
     cfg = dict(cfg or {})
     name = cfg.get("method", "supervised")

@@ -7,7 +7,9 @@
     the one training loop: base weights + a fresh target head; the method chooses what trains;
         the best epochs on the target dev set are averaged
     decode + score the dev set; write EXP/add_language.yaml (the finished marker) and, for
-        ``adapter`` and ``head``, the small file EXP/<lang>.adapter (adapter + head + tokenizer)
+        ``adapter``, ``metaadapter`` and ``head``, the small file EXP/<lang>.adapter (adapter + head +
+        tokenizer); for ``simadapter`` and ``simadapter+`` the dev set's mean fusion weights per
+        layer and fused adapter (``fusion_weights``, the report's plot)
 
 The config is the base experiment's, then ``--config`` files, then ``--a.b value`` overrides.
 """
@@ -27,6 +29,10 @@ from asr_transfer.text.tokenizer import Tokenizer
 
 ACCEPTS_OVERRIDES = True
 SUMMARY = "add_language.yaml"
+#: methods that train on the source languages, never a new language's
+SOURCE_SIDE = ("supervised", "source_adapters", "meta_train")
+#: methods whose target adapter (named by the language) goes into the adapter file
+ADAPTER_FILE = {"adapter": True, "metaadapter": True, "head": False}
 #: target tokenizer unless the config says otherwise (methods.md: 100 units for targets)
 TOKENIZER_DEFAULTS = {"kind": "unigram", "vocab_size": 100}
 
@@ -36,7 +42,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lang", required=True, help="target language code (the new head's name)")
     parser.add_argument("--train", required=True, help="Kaldi data dir of target training speech")
     parser.add_argument("--dev", required=True, help="Kaldi data dir of target dev speech (model selection)")
-    parser.add_argument("--method", required=True, help="head | full | adapter")
+    parser.add_argument(
+        "--method", required=True, help="head | full | adapter | metaadapter | simadapter | simadapter+"
+    )
     parser.add_argument("--exp", required=True, help="output experiment dir")
     parser.add_argument("--config", action="append", default=[], help="YAML merged over the base's config")
     parser.add_argument(
@@ -51,9 +59,9 @@ def check_inputs(base: Path, lang: str, train: Path, dev: Path, method: str) -> 
     """Everything that can be wrong before any work: a clear error naming the path; returns base config."""
     from asr_transfer.adapt import METHODS
 
-    transfer = ("head", "full", "adapter")
-    if method not in METHODS or method == "supervised":
-        known = [m for m in METHODS if m != "supervised"]
+    transfer = ("head", "full", "adapter", "metaadapter", "simadapter", "simadapter+")
+    if method not in METHODS or method in SOURCE_SIDE:
+        known = [m for m in METHODS if m not in SOURCE_SIDE]
         raise ValueError(
             f"--method {method!r}: unknown; choose from {known} ({', '.join(transfer)} for a new language)"
         )
@@ -182,7 +190,7 @@ def run(args: argparse.Namespace) -> int:
         "trainable_share": trainable / total,
         "model_file_bytes": (exp / "model.pt").stat().st_size,
     }
-    if args.method in ("adapter", "head"):
+    if args.method in ADAPTER_FILE:
         if model.fingerprint() != base_fp:
             raise RuntimeError(
                 f"{exp / 'model.pt'}: its shared body differs from {base / 'model.pt'}'s: trained on another "
@@ -190,11 +198,17 @@ def run(args: argparse.Namespace) -> int:
             )
         path = exp / f"{args.lang}.adapter"
         tok_data = {"tokens": tok.tokens, "kind": tok.kind, "lang": tok.lang, "sp_model": tok.sp_model}
-        name = args.lang if args.method == "adapter" else None
+        name = args.lang if ADAPTER_FILE[args.method] else None
         model.save_adapter(name, path, lang=args.lang, extra={"tokenizer": tok_data})
         summary["adapter_file"] = str(path)
         summary["adapter_file_bytes"] = path.stat().st_size
         summary["adapter_file_share"] = path.stat().st_size / summary["model_file_bytes"]
+    if args.method.startswith("simadapter"):
+        from asr_transfer.adapt.simadapter import measure_fusion_weights
+        from asr_transfer.data.dataset import load_dump
+
+        utts = load_dump(dumps["dev"], args.lang, tok, 100000)
+        summary["fusion_weights"] = measure_fusion_weights(model, utts)
     decode_dir(rec, dev, exp / f"decode_{dev.name}", args.lang)
     result, _ = load_or_score(exp / f"decode_{dev.name}", ScoreOptions(normalizer=Normalizer(args.lang)))
     summary["dev_wer"] = result.total.wer

@@ -6,6 +6,7 @@ trained by the loop's optimiser and saved in its checkpoints) that:
 - names the batch **streams** it needs each step (``source``: the labelled
   ``data.train``; ``target``: ``data.target``, audio of the new domain, read with
   its ``text`` only when :attr:`Method.target_labels` is true, i.e. pseudo-labels);
+  the first stream named defines the epoch, the others are cycled;
 - in :meth:`Method.setup`, adds modules to the model's slots and chooses which
   parameters train;
 - in :meth:`Method.compute_objectives`, turns one step's batches into named,

@@ -1,8 +1,8 @@
 """Two-domain adaptation: a labelled source stream and a target stream, and plain self-training.
 
-Each step draws one source batch and one target batch. The supervised terms on
-the source (``ctc``, ``att``) and, with ``self_training: true``, the same terms on
-the target's pseudo-labels (``ctc_target``, ``att_target``) follow the CMatch paper:
+Each step draws one source batch and one target batch; an epoch is one pass over the target
+audio. The supervised terms on the source (``ctc``, ``att``) and, with ``self_training: true``,
+the same terms on the target's pseudo-labels (``ctc_target``, ``att_target``) follow the CMatch paper:
 ``0.3 * (CTC_S + CTC_T) / 2 + 0.7 * (Att_S + Att_T) / 2`` (the model's CTC weight,
 halved over the two domains). Subclasses add a matching term in :meth:`match`.
 """
@@ -40,11 +40,12 @@ class SelfTraining(Method):
     Example:
         >>> m = SelfTraining({})
         >>> m.streams, m.target_labels
-        (('source', 'target'), True)
+        (('target', 'source'), True)
     """
 
     name: ClassVar[str] = "self_training"
-    streams: ClassVar[tuple[str, ...]] = ("source", "target")
+    # an epoch is one pass over the target-domain audio; source batches are cycled
+    streams: ClassVar[tuple[str, ...]] = ("target", "source")
     OptionsClass: ClassVar[type] = DomainOptions
     default_weights: ClassVar[dict[str, float | None]] = {
         "ctc": None, "att": None, "ctc_target": None, "att_target": None,

@@ -1,12 +1,18 @@
 """Audio I/O with soundfile: 16 kHz mono float32, with errors that name the file.
 
 Every error is an :class:`AudioError` whose message starts with ``where`` (e.g.
-``data/x/wav.scp:12``) when given, then the audio path, then the problem.
+``data/x/wav.scp:12: utterance 's1-a'``) when given, then the audio path, then the problem.
+Samples that are not finite (NaN, inf: possible in float WAVs) are errors wherever samples are
+decoded: they would turn into NaN features and poison training. What a decoder library prints
+itself (libmpg123 warnings on random bytes) is kept off the console; the error says it all.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +24,8 @@ from asr_transfer.data.kaldi import DataError
 SAMPLE_RATE = 16000
 #: Frames decoded at each end of a file by :func:`audio_info`: enough to cross a codec block.
 _PROBE_FRAMES = 8192
+#: Sample formats that can hold NaN/inf; uncompressed, so :func:`audio_info` scans them whole.
+_FLOAT_SUBTYPES = frozenset({"FLOAT", "DOUBLE"})
 
 
 class AudioError(DataError):
@@ -41,6 +49,48 @@ def _prefix(path: str | os.PathLike, where: str) -> str:
     return f"{where}: {path}" if where else str(path)
 
 
+@contextlib.contextmanager
+def _quiet_decoders() -> Iterator[None]:
+    """Send what C decoder libraries write to file descriptor 2 (stderr) to ``/dev/null``.
+
+    libsndfile's MP3 decoder (libmpg123) prints warnings such as "Cannot read next header" itself
+    when it probes random bytes; our :class:`AudioError` already says what is wrong. Python's own
+    ``sys.stderr`` is flushed first so nothing of ours is lost.
+    """
+    try:
+        fd = sys.stderr.fileno() if sys.stderr is not None else 2
+    except (AttributeError, OSError, ValueError):  # a replaced stderr without a descriptor
+        fd = 2
+    try:
+        saved = os.dup(fd)
+    except OSError:
+        yield
+        return
+    if sys.stderr is not None:
+        sys.stderr.flush()
+    null = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(null, fd)
+    os.close(null)
+    try:
+        yield
+    finally:
+        os.dup2(saved, fd)
+        os.close(saved)
+
+
+def _check_finite(samples: np.ndarray, path: str | os.PathLike, where: str, offset: int = 0) -> None:
+    """Raise :class:`AudioError` naming the first non-finite sample (``offset``: index of ``samples[0]``)."""
+    bad = ~np.isfinite(samples)
+    if bad.any():
+        flat = bad.reshape(len(samples), -1).any(axis=1)
+        first = offset + int(np.argmax(flat))
+        nans = int(np.isnan(samples).sum())
+        raise AudioError(
+            f"{_prefix(path, where)}: {int(bad.sum())} non-finite samples ({nans} NaN, "
+            f"{int(bad.sum()) - nans} inf), first at sample {first}"
+        )
+
+
 def _open(path: str | os.PathLike, where: str, sample_rate: int | None, mono: bool = True) -> sf.SoundFile:
     """Open ``path`` and check its header; the caller closes the returned file."""
     prefix = _prefix(path, where)
@@ -49,9 +99,12 @@ def _open(path: str | os.PathLike, where: str, sample_rate: int | None, mono: bo
     if Path(path).stat().st_size == 0:
         raise AudioError(f"{prefix}: audio is empty (0 bytes)")
     try:
-        f = sf.SoundFile(str(path))
+        with _quiet_decoders():
+            f = sf.SoundFile(str(path))
     except (sf.LibsndfileError, RuntimeError) as err:
-        raise AudioError(f"{prefix}: corrupt or unreadable audio ({err})") from None
+        # the file exists (checked above): libsndfile's "File does not exist ..." means "no format fits"
+        why = "no audio format recognised" if "does not exist" in str(err) else str(err)
+        raise AudioError(f"{prefix}: corrupt or unreadable audio ({why})") from None
     problem = ""
     if f.frames == 0:
         problem = "audio is empty (0 samples)"
@@ -83,13 +136,21 @@ def audio_info(
     with _open(path, where, sample_rate, mono) as f:
         frames = f.frames
         try:
-            head = f.read(min(_PROBE_FRAMES, frames), dtype="float32")
-            tail_start = frames - _PROBE_FRAMES
-            if tail_start > len(head) and f.seekable():
-                f.seek(tail_start)
-                tail = f.read(_PROBE_FRAMES, dtype="float32")
-            else:
-                tail = head
+            with _quiet_decoders():
+                head = f.read(min(_PROBE_FRAMES, frames), dtype="float32")
+                _check_finite(head, path, where)
+                tail_start = max(frames - _PROBE_FRAMES, len(head))
+                if f.subtype in _FLOAT_SUBTYPES:
+                    tail = head  # a float file can hold NaN anywhere: scan it all, block by block
+                    for start in range(len(head), frames, 16 * _PROBE_FRAMES):
+                        tail = f.read(16 * _PROBE_FRAMES, dtype="float32")
+                        _check_finite(tail, path, where, offset=start)
+                elif tail_start > len(head) and f.seekable():
+                    f.seek(tail_start)
+                    tail = f.read(_PROBE_FRAMES, dtype="float32")
+                    _check_finite(tail, path, where, offset=tail_start)
+                else:
+                    tail = head
         except (sf.LibsndfileError, RuntimeError) as err:
             raise AudioError(f"{_prefix(path, where)}: corrupt or unreadable audio ({err})") from None
         info = AudioInfo(frames=frames, sample_rate=f.samplerate, channels=f.channels)
@@ -115,11 +176,13 @@ def load_audio(
     """
     with _open(path, where, sample_rate) as f:
         try:
-            samples = f.read(dtype="float32")
+            with _quiet_decoders():
+                samples = f.read(dtype="float32")
         except (sf.LibsndfileError, RuntimeError) as err:
             raise AudioError(f"{_prefix(path, where)}: corrupt or unreadable audio ({err})") from None
     if samples.size == 0:
         raise AudioError(f"{_prefix(path, where)}: corrupt audio: no samples could be decoded")
+    _check_finite(samples, path, where)
     return samples
 
 
@@ -158,11 +221,13 @@ def convert_audio(src: str | os.PathLike, dst: str | os.PathLike, *, sample_rate
     with _open(src, "", None, mono=False) as f:
         rate = f.samplerate
         try:
-            samples = f.read(dtype="float32", always_2d=True)
+            with _quiet_decoders():
+                samples = f.read(dtype="float32", always_2d=True)
         except (sf.LibsndfileError, RuntimeError) as err:
             raise AudioError(f"{src}: corrupt or unreadable audio ({err})") from None
     if samples.size == 0:
         raise AudioError(f"{src}: corrupt audio: no samples could be decoded")
+    _check_finite(samples, src, "")
     mono = resample(samples.mean(axis=1), rate, sample_rate)
     write_audio(dst, mono, sample_rate)
     return len(mono)

@@ -11,6 +11,7 @@ fly from audio, so any data dir can be decoded without a dump stage.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -100,8 +101,13 @@ class CMVNStats:
         return mean.float(), var.rsqrt().float()
 
     def save(self, path: str | Path) -> None:
+        """Write ``mean``, ``istd`` and ``count`` to ``path`` (``.npz`` added if missing) atomically."""
         mean, istd = self.mean_istd()
-        np.savez(path, mean=mean.numpy(), istd=istd.numpy(), count=self.count)
+        path = Path(path) if str(path).endswith(".npz") else Path(f"{path}.npz")
+        tmp = path.with_name(f".{path.name}.tmp")
+        with open(tmp, "wb") as f:  # a file object: numpy would append .npz to the temporary name
+            np.savez(f, mean=mean.numpy(), istd=istd.numpy(), count=self.count)
+        os.replace(tmp, path)
 
 
 def load_cmvn(path: str | Path) -> tuple[torch.Tensor, torch.Tensor]:

@@ -45,7 +45,7 @@ def parse_table(path: str | os.PathLike, *, allow_empty_value: bool = False) -> 
         >>> [(e.line, e.key, e.value) for e in entries]
         [(1, 'a', 'hello')]
         >>> [q.split(": ", 1)[1] for q in problems]
-        ['line has an id but no value', "duplicate utterance id 'a' (first on line 1)"]
+        ["utterance 'b': line has an id but no value", "duplicate utterance id 'a' (first on line 1)"]
     """
     path = Path(path)
     try:
@@ -74,7 +74,7 @@ def parse_table(path: str | os.PathLike, *, allow_empty_value: bool = False) -> 
         key = parts[0]
         value = parts[1].strip() if len(parts) > 1 else ""
         if not value and not allow_empty_value:
-            problems.append(f"{path}:{lineno}: line has an id but no value")
+            problems.append(f"{path}:{lineno}: {kind} '{key}': line has an id but no value")
             continue
         if key in first_line:
             problems.append(f"{path}:{lineno}: duplicate {kind} id '{key}' (first on line {first_line[key]})")
@@ -207,13 +207,14 @@ def check_data_dir(
     if tables["utt2dur"] is not None:
         utt2dur = {}
         for e in tables["utt2dur"]:
+            where = f"{path / 'utt2dur'}:{e.line}: utterance '{e.key}'"
             try:
                 utt2dur[e.key] = float(e.value)
             except ValueError:
-                problems.append(f"{path / 'utt2dur'}:{e.line}: duration {e.value!r} is not a number")
+                problems.append(f"{where}: duration {e.value!r} is not a number")
                 continue
             if not utt2dur[e.key] > 0:
-                problems.append(f"{path / 'utt2dur'}:{e.line}: duration {e.value} is not positive")
+                problems.append(f"{where}: duration {e.value} is not positive")
 
     utt2spk = {e.key: e.value for e in spk_e}
     problems.extend(_spk2utt_problems(path / "spk2utt", utt2spk))

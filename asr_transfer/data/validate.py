@@ -2,9 +2,12 @@
 
 Checks: sorted, unique ids in every table; every utterance in ``wav.scp`` has a transcript and a
 speaker; ``spk2utt`` matches ``utt2spk``; utterance ids start with their speaker id; audio exists,
-decodes, is 16 kHz mono and not empty; ``utt2dur`` agrees with the audio; transcripts use only
-the language's characters (language from ``--lang`` or ``utt2lang``). All problems are collected,
-printed, then summarised; the exit status is 1 when any directory has an error.
+decodes, is 16 kHz mono, not empty and finite (no NaN/inf samples); ``utt2dur`` agrees with the
+audio; transcripts, normalised as training normalises them (:class:`Normalizer`: case, punctuation),
+use only the language's characters (language from ``--lang`` or ``utt2lang``; digits are errors:
+the tokenizers have no digits, numbers must be spelt out). Every message names the file, line and
+utterance. All problems are collected, printed, then summarised; the exit status is 1 when any
+directory has an error.
 
 Example:
     asr-transfer validate-data data/en_train_clean data/en_test_phone
@@ -20,7 +23,7 @@ from pathlib import Path
 
 from asr_transfer.data.audio import SAMPLE_RATE, AudioError, audio_info, load_audio
 from asr_transfer.data.kaldi import check_data_dir, parse_table
-from asr_transfer.text.normalize import CHARSETS, out_of_charset
+from asr_transfer.text.normalize import CHARSETS, Normalizer, out_of_charset
 
 #: utt2dur may be rounded and codecs pad a little; a larger mismatch means the table is stale.
 DURATION_TOLERANCE_S = 0.02
@@ -80,6 +83,9 @@ def validate_data_dir(
         >>> report = validate_data_dir(d, lang="en")
         >>> [e.split(": ", 1)[1] for e in report.errors]
         ["utterance 's1-a': characters outside the 'en' character set: '2'"]
+        >>> write_data_dir(d, wav={"s1-a": d + "/a.flac"}, text={"s1-a": "HI, YOU."}, utt2spk={"s1-a": "s1"})
+        >>> validate_data_dir(d, lang="en").errors  # training lower-cases and drops punctuation
+        []
     """
     path = Path(path)
     report = Report(path)
@@ -106,7 +112,7 @@ def validate_data_dir(
     if check_audio:
         dur_lines = {e.key: e.line for e in parse_table(path / "utt2dur")[0]} if data.utt2dur else {}
         for utt, wav in data.wav.items():
-            where = f"{path / 'wav.scp'}:{wav_lines[utt]}"
+            where = f"{path / 'wav.scp'}:{wav_lines[utt]}: utterance '{utt}'"
             try:
                 if full_decode:
                     seconds = len(load_audio(wav, sample_rate=sample_rate, where=where)) / sample_rate
@@ -139,6 +145,7 @@ def _check_text(
         report.warnings.append(f"{path}: no --lang and no utt2lang: characters not checked")
         return
     unknown: set[str] = set()
+    normalizers: dict[str, Normalizer] = {}
     for utt, transcript in text.items():
         utt_lang = lang or (utt2lang or {}).get(utt)
         if utt_lang is None:
@@ -146,7 +153,16 @@ def _check_text(
         if utt_lang not in CHARSETS:
             unknown.add(utt_lang)
             continue
-        bad = out_of_charset(transcript, utt_lang)
+        norm = normalizers.setdefault(utt_lang, Normalizer(utt_lang))
+        # what the tokenizer will see: the transcript as training normalises it
+        normalised = norm(transcript)
+        if not normalised:
+            report.errors.append(
+                f"{path / 'text'}:{text_lines[utt]}: utterance '{utt}': transcript {transcript!r} "
+                "is empty once normalised (punctuation only)"
+            )
+            continue
+        bad = out_of_charset(normalised, utt_lang)
         if bad:
             report.bad_chars.update(bad)
             listed = " ".join(repr(ch) for ch in bad)

@@ -3,7 +3,8 @@
 Features are computed on the fly from ``wav.scp`` (the same fbank as training),
 so any data dir can be decoded without a dump stage. The reference and the
 speaker/domain/language tables are copied beside the hypotheses for scoring.
-A finished decode dir is skipped on rerun unless ``--overwrite``.
+A decode dir is built under ``decode_<dir>.tmp`` and renamed when complete, so a killed run never
+leaves one that looks finished; a finished decode dir is skipped on rerun unless ``--overwrite``.
 """
 
 from __future__ import annotations
@@ -50,7 +51,10 @@ def decode_dir(rec: Recognizer, data_dir: Path, out: Path, lang: str | None) -> 
     line_of = {u: i for i, u in enumerate(data.wav, start=1)}
     if lang is None and data.utt2lang:
         lang = next(iter(data.utt2lang.values()))
-    waves = {u: load_audio(data.wav[u], where=f"{data_dir / 'wav.scp'}:{line_of[u]}") for u in data.utts}
+    waves = {
+        u: load_audio(data.wav[u], where=f"{data_dir / 'wav.scp'}:{line_of[u]}: utterance '{u}'")
+        for u in data.utts
+    }
     order = sorted(data.utts, key=lambda u: len(waves[u]))
     hyps: dict[str, str] = {}
     bs = rec.decode_cfg.batch_size
@@ -61,7 +65,9 @@ def decode_dir(rec: Recognizer, data_dir: Path, out: Path, lang: str | None) -> 
             hyps[utt] = text
     elapsed = time.perf_counter() - start
     audio_s = sum(len(w) for w in waves.values()) / 16000
-    out.mkdir(parents=True, exist_ok=True)
+    final, out = out, out.with_name(out.name + ".tmp")
+    shutil.rmtree(out, ignore_errors=True)  # left by a killed run
+    out.mkdir(parents=True)
     write_table(out / "text", hyps)
     spk = data.utt2spk
     (out / "hyp.trn").write_text("".join(f"{hyps[u]} ({spk[u]}-{u})\n" for u in data.utts), encoding="utf-8")
@@ -81,6 +87,8 @@ def decode_dir(rec: Recognizer, data_dir: Path, out: Path, lang: str | None) -> 
             }
         )
     )
+    shutil.rmtree(final, ignore_errors=True)  # an --overwrite
+    out.rename(final)
     return elapsed / audio_s
 
 

@@ -25,14 +25,23 @@ from pathlib import Path
 
 import torch
 
-from asr_transfer.model.slots import Adapter
+from asr_transfer.model.slots import Adapter, Fusion
 
 FORMAT = "asr-transfer-adapter/1"
 
 #: ``type`` in a config entry -> ``make(d_model, **options)``
 ADAPTER_TYPES: dict[str, Callable[..., torch.nn.Module]] = {
     "adapter": lambda d_model, bottleneck=64: Adapter(d_model, bottleneck),
+    "fusion": lambda d_model, fuses, temperature="sqrt_d", with_base=False: Fusion(
+        d_model, fuses, temperature, with_base
+    ),
 }
+#: ``type`` -> its options in a config entry: (default, or ``None`` for a required one; converter)
+TYPE_OPTIONS: dict[str, dict[str, tuple]] = {
+    "adapter": {"bottleneck": (64, int)},
+    "fusion": {"fuses": (None, lambda v: [str(x) for x in v]), "temperature": ("sqrt_d", str),
+               "with_base": (False, bool)},
+}  # fmt: skip
 
 STACKS = ("encoder", "decoder")
 
@@ -47,22 +56,26 @@ def normalise_spec(name: str, spec: dict) -> dict:
     Example:
         >>> normalise_spec("ro", {"bottleneck": 16})
         {'type': 'adapter', 'bottleneck': 16, 'where': ['encoder', 'decoder'], 'enabled': True}
+        >>> spec = normalise_spec("fusion", {"type": "fusion", "fuses": ["de", "ro"], "where": ["encoder"]})
+        >>> spec["fuses"], spec["temperature"], spec["with_base"], spec["where"]
+        (['de', 'ro'], 'sqrt_d', False, ['encoder'])
     """
     spec = dict(spec)
-    out = {
-        "type": spec.pop("type", "adapter"),
-        "bottleneck": int(spec.pop("bottleneck", 64)),
-        "where": list(spec.pop("where", STACKS)),
-        "enabled": bool(spec.pop("enabled", True)),
-    }
+    kind = spec.pop("type", "adapter")
+    if kind not in ADAPTER_TYPES:
+        raise ValueError(f"model.adapters.{name}: unknown type {kind!r}; known: {sorted(ADAPTER_TYPES)}")
+    out: dict = {"type": kind}
+    for key, (default, convert) in TYPE_OPTIONS[kind].items():
+        value = spec.pop(key, default)
+        if value is None:
+            raise ValueError(f"model.adapters.{name}.{key}: required for type {kind}")
+        out[key] = convert(value)
+    out["where"] = list(spec.pop("where", STACKS))
+    out["enabled"] = bool(spec.pop("enabled", True))
     if "order" in spec:
         out["order"] = int(spec.pop("order"))
     if spec:
         raise ValueError(f"model.adapters.{name}: unknown keys {sorted(spec)}")
-    if out["type"] not in ADAPTER_TYPES:
-        raise ValueError(
-            f"model.adapters.{name}: unknown type {out['type']!r}; known: {sorted(ADAPTER_TYPES)}"
-        )
     bad = [w for w in out["where"] if w not in STACKS]
     if bad or not out["where"]:
         raise ValueError(f"model.adapters.{name}.where: {out['where']} (choose from {list(STACKS)})")
@@ -143,3 +156,49 @@ def check_fits(data: dict, path: str | Path, fingerprint: str, sizes: dict[str, 
             f"{path}: made for base model {base['fingerprint']}, this model's body is {fingerprint} "
             "(another base experiment, or a body changed by full fine-tuning)"
         )
+
+
+def import_adapters(
+    model: torch.nn.Module, exp: str | Path, names: dict[str, str], heads: dict[str, str] | None = None
+) -> None:
+    """Copy adapter sets (``{their name: our name}``) and heads from a finished experiment into ``model``.
+
+    ``exp`` (its ``config.yaml`` and ``model.pt``) must share ``model``'s body bit for bit, i.e.
+    was trained with that body frozen; the copies are added disabled, the caller enables them.
+    An adapter or head the experiment lacks, or a head of another vocabulary size, is an error
+    naming the experiment.
+    """
+    import yaml
+
+    exp = Path(exp)
+    cfg_path, model_path = exp / "config.yaml", exp / "model.pt"
+    for f in (cfg_path, model_path):
+        if not f.is_file():
+            raise FileNotFoundError(f"{exp}: {f.name} missing: not a finished experiment")
+    specs = (yaml.safe_load(cfg_path.read_text()).get("model") or {}).get("adapters") or {}
+    state = torch.load(model_path, map_location="cpu")["model"]
+    if body_fingerprint(state) != model.fingerprint():
+        raise AdapterFileError(
+            f"{model_path}: its body {body_fingerprint(state)} is not this model's ({model.fingerprint()}): "
+            "adapters only transfer between experiments on one frozen base"
+        )
+    copied: dict[str, torch.Tensor] = {}
+    for src, dst in names.items():
+        if src not in specs:
+            raise KeyError(f"{cfg_path}: no adapter {src!r} in model.adapters ({sorted(specs)})")
+        spec = {k: v for k, v in specs[src].items() if k not in ("enabled", "order")}
+        model.add_adapter(dst, **spec, enabled=False)
+        tag, new = f".modules_by_name.{src}.", f".modules_by_name.{dst}."
+        copied.update({k.replace(tag, new): v for k, v in state.items() if tag in k})
+    for src, dst in (heads or {}).items():
+        theirs = {k[len(f"heads.{src}.") :]: v for k, v in state.items() if k.startswith(f"heads.{src}.")}
+        if not theirs:
+            raise KeyError(f"{model_path}: no head {src!r}")
+        ours = model.heads[dst].state_dict()
+        if {k: v.shape for k, v in theirs.items()} != {k: v.shape for k, v in ours.items()}:
+            raise AdapterFileError(f"{model_path}: head {src!r} does not fit head {dst!r} (vocabulary size)")
+        copied.update({f"heads.{dst}.{k}": v for k, v in theirs.items()})
+    missing = [k for k in copied if k not in model.state_dict()]
+    if missing:
+        raise AdapterFileError(f"{model_path}: {missing[:4]} do not fit the model")
+    model.load_state_dict(copied, strict=False)

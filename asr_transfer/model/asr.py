@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 from espnet.nets.pytorch_backend.nets_utils import make_pad_mask, th_accuracy
@@ -300,8 +301,11 @@ class HybridASR(torch.nn.Module):
         bottleneck: int = 64,
         where: tuple[str, ...] | list[str] = ("encoder", "decoder"),
         enabled: bool = True,
+        **options: Any,
     ) -> None:
         """Add the adapter set ``name`` (one module per slot); re-adding the same spec is a no-op.
+
+        ``options`` are those of other module types (a ``fusion`` layer's ``fuses``...).
 
         Example:
             >>> m = build_model({"encoder": {"output_size": 16, "attention_heads": 2, "linear_units": 32,
@@ -313,13 +317,15 @@ class HybridASR(torch.nn.Module):
             >>> sum(p.numel() for p in m.adapter_parameters("ro"))  # 3 slots x (LayerNorm + down + up)
             480
         """
-        spec = adapter_files.normalise_spec(name, {"type": type, "bottleneck": bottleneck, "where": where})
+        if type == "adapter":
+            options["bottleneck"] = bottleneck
+        spec = adapter_files.normalise_spec(name, {"type": type, **options, "where": where})
         del spec["enabled"]
         if name in self.adapter_specs:
             if self.adapter_specs[name] != spec:
                 raise ValueError(f"adapter {name!r} exists as {self.adapter_specs[name]}, not {spec}")
         else:
-            options = {"bottleneck": spec["bottleneck"]}
+            options = {k: spec[k] for k in adapter_files.TYPE_OPTIONS[type]}
             make = adapter_files.ADAPTER_TYPES[spec["type"]]
             device = next(self.parameters()).device
             self.add_slot_modules(name, lambda d: make(d, **options).to(device), tuple(spec["where"]), False)

@@ -6,10 +6,11 @@ It is a section of ``asr-transfer report``, added whenever a system given is ada
     asr-transfer report exp/tiny_clean exp/adapt_* --out exp/report \\
         [--source-domain clean] [--noise-domains rain wind laugh] [--adaptation-sets '*test*']
 
-A system is *adapted* when its ``config.yaml`` has ``adapt: {method: M, target: D}``; the *source
-model* (the Source-only column) is the first system given without an ``adapt`` section. Columns are
-methods in the order source_only, self_training, mmd, adv, cmatch, named by ``adapt.name`` when set,
-else e.g. ``MMD`` or ``CMatch (ctc_align)`` (``adapt.labels``). Rows are the target domains.
+A system is *adapted* when its ``config.yaml`` has ``adapt: {method: M, target: D}`` with a method
+other than ``supervised``; the *source model* (the Source-only column) is the first system given
+that is not adapted. Columns are methods in the order source_only, self_training, mmd, adv, cmatch,
+named by ``adapt.name`` when set, else e.g. ``MMD`` or ``CMatch (ctc_align)`` (``adapt.labels``).
+Rows are the target domains.
 
 The test set of domain D of a system is its ``decode_<dataset>`` whose dataset name matches
 ``--adaptation-sets`` and whose utterances are all in domain D (``utt2domain``). A method's cell for
@@ -33,6 +34,7 @@ import numpy as np
 from asr_transfer.config import yaml_load
 from asr_transfer.score import bootstrap
 from asr_transfer.score.api import ScoreOptions
+from asr_transfer.score.report import System
 from asr_transfer.score.scoring import ScoreResult, unit_counts
 
 Table = tuple[list[str], list[list[str]]]
@@ -64,19 +66,24 @@ class Method:
 
     name: str
     order: tuple
-    by_target: dict[str, object] = field(default_factory=dict)  # target -> report.System
+    by_target: dict[str, System] = field(default_factory=dict)
 
 
 def adapt_section(path: Path) -> dict | None:
-    """The ``adapt`` section of ``path/config.yaml`` (``None`` when absent); checks method and target."""
+    """The ``adapt`` section of ``path/config.yaml`` when it names an adaptation method, else ``None``
+    (no config, no section, or plain ``supervised`` training, which the loop records too); an
+    adaptation method without a ``target`` domain is an error naming the file."""
     config = path / "config.yaml"
     if not config.is_file():
         return None
     adapt = (yaml_load(config.read_text(encoding="utf-8")) or {}).get("adapt")
-    if adapt is None:
+    if adapt is None or (isinstance(adapt, dict) and adapt.get("method", "supervised") == "supervised"):
         return None
-    if not isinstance(adapt, dict) or not adapt.get("method") or not adapt.get("target"):
-        raise ValueError(f"{config}: 'adapt' needs a 'method' and a 'target' domain, got {adapt!r}")
+    if not isinstance(adapt, dict) or not adapt.get("target"):
+        raise ValueError(
+            f"{config}: 'adapt' needs a 'target' domain for the adaptation tables (--adapt.target D), "
+            f"got {adapt!r}"
+        )
     return adapt
 
 
@@ -113,7 +120,7 @@ def _order(adapt: dict) -> tuple:
     )
 
 
-def domain_test_sets(system, opts: AdaptOptions) -> dict[str, ScoreResult]:
+def domain_test_sets(system: System, opts: AdaptOptions) -> dict[str, ScoreResult]:
     """``{domain: scored decode}`` of a system's single-domain decodes whose name matches ``opts.sets``."""
     out: dict[str, ScoreResult] = {}
     where: dict[str, str] = {}
@@ -176,7 +183,9 @@ class AdaptationTables:
     notes: list[str]
 
 
-def adaptation_tables(systems: list, options: ScoreOptions, opts: AdaptOptions) -> AdaptationTables | None:
+def adaptation_tables(
+    systems: list[System], options: ScoreOptions, opts: AdaptOptions
+) -> AdaptationTables | None:
     """The adaptation tables over report systems; ``None`` when no system is adapted."""
     adapts = {s.name: adapt_section(s.path) for s in systems}
     adapted = [s for s in systems if adapts[s.name]]

@@ -30,7 +30,8 @@ class ScoreOptions:
     unit: str = "utt"  #: bootstrap unit: "utt" or "spk"
     n_resamples: int = bootstrap.N_RESAMPLES
     seed: int = bootstrap.SEED
-    allow_empty_ref: bool = False
+    #: refuse empty references instead of scoring them as sclite and Kaldi's compute-wer do
+    strict_empty_ref: bool = False
 
     def as_dict(self) -> dict:
         return {
@@ -38,27 +39,29 @@ class ScoreOptions:
             "unit": self.unit,
             "n_resamples": self.n_resamples,
             "seed": self.seed,
-            "allow_empty_ref": self.allow_empty_ref,
+            "strict_empty_ref": self.strict_empty_ref,
         }
 
 
 def read_pair(ref_path: Path, hyp_path: Path, options: ScoreOptions) -> tuple[dict[str, str], dict[str, str]]:
     """Read REF and HYP; :class:`DataError` naming file and line for duplicate, extra or bad entries.
 
-    Empty hypotheses are fine; an empty reference (before or after normalisation)
-    is an error unless ``options.allow_empty_ref``.
+    Empty hypotheses are fine. An empty reference (before or after normalisation) is scored as
+    sclite scores it (every hypothesis word an insertion, a non-empty hypothesis a sentence error),
+    or is an error with ``options.strict_empty_ref``; :func:`empty_references` lists them.
     """
     ref_entries, problems = parse_table(ref_path, allow_empty_value=True)
     if problems:
         raise DataError(problems[0])
     if not ref_entries:
         raise DataError(f"{ref_path}: no utterances")
-    if not options.allow_empty_ref:
+    if options.strict_empty_ref:
         for e in ref_entries:
             if not options.normalizer(e.value):
                 raise DataError(
                     f"{ref_path}:{e.line}: empty reference for '{e.key}'"
-                    f"{' after normalisation' if e.value else ''} (allow with --allow-empty-ref)"
+                    f"{' after normalisation' if e.value else ''} (refused by --strict-empty-ref; "
+                    "without it, its hypothesis words count as insertions, as in sclite)"
                 )
     hyp_entries, problems = parse_table(hyp_path, allow_empty_value=True)
     if problems:
@@ -68,6 +71,18 @@ def read_pair(ref_path: Path, hyp_path: Path, options: ScoreOptions) -> tuple[di
         if e.key not in ref:
             raise DataError(f"{hyp_path}:{e.line}: utterance id '{e.key}' is not in the reference {ref_path}")
     return ref, {e.key: e.value for e in hyp_entries}
+
+
+def empty_references(result: ScoreResult) -> list[str]:
+    """Ids of the utterances whose reference is empty once normalised (scored as sclite does).
+
+    Example:
+        >>> from asr_transfer.score.scoring import score_texts
+        >>> r = score_texts({"a": "x", "b": "", "c": "!!"}, {"a": "x", "b": "y z", "c": ""})
+        >>> empty_references(r), r.total.words.ins, r.total.sentence_errors
+        (['b', 'c'], 2, 1)
+    """
+    return [u.utt for u in result.utts if not u.ref]
 
 
 def side_tables(ref_path: Path, given: dict[str, Path | None]) -> dict[str, dict[str, str] | None]:

@@ -13,8 +13,9 @@ from pathlib import Path
 
 from asr_transfer.data.kaldi import DataError
 from asr_transfer.score import bootstrap
-from asr_transfer.score.api import ScoreOptions, score_files
+from asr_transfer.score.api import ScoreOptions, empty_references, score_files
 from asr_transfer.score.formats import kaldi_lines, summary_table
+from asr_transfer.score.scoring import ScoreResult
 from asr_transfer.text.normalize import Normalizer
 
 
@@ -39,10 +40,13 @@ def add_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-lowercase", action="store_true", help="keep case")
     parser.add_argument("--keep-punct", action="store_true", help="keep punctuation")
     parser.add_argument(
-        "--allow-empty-ref",
+        "--strict-empty-ref",
         action="store_true",
-        help="score empty references (their hypothesis words are insertions) instead of failing",
+        help="refuse an empty reference (default: score it as sclite does, its hypothesis words "
+        "being insertions, with a warning that counts them)",
     )
+    # the former opt-in, now the default: still accepted so that existing scripts run
+    parser.add_argument("--allow-empty-ref", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument(
         "--bootstrap-unit",
         choices=["utt", "spk"],
@@ -60,7 +64,19 @@ def options_from(args: argparse.Namespace) -> ScoreOptions:
         lowercase=not args.no_lowercase,
         remove_punct=not args.keep_punct,
     )
-    return ScoreOptions(normalizer, args.bootstrap_unit, args.resamples, args.seed, args.allow_empty_ref)
+    return ScoreOptions(normalizer, args.bootstrap_unit, args.resamples, args.seed, args.strict_empty_ref)
+
+
+def warn_empty_references(result: ScoreResult, ref: Path) -> None:
+    """Tell on stderr how many references were empty (scored as sclite does) and which."""
+    empty = empty_references(result)
+    if empty:
+        shown = ", ".join(empty[:20]) + (" ..." if len(empty) > 20 else "")
+        print(
+            f"warning: {len(empty)} empty references in {ref} (after normalisation), scored as sclite "
+            f"does: their hypothesis words are insertions (--strict-empty-ref refuses them): {shown}",
+            file=sys.stderr,
+        )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -70,6 +86,7 @@ def run(args: argparse.Namespace) -> int:
     except DataError as err:
         print(f"asr-transfer score: error: {err}", file=sys.stderr)
         return 1
+    warn_empty_references(result, args.ref)
     missing = result.missing
     if missing:
         shown = ", ".join(missing[:20]) + (" ..." if len(missing) > 20 else "")

@@ -5,11 +5,13 @@ method) with a decoded test set ``decode_<lang>_test*``. Cells are test WER (%) 
 bootstrap intervals; below them, the average over languages, each method's trainable share of
 the parameters and (adapters) its file's share of the full model file. A second table gives the
 paired-bootstrap difference of every method against Full-FT, per language and on the average
-(the average's resamples are the mean of the languages' resamples, drawn independently).
+(the average's resamples are the mean of the languages' resamples, drawn independently). For
+SimAdapter and SimAdapter+ experiments, a heatmap of the fusion weights per layer and language.
 """
 
 from __future__ import annotations
 
+import base64
 import html
 import math
 from dataclasses import dataclass
@@ -36,6 +38,10 @@ METHOD_TITLES = {
     "simadapter+": "SimAdapter+",
 }
 BASELINE = "full"
+FUSION_NOTE = (
+    "Rows: fusion layers (encoder blocks enc1..., decoder blocks dec1...); columns: the fused adapters "
+    "(source languages, then the target's own). Which languages help the target, and where."
+)
 
 
 @dataclass
@@ -168,6 +174,19 @@ def write(
         ]
     if source is not None:
         parts += [("h", "Multilingual source model: test WER (%) per source language"), ("table", source)]
+    panels = {
+        f"{lang} / {METHOD_TITLES.get(m, m)}": c.summary["fusion_weights"]
+        for (lang, m), c in sorted(cells.items())
+        if c.summary.get("fusion_weights")
+    }
+    if panels:
+        from asr_transfer.score.plots import fusion_weights
+
+        parts += [
+            ("h", "SimAdapter fusion weights (mean attention on the target's dev set)"),
+            ("note", FUSION_NOTE),
+            ("img", fusion_weights(panels)),
+        ]
     md, body = [], []
     for kind, item in parts:
         if kind == "h":
@@ -176,6 +195,11 @@ def write(
         elif kind == "note":
             md.append(f"{item}\n")
             body.append(f"<p class='note'>{html.escape(item)}</p>")
+        elif kind == "img":
+            out.mkdir(parents=True, exist_ok=True)
+            (out / "fusion_weights.png").write_bytes(base64.b64decode(item))
+            md.append("![fusion weights](fusion_weights.png)\n")
+            body.append(f"<img alt='fusion weights' src='data:image/png;base64,{item}'>")
         else:
             md.append(_md_table(item))
             body.append(_html_table(item))

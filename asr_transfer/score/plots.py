@@ -126,3 +126,35 @@ def training_curves(systems: list[System]) -> str | None:
         ax.axis("off")
     fig.tight_layout()
     return to_png(fig)
+
+
+def fusion_weights(panels: dict[str, dict[str, dict[str, float]]]) -> str:
+    """SimAdapter's mean attention per fusion layer (rows) and fused adapter (columns), one heatmap per panel.
+
+    ``panels``: ``{"ro / SimAdapter": {"enc1": {"de": 0.3, "ro": 0.7}, ...}, ...}`` (the
+    ``fusion_weights`` of ``add_language.yaml``): which source languages help each target, where.
+
+    Example:
+        >>> png = fusion_weights({"ro": {"enc1": {"de": 0.25, "ro": 0.75}, "dec1": {"de": 0.5, "ro": 0.5}}})
+        >>> base64.b64decode(png)[:4]
+        b'\\x89PNG'
+    """
+    n = len(panels)
+    cols = min(n, 3)
+    rows = -(-n // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 0.5 + 3.2 * rows), squeeze=False)
+    for ax, (title, layers) in zip(axes.flat, panels.items()):
+        names = list(next(iter(layers.values())))
+        grid = np.array([[layers[layer].get(c, np.nan) for c in names] for layer in layers])
+        im = ax.imshow(grid, vmin=0.0, vmax=1.0, cmap="viridis", aspect="auto")
+        ax.set_xticks(range(len(names)), names)
+        ax.set_yticks(range(len(layers)), list(layers))
+        for (i, j), v in np.ndenumerate(grid):
+            ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=8, color="w" if v < 0.6 else "k")
+        ax.set_title(title, fontsize="medium")
+        ax.set_xlabel("fused adapter")
+    for ax in list(axes.flat)[n:]:
+        ax.axis("off")
+    fig.colorbar(im, ax=axes.ravel().tolist(), shrink=0.8, label="mean attention (dev set)")
+    fig.suptitle("SimAdapter fusion weights per layer and language")
+    return to_png(fig)

@@ -36,7 +36,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--noise-dir",
         default=None,
-        help=f"recorded noise bank (default: ${NOISE_ENV}, else <repo>/../shared/data/noise)",
+        help=f"recorded noise bank (default: ${NOISE_ENV}, else the shipped <repo>/data/noise)",
     )
     parser.add_argument(
         "--text-dir",
@@ -61,6 +61,10 @@ def run(args: argparse.Namespace) -> int:
         )
     except (NoiseBankError, TextSourceError, EngineMissing) as err:
         print(f"asr-transfer synth: error: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:  # a read-only output folder, a full disk
+        where = err.filename or args.out
+        print(f"asr-transfer synth: error: cannot write {where}: {err.strerror or err}", file=sys.stderr)
         return 2
     totals = corpus["totals"]
     print(

@@ -236,6 +236,7 @@ def generate(
         raise ValueError(f"preset {preset.name} has noisy domains and needs a noise bank")
     for name in sorted({u.dir_name(d) for u in utts for d in u.domains}):
         (out / "audio" / name).mkdir(parents=True, exist_ok=True)
+    (out / "corpus.json").unlink(missing_ok=True)  # unfinished until the new one is written
     init = (out, seed, noise_dir, domains, preset.rir_pool)
     if jobs <= 1:
         render = _Renderer(*init)
@@ -249,9 +250,10 @@ def generate(
         corpus["voices"]["left_out"] = sorted(drop)
     if noise_dir is not None and (noise_dir / "NOTICE.md").is_file():
         shutil.copyfile(noise_dir / "NOTICE.md", out / "NOISE-NOTICE.md")
-    (out / "corpus.json").write_text(
-        json.dumps(corpus, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
-    )
+    # corpus.json marks a finished corpus (the recipe skips stage 0 when it exists): never half-written
+    tmp = out / ".corpus.json.tmp"
+    tmp.write_text(json.dumps(corpus, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    os.replace(tmp, out / "corpus.json")
     return corpus
 
 

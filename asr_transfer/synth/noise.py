@@ -1,7 +1,8 @@
 """The recorded noise bank (rain, wind, crowd, laughter, ...): where it is and how to load it.
 
 The bank is a folder of 16 kHz mono FLAC files in one sub-folder per category, with a
-``NOTICE.md`` giving each recording's origin and licence; ``recipes/common/make_noise_bank.sh``
+``NOTICE.md`` giving each recording's origin and licence. The project ships one in ``data/noise/``
+(about 10 MB), so a fresh clone needs nothing beside it; ``recipes/common/make_noise_bank.sh``
 rebuilds it from Debian packages.
 """
 
@@ -15,7 +16,7 @@ import soundfile as sf
 
 NOISE_ENV = "ASR_TRANSFER_NOISE_DIR"
 REPO_ROOT = Path(__file__).resolve().parents[2]
-DEFAULT_NOISE_DIR = REPO_ROOT.parent / "shared" / "data" / "noise"
+DEFAULT_NOISE_DIR = REPO_ROOT / "data" / "noise"
 SAMPLE_RATE = 16000
 
 
@@ -30,9 +31,11 @@ _HOW_TO_GET = (
 
 
 def find_noise_dir(explicit: str | os.PathLike | None = None) -> Path:
-    """The noise bank: ``explicit``, else ``$ASR_TRANSFER_NOISE_DIR``, else ``<repo>/../shared/data/noise``.
+    """The noise bank: ``explicit``, else ``$ASR_TRANSFER_NOISE_DIR``, else the shipped ``<repo>/data/noise``.
 
     Example:
+        >>> (DEFAULT_NOISE_DIR / "NOTICE.md").is_file()  # the bank ships with the project
+        True
         >>> find_noise_dir("/nonexistent")  # doctest: +IGNORE_EXCEPTION_DETAIL
         Traceback (most recent call last):
         NoiseBankError: noise bank /nonexistent does not exist; run ...
@@ -44,7 +47,7 @@ def find_noise_dir(explicit: str | os.PathLike | None = None) -> Path:
     elif DEFAULT_NOISE_DIR.is_dir():
         return DEFAULT_NOISE_DIR
     else:
-        raise NoiseBankError(f"no noise bank found (looked for {DEFAULT_NOISE_DIR}); {_HOW_TO_GET}")
+        raise NoiseBankError(f"the shipped noise bank {DEFAULT_NOISE_DIR} is missing; {_HOW_TO_GET}")
     if not path.is_dir():
         raise NoiseBankError(f"noise bank {path} (from {origin}) does not exist; {_HOW_TO_GET}")
     return path

@@ -71,7 +71,8 @@ def load_streams(
     cfg: dict, method: Method, toks: dict[str, Tokenizer], max_frames: int
 ) -> tuple[dict[str, list[Utterance]], dict[str, list[Utterance]]]:
     """The method's training and dev streams: ``source`` from ``data.train``/``data.dev``,
-    ``target`` from ``data.target``/``data.target_dev`` (dev optional)."""
+    ``target`` from ``data.target``/``data.target_dev`` (dev optional), in the order of
+    ``method.streams``: the first defines the epoch, the others are cycled."""
     data, feats = cfg["data"], cfg.get("features")
     train = {"source": load_split(data["train"], toks, max_frames, feats)}
     dev = {"source": load_split(data["dev"], toks, max_frames, feats)}
@@ -82,7 +83,8 @@ def load_streams(
         train["target"] = load_split(data["target"], toks, max_frames, feats, labelled)
         if data.get("target_dev"):
             dev["target"] = load_split(data["target_dev"], toks, max_frames, feats, labelled)
-    return train, dev
+    order = [name for name in method.streams if name in train]
+    return {k: train[k] for k in order}, {k: dev[k] for k in order if k in dev}
 
 
 def model_from_config(cfg: dict, toks: dict[str, Tokenizer]) -> HybridASR:

@@ -5,7 +5,9 @@
 #       pretraining, source decodes, add-language (every target x method), target decodes, report
 # Usage: ./run.sh --cv_root /path/to/cv-corpus-XX [--stage N] [--stop_stage N]
 #                 [--sources "ru cy it eu pt"] [--targets "ro cs br ar uk"] [--methods "head full adapter"]
-#                 [--pretrain_args ...] [--adapt_args ...]   (every other option goes to recipes/crossling)
+#                 [--pretrain_args ...] [--adapt_args ...] [--src_adapter_args ...] [--meta_args ...]
+#                 (every other option goes to recipes/crossling; the methods: head full adapter
+#                 metaadapter simadapter simadapter+)
 set -euo pipefail
 
 stage=0
@@ -18,6 +20,8 @@ methods="head full adapter"
 model_config=conf/model/tiny.yaml
 pretrain_args=""
 adapt_args=""
+src_adapter_args=""
+meta_args=""
 source_token_type=unigram
 
 while [ $# -gt 0 ]; do
@@ -41,4 +45,5 @@ fi
 [ "$stage" -ge 1 ] || stage=1
 "$here/../crossling/run.sh" --corpus cv --stage "$stage" --stop_stage "$stop_stage" \
   --sources "$sources" --targets "$targets" --methods "$methods" --model_config "$model_config" \
-  --source_token_type "$source_token_type" --pretrain_args "$pretrain_args" --adapt_args "$adapt_args"
+  --source_token_type "$source_token_type" --pretrain_args "$pretrain_args" --adapt_args "$adapt_args" \
+  --src_adapter_args "$src_adapter_args" --meta_args "$meta_args"

@@ -1,15 +1,22 @@
 #!/usr/bin/env bash
 # Cross-lingual transfer (methods.md section 3): a multilingual source model, then every target
-# language by every method (head | full | adapter), on the synthetic corpus.
+# language by every method (head | full | adapter | metaadapter | simadapter | simadapter+), on the
+# synthetic corpus.
 #   0 synthesise corpus (or --corpus DIR of an existing one)   1 validate data dirs
 #   2 fbank + CMVN of the source languages                      3 SentencePiece per source language
-#   4 pretrain the multilingual model (language-balanced)       5 decode the sources' test sets
+#   4 pretrain the multilingual model (language-balanced); then, when a method needs them, the
+#     source adapters (exp/src_adapters: simadapter, simadapter+) and the MetaAdapter (exp/meta:
+#     metaadapter, simadapter+), both on the frozen multilingual body
+#   5 decode the sources' test sets
 #   6 add-language: every target x every method                 7 decode every target's test set
 #   8 report: the paper-shaped table (exp/report/RESULTS.md, report.html)
 # Every stage is idempotent: finished work is skipped, training resumes after a kill.
 # Usage: ./run.sh [--stage N] [--stop_stage N] [--preset mini|standard] [--corpus DIR]
 #                 [--sources "de fr es it pl"] [--targets "ro cs uk ar"] [--methods "head full adapter"]
 #                 [--pretrain_args "--train.epochs 5"] [--adapt_args "--train.epochs 10 --adapt.bottleneck 8"]
+#                 [--src_adapter_args "--train.epochs 2"] [--meta_args "--adapt.algorithm reptile"]
+# simadapter fuses exp/<target>_adapter and simadapter+ exp/<target>_metaadapter: list those methods
+# before them in --methods (the default order of the paper's table does).
 #                 [--source_token_type char|unigram|bpe] (targets: --adapt_args "--tokenizer.kind char")
 set -euo pipefail
 
@@ -25,11 +32,15 @@ targets="ro cs uk ar"   # standard: add br
 methods="head full adapter"
 model_config=conf/model/tiny.yaml
 pretrain_config=conf/train/xling_pretrain.yaml
+src_adapter_config=conf/train/xling_source_adapters.yaml
+meta_config=conf/train/xling_meta.yaml
 adapt_config=conf/train/xling_adapt.yaml
 decode_config=conf/decode/ctc_greedy.yaml
 source_token_type=unigram  # char | unigram | bpe
 nbpe_source=150    # methods.md; SentencePiece stops at what the text supports
 pretrain_args=""
+src_adapter_args=""
+meta_args=""
 adapt_args=""
 domain=clean
 
@@ -95,6 +106,27 @@ if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ]; then
       --data.train "[${tr%,}]" --data.dev "[${dv%,}]" --data.tokenizers "{${tk%,}}" \
       --data.cmvn dump/cmvn.npz --train.device cpu $pretrain_args
   fi
+  needs() { for m in $methods; do for x in "$@"; do [ "$m" = "$x" ] && return 0; done; done; return 1; }
+  if needs simadapter simadapter+; then
+    log "4: source adapters on the frozen $exp -> exp/src_adapters"
+    if [ -f exp/src_adapters/model.pt ]; then
+      echo "  exp/src_adapters/model.pt exists, skipped"
+    else
+      # shellcheck disable=SC2086
+      asr-transfer train --config "$exp/config.yaml" --config "$src_adapter_config" --exp exp/src_adapters \
+        --train.init "$exp/model.pt" --adapt.langs "[${sources// /,}]" --train.device cpu $src_adapter_args
+    fi
+  fi
+  if needs metaadapter simadapter+; then
+    log "4: meta-train the MetaAdapter over the sources on the frozen $exp -> exp/meta"
+    if [ -f exp/meta/model.pt ]; then
+      echo "  exp/meta/model.pt exists, skipped"
+    else
+      # shellcheck disable=SC2086
+      asr-transfer train --config "$exp/config.yaml" --config "$meta_config" --exp exp/meta \
+        --train.init "$exp/model.pt" --train.device cpu $meta_args
+    fi
+  fi
 fi
 
 if [ "$stage" -le 5 ] && [ "$stop_stage" -ge 5 ]; then
@@ -108,10 +140,19 @@ if [ "$stage" -le 6 ] && [ "$stop_stage" -ge 6 ]; then
   log "6: add every target language by every method"
   for l in $targets; do
     for m in $methods; do
+      case $m in  # what each method starts from besides the multilingual model
+        metaadapter) from=(--adapt.meta exp/meta) ;;
+        simadapter) from=(--adapt.sources exp/src_adapters --adapt.target_adapter "exp/${l}_adapter") ;;
+        simadapter+) from=(--adapt.sources exp/src_adapters --adapt.target_adapter "exp/${l}_metaadapter") ;;
+        *) from=() ;;
+      esac
+      if [ "${#from[@]}" -ge 4 ] && [ ! -f "${from[3]}/add_language.yaml" ]; then
+        echo "$0: $m for $l fuses ${from[3]}, which is not finished: list its method earlier" >&2; exit 2
+      fi
       # shellcheck disable=SC2086
       asr-transfer add-language --base "$exp" --lang "$l" --method "$m" --exp "exp/${l}_$m" \
         --train "$data/${l}_train_$domain" --dev "$data/${l}_dev_$domain" \
-        --config "$adapt_config" --decode-config "$decode_config" $adapt_args
+        --config "$adapt_config" --decode-config "$decode_config" "${from[@]}" $adapt_args
     done
   done
 fi

@@ -23,7 +23,7 @@ nproc=1            # CPU processes for DDP training when ngpu=0 (gloo)
 preset=mini
 seed=1
 jobs=2
-noise_dir=""       # default: ASR_TRANSFER_NOISE_DIR or ../shared/data/noise
+noise_dir=""       # default: ASR_TRANSFER_NOISE_DIR or the repository's data/noise
 model_config=conf/model/tiny.yaml
 train_config=""    # default conf/train/mini.yaml, or conf/train/finetune.yaml with --espnet_exp
 decode_config=conf/decode/ctc_greedy.yaml  # chosen on dev data (docs/benchmarks.md)
@@ -91,8 +91,8 @@ elif [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ]; then
   # a finished dump is skipped (its CMVN statistics are re-read); one made with other speeds is an error
   # shellcheck disable=SC2086
   asr-transfer features "$data/en_train_clean" --out dump ${speed_perturb:+--speed-perturb $speed_perturb} \
-    --cmvn dump/cmvn.npz
-  asr-transfer features "$data/en_dev_clean" --out dump
+    --cmvn dump/cmvn.npz --jobs "$jobs"
+  asr-transfer features "$data/en_dev_clean" --out dump --jobs "$jobs"
 fi
 
 if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ] && [ -n "$espnet_exp" ]; then
@@ -201,7 +201,7 @@ if [ "$stage" -le 10 ] && [ "$stop_stage" -ge 10 ] && [ -n "$adapt_domains" ]; t
   log "10: adaptation table: source-only against every method"
   adapted=()
   for d in $adapt_domains; do for m in $adapt_methods; do adapted+=("exp/adapt/${m}_$d"); done; done
-  asr-transfer report --adaptation "$exp" "${adapted[@]}" --out exp/report_adapt
+  asr-transfer report "$exp" "${adapted[@]}" --out exp/report_adapt
   echo
   cat exp/report_adapt/RESULTS.md
 fi

@@ -1,0 +1,74 @@
+"""``source_adapters``: one adapter per source language on the frozen multilingual body.
+
+Stage 1 of SimAdapter (methods.md section 3). The run is an ordinary ``asr-transfer train`` on
+the source languages' data, started from the multilingual model (``train.init``): every batch
+holds one language, whose adapter alone is enabled for it, so each language updates only its own
+adapter and head (the others get no gradient; Adam leaves parameters without one untouched).
+The adapters are named by their languages and persisted in ``model.adapters``; SimAdapter
+copies them from this experiment (:func:`~asr_transfer.model.adapters.import_adapters`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+from asr_transfer.adapt.base import Context, Method, Options, forward, supervised_terms
+from asr_transfer.data.dataset import Batch
+from asr_transfer.model.asr import HybridASR
+from asr_transfer.model.slots import set_trainable
+
+
+@dataclass
+class SourceAdapterOptions(Options):
+    """The ``adapt:`` section of ``source_adapters``.
+
+    Attributes:
+        langs: the source languages (default: every head of the model).
+        bottleneck: adapter bottleneck (methods.md: 128 for source languages at d_model 256).
+        where: the stacks whose slots get the adapters.
+    """
+
+    langs: list[str] = field(default_factory=list)
+    bottleneck: int = 128
+    where: list[str] = field(default_factory=lambda: ["encoder", "decoder"])
+
+
+def unwrap(model: torch.nn.Module) -> HybridASR:
+    """The :class:`HybridASR` inside a DDP wrapper (or ``model`` itself)."""
+    return getattr(model, "module", model)
+
+
+class SourceAdapters(Method):
+    """Train one adapter (and the head) per source language, the body frozen.
+
+    Example:
+        >>> SourceAdapters({"langs": ["de", "fr"], "bottleneck": 8}).opts.langs
+        ['de', 'fr']
+    """
+
+    name = "source_adapters"
+    OptionsClass = SourceAdapterOptions
+
+    def setup(self, model: HybridASR) -> None:
+        super().setup(model)
+        langs = self.opts.langs or sorted(model.heads)
+        unknown = [lang for lang in langs if lang not in model.heads]
+        if unknown:
+            raise ValueError(f"adapt.langs: no head for {unknown} in the model ({sorted(model.heads)})")
+        self.opts.langs = list(langs)
+        set_trainable(model, ["*"], False)
+        for lang in langs:
+            model.add_adapter(lang, bottleneck=int(self.opts.bottleneck), where=tuple(self.opts.where),
+                              enabled=False)  # fmt: skip
+            set_trainable(model, [f"heads.{lang}.*", f"*.modules_by_name.{lang}.*"], True)
+
+    def compute_objectives(
+        self, model: torch.nn.Module, batches: dict[str, Batch], ctx: Context
+    ) -> dict[str, torch.Tensor]:
+        batch = batches["source"]
+        if batch.lang not in self.opts.langs:
+            raise ValueError(f"a {batch.lang} batch: adapt.langs has no adapter for it ({self.opts.langs})")
+        unwrap(model).set_enabled([batch.lang])
+        return supervised_terms(forward(model, batch))

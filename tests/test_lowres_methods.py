@@ -1,0 +1,195 @@
+"""The low-resource methods' parts on small models: FOMAML against a hand computation, no inner
+state shared between tasks, source adapters that each train alone, SimAdapter's fusion and guide loss."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch.func import functional_call
+
+from asr_transfer.adapt import Context, build_method
+from asr_transfer.adapt.metaadapter import as_gradient, meta_gradient, model_loss, split_halves
+from asr_transfer.adapt.simadapter import fusion_layers, guide_loss
+from asr_transfer.data.dataset import Batch
+from asr_transfer.model.asr import build_model
+from asr_transfer.model.slots import Fusion
+
+SIZES = {
+    "encoder": {"output_size": 16, "attention_heads": 2, "linear_units": 32, "num_blocks": 2},
+    "decoder": {"attention_heads": 2, "linear_units": 32, "num_blocks": 1},
+}
+
+
+def _model(langs=("de", "en")):
+    torch.manual_seed(0)
+    return build_model(SIZES, {lang: 7 for lang in langs})
+
+
+def _batch(lang: str, n: int = 4, seed: int = 0) -> Batch:
+    g = torch.Generator().manual_seed(seed)
+    feats = torch.randn(n, 40, 80, generator=g)
+    ys = torch.randint(1, 6, (n, 3), generator=g)
+    ys[0, 2] = -1
+    return Batch(feats, torch.full((n,), 40), ys, lang, [f"{lang}{i}" for i in range(n)])
+
+
+def _quad(m: torch.nn.Module, p: dict, b: tuple) -> torch.Tensor:
+    return ((functional_call(m, p, (b[0],)) - b[1]) ** 2).sum()
+
+
+def test_one_fomaml_update_equals_the_hand_computed_one() -> None:
+    # f(w) = sum((W x - y)^2), W (1 x 2); one inner SGD step on the support, gradient at the query
+    lin = torch.nn.Linear(2, 1, bias=False)
+    with torch.no_grad():
+        lin.weight.copy_(torch.tensor([[0.5, -1.0]]))
+    xs, ys = torch.tensor([[1.0, 2.0]]), torch.tensor([[1.0]])
+    xq, yq = torch.tensor([[3.0, -1.0]]), torch.tensor([[0.0]])
+    lr = 0.1
+    w = torch.tensor([0.5, -1.0])
+    w_inner = w - lr * 2 * (w @ xs[0] - ys[0, 0]) * xs[0]  # [0.5 + 0.5, -1 + 1] = [1.0, 0.0]
+    expected = 2 * (w_inner @ xq[0] - yq[0, 0]) * xq[0]  # 2 * 3 * [3, -1] = [18, -6]
+    assert torch.allclose(w_inner, torch.tensor([1.0, 0.0]))
+    assert torch.allclose(expected, torch.tensor([18.0, -6.0]))
+
+    params = dict(lin.named_parameters())
+    loss, grads = meta_gradient(lin, params, _quad, (xs, ys), (xq, yq), inner_steps=1, inner_lr=lr)
+    assert torch.allclose(grads["weight"][0], expected)
+    assert loss.item() == pytest.approx(9.0)
+    # through the loop's path: the term's gradient is the outer gradient, two tasks averaged
+    loss2, grads2 = meta_gradient(lin, params, _quad, (xq, yq), (xs, ys), inner_steps=1, inner_lr=lr)
+    for lo, g in ((loss, grads), (loss2, grads2)):
+        (as_gradient(lo, params, g) / 2).backward()
+    assert torch.allclose(lin.weight.grad, (grads["weight"] + grads2["weight"]) / 2)
+    # an outer SGD step with the mean gradient, as the loop's optimiser does it
+    opt = torch.optim.SGD(lin.parameters(), lr=0.01)
+    opt.step()
+    assert torch.allclose(lin.weight, torch.tensor([[0.5, -1.0]]) - 0.01 * lin.weight.grad)
+    # Reptile: the outer gradient is theta - theta' after the inner steps on support then query
+    _, rep = meta_gradient(lin, {"weight": torch.tensor([[0.5, -1.0]])}, _quad, (xs, ys), (xq, yq), 1, lr,
+                           "reptile")  # fmt: skip
+    w_after = w_inner - lr * 2 * (w_inner @ xq[0] - yq[0, 0]) * xq[0]
+    assert torch.allclose(rep["weight"][0], w - w_after)
+
+
+def test_inner_state_does_not_leak_between_tasks() -> None:
+    model = _model()
+    method = build_method({"method": "meta_train", "bottleneck": 4, "inner_steps": 2, "inner_lr": 0.5})
+    method.setup(model)
+    model.eval()  # no dropout: the same task must give the same gradient
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    de, en = _batch("de", seed=1), _batch("en", seed=2)
+
+    def grads_of(batches: list[Batch]) -> dict[str, torch.Tensor]:
+        model.zero_grad(set_to_none=True)
+        for b in batches:
+            model.zero_grad(set_to_none=True)
+            method.compute_objectives(model, {"source": b}, Context())["meta"].backward()
+        return {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+    alone = grads_of([de])
+    after_other = grads_of([en, de])
+    assert alone.keys() == after_other.keys()
+    for n in alone:
+        assert torch.allclose(alone[n], after_other[n], atol=1e-6), n
+    # the inner loop never touched the model's own weights
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, before[k]), k
+    # only the shared adapter and the task's head receive the outer gradient
+    assert all(".modules_by_name.meta." in n or n.startswith("heads.de.") for n in alone)
+    assert any(n.startswith("heads.de.") for n in alone) and any("meta" in n for n in alone)
+    # the inner steps moved the weights: the adapted query loss differs from the un-adapted one
+    support, query = split_halves(de)
+    assert [len(support.utts), len(query.utts)] == [2, 2]
+    params = {n: p for n, p in model.named_parameters() if p.requires_grad}
+    plain = model_loss(model, params, query)
+    assert not torch.isclose(plain, method.compute_objectives(model, {"source": de}, Context("dev"))["meta"])
+
+
+def test_each_source_language_updates_only_its_own_adapter_and_head() -> None:
+    model = _model()
+    method = build_method({"method": "source_adapters", "bottleneck": 4})
+    method.setup(model)
+    assert method.opts.langs == ["de", "en"] and model.enabled_adapters() == []
+    terms = method.compute_objectives(model, {"source": _batch("en")}, Context())
+    (terms["ctc"] + terms["att"]).backward()
+    touched = {n for n, p in model.named_parameters() if p.grad is not None}
+    assert touched and all(".modules_by_name.en." in n or n.startswith("heads.en.") for n in touched)
+    assert model.enabled_adapters() == ["en"]
+    with pytest.raises(ValueError, match="no adapter for it"):
+        method.compute_objectives(model, {"source": _batch("xx")}, Context())
+
+
+def test_fusion_over_one_adapter_with_identity_values_is_that_adapter() -> None:
+    model = _model()
+    model.add_adapter("ro", bottleneck=4)
+    for p in model.adapter_parameters("ro"):
+        torch.nn.init.normal_(p)
+    model.eval()
+    b = _batch("de")
+    with torch.no_grad():
+        plain = model(b.feats, b.feat_lens, b.ys, "de")
+        model.add_adapter("fusion", type="fusion", fuses=["ro"], enabled=False)
+        model.set_enabled(["fusion"])
+        fused = model(b.feats, b.feat_lens, b.ys, "de")
+    assert torch.allclose(plain.enc_out, fused.enc_out, atol=1e-5)
+    assert torch.allclose(plain.loss, fused.loss, atol=1e-5)
+    # every frame puts all its weight on the one adapter; W_v at the identity costs nothing
+    layers = [layer for _, layer in fusion_layers(model)]
+    assert [label for label, _ in fusion_layers(model)] == ["enc1", "enc2", "dec1"]
+    assert all(torch.allclose(layer.last_alpha, torch.ones(1)) for layer in layers)
+    assert all(layer.value_penalty().item() == 0 for layer in layers)
+    # the fusion spec is persisted and rebuilds the same model
+    cfg = {**SIZES, "adapters": model.adapter_config()}
+    again = build_model(cfg, {"de": 7, "en": 7})
+    again.load_state_dict(model.state_dict())
+    again.eval()
+    with torch.no_grad():
+        assert torch.allclose(again(b.feats, b.feat_lens, b.ys, "de").enc_out, fused.enc_out)
+
+
+def test_guide_loss_is_zero_when_the_target_is_not_fused() -> None:
+    model = _model()
+    for name in ("de", "en", "ro"):
+        model.add_adapter(name, bottleneck=4, enabled=False)
+    model.add_adapter("fusion", type="fusion", fuses=["de", "en"], enabled=True)
+    b = _batch("de")
+    model(b.feats, b.feat_lens, b.ys, "de")
+    layers = [layer for _, layer in fusion_layers(model)]
+    assert guide_loss(layers, "ro").item() == 0.0
+    g = guide_loss(layers, "en")
+    assert g.item() > 0 and g.requires_grad  # with the target fused, it pulls the attention
+    g.backward()
+    assert layers[0].query.weight.grad is not None
+    # at uniform attention over K choices the guide loss is log K
+    f = Fusion(4, ["de", "ro", "en"])
+    f.last_alpha = torch.full((1, 2, 3), 1 / 3)
+    assert guide_loss([f], "ro").item() == pytest.approx(torch.tensor(3.0).log().item())
+
+
+def test_guide_weight_decays_and_fusion_weights_are_logged_at_zero_weight() -> None:
+    method = build_method({"method": "simadapter", "lang": "ro", "sources": "x", "target_adapter": "y"})
+    assert method.weight("guide", Context(progress=0.0)) == 1.0
+    assert method.weight("guide", Context(progress=0.75)) == pytest.approx(0.25)
+    assert method.weight("value_reg", Context()) == 0.01
+    assert method.weight("fusion.de", Context()) == 0.0
+    kept = build_method({"method": "simadapter+", "guide_decay": "none"})
+    assert kept.weight("guide", Context(progress=0.9)) == 1.0 and kept.name == "simadapter+"
+
+
+def test_fusion_options_learnt_temperature_and_the_unadapted_output_rebuild() -> None:
+    model = _model()
+    model.add_adapter("de", bottleneck=4, enabled=False)
+    model.add_adapter("fusion", type="fusion", fuses=["de"], temperature="learnt", with_base=True)
+    layer = fusion_layers(model)[0][1]
+    assert layer.names == ["<base>", "de"] and isinstance(layer.log_tau, torch.nn.Parameter)
+    assert "enc_slots.0.modules_by_name.fusion.log_tau" in dict(model.named_parameters())
+    spec = model.adapter_config()["fusion"]
+    assert (spec["temperature"], spec["with_base"], spec["fuses"]) == ("learnt", True, ["de"])
+    again = build_model({**SIZES, "adapters": model.adapter_config()}, {"de": 7, "en": 7})
+    again.load_state_dict(model.state_dict())  # strict: the same modules and parameters
+    # a fixed temperature is a buffer (sqrt(d)), never trained
+    fixed = Fusion(16, ["de"])
+    assert "log_tau" not in dict(fixed.named_parameters())
+    assert fixed.log_tau.exp().item() == pytest.approx(4.0)
+    with pytest.raises(ValueError, match="model.adapters.f.fuses: required"):
+        build_model({**SIZES, "adapters": {"f": {"type": "fusion"}}}, {"de": 7})
