@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import soundfile as sf
-from conftest import NOISE, REPO
+from conftest import REPO
 from scipy.signal import resample_poly
 
 from asr_transfer.data.kaldi import load_data_dir
@@ -49,7 +49,7 @@ def test_commonvoice_recipe_on_a_tiny_release(tiny_corpus: Path, tmp_path: Path)
     (tmp_path / "crossling/run.sh").chmod(0o755)
     (recipe / "conf").symlink_to(REPO / "conf")
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
-           "ASR_TRANSFER_NOISE_DIR": str(NOISE), "PYTHONPATH": str(REPO)}  # fmt: skip
+           "PYTHONPATH": str(REPO)}  # fmt: skip
     args = ["--cv_root", str(tmp_path / "cv-corpus"), "--sources", "en de", "--targets", "ro",
             "--methods", "full adapter", "--source_token_type", "char", "--jobs", "1",
             "--pretrain_args", "--train.epochs 2 --train.num_threads 1",
