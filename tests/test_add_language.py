@@ -157,3 +157,9 @@ def test_bad_input_is_a_clear_error_and_nothing_looks_finished(
     assert not (exp / "add_language.yaml").exists() and not (exp / "model.pt").exists()
     assert not list(exp.glob("*.adapter")) if exp.exists() else True
     assert torch.load(base / "model.pt")["model"]  # the base is untouched and still loads
+    # an unfinished experiment started from another base is not resumed on top of this one
+    started = tmp_path / "started"
+    started.mkdir()
+    (started / "base_fingerprint").write_text("0123456789abcdef\n")
+    with pytest.raises(RuntimeError, match="base_fingerprint: .* was started from another base model"):
+        _add(base, tiny_corpus, "ro", "adapter", started)

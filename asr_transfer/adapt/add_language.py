@@ -127,6 +127,8 @@ def build_config(base_cfg: dict, args: argparse.Namespace, exp: Path, dumps: dic
 
 
 def run(args: argparse.Namespace) -> int:
+    import torch
+
     from asr_transfer.adapt import build_method
     from asr_transfer.adapt.finetune import trainable_share
     from asr_transfer.data.features_cli import dump_features
@@ -158,6 +160,15 @@ def run(args: argparse.Namespace) -> int:
             dump_features(d, out, features=features)
         dumps[split] = out
     cfg = build_config(base_cfg, args, exp, dumps)
+    # a rerun resumes an unfinished run: only from the same base (the path may hold another model now)
+    base_fp = body_fingerprint(torch.load(base / "model.pt", map_location="cpu")["model"])
+    record = exp / "base_fingerprint"
+    if record.is_file() and record.read_text().strip() != base_fp:
+        raise RuntimeError(
+            f"{record}: {exp} was started from another base model than {base / 'model.pt'} "
+            f"({record.read_text().strip()} != {base_fp}); remove {exp} to start again"
+        )
+    record.write_text(base_fp + "\n")
     train_loop(cfg, exp)
 
     # the finished experiment, rebuilt from its saved config exactly as decoding will
@@ -180,9 +191,6 @@ def run(args: argparse.Namespace) -> int:
         "model_file_bytes": (exp / "model.pt").stat().st_size,
     }
     if args.method in ADAPTER_FILE:
-        import torch
-
-        base_fp = body_fingerprint(torch.load(base / "model.pt", map_location="cpu")["model"])
         if model.fingerprint() != base_fp:
             raise RuntimeError(
                 f"{exp / 'model.pt'}: its shared body differs from {base / 'model.pt'}'s: trained on another "
