@@ -185,7 +185,7 @@ class MetaTrain(Method):
         if torch.distributed.is_available() and torch.distributed.is_initialized():
             if torch.distributed.get_world_size() > 1:
                 # the step never runs the DDP-wrapped forward, so DDP could not average its gradients
-                raise NotImplementedError("meta_train runs in one process (run it without torchrun)")
+                raise RuntimeError("meta_train runs in one process (run it without torchrun)")
         super().setup(model)
         model.add_adapter(self.adapter, bottleneck=int(self.opts.bottleneck), where=tuple(self.opts.where))
         model.set_enabled([self.adapter])
