@@ -1,7 +1,8 @@
 """Corpus presets: which languages, splits, sizes, speakers and domains to generate.
 
-``mini`` is the CI benchmark (pip-only, about a minute on 2 cores); ``tiny`` is a seconds-long
-version of the same shape for tests and smoke runs.
+``mini`` is the CI benchmark (pip-only, about a minute on 2 cores); ``xling`` is its cross-lingual
+half with more target data (between ``mini`` and ``standard``, for the new-language methods);
+``tiny`` is a seconds-long version of mini's shape for tests and smoke runs.
 """
 
 from __future__ import annotations
@@ -129,6 +130,16 @@ PRESETS: dict[str, Preset] = {
             _plan("en", "source", (1000, 100, 150), (40, 8, 12), DOMAINS),
             *(_plan(lang, "source", (200, 30, 50), (16, 4, 6)) for lang in ("de", "fr", "es", "it", "pl")),
             *(_plan(lang, "target", (50, 30, 100), (8, 4, 8)) for lang in ("ro", "cs", "uk", "ar")),
+        ),
+    ),
+    "xling": Preset(
+        name="xling",
+        description="mini's cross-lingual half, larger: 5 source languages with 1.5x and 4 target "
+        "languages with 3x mini's training data and 2x its test data (digit strings, espeak-ng only), "
+        "so that the new-language methods can be told apart",
+        langs=(
+            *(_plan(lang, "source", (300, 40, 60), (16, 4, 6)) for lang in ("de", "fr", "es", "it", "pl")),
+            *(_plan(lang, "target", (150, 40, 200), (12, 4, 8)) for lang in ("ro", "cs", "uk", "ar")),
         ),
     ),
     "tiny": Preset(

@@ -11,10 +11,13 @@
 #   6 add-language: every target x every method                 7 decode every target's test set
 #   8 report: the paper-shaped table (exp/report/RESULTS.md, report.html)
 # Every stage is idempotent: finished work is skipped, training resumes after a kill.
-# Usage: ./run.sh [--stage N] [--stop_stage N] [--preset mini|standard] [--corpus DIR]
+# Usage: ./run.sh [--stage N] [--stop_stage N] [--preset mini|xling|standard] [--corpus DIR]
 #                 [--sources "de fr es it pl"] [--targets "ro cs uk ar"] [--methods "head full adapter"]
 #                 [--pretrain_args "--train.epochs 5"] [--adapt_args "--train.epochs 10 --adapt.bottleneck 8"]
 #                 [--src_adapter_args "--train.epochs 2"] [--meta_args "--adapt.algorithm reptile"]
+#                 [--fusion_args "--adapt.weights.guide 0.1"] (simadapter and simadapter+ only)
+# xling (between mini and standard: 150 training and 200 test utterances per target) goes with
+#   --adapt_config conf/train/xling_adapt_150.yaml --pretrain_args "--train.epochs 12"
 # simadapter fuses exp/<target>_adapter and simadapter+ exp/<target>_metaadapter: list those methods
 # before them in --methods (the default order of the paper's table does).
 #                 [--source_token_type char|unigram|bpe] (targets: --adapt_args "--tokenizer.kind char")
@@ -42,6 +45,7 @@ pretrain_args=""
 src_adapter_args=""
 meta_args=""
 adapt_args=""
+fusion_args=""
 domain=clean
 
 while [ $# -gt 0 ]; do
@@ -146,13 +150,15 @@ if [ "$stage" -le 6 ] && [ "$stop_stage" -ge 6 ]; then
         simadapter+) from=(--adapt.sources exp/src_adapters --adapt.target_adapter "exp/${l}_metaadapter") ;;
         *) from=() ;;
       esac
+      extra=""
+      case $m in simadapter|simadapter+) extra=$fusion_args ;; esac
       if [ "${#from[@]}" -ge 4 ] && [ ! -f "${from[3]}/add_language.yaml" ]; then
         echo "$0: $m for $l fuses ${from[3]}, which is not finished: list its method earlier" >&2; exit 2
       fi
       # shellcheck disable=SC2086
       asr-transfer add-language --base "$exp" --lang "$l" --method "$m" --exp "exp/${l}_$m" \
         --train "$data/${l}_train_$domain" --dev "$data/${l}_dev_$domain" \
-        --config "$adapt_config" --decode-config "$decode_config" "${from[@]}" $adapt_args
+        --config "$adapt_config" --decode-config "$decode_config" "${from[@]}" $adapt_args $extra
     done
   done
 fi
