@@ -132,6 +132,20 @@ def test_mini_plan_texts_are_normalised_and_disjoint_across_splits() -> None:
     assert len(en) == 1250 and en[0].domains == dom.DOMAINS
 
 
+def test_xling_preset_sits_between_mini_and_standard_for_the_targets() -> None:
+    utts = plan(PRESETS["xling"], seed=0)
+    count = {(u.lang, u.split): 0 for u in utts}
+    for u in utts:
+        count[u.lang, u.split] += 1
+    mini = {(lp.lang, s): n for lp in PRESETS["mini"].langs for s, n in lp.sizes.items()}
+    standard = {(lp.lang, s): n for lp in PRESETS["standard"].langs for s, n in lp.sizes.items()}
+    assert {lang for lang, _ in count} == {"de", "fr", "es", "it", "pl", "ro", "cs", "uk", "ar"}
+    for lang in ("ro", "cs", "uk", "ar"):
+        for split in ("train", "test"):
+            assert mini[lang, split] < count[lang, split] <= standard[lang, split], (lang, split)
+    assert all(u.domains == ("clean",) for u in utts)
+
+
 def test_voice_variants_exist_and_hold_out_is_disjoint() -> None:
     assert set(TRAIN_VARIANTS).isdisjoint(TEST_VARIANTS)
     for variant in TRAIN_VARIANTS + TEST_VARIANTS:
