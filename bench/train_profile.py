@@ -19,9 +19,12 @@ Both paths train the same model (same initial weights, seed, batches) with our o
 A step is split into data (waiting for the batch + copy to the device), forward (autocast bf16 on
 CUDA), backward (with the finite check) and optimiser (clip, step, zero_grad). On CUDA the phases
 are timed in a pass with a synchronisation after each (shares), and the step time in a second pass
-without them (the real s/step); on the CPU the operations are synchronous and one pass gives both.
-Medians over ``--steps`` timed steps after ``--warmup``. The batches are an epoch's in its order,
-then the next epoch's (``--utts`` utterances of the mini corpus's ``en_train_clean``).
+without them (the real s/step, total wall / steps); on the CPU the operations are synchronous and
+one pass gives both. In the phase pass the two paths take turns step by step, so the load of a
+shared machine falls on both alike (the new path's workers keep reading ahead meanwhile, as they
+do while the model computes). Medians over ``--steps`` timed steps after ``--warmup``. The batches
+are an epoch's in its order, then the next epoch's (``--utts`` utterances of the mini corpus's
+``en_train_clean``).
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -55,8 +59,15 @@ def _steps(utts: list, budget: int, n: int) -> list[dict]:
     return out[:n]
 
 
-def run_path(name: str, args: argparse.Namespace, setup: dict, steps: list[dict], phases: bool) -> dict:
-    """Train ``len(steps)`` steps on ``name``'s path; per-step phase seconds (``phases``) or step seconds."""
+def run_path(
+    name: str, args: argparse.Namespace, setup: dict, steps: list[dict], phases: bool
+) -> Iterator[dict]:
+    """Train ``len(steps)`` steps on ``name``'s path, yielding each step's phase seconds and ``step``.
+
+    With ``phases`` a step's time is its own (the paths can take turns, so that a shared machine's
+    load falls on both alike); without, it runs from the end of the previous step (CUDA: the CPU
+    runs ahead, and only the last step's synchronisation makes the total real).
+    """
     import torch
 
     from asr_transfer.adapt import Context
@@ -84,7 +95,6 @@ def run_path(name: str, args: argparse.Namespace, setup: dict, steps: list[dict]
         if cuda and phases:
             torch.cuda.synchronize()
 
-    rows: list[dict] = []
     it = iter(step_loader(steps, 0, workers, pin))
     t_end = time.perf_counter()
     for i in range(len(steps)):
@@ -110,12 +120,10 @@ def run_path(name: str, args: argparse.Namespace, setup: dict, steps: list[dict]
             torch.cuda.synchronize()  # the queued work of the last step counts
         sync()
         t4 = time.perf_counter()
-        rows.append(
-            {"data": t1 - t0, "forward": t2 - t1, "backward": t3 - t2, "optim": t4 - t3, "step": t4 - t_end}
-        )
-        t_end = t4
+        step = t4 - (t0 if phases else t_end)
+        yield {"data": t1 - t0, "forward": t2 - t1, "backward": t3 - t2, "optim": t4 - t3, "step": step}
+        t_end = time.perf_counter()
     assert guard.skipped == 0, f"{name}: {guard.skipped} non-finite steps"
-    return {"rows": rows[args.warmup :], "loss": float(loss)}
 
 
 def summarise(rows: list[dict], audio: list[float]) -> dict:
@@ -139,6 +147,10 @@ def main() -> int:
     parser.add_argument("--corpus", type=Path, help="a synth corpus (default: synthesise mini into --work)")
     parser.add_argument("--work", type=Path, help="cache folder (default: a temporary one)")
     parser.add_argument("--json", type=Path, help="write the figures here")
+    parser.add_argument(
+        "--data-budgets", help="also time reading + padding one batch on the main thread (the old path's "
+        "data cost) for these comma-separated frame budgets, e.g. 4000,40000,160000; --steps 0: only that"
+    )  # fmt: skip
     args = parser.parse_args()
 
     import torch
@@ -154,13 +166,28 @@ def main() -> int:
         work = (args.work or Path(tmp)).resolve()
         work.mkdir(parents=True, exist_ok=True)
         setup, steps = _prepare(args, work, budget, tcfg)
-        results = {}
-        for name in ("old", "new"):
-            res = run_path(name, args, setup, steps, phases=True)
+        budgets = [int(b) for b in (args.data_budgets or "").split(",") if b]
+        data = data_cost(setup["utts"], budgets, max(args.steps, 3), args.device == "cuda")
+        if not args.steps:
+            _print_data_cost(data)
+            if args.json:
+                report = {"bench": "train_profile", "device": args.device, "data_cost": data}
+                args.json.write_text(json.dumps(report, indent=2) + "\n")
+            return 0
+        paths = {name: run_path(name, args, setup, steps, phases=True) for name in ("old", "new")}
+        results: dict[str, dict] = {name: {"rows": []} for name in paths}
+        for _ in steps:  # the paths take turns, step by step
+            for name, path in paths.items():
+                results[name]["rows"].append(next(path))
+        for name, path in paths.items():
+            next(path, None)  # its final checks
+            results[name]["rows"] = results[name]["rows"][args.warmup :]
             if args.device == "cuda":  # the real step time, without the phase synchronisations
-                res["e2e"] = run_path(name, args, setup, steps, phases=False)["rows"]
-            results[name] = res
+                results[name]["e2e"] = list(run_path(name, args, setup, steps, phases=False))[args.warmup :]
     report = _report(args, budget, steps, results)
+    if data:
+        _print_data_cost(data)
+        report["data_cost"] = data
     if args.json:
         args.json.write_text(json.dumps(report, indent=2) + "\n")
     return 0
@@ -187,7 +214,45 @@ def _prepare(args: argparse.Namespace, work: Path, budget: int, tcfg) -> tuple[d
     method.setup(model)
     utts = load_dump(prep["dump"] / "train", "en", tok, tcfg.max_utt_frames)
     steps = _steps(utts, budget, args.warmup + args.steps)
-    return {"model": model, "method": method, "lr": float(tcfg.lr)}, steps
+    return {"model": model, "method": method, "lr": float(tcfg.lr), "utts": utts}, steps
+
+
+def data_cost(utts: list, budgets: list[int], n: int, pin: bool) -> list[dict]:
+    """Median seconds to read and pad one step's batch on the calling thread (+ pinning on CUDA)."""
+    from asr_transfer.data.dataset import collate
+    from asr_transfer.data.loader import padding_frames
+
+    out = []
+    for budget in budgets:
+        steps = _steps(utts, budget, n)
+        times = []
+        for step in steps:
+            t0 = time.perf_counter()
+            batch = collate(step["source"])
+            if pin:
+                batch.pin_memory()
+            times.append(time.perf_counter() - t0)
+        pads = [padding_frames(s) for s in steps]
+        out.append(
+            {
+                "max_batch_frames": budget,
+                "utts_per_step": statistics.mean(len(s["source"]) for s in steps),
+                "audio_s_per_step": statistics.mean(sum(u.frames for u in s["source"]) / 100 for s in steps),
+                "collate_s": statistics.median(times),
+                "padding_share": sum(p for p, _ in pads) / sum(t for _, t in pads),
+            }
+        )
+    return out
+
+
+def _print_data_cost(rows: list[dict]) -> None:
+    print("\nreading + padding one batch on the training thread (the old path's data phase), medians")
+    print(f"{'budget':>8} {'utts/step':>9} {'audio s/step':>12} {'collate s':>9} {'padding':>8}")
+    for r in rows:
+        print(
+            f"{r['max_batch_frames']:>8} {r['utts_per_step']:>9.1f} {r['audio_s_per_step']:>12.1f} "
+            f"{r['collate_s']:>9.4f} {100 * r['padding_share']:>7.1f}%"
+        )
 
 
 def _report(args: argparse.Namespace, budget: int, steps: list[dict], results: dict) -> dict:
