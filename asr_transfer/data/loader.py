@@ -57,7 +57,6 @@ def step_loader(
         pin_memory=pin_memory,
         # a private generator: the global RNG (dropout, SpecAugment) is left as it was
         generator=torch.Generator().manual_seed(0),
-        prefetch_factor=4 if num_workers else None,
     )
 
 
