@@ -178,3 +178,28 @@ def test_a_non_finite_loss_skips_its_update_with_and_without_a_host_sync(
         assert torch.isfinite(value).all() and torch.allclose(value, device_model[key], atol=atol), key
     for moments in device["optim"]["state"].values():
         assert all(torch.isfinite(t).all() for t in moments.values())
+
+
+@pytest.mark.slow
+def test_two_process_ddp_skips_a_batch_non_finite_on_one_rank_on_both_without_a_host_read(
+    tiny_setup: dict[str, Path], tmp_path: Path
+) -> None:
+    # the poisoned batch lands on one rank (seed 1: rank 0 in epoch 1, rank 1 in epoch 2); the
+    # device-side flag is all-reduced, so both skip it, and rank 0's saved count is 2
+    setup = {**tiny_setup, "train": tmp_path / "dump"}
+    _poisoned_dump(tiny_setup["train"], setup["train"])
+    exp = tmp_path / "ddp"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           "-m", "asr_transfer.cli", *train_args(setup, exp, "--train.epochs", "2",
+                                                 "--train.max_batch_frames", "400",
+                                                 "--train.fused_optimizer", "true")]  # fmt: skip
+    proc = _run(cmd)
+    try:
+        out = proc.communicate(timeout=400)[0]
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        pytest.fail("DDP training hung")
+    assert proc.returncode == 0, out[-3000:]
+    ck = torch.load(exp / "checkpoints" / "last.pt", weights_only=False)
+    assert ck["state"]["skipped"] == 2 and ck["state"]["step"] > 0
+    assert all(torch.isfinite(v).all() for v in torch.load(exp / "model.pt")["model"].values())
