@@ -3,6 +3,8 @@
 Usage:
     python bench/train_throughput.py [--config tiny|ref] [--steps 10] [--warmup 2] [--threads 2]
                                      [--corpus DIR] [--utts 1000] [--espnet-input fbank,raw]
+                                     [--device cpu|cuda] [--num-workers 1] [--train-config YAML]
+                                     [--max-batch-frames F] [--espnet-amp] [--json OUT]
 
 Each system runs its real entry point in a subprocess (ours: ``asr-transfer train``; ESPnet:
 ``python -m espnet2.bin.asr_train``) with the model class's ``forward`` wrapped by a timer: a step
@@ -14,8 +16,11 @@ the batch's real audio (ESPnet: ``speech_lengths``; ours: fbank frames x 10 ms +
 ESPnet runs twice: ``fbank`` reads our dumped fbank and CMVN (``kaldi_ark`` input, no frontend),
 so only the loops differ; ``raw`` is ESPnet's standard set-up (audio files, STFT frontend in the
 model, 25 ms / 10 ms so sequence lengths match). Same threads (``torch.set_num_threads`` and
-OMP), no data-loader workers, the same padded-frames budget per batch (the two samplers fill it
-slightly differently, hence the audio column).
+OMP), the same number of data-loader workers (``--num-workers``: ours ``train.num_workers``,
+ESPnet ``--num_workers``), the same padded-frames budget per batch (the two samplers fill it
+slightly differently, hence the audio column). ``--device cuda``: ours with the train config's
+bf16 autocast (default ``conf/train/gpu.yaml``), ESPnet ``--ngpu 1`` (fp32, or ``--use_amp`` with
+``--espnet-amp``).
 """
 
 from __future__ import annotations
@@ -31,7 +36,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 MODEL_CONFIGS = {"tiny": REPO / "conf/model/tiny.yaml", "ref": REPO / "conf/model/transformer_ref.yaml"}
-TRAIN_CONFIG = REPO / "conf/train/mini.yaml"
+TRAIN_CONFIGS = {"cpu": REPO / "conf/train/mini.yaml", "cuda": REPO / "conf/train/gpu.yaml"}
 
 
 # ---------------------------------------------------------------------------------------- worker
@@ -183,11 +188,23 @@ def main() -> int:
     parser.add_argument("--utts", type=int, default=1000, help="training utterances (en_train_clean subset)")
     parser.add_argument("--espnet-input", default="fbank,raw", help="comma list of fbank, raw")
     parser.add_argument("--work", type=Path, help="cache folder (default: a temporary one)")
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    parser.add_argument("--num-workers", type=int, default=1, help="data-loader workers, both systems")
+    parser.add_argument("--train-config", type=Path, help="default: mini.yaml on cpu, gpu.yaml on cuda")
+    parser.add_argument("--max-batch-frames", type=int, help="padded frames per batch (default: train cfg)")
+    parser.add_argument("--espnet-amp", action="store_true", help="ESPnet --use_amp true (CUDA)")
+    parser.add_argument("--json", type=Path, help="write the figures here")
     parser.add_argument("--worker", choices=["ours", "espnet"], help=argparse.SUPPRESS)
     parser.add_argument("--timings", help=argparse.SUPPRESS)
     args, rest = parser.parse_known_args()
     if args.worker:
         return _worker(args, rest[1:] if rest[:1] == ["--"] else rest)
+    from asr_transfer.config import load_config
+
+    args.train_config = args.train_config or TRAIN_CONFIGS[args.device]
+    train_cfg = load_config([args.train_config])["train"]
+    args.budget = args.max_batch_frames or int(train_cfg["max_batch_frames"])
+    args.lr = float(train_cfg["lr"])
 
     with tempfile.TemporaryDirectory() as tmp:
         work = (args.work or Path(tmp)).resolve()
@@ -201,7 +218,9 @@ def main() -> int:
         for kind in inputs:
             name = f"espnet-{kind}"
             results[name] = run_system(name, _espnet_cmd(args, prep, work, kind), args, work)
-    _print_table(args, results)
+    report = _print_table(args, results)
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=2) + "\n")
     return 0
 
 
@@ -209,13 +228,14 @@ def _ours_cmd(args: argparse.Namespace, prep: dict, work: Path) -> list[str]:
     exp = work / "exp_ours"
     subprocess.run(["rm", "-rf", str(exp)], check=True)
     return [
-        "train", "--config", str(MODEL_CONFIGS[args.config]), "--config", str(TRAIN_CONFIG),
+        "train", "--config", str(MODEL_CONFIGS[args.config]), "--config", str(args.train_config),
         "--exp", str(exp),
         "--data.train", f"[{{dump: {prep['dump'] / 'train'}, lang: en}}]",
         "--data.dev", f"[{{dump: {prep['dump'] / 'dev'}, lang: en}}]",
         "--data.tokenizers", f"{{en: {prep['tokenizer']}}}", "--data.cmvn", str(prep["dump"] / "cmvn.npz"),
-        "--train.device", "cpu", "--train.num_threads", str(args.threads), "--train.epochs", "100",
-        "--train.save_every_steps", "100000",
+        "--train.device", "cpu" if args.device == "cpu" else "auto", "--train.num_threads", str(args.threads),
+        "--train.epochs", "100", "--train.save_every_steps", "100000",
+        "--train.max_batch_frames", str(args.budget), "--train.num_workers", str(args.num_workers),
     ]  # fmt: skip
 
 
@@ -226,8 +246,7 @@ def _espnet_cmd(args: argparse.Namespace, prep: dict, work: Path, kind: str) -> 
     import _espnet_exp as espnet
 
     model = yaml.safe_load(MODEL_CONFIGS[args.config].read_text())["model"]
-    train_cfg = yaml.safe_load(TRAIN_CONFIG.read_text())["train"]
-    budget = int(train_cfg["max_batch_frames"])
+    budget = args.budget
     data = prep[kind]
     cfg = espnet.espnet_config(
         model,
@@ -235,20 +254,26 @@ def _espnet_cmd(args: argparse.Namespace, prep: dict, work: Path, kind: str) -> 
         raw_audio=kind == "raw",
         batch_bins=budget * (160 if kind == "raw" else 1),
         max_epoch=100,
-        lr=float(train_cfg["lr"]),
+        lr=args.lr,
         warmup_steps=100,
     )
     exp = work / f"exp_espnet_{kind}"
     subprocess.run(["rm", "-rf", str(exp)], check=True)
-    return espnet.train_command(cfg, data["train"], data["dev"], exp)[3:]  # drop "python -m module"
+    cmd = espnet.train_command(cfg, data["train"], data["dev"], exp, num_workers=args.num_workers)
+    if args.device == "cuda":
+        cmd[cmd.index("--ngpu") + 1] = "1"
+        cmd += ["--use_amp", "true"] if args.espnet_amp else []
+    return cmd[3:]  # drop "python -m module"
 
 
-def _print_table(args: argparse.Namespace, results: dict) -> None:
+def _print_table(args: argparse.Namespace, results: dict) -> dict:
     import statistics
 
+    load = os.getloadavg()[0]
     print(
-        f"\ntrain throughput: config {args.config}, {args.steps} timed steps after {args.warmup} warm-up, "
-        f"{args.threads} threads, load average {os.getloadavg()[0]:.2f}"
+        f"\ntrain throughput: config {args.config}, device {args.device}, {args.steps} timed steps after "
+        f"{args.warmup} warm-up, {args.threads} threads, {args.num_workers} loader workers, budget "
+        f"{args.budget} frames, load average {load:.2f}"
     )
     print(
         f"{'system':<13} {'params':>10} {'utts/step':>9} {'audio s/step':>12} {'s/step':>7} "
@@ -263,6 +288,29 @@ def _print_table(args: argparse.Namespace, results: dict) -> None:
             f"{statistics.mean(r['audio_s']):>12.1f} {statistics.mean(r['step_s']):>7.3f} "
             f"{speed[name]:>9.1f} {speed['ours'] / speed[name]:>9.2f}"
         )
+    return {
+        "bench": "train_throughput",
+        "config": args.config,
+        "device": args.device,
+        "threads": args.threads,
+        "num_workers": args.num_workers,
+        "max_batch_frames": args.budget,
+        "steps": args.steps,
+        "warmup": args.warmup,
+        "load_average": load,
+        "systems": {
+            name: {
+                "params": r["params"],
+                "utts_per_step": statistics.mean(r["utts"]),
+                "audio_s_per_step": statistics.mean(r["audio_s"]),
+                "s_per_step": statistics.mean(r["step_s"]),
+                "median_s_per_step": statistics.median(r["step_s"]),
+                "audio_s_per_s": speed[name],
+                "ours_over_this": speed["ours"] / speed[name],
+            }
+            for name, r in results.items()
+        },
+    }
 
 
 if __name__ == "__main__":

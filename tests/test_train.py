@@ -3,19 +3,23 @@
 from __future__ import annotations
 
 import os
+import re
+import shutil
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import kaldiio
+import numpy as np
 import pytest
 import torch
 import yaml
 from conftest import REPO, cli, train_args
 
 from asr_transfer.data.dataset import load_dump
-from asr_transfer.data.kaldi import DataError
+from asr_transfer.data.kaldi import DataError, read_table
 from asr_transfer.text.tokenizer import Tokenizer
 
 
@@ -121,3 +125,81 @@ def test_two_process_gloo_ddp_trains(tiny_setup: dict[str, Path], tmp_path: Path
     assert (exp / "model.pt").exists()
     state = torch.load(exp / "checkpoints" / "last.pt", weights_only=False)["state"]
     assert state["epoch"] == 3
+
+
+def test_training_with_data_loader_workers_gives_the_model_trained_without(
+    tiny_setup: dict[str, Path], tmp_path: Path
+) -> None:
+    models = {}
+    for workers in (0, 2):
+        exp = tmp_path / f"w{workers}"
+        assert cli(*train_args(tiny_setup, exp, "--train.epochs", "2", "--train.max_batch_frames", "700",
+                               "--train.num_workers", str(workers))) == 0  # fmt: skip
+        models[workers] = torch.load(exp / "model.pt")["model"]
+    for key, value in models[0].items():
+        assert torch.equal(value, models[2][key]), key
+    log = (tmp_path / "w2" / "train.log").read_text()
+    assert re.search(r"padding \d+\.\d% of \d+ input frames", log), log
+
+
+def _poisoned_dump(src: Path, dst: Path) -> str:
+    """A copy of the dump ``src`` whose shortest utterance's features are NaN; returns its id."""
+    shutil.copytree(src, dst)
+    feats = dict(kaldiio.load_scp(str(src / "feats.scp")))
+    frames = {u: int(n) for u, n in read_table(src / "utt2num_frames").items()}
+    bad = min(frames, key=frames.get)
+    mats = {u: np.full_like(m, np.nan) if u == bad else np.asarray(m) for u, m in feats.items()}
+    kaldiio.save_ark(str(dst / "feats.ark"), mats, scp=str(dst / "feats.scp"))
+    return bad
+
+
+def test_a_non_finite_loss_skips_its_update_with_and_without_a_host_sync(
+    tiny_setup: dict[str, Path], tmp_path: Path
+) -> None:
+    # one utterance per batch, one of them NaN: one skipped batch per epoch; constant lr, so the
+    # device-side skip (fused Adam, no host read; its schedule advances) must give the host-side model
+    setup = {**tiny_setup, "train": tmp_path / "dump"}
+    _poisoned_dump(tiny_setup["train"], setup["train"])
+    runs = {}
+    for fused in ("false", "true"):
+        exp = tmp_path / f"fused_{fused}"
+        assert cli(*train_args(setup, exp, "--train.epochs", "2", "--train.max_batch_frames", "400",
+                               "--train.accum_grad", "2", "--train.scheduler", "{type: constant}",
+                               "--train.lr", "0.001", "--train.fused_optimizer", fused)) == 0  # fmt: skip
+        ck = torch.load(exp / "checkpoints" / "last.pt", weights_only=False)
+        runs[fused] = ck, torch.load(exp / "model.pt")["model"]
+    (host, host_model), (device, device_model) = runs["false"], runs["true"]
+    assert host["state"]["skipped"] == device["state"]["skipped"] == 2
+    assert device["state"]["step"] >= host["state"]["step"] > 0
+    for key, value in host_model.items():
+        # fused and foreach kernels round differently; a key bias has a gradient that is zero but for
+        # rounding, which Adam (eps 1e-9) turns into lr-sized steps of either sign
+        atol = 4 * 0.001 if key.endswith("linear_k.bias") else 1e-5
+        assert torch.isfinite(value).all() and torch.allclose(value, device_model[key], atol=atol), key
+    for moments in device["optim"]["state"].values():
+        assert all(torch.isfinite(t).all() for t in moments.values())
+
+
+@pytest.mark.slow
+def test_two_process_ddp_skips_a_batch_non_finite_on_one_rank_on_both_without_a_host_read(
+    tiny_setup: dict[str, Path], tmp_path: Path
+) -> None:
+    # the poisoned batch lands on one rank (seed 1: rank 0 in epoch 1, rank 1 in epoch 2); the
+    # device-side flag is all-reduced, so both skip it, and rank 0's saved count is 2
+    setup = {**tiny_setup, "train": tmp_path / "dump"}
+    _poisoned_dump(tiny_setup["train"], setup["train"])
+    exp = tmp_path / "ddp"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           "-m", "asr_transfer.cli", *train_args(setup, exp, "--train.epochs", "2",
+                                                 "--train.max_batch_frames", "400",
+                                                 "--train.fused_optimizer", "true")]  # fmt: skip
+    proc = _run(cmd)
+    try:
+        out = proc.communicate(timeout=400)[0]
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        pytest.fail("DDP training hung")
+    assert proc.returncode == 0, out[-3000:]
+    ck = torch.load(exp / "checkpoints" / "last.pt", weights_only=False)
+    assert ck["state"]["skipped"] == 2 and ck["state"]["step"] > 0
+    assert all(torch.isfinite(v).all() for v in torch.load(exp / "model.pt")["model"].values())

@@ -53,9 +53,16 @@ class Batch:
     lang: str
     utts: list[str]
 
-    def to(self, device: torch.device) -> Batch:
-        ys = None if self.ys is None else self.ys.to(device)
-        return Batch(self.feats.to(device), self.feat_lens.to(device), ys, self.lang, self.utts)
+    def to(self, device: torch.device, non_blocking: bool = False) -> Batch:
+        """The batch on ``device``; ``non_blocking`` copies from pinned memory run asynchronously."""
+        ys = None if self.ys is None else self.ys.to(device, non_blocking=non_blocking)
+        feats = self.feats.to(device, non_blocking=non_blocking)
+        return Batch(feats, self.feat_lens.to(device, non_blocking=non_blocking), ys, self.lang, self.utts)
+
+    def pin_memory(self) -> Batch:
+        """A copy in page-locked memory (called by the data loader's pinning thread for CUDA)."""
+        ys = None if self.ys is None else self.ys.pin_memory()
+        return Batch(self.feats.pin_memory(), self.feat_lens.pin_memory(), ys, self.lang, self.utts)
 
 
 def load_dump(

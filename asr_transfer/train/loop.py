@@ -3,11 +3,13 @@
     set-up (seed, ranks, tokenizers, model, method; config saved after the method set the model up;
             the method's batch streams; optimiser over the model's and the method's trainable parameters)
     resume from checkpoints/last.pt if it exists (model, method state, optimiser, position, RNG)
-    for each epoch: for each step (one batch per stream, deterministic from seed + epoch):
+    for each epoch: for each step (one batch per stream, deterministic from seed + epoch; read and
+                                   padded ahead by data-loader workers, pinned for CUDA):
         autocast forward -> method's named loss terms x their weights -> skip if non-finite on any rank
         backward; every accum_grad steps: clip, step, schedule
+        every log_every_steps optimiser steps: the only host reads of losses (no per-step sync)
         every save_every_steps optimiser steps: atomic checkpoint with the position in the epoch
-    end of epoch: the method's dev loss (dev data only), keep the best k, checkpoint
+    end of epoch: padding share, the method's dev loss (dev data only), keep the best k, checkpoint
     average the best k into model.pt
 
 A killed run restarts from ``last.pt`` at the batch after the last saved step,
@@ -30,14 +32,17 @@ from tqdm import tqdm
 
 from asr_transfer.adapt import Context, Method, build_method
 from asr_transfer.config import save_config
-from asr_transfer.data.dataset import Utterance, collate, load_dump, stream_batches
+from asr_transfer.data.dataset import Utterance, load_dump, stream_batches
 from asr_transfer.data.features import load_cmvn
 from asr_transfer.data.frontend import check_record
+from asr_transfer.data.loader import padding_frames, step_loader
 from asr_transfer.model.asr import HybridASR, build_model
 from asr_transfer.text.tokenizer import Tokenizer
 from asr_transfer.train.checkpoint import average_checkpoints, save_atomic
 from asr_transfer.train.dist import DistInfo, all_reduce_sum, init_distributed
 from asr_transfer.train.init import init_from_base
+from asr_transfer.train.nonfinite import NonFiniteGuard
+from asr_transfer.train.optim import build_optimizer
 from asr_transfer.train.options import TrainOptions
 from asr_transfer.train.schedule import build_schedule
 
@@ -174,13 +179,7 @@ def train(cfg: dict, exp_dir: str | Path) -> Path:
     )
     total_steps = epochs * math.ceil(steps_per_epoch / accum)
     params = [p for p in [*model.parameters(), *method.parameters()] if p.requires_grad]
-    optim = torch.optim.Adam(
-        params,
-        lr=float(opts.lr),
-        betas=(0.9, 0.98),
-        eps=1e-9,
-        weight_decay=float(opts.weight_decay),
-    )
+    optim = build_optimizer(params, opts.lr, opts.weight_decay, info.device, opts.fused_optimizer)
     sched = torch.optim.lr_scheduler.LambdaLR(optim, build_schedule(opts.scheduler, total_steps))
 
     state = {"epoch": 1, "batch": 0, "step": 0, "skipped": 0, "best": []}
@@ -202,6 +201,9 @@ def train(cfg: dict, exp_dir: str | Path) -> Path:
                 state["step"],
             )
 
+    # the fused optimiser can skip a non-finite step on the device: no host read per batch
+    guard = NonFiniteGuard(info, device_side=bool(optim.defaults["fused"]), skipped=state["skipped"])
+    pin = info.device.type == "cuda"
     net: torch.nn.Module = model
     # DDP expects one forward per backward and knows only the model's parameters: a method with
     # several streams or modules of its own gets its gradients averaged by hand instead
@@ -224,6 +226,7 @@ def train(cfg: dict, exp_dir: str | Path) -> Path:
     )
 
     def checkpoint(path: Path) -> None:
+        state["skipped"] = guard.skipped
         rng = _gather_rng(info)
         if info.is_main:
             save_atomic(
@@ -251,18 +254,22 @@ def train(cfg: dict, exp_dir: str | Path) -> Path:
             disable=not info.is_main,
             dynamic_ncols=True,
         )
-        for i in range(state["batch"], len(steps)):
-            batches = {name: collate(items).to(info.device) for name, items in steps[i].items()}
+        padded = frames = 0
+        loader = step_loader(steps, state["batch"], opts.num_workers, pin)
+        for i, collated in enumerate(loader, start=state["batch"]):
+            pad, total = padding_frames(steps[i])
+            padded, frames = padded + pad, frames + total
+            batches = {name: b.to(info.device, non_blocking=pin) for name, b in collated.items()}
             ctx = Context("train", epoch, state["step"], state["step"] / max(total_steps, 1))
             with torch.autocast(info.device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
                 terms = method.compute_objectives(net, batches, ctx)
             loss = sum(method.weight(name, ctx) * value for name, value in terms.items())
-            # every rank must agree on skipping, or the others would wait in backward's all-reduce
-            finite = all_reduce_sum([float(torch.isfinite(loss))], info)[0] == info.world_size
+            finite = guard.check(loss)
             if finite:
                 (loss / accum).backward()
+                if guard.device_side and accum > 1:
+                    guard.drop_gradients(params)
             else:
-                state["skipped"] += 1
                 optim.zero_grad(set_to_none=True)
             state["batch"] = i + 1
             bar.update(1)
@@ -271,11 +278,13 @@ def train(cfg: dict, exp_dir: str | Path) -> Path:
             if manual_sync:
                 _average_gradients(params, info)
             grad_norm = torch.nn.utils.clip_grad_norm_(params, clip)
+            guard.arm(optim)
             optim.step()
             optim.zero_grad(set_to_none=True)
             sched.step()
             state["step"] += 1
             if writer is not None and state["step"] % log_every == 0:
+                state["skipped"] = guard.skipped
                 for name, value in terms.items():
                     writer.add_scalar(f"train/{name}", value.item(), state["step"])
                 writer.add_scalar("train/loss", loss.item(), state["step"])
@@ -287,19 +296,24 @@ def train(cfg: dict, exp_dir: str | Path) -> Path:
                 checkpoint(last)
         bar.close()
 
-        dev = evaluate(method, model, dev_streams, budget, info, amp_dtype)
+        state["skipped"] = guard.skipped
+        dev = evaluate(method, model, dev_streams, budget, info, amp_dtype, opts.num_workers)
         dev_loss = dev["loss"]
         if info.is_main:
+            share = padded / max(frames, 1)
             log.info(
-                "epoch %d: dev loss %.3f (%s; step %d, skipped %d)",
+                "epoch %d: dev loss %.3f (%s; step %d, skipped %d, padding %.1f%% of %d input frames)",
                 epoch,
                 dev_loss,
                 ", ".join(f"{k} {v:.3f}" for k, v in dev.items() if k != "loss"),
                 state["step"],
                 state["skipped"],
+                100 * share,
+                frames,
             )
             for name, value in dev.items():
                 writer.add_scalar(f"dev/{name}", value, state["step"])
+            writer.add_scalar("train/padding_share", share, state["step"])
             save_atomic({"model": model.state_dict()}, ckpt_dir / f"epoch{epoch}.pt")
         state["best"] = sorted([*state["best"], (dev_loss, epoch)])
         if info.is_main:
@@ -331,27 +345,32 @@ def evaluate(
     budget: int,
     info: DistInfo,
     amp_dtype: torch.dtype | None,
+    num_workers: int = 0,
 ) -> dict[str, float]:
     """The method's objective on dev data: ``loss`` (weighted sum) and each term, per source utterance.
 
-    Weights are taken at the end of their schedules so epochs compare; summed over ranks.
+    Weights are taken at the end of their schedules so epochs compare; summed over ranks. The sums
+    stay on the device (float64, as Python floats were) until the end: one host read per pass.
     """
     model.eval()
     method.eval()
     ctx = Context("dev", progress=1.0)
-    sums: dict[str, float] = {}
+    sums: dict[str, torch.Tensor | float] = {}
     count = 0
-    for step in stream_batches(streams, budget, 0, 0, info.world_size, info.rank):
-        batches = {name: collate(items).to(info.device) for name, items in step.items()}
+    pin = info.device.type == "cuda"
+    dev_steps = stream_batches(streams, budget, 0, 0, info.world_size, info.rank)
+    for collated in step_loader(dev_steps, 0, num_workers, pin):
+        batches = {name: b.to(info.device, non_blocking=pin) for name, b in collated.items()}
         with torch.autocast(info.device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
             terms = method.compute_objectives(model, batches, ctx)
-        n = len(step["source"])
+        n = len(batches["source"].utts)
         terms["loss"] = sum(method.weight(k, ctx) * v for k, v in terms.items())
         for name, value in terms.items():
-            sums[name] = sums.get(name, 0.0) + float(value) * n
+            value = value.detach().double() if torch.is_tensor(value) else float(value)
+            sums[name] = sums.get(name, 0.0) + value * n
         count += n
     names = sorted(sums)
-    totals = all_reduce_sum([sums[k] for k in names] + [float(count)], info)
+    totals = all_reduce_sum([float(sums[k]) for k in names] + [float(count)], info)
     return {k: v / totals[-1] for k, v in zip(names, totals)}
 
 

@@ -23,6 +23,11 @@ class TrainOptions:
         accum_grad: batches per optimiser step.
         lr: peak learning rate (Adam, betas 0.9/0.98).
         weight_decay: Adam weight decay.
+        fused_optimizer: fused Adam, which also skips a non-finite step on the device without a
+            host sync (:mod:`asr_transfer.train.nonfinite`); ``None``: on CUDA only. ``false``
+            reads the finite flag back every batch (the previous behaviour).
+        num_workers: processes reading and padding batches ahead of the training step (0: on
+            the training thread, the previous behaviour); the batch order is the same either way.
         scheduler: ``{type: noam|warmup_decay|constant, ...}`` (:mod:`asr_transfer.train.schedule`).
         grad_clip: gradient-norm clipping.
         save_every_steps: optimiser steps between resumable checkpoints.
@@ -51,6 +56,8 @@ class TrainOptions:
     accum_grad: int = 1
     lr: float = 2e-3
     weight_decay: float = 0.0
+    fused_optimizer: bool | None = None
+    num_workers: int = 1
     scheduler: dict = field(default_factory=dict)
     grad_clip: float = 5.0
     save_every_steps: int = 200
