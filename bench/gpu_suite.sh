@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# Every GPU figure of the project from ONE command, on a machine with one GPU, PyTorch and no network:
+#
+#   tools/fetch_gpu_wheels.sh                   # beforehand, where there is network: wheels/ (~25 MB)
+#   bench/gpu_suite.sh --out DIR                # on the GPU machine, from the repository root
+#   bench/gpu_suite.sh --device cpu --out DIR   # smoke run with small sizes (a few minutes on 2 cores)
+#
+# Installs what the machine lacks from the wheel folder (`pip install --no-index --no-deps --target`,
+# then PYTHONPATH), puts empty stand-ins for the two NLTK data packages that g2p_en would otherwise try
+# to download, then runs bench/gpu_suite.py: the GPU tests, the training benchmark (ours vs ESPnet fp32
+# and --use_amp at two padded-frames budgets, reference model) and the decoding benchmark (ours vs
+# ESPnet Speech2Text), each part timed and limited, a failing part logged and the rest still run.
+# Writes DIR/gpu_suite.json, DIR/gpu_suite.md and DIR/gpu_suite_logs.tar.gz.
+#
+# Options (the rest go to bench/gpu_suite.py; see its --help):
+#   --wheels DIR       wheel folder (default: <repo>/wheels; none there: use the interpreter's packages)
+#   --work DIR         scratch folder: installed wheels, corpus, experiments, logs
+#                      (default: ${TMPDIR:-/tmp}/gpu_suite_work)
+#   --time-limit S     whole run, set-up included (default: 470 with cuda, 900 with cpu)
+# Environment: PYTHON (default python3); GPU_SUITE_FAIL=part[,part] makes those parts fail on purpose.
+set -uo pipefail
+start=$SECONDS
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+py=${PYTHON:-python3}
+wheels=$root/wheels
+work=${TMPDIR:-/tmp}/gpu_suite_work
+device=cuda
+limit=
+args=()
+while [ $# -gt 0 ]; do
+  case $1 in
+    --wheels) wheels=$2; shift 2 ;;
+    --work) work=$2; shift 2 ;;
+    --time-limit) limit=$2; shift 2 ;;
+    --device) device=$2; args+=("$1" "$2"); shift 2 ;;
+    *) args+=("$1"); shift ;;
+  esac
+done
+[ -n "$limit" ] || { [ "$device" = cpu ] && limit=900 || limit=470; }
+mkdir -p "$work/logs"
+work=$(cd "$work" && pwd)
+
+# ---- set-up: wheels, PYTHONPATH, NLTK stand-ins; its status goes into the JSON as part "setup"
+site=$work/site
+setup_log=$work/logs/setup.log
+setup_status=ok
+setup_error=
+{
+  echo "python: $(command -v "$py") ($("$py" --version 2>&1))"
+  shopt -s nullglob
+  whl=("$wheels"/*.whl)
+  if [ ${#whl[@]} -eq 0 ]; then
+    echo "no wheels in $wheels: using the interpreter's own packages"
+  else
+    echo "installing ${#whl[@]} wheels from $wheels into $site"
+    rm -rf "$site"
+    "$py" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --disable-pip-version-check \
+      --target "$site" "${whl[@]}"
+  fi
+} >"$setup_log" 2>&1 || { setup_status=failed; setup_error="pip install of the wheels failed (rc $?)"; }
+pythonpath=$root
+[ -d "$site" ] && pythonpath=$root:$site
+export PYTHONPATH=$pythonpath${PYTHONPATH:+:$PYTHONPATH}
+# g2p_en (imported by espnet2.tasks.asr) downloads these when missing; with no network that can hang.
+# Empty zips stop the attempt; the ASR path never reads them.
+export NLTK_DATA=$work/nltk_data
+for z in taggers/averaged_perceptron_tagger_eng.zip corpora/cmudict.zip; do
+  mkdir -p "$NLTK_DATA/$(dirname "$z")"
+  [ -f "$NLTK_DATA/$z" ] || "$py" -c 'import sys, zipfile; zipfile.ZipFile(sys.argv[1], "w").close()' \
+    "$NLTK_DATA/$z"
+done
+export PYTHONUNBUFFERED=1
+cd "$root" || exit 1
+exec "$py" "$root/bench/gpu_suite.py" --work "$work" --time-limit $((limit - (SECONDS - start))) \
+  --setup "$setup_status" --setup-seconds $((SECONDS - start)) --setup-error "$setup_error" "${args[@]}"
