@@ -37,8 +37,9 @@ while [ $# -gt 0 ]; do
   esac
 done
 [ -n "$limit" ] || { [ "$device" = cpu ] && limit=900 || limit=470; }
-mkdir -p "$work/logs"
+mkdir -p "$work"
 work=$(cd "$work" && pwd)
+rm -rf "$work/logs" && mkdir "$work/logs"
 
 # ---- set-up: wheels, PYTHONPATH, NLTK stand-ins; its status goes into the JSON as part "setup"
 site=$work/site
@@ -49,11 +50,11 @@ setup_error=
   echo "python: $(command -v "$py") ($("$py" --version 2>&1))"
   shopt -s nullglob
   whl=("$wheels"/*.whl)
+  rm -rf "$site"
   if [ ${#whl[@]} -eq 0 ]; then
     echo "no wheels in $wheels: using the interpreter's own packages"
   else
     echo "installing ${#whl[@]} wheels from $wheels into $site"
-    rm -rf "$site"
     "$py" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --disable-pip-version-check \
       --target "$site" "${whl[@]}"
   fi
