@@ -366,23 +366,10 @@ class Suite:
         script = REPO / "bench" / "train_throughput.py"
         flags = script_flags(script)
         notes = []
-        cmd = [PY, str(script), "--config", self.sizes.model, "--steps", str(self.sizes.steps)]
-        cmd += [
-            "--warmup",
-            str(self.sizes.warmup),
-            "--threads",
-            str(self.threads),
-            "--corpus",
-            str(self.corpus),
-        ]
-        cmd += [
-            "--utts",
-            str(self.sizes.train_utts),
-            "--espnet-input",
-            "fbank",
-            "--work",
-            str(self.work / "train"),
-        ]
+        z = self.sizes
+        cmd = [PY, str(script), "--config", z.model, "--steps", str(z.steps), "--warmup", str(z.warmup)]
+        cmd += ["--threads", str(self.threads), "--corpus", str(self.corpus), "--utts", str(z.train_utts)]
+        cmd += ["--espnet-input", "fbank", "--work", str(self.work / "train")]
         if FLAG_BUDGET in flags:
             cmd += [FLAG_BUDGET, str(budget)]
         elif budget == self.budgets[0]:
@@ -407,16 +394,8 @@ class Suite:
         script = REPO / "bench" / "decode_speed.py"
         flags = script_flags(script)
         s = self.sizes
-        cmd = [
-            PY,
-            str(script),
-            "--config",
-            s.model,
-            "--corpus",
-            str(self.corpus),
-            "--work",
-            str(self.work / "decode"),
-        ]
+        cmd = [PY, str(script), "--config", s.model, "--corpus", str(self.corpus)]
+        cmd += ["--work", str(self.work / "decode")]
         cmd += ["--utts", str(s.decode_utts), "--threads", str(self.threads), "--beam", str(s.beam)]
         cmd += ["--train-epochs", str(s.decode_train_epochs), "--train-utts", str(s.decode_train_utts)]
         cmd += ["--repeats", str(s.decode_repeats)]
