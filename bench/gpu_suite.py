@@ -241,7 +241,7 @@ class Suite:
             "device": args.device,
             "started": _now(),
             "time_limit_s": args.time_limit + args.setup_seconds,
-            "command": sys.argv,
+            "command": args.suite_command or shlex.join(sys.argv),
             "sizes": {k: v for k, v in vars(self.sizes).items() if k not in ("limits", "reserve")}
             | {"budgets": self.budgets},
             "machine": {},
@@ -608,6 +608,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--setup", choices=STATUSES, default="skipped", help=argparse.SUPPRESS)
     parser.add_argument("--setup-seconds", type=float, default=0.0, help=argparse.SUPPRESS)
     parser.add_argument("--setup-error", default="", help=argparse.SUPPRESS)
+    parser.add_argument("--suite-command", help=argparse.SUPPRESS)
     return Suite(parser.parse_args(argv)).run()
 
 

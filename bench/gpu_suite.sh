@@ -13,16 +13,18 @@
 # Writes DIR/gpu_suite.json, DIR/gpu_suite.md and DIR/gpu_suite_logs.tar.gz.
 #
 # Options (the rest go to bench/gpu_suite.py; see its --help):
-#   --wheels DIR       wheel folder (default: <repo>/wheels; none there: use the interpreter's packages)
+#   --wheels DIR       wheel folder (default: <repo>/wheels with cuda, none with cpu; no wheels: the
+#                      interpreter's own packages, e.g. the project's venv)
 #   --work DIR         scratch folder: installed wheels, corpus, experiments, logs
 #                      (default: ${TMPDIR:-/tmp}/gpu_suite_work)
 #   --time-limit S     whole run, set-up included (default: 470 with cuda, 900 with cpu)
 # Environment: PYTHON (default python3); GPU_SUITE_FAIL=part[,part] makes those parts fail on purpose.
 set -uo pipefail
 start=$SECONDS
+command_line=$(printf '%q ' "$0" "$@")
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 py=${PYTHON:-python3}
-wheels=$root/wheels
+wheels=
 work=${TMPDIR:-/tmp}/gpu_suite_work
 device=cuda
 limit=
@@ -36,7 +38,12 @@ while [ $# -gt 0 ]; do
     *) args+=("$1"); shift ;;
   esac
 done
-[ -n "$limit" ] || { [ "$device" = cpu ] && limit=900 || limit=470; }
+if [ "$device" = cpu ]; then
+  limit=${limit:-900}
+else
+  limit=${limit:-470}
+  wheels=${wheels:-$root/wheels}
+fi
 mkdir -p "$work"
 work=$(cd "$work" && pwd)
 rm -rf "$work/logs" && mkdir "$work/logs"
@@ -49,10 +56,11 @@ setup_error=
 {
   echo "python: $(command -v "$py") ($("$py" --version 2>&1))"
   shopt -s nullglob
-  whl=("$wheels"/*.whl)
+  whl=()
+  [ -z "$wheels" ] || whl=("$wheels"/*.whl)
   rm -rf "$site"
   if [ ${#whl[@]} -eq 0 ]; then
-    echo "no wheels in $wheels: using the interpreter's own packages"
+    echo "no wheels${wheels:+ in $wheels}: using the interpreter's own packages"
   else
     echo "installing ${#whl[@]} wheels from $wheels into $site"
     "$py" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --disable-pip-version-check \
@@ -73,4 +81,5 @@ done
 export PYTHONUNBUFFERED=1
 cd "$root" || exit 1
 exec "$py" "$root/bench/gpu_suite.py" --work "$work" --time-limit $((limit - (SECONDS - start))) \
-  --setup "$setup_status" --setup-seconds $((SECONDS - start)) --setup-error "$setup_error" "${args[@]}"
+  --setup "$setup_status" --setup-seconds $((SECONDS - start)) --setup-error "$setup_error" \
+  --suite-command "${command_line% }" "${args[@]}"
