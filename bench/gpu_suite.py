@@ -46,6 +46,7 @@ STATUSES = ("ok", "failed", "timeout", "skipped")
 
 #: flags of the benchmark scripts that the suite passes when their ``--help`` lists them
 FLAG_DEVICE, FLAG_JSON, FLAG_BUDGET, FLAG_AMP = "--device", "--json", "--max-batch-frames", "--espnet-amp"
+FLAG_WORKERS, FLAG_SYSTEMS, FLAG_BATCH = "--num-workers", "--systems", "--batch-size"
 
 
 @dataclass(frozen=True)
@@ -63,20 +64,25 @@ class Sizes:
     decode_utts: int
     decode_repeats: int
     beam: int
+    decode_systems: str  # ours, for decode_speed.py --systems (ESPnet Speech2Text always runs)
+    decode_batch: int  # utterances per batch of our beam search
+    loader_workers: int | None  # data-loader workers of both trainers (None: the script's default)
     limits: dict[str, int] = field(default_factory=dict)
     reserve: dict[str, int] = field(default_factory=dict)
 
 
 SIZES = {
     "cuda": Sizes(
-        preset="mini", model="ref", budgets=(40000, 80000), steps=10, warmup=3, train_utts=1000,
+        preset="mini", model="ref", budgets=(40000, 80000), steps=8, warmup=3, train_utts=1000,
         decode_train_epochs=2, decode_train_utts=300, decode_utts=20, decode_repeats=1, beam=10,
-        limits={"machine": 30, "imports": 90, "data": 120, "gpu_tests": 150, "train": 150, "decode": 210},
-        reserve={"machine": 10, "imports": 20, "data": 20, "gpu_tests": 40, "train": 60, "decode": 80},
+        decode_systems="beam,beam1,ctc_greedy", decode_batch=32, loader_workers=4,
+        limits={"machine": 30, "imports": 90, "data": 120, "gpu_tests": 150, "train": 120, "decode": 210},
+        reserve={"machine": 10, "imports": 20, "data": 20, "gpu_tests": 40, "train": 45, "decode": 80},
     ),
     "cpu": Sizes(  # a smoke run: every part, smallest sizes (a couple of minutes on 2 busy cores)
         preset="tiny", model="tiny", budgets=(2000, 4000), steps=1, warmup=1, train_utts=6,
         decode_train_epochs=1, decode_train_utts=6, decode_utts=1, decode_repeats=1, beam=2,
+        decode_systems="beam,ctc_greedy", decode_batch=16, loader_workers=None,
         limits={"machine": 60, "imports": 120, "data": 120, "gpu_tests": 120, "train": 240, "decode": 300},
         reserve={"machine": 10, "imports": 20, "data": 20, "gpu_tests": 20, "train": 40, "decode": 60},
     ),
@@ -263,9 +269,13 @@ class Suite:
 
     # the order of the parts is the order of the JSON and the table
     def plan(self) -> list[tuple[str, str]]:
-        """(part name, kind) in order; kind keys the limits: ``train_b40000`` is a ``train`` part."""
+        """(part name, kind) in order; kind keys the limits: ``train_b40000`` is a ``train`` part.
+
+        Each budget has two training parts: ours vs ESPnet fp32 (``train_b<budget>``) and ours vs ESPnet
+        with ``--use_amp`` (``train_b<budget>_amp``): the script runs one ESPnet variant at a time.
+        """
         parts = [("machine", "machine"), ("imports", "imports"), ("data", "data"), ("gpu_tests", "gpu_tests")]
-        parts += [(f"train_b{b}", "train") for b in self.budgets]
+        parts += [(f"train_b{b}{amp}", "train") for b in self.budgets for amp in ("", "_amp")]
         parts.append(("decode", "decode"))
         wanted = set(self.args.parts.split(",")) if self.args.parts else None
         return [(n, k) for n, k in parts if wanted is None or n in wanted or k in wanted]
@@ -362,33 +372,35 @@ class Suite:
         return part
 
     def part_train(self, name: str, limit: float) -> dict:
-        budget = int(name.removeprefix("train_b"))
+        amp = name.endswith("_amp")
+        budget = int(name.removeprefix("train_b").removesuffix("_amp"))
         script = REPO / "bench" / "train_throughput.py"
         flags = script_flags(script)
-        notes = []
-        z = self.sizes
+        if amp and self.args.device == "cpu":
+            return _not_run("skipped", "ESPnet --use_amp needs CUDA")
+        if amp and FLAG_AMP not in flags:
+            return _not_run("skipped", f"{script.name} has no {FLAG_AMP}")
+        z, notes = self.sizes, []
         cmd = [PY, str(script), "--config", z.model, "--steps", str(z.steps), "--warmup", str(z.warmup)]
         cmd += ["--threads", str(self.threads), "--corpus", str(self.corpus), "--utts", str(z.train_utts)]
         cmd += ["--espnet-input", "fbank", "--work", str(self.work / "train")]
+        cmd += [FLAG_AMP] if amp else []
         if FLAG_BUDGET in flags:
             cmd += [FLAG_BUDGET, str(budget)]
-        elif budget == self.budgets[0]:
+        elif budget == self.budgets[0] and not amp:
             budget = _yaml_int(REPO / "conf/train/mini.yaml", "max_batch_frames")
             notes.append(f"{script.name} has no {FLAG_BUDGET}: measured at its default budget, {budget}")
         else:
             return _not_run("skipped", f"{script.name} has no {FLAG_BUDGET}: one budget only (its default)")
-        if FLAG_AMP in flags and self.args.device == "cuda":
-            cmd.append(FLAG_AMP)
-        else:
-            why = "needs CUDA" if self.args.device == "cpu" else f"{script.name} has no {FLAG_AMP}"
-            notes.append(f"ESPnet --use_amp not measured: {why}")
+        if FLAG_WORKERS in flags and z.loader_workers is not None:
+            cmd += [FLAG_WORKERS, str(z.loader_workers)]
         problem = self._device_flag(cmd, flags, script)
         if problem:
             return _not_run("failed", problem)
         raw = self._json_flag(cmd, flags, name)
         part, outcome = self.command(name, cmd, limit)
         systems = parse_train_table(outcome.output)
-        return self._finish(part, outcome, systems, raw, notes, budget_frames=budget)
+        return self._finish(part, outcome, systems, raw, notes, budget_frames=budget, espnet_amp=amp)
 
     def part_decode(self, name: str, limit: float) -> dict:
         script = REPO / "bench" / "decode_speed.py"
@@ -399,13 +411,17 @@ class Suite:
         cmd += ["--utts", str(s.decode_utts), "--threads", str(self.threads), "--beam", str(s.beam)]
         cmd += ["--train-epochs", str(s.decode_train_epochs), "--train-utts", str(s.decode_train_utts)]
         cmd += ["--repeats", str(s.decode_repeats)]
+        if FLAG_SYSTEMS in flags:
+            cmd += [FLAG_SYSTEMS, s.decode_systems]
+        if FLAG_BATCH in flags:
+            cmd += [FLAG_BATCH, str(s.decode_batch)]
         problem = self._device_flag(cmd, flags, script)
         if problem:
             return _not_run("failed", problem)
         raw = self._json_flag(cmd, flags, name)
         part, outcome = self.command(name, cmd, limit)
         systems = parse_decode_table(outcome.output)
-        head = re.search(r"decode speed: (\d+) utterances, ([\d.]+) s of audio", outcome.output)
+        head = re.search(r"decode speed(?: \(\w+\))?: (\d+) utterances, ([\d.]+) s of audio", outcome.output)
         extra = {"utts": int(head[1]), "audio_s": float(head[2])} if head else {}
         return self._finish(part, outcome, systems, raw, [], model=s.model, beam=s.beam, **extra)
 
@@ -487,8 +503,9 @@ def render_markdown(result: dict) -> str:
         for _, p in train:
             f = p["figures"]
             for sys_name, r in f["systems"].items():
+                label = f"{sys_name} --use_amp" if f.get("espnet_amp") and sys_name != "ours" else sys_name
                 lines.append(
-                    f"| {f['budget_frames']:,} | {sys_name} | {r['params']:,.0f} "
+                    f"| {f['budget_frames']:,} | {label} | {r['params']:,.0f} "
                     f"| {r['audio_s_per_step']:.1f} | {r['s_per_step']:.3f} | {r['audio_s_per_s']:.1f} "
                     f"| {r['ours_over_this']:.2f} |"
                 )

@@ -39,7 +39,8 @@ def test_a_run_out_of_time_still_reports_every_part(tmp_path: Path) -> None:
     subprocess.run(cmd, check=True, cwd=REPO, capture_output=True, timeout=60)
     parts = json.loads((out / "gpu_suite.json").read_text())["parts"]
     assert list(parts) == [
-        "setup", "machine", "imports", "data", "gpu_tests", "train_b2000", "train_b4000", "decode",
+        "setup", "machine", "imports", "data", "gpu_tests",
+        "train_b2000", "train_b2000_amp", "train_b4000", "train_b4000_amp", "decode",
     ]  # fmt: skip
     assert all(
         p["status"] == "skipped" and "no time left" in p["error"] for n, p in parts.items() if n != "setup"
@@ -79,7 +80,7 @@ def test_cpu_smoke_run_has_every_part_and_survives_a_failing_one(tmp_path: Path)
     assert tests["status"] == "ok" and tests["figures"]["tests"] >= 2
     assert tests["figures"]["failed"] == tests["figures"]["errors"] == 0
 
-    train = [p for n, p in parts.items() if n.startswith("train_b")]
+    train = [p for n, p in parts.items() if n.startswith("train_b") and not n.endswith("_amp")]
     assert len(train) == 2 and train[0]["status"] == "ok", train[0].get("error")
     systems = train[0]["figures"]["systems"]
     espnet = [s for s in systems if s.startswith("espnet")]
@@ -90,6 +91,9 @@ def test_cpu_smoke_run_has_every_part_and_survives_a_failing_one(tmp_path: Path)
     assert {s["params"] for s in systems.values()} == {systems["ours"]["params"]}
     # a second budget needs the script's budget flag: measured, or skipped naming it
     assert train[1]["status"] == "ok" or "--max-batch-frames" in train[1]["error"]
+    # ESPnet's --use_amp is CUDA-only: those parts are there, skipped, saying why
+    for name in ("train_b2000_amp", "train_b4000_amp"):
+        assert parts[name]["status"] == "skipped" and "CUDA" in parts[name]["error"]
 
     decode = parts["decode"]
     assert decode["status"] == "ok", decode.get("error")
