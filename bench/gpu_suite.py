@@ -151,8 +151,8 @@ def _tail(text: str, lines: int = 15) -> str:
 def script_flags(script: Path) -> set[str]:
     """The ``--long`` options a script's ``--help`` lists (empty if the help itself fails).
 
-    >>> sorted(script_flags(REPO / "bench" / "train_throughput.py"))[:3]
-    ['--config', '--corpus', '--espnet-input']
+    >>> {"--config", "--steps", "--corpus"} <= script_flags(REPO / "bench" / "train_throughput.py")
+    True
     """
     try:
         out = subprocess.run(
