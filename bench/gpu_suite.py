@@ -240,7 +240,9 @@ class Suite:
         self.forced = {p for p in os.environ.get("GPU_SUITE_FAIL", "").split(",") if p}
         budgets = args.budgets or self.sizes.budgets
         self.budgets = [int(b) for b in budgets]
-        self.corpus = args.corpus.resolve() if args.corpus else self.work / "corpus"
+        # per device: the two modes' corpora and the benchmarks' caches differ
+        self.scratch = self.work / args.device
+        self.corpus = args.corpus.resolve() if args.corpus else self.scratch / f"corpus_{self.sizes.preset}"
         self.threads = (os.cpu_count() or 1) if args.device == "cuda" else 2
         self.result: dict = {
             "suite": "bench/gpu_suite.sh",
@@ -294,7 +296,7 @@ class Suite:
                 }
             else:
                 print(f"gpu_suite: {name} (limit {limit:.0f} s)", flush=True)
-                part = getattr(self, f"part_{kind}")(name, limit)
+                part = self.run_part(name, kind, limit)
             part.setdefault("limit_s", round(max(limit, 0), 1))
             self.result["parts"][name] = part
             print(f"gpu_suite: {name}: {part['status']} in {part['seconds']:.1f} s", flush=True)
@@ -308,7 +310,16 @@ class Suite:
         print((self.out / "gpu_suite.md").read_text())
         return 0
 
-    def command(self, name: str, cmd: list[str], limit: float, **figures_of) -> tuple[dict, Outcome]:
+    def run_part(self, name: str, kind: str, limit: float) -> dict:
+        """One part; an error of the suite's own (say, output it cannot read) fails this part only."""
+        start = time.perf_counter()
+        try:
+            return getattr(self, f"part_{kind}")(name, limit)
+        except Exception as e:  # any error must leave the other parts running
+            error = f"the suite itself failed on this part: {type(e).__name__}: {e}"
+            return {"status": "failed", "seconds": round(time.perf_counter() - start, 1), "error": error}
+
+    def command(self, name: str, cmd: list[str], limit: float) -> tuple[dict, Outcome]:
         """Run one part's command (or the forced failure) and return its JSON entry."""
         if name in self.forced:
             cmd = [PY, "-c", f"raise SystemExit('forced failure: GPU_SUITE_FAIL names {name}')"]
@@ -383,7 +394,7 @@ class Suite:
         z, notes = self.sizes, []
         cmd = [PY, str(script), "--config", z.model, "--steps", str(z.steps), "--warmup", str(z.warmup)]
         cmd += ["--threads", str(self.threads), "--corpus", str(self.corpus), "--utts", str(z.train_utts)]
-        cmd += ["--espnet-input", "fbank", "--work", str(self.work / "train")]
+        cmd += ["--espnet-input", "fbank", "--work", str(self.scratch / "train")]
         cmd += [FLAG_AMP] if amp else []
         if FLAG_BUDGET in flags:
             cmd += [FLAG_BUDGET, str(budget)]
@@ -407,7 +418,7 @@ class Suite:
         flags = script_flags(script)
         s = self.sizes
         cmd = [PY, str(script), "--config", s.model, "--corpus", str(self.corpus)]
-        cmd += ["--work", str(self.work / "decode")]
+        cmd += ["--work", str(self.scratch / "decode")]
         cmd += ["--utts", str(s.decode_utts), "--threads", str(self.threads), "--beam", str(s.beam)]
         cmd += ["--train-epochs", str(s.decode_train_epochs), "--train-utts", str(s.decode_train_utts)]
         cmd += ["--repeats", str(s.decode_repeats)]
@@ -437,7 +448,7 @@ class Suite:
     def _json_flag(self, cmd: list[str], flags: set[str], name: str) -> Path | None:
         if FLAG_JSON not in flags:
             return None
-        raw = self.work / f"{name}.json"
+        raw = self.scratch / f"{name}.json"
         raw.unlink(missing_ok=True)
         cmd += [FLAG_JSON, str(raw)]
         return raw
