@@ -156,7 +156,7 @@ def script_flags(script: Path) -> set[str]:
     """
     try:
         out = subprocess.run(
-            [PY, str(script), "--help"], capture_output=True, text=True, cwd=REPO, timeout=120
+            [PY, str(script), "--help"], capture_output=True, text=True, cwd=REPO, timeout=30
         ).stdout
     except subprocess.TimeoutExpired:
         return set()
@@ -627,7 +627,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", choices=sorted(SIZES), default="cuda", help="sizes and device of the run")
     parser.add_argument("--out", type=Path, default=REPO / "exp" / "gpu_suite", help="JSON, markdown, logs")
     parser.add_argument("--work", type=Path, default=Path("/tmp/gpu_suite_work"), help="scratch folder")
-    parser.add_argument("--time-limit", type=float, default=470, help="seconds for all parts together")
+    parser.add_argument("--time-limit", type=float, default=450, help="seconds for all parts together")
     parser.add_argument(
         "--parts", help="comma list of parts or kinds (machine,imports,data,gpu_tests,train,decode)"
     )
