@@ -87,23 +87,32 @@ class VectorCTCPrefixScore(CTCPrefixScoreTH):
             snum = self.odim
             scoring_idmap = None
             x_ = self.x.unsqueeze(3).repeat(1, 1, 1, n_hyps, 1).view(2, -1, n_bh, snum)
-        r = torch.full((self.input_length, 2, n_bh, snum), self.logzero, dtype=self.dtype, device=self.device)
+        # z[t] holds r_t^n, phi_t, r_t^b: (phi, r^b) side by side make each frame's update one
+        # logaddexp against r^n, written in place (ESPnet stacks them anew at every frame)
+        z = torch.empty((self.input_length, 3, n_bh, snum), dtype=self.dtype, device=self.device)
+        r, log_phi = z[:, 0::2], z[:, 1]  # (T, 2, N, S) and (T, N, S) views
+        start, end = max(output_length, 1), self.input_length
+        r[:start] = self.logzero  # the frames before the prefix's length; the loop below writes the rest
         if output_length == 0:
             r[0, 0] = x_[0, 0]
         r_sum = torch.logsumexp(r_prev, 1)  # (T, N)
-        log_phi = r_sum.unsqueeze(2).repeat(1, 1, snum)  # (T, N, S)
+        log_phi[:] = r_sum.unsqueeze(2)
         # a repeated label needs a blank in between: its phi is the blank-ending path only
         pos = last if scoring_idmap is None else scoring_idmap[hyp, last]
         has = pos >= 0
         log_phi[:, hyp[has], pos[has]] = r_prev[:, 1, hyp[has]]
-        start, end = max(output_length, 1), self.input_length
-        for t in range(start, end):
-            # r_t^n = (r_{t-1}^n + phi_{t-1}) x_t^c, r_t^b = (r_{t-1}^n + r_{t-1}^b) x_t^blank, in log space;
-            # one fused logaddexp instead of ESPnet's stack of four + logsumexp (the hot loop)
-            rp = r[t - 1]
-            r[t] = torch.logaddexp(rp[0], torch.stack((log_phi[t - 1], rp[1]))) + x_[:, t]
-        log_phi_x = torch.cat((log_phi[0].unsqueeze(0), log_phi[:-1]), dim=0) + x_[0]
-        log_psi_ = torch.logsumexp(torch.cat((log_phi_x[start:end], r[start - 1, 0].unsqueeze(0))), dim=0)
+        # per-frame views made in one go: indexing inside the loop costs more than its two kernels
+        r_n, phi_b, r_t = z[:, 0].unbind(0), z[:, 1:].unbind(0), r.unbind(0)
+        x_t = x_[:, start:end].transpose(0, 1).contiguous().unbind(0)  # (2, N, S) per frame
+        for t, x in zip(range(start, end), x_t):
+            # r_t^n = (r_{t-1}^n + phi_{t-1}) x_t^c, r_t^b = (r_{t-1}^n + r_{t-1}^b) x_t^blank, in log space
+            torch.logaddexp(r_n[t - 1], phi_b[t - 1], out=r_t[t])
+            r_t[t].add_(x)
+        # psi = logsumexp(phi_{t-1} + x_t^c over t in [start, end), and r_{start-1}^n): only those frames
+        terms = torch.empty((end - start + 1, n_bh, snum), dtype=self.dtype, device=self.device)
+        torch.add(log_phi[start - 1 : end - 1], x_[0, start:end], out=terms[:-1])
+        terms[-1] = r[start - 1, 0]
+        log_psi_ = torch.logsumexp(terms, dim=0)
         if scoring_ids is not None:
             log_psi = torch.full((n_bh, self.odim), self.logzero, dtype=self.dtype, device=self.device)
             log_psi.scatter_(1, scoring_ids, log_psi_)
