@@ -22,7 +22,8 @@ one utterance per call, as ``asr_inference`` does) and by our
 ``--exp`` an experiment is trained first with ``espnet2.bin.asr_train`` (CPU, a few epochs of a
 mini-corpus subset; not timed). Times cover feature extraction (ESPnet's frontend on both sides)
 and decoding, after one warm-up utterance; the systems take turns ``--repeats`` times and the
-median is reported; RTF = processing seconds / audio seconds.
+median is reported; RTF = processing seconds / audio seconds. Beside wall seconds, the process's
+CPU seconds (all threads) and their ratio: on a shared machine they vary less.
 """
 
 from __future__ import annotations
@@ -186,15 +187,25 @@ def run(exp: Path, waves: list[np.ndarray], args: argparse.Namespace) -> list[di
         fn(waves[:1])  # warm-up
     # the systems take turns, so a slow spell of a shared machine hits them alike; medians per system
     times: dict[str, list[float]] = {name: [] for name, _, _ in systems}
+    cpu: dict[str, list[float]] = {name: [] for name, _, _ in systems}
     hyps: dict[str, list] = {}
     for _ in range(args.repeats):
         for name, fn, idx in systems:
-            start = time.perf_counter()
+            start, start_cpu = time.perf_counter(), time.process_time()
             out = fn([waves[i] for i in idx])
             times[name].append(time.perf_counter() - start)
+            cpu[name].append(time.process_time() - start_cpu)
             by_utt = dict(zip(idx, out))
             hyps[name] = [by_utt[i] for i in range(len(waves))]
-    return [{"name": name, "seconds": statistics.median(times[name]), "hyps": hyps[name]} for name in times]
+    return [
+        {
+            "name": name,
+            "seconds": statistics.median(times[name]),
+            "cpu_seconds": statistics.median(cpu[name]),
+            "hyps": hyps[name],
+        }
+        for name in times
+    ]
 
 
 def _print(rows: list[dict], waves: list[np.ndarray], args: argparse.Namespace) -> None:
@@ -205,12 +216,17 @@ def _print(rows: list[dict], waves: list[np.ndarray], args: argparse.Namespace) 
         f"CTC weight {args.ctc_weight}, {args.threads} threads, median of {args.repeats} runs, "
         f"load average {os.getloadavg()[0]:.2f}"
     )
-    print(f"{'system':<32} {'seconds':>8} {'RTF':>8} {'x ESPnet':>9} {'same hyps as ESPnet':>20}")
+    # CPU seconds (this process, all threads) are less at the mercy of other jobs than wall seconds
+    print(
+        f"{'system':<32} {'seconds':>8} {'RTF':>8} {'x ESPnet':>9} {'CPU s':>7} {'x ESPnet CPU':>13} "
+        f"{'same hyps as ESPnet':>20}"
+    )
     for r in rows:
         same = sum(a == b for a, b in zip(r["hyps"], ref["hyps"]))
         print(
             f"{r['name']:<32} {r['seconds']:>8.2f} {r['seconds'] / audio:>8.4f} "
-            f"{ref['seconds'] / r['seconds']:>9.1f} {same:>14}/{len(waves)}"
+            f"{ref['seconds'] / r['seconds']:>9.1f} {r['cpu_seconds']:>7.2f} "
+            f"{ref['cpu_seconds'] / r['cpu_seconds']:>13.1f} {same:>14}/{len(waves)}"
         )
 
 
@@ -242,6 +258,8 @@ def _write_json(
                 "seconds": round(r["seconds"], 4),
                 "rtf": round(r["seconds"] / audio, 5),
                 "x_espnet": round(ref["seconds"] / r["seconds"], 2),
+                "cpu_seconds": round(r["cpu_seconds"], 4),
+                "x_espnet_cpu": round(ref["cpu_seconds"] / r["cpu_seconds"], 2),
                 "same_hyps_as_espnet": sum(a == b for a, b in zip(r["hyps"], ref["hyps"])),
             }
             for r in rows
