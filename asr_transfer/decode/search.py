@@ -82,7 +82,7 @@ def decode_batch_scored(
     empty hypothesis. Both are ``<= 0``; higher means more confident.
     """
     model.eval()
-    model.use_channels_last()
+    model.fast_subsampling()
     enc_out, enc_lens, _ = model.encode(feats, feat_lens)
     if cfg.mode == "ctc_greedy":
         logp = model.ctc_log_probs(enc_out, lang)  # (B, T, V)
