@@ -177,7 +177,7 @@ class _Batch:
         return r[: self.memory.size(1), :, hyps], s[hyps], f_min, f_max
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def batch_beam_search(
     model: HybridASR,
     enc_out: torch.Tensor,

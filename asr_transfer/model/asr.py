@@ -170,11 +170,13 @@ class HybridASR(torch.nn.Module):
         ~1e-6) and their ReLUs work in place (same results, no extra ``(B, C, T/2, F/2)`` copy).
         Values, names and state dict are unchanged.
         """
-        for module in self.encoder.embed.modules():
-            if isinstance(module, torch.nn.Conv2d):
-                module.to(memory_format=torch.channels_last)
-            elif isinstance(module, torch.nn.ReLU):
-                module.inplace = True
+        # normal tensors even when called under inference mode (decoding): training may follow
+        with torch.inference_mode(False), torch.no_grad():
+            for module in self.encoder.embed.modules():
+                if isinstance(module, torch.nn.Conv2d):
+                    module.to(memory_format=torch.channels_last)
+                elif isinstance(module, torch.nn.ReLU):
+                    module.inplace = True
 
     def ctc_log_probs(self, enc_out: torch.Tensor, lang: str) -> torch.Tensor:
         """``(B, T', D)`` -> ``(B, T', V)`` CTC log-posteriors, computed in fp32."""
