@@ -83,7 +83,9 @@ def main() -> int:
     parser.add_argument("--corpus", type=Path, help="a synth corpus (default: synthesise mini into --work)")
     parser.add_argument("--work", type=Path, help="cache folder (default: a temporary one)")
     parser.add_argument("--utts", type=int, default=40, help="en_test_clean utterances decoded")
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument(
+        "--threads", type=int, default=2, help="torch threads of both systems (1 on a machine others load)"
+    )
     parser.add_argument("--beam", type=int, default=10)
     parser.add_argument("--ctc-weight", type=float, default=0.3)
     parser.add_argument(
@@ -106,7 +108,9 @@ def main() -> int:
     args = parser.parse_args()
     args.systems = [s for s in args.systems.split(",") if s]
     if set(args.systems) - set(SYSTEMS):
-        parser.error(f"--systems: unknown {sorted(set(args.systems) - set(SYSTEMS))}; known: {SYSTEMS}")
+        parser.error(
+            f"--systems: unknown {sorted(set(args.systems) - set(SYSTEMS))}; known: {', '.join(SYSTEMS)}"
+        )
     if args.device == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda: torch sees no CUDA device here")
     torch.set_num_threads(args.threads)
