@@ -5,8 +5,15 @@ Our modes (``conf/decode``): ``beam`` searches all utterances x beams of a batch
 batched encoder), ``ctc_greedy`` is the batched best path.
 
 Usage:
-    python bench/decode_speed.py [--exp ESPNET_EXP] [--corpus DIR] [--utts 40] [--threads 2]
-                                 [--beam 10] [--ctc-weight 0.3] [--config tiny|ref] [--train-epochs 3]
+    python bench/decode_speed.py [--exp ESPNET_EXP] [--corpus DIR] [--work DIR] [--utts 40] [--threads 2]
+                                 [--beam 10] [--ctc-weight 0.3] [--batch-size 16] [--repeats 3]
+                                 [--device cpu|cuda] [--systems beam_espnet,beam,beam1,ctc_greedy]
+                                 [--config tiny|ref] [--train-epochs 3] [--train-utts 300] [--json OUT]
+
+``--systems`` picks ours (ESPnet's ``Speech2Text`` always runs: it is the reference); ``beam1`` is
+``beam`` with one utterance per batch (unpadded input). ``--json`` also writes the table, with the
+settings, machine and hypotheses agreement, to a file. Small, quick run: ``--utts 8 --repeats 1
+--systems beam`` (with ``--exp``, or ``--train-epochs 1 --train-utts 50`` for a barely trained model).
 
 Both systems decode the same utterances (``en_test_clean`` of a synth corpus) with the same
 model: an ESPnet2 experiment, loaded by ESPnet's ``Speech2Text`` (beam 10, CTC weight 0.3, no LM,
@@ -15,13 +22,16 @@ one utterance per call, as ``asr_inference`` does) and by our
 ``--exp`` an experiment is trained first with ``espnet2.bin.asr_train`` (CPU, a few epochs of a
 mini-corpus subset; not timed). Times cover feature extraction (ESPnet's frontend on both sides)
 and decoding, after one warm-up utterance; the systems take turns ``--repeats`` times and the
-median is reported; RTF = processing seconds / audio seconds.
+median is reported; RTF = processing seconds / audio seconds. Beside wall seconds, the process's
+CPU seconds (all threads) and their ratio: on a shared machine they vary less.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import platform
 import statistics
 import sys
 import tempfile
@@ -35,6 +45,13 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "bench"))
 MODEL_CONFIGS = {"tiny": REPO / "conf/model/tiny.yaml", "ref": REPO / "conf/model/transformer_ref.yaml"}
+#: our systems: (decode mode, batch size; None = --batch-size)
+SYSTEMS = {
+    "beam_espnet": ("beam_espnet", None),
+    "beam": ("beam", None),
+    "beam1": ("beam", 1),
+    "ctc_greedy": ("ctc_greedy", 32),
+}
 
 
 def train_exp(corpus: Path, work: Path, config: str, epochs: int, utts: int, threads: int) -> Path:
@@ -66,7 +83,9 @@ def main() -> int:
     parser.add_argument("--corpus", type=Path, help="a synth corpus (default: synthesise mini into --work)")
     parser.add_argument("--work", type=Path, help="cache folder (default: a temporary one)")
     parser.add_argument("--utts", type=int, default=40, help="en_test_clean utterances decoded")
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument(
+        "--threads", type=int, default=2, help="torch threads of both systems (1 on a machine others load)"
+    )
     parser.add_argument("--beam", type=int, default=10)
     parser.add_argument("--ctc-weight", type=float, default=0.3)
     parser.add_argument(
@@ -78,7 +97,22 @@ def main() -> int:
     parser.add_argument("--train-epochs", type=int, default=3)
     parser.add_argument("--train-utts", type=int, default=300)
     parser.add_argument("--repeats", type=int, default=3, help="timed runs per system (median reported)")
+    parser.add_argument("--batch-size", type=int, default=16, help="utterances per batch of our beam modes")
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="both systems run there")
+    parser.add_argument(
+        "--systems",
+        default="beam_espnet,beam,ctc_greedy",
+        help=f"ours to time, comma-separated, of {','.join(SYSTEMS)} (ESPnet always runs)",
+    )
+    parser.add_argument("--json", type=Path, help="also write the results to this JSON file")
     args = parser.parse_args()
+    args.systems = [s for s in args.systems.split(",") if s]
+    if set(args.systems) - set(SYSTEMS):
+        parser.error(
+            f"--systems: unknown {sorted(set(args.systems) - set(SYSTEMS))}; known: {', '.join(SYSTEMS)}"
+        )
+    if args.device == "cuda" and not torch.cuda.is_available():
+        parser.error("--device cuda: torch sees no CUDA device here")
     torch.set_num_threads(args.threads)
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -93,6 +127,8 @@ def main() -> int:
         waves = _test_waves(corpus, args.utts)
         rows = run(exp, waves, args)
     _print(rows, waves, args)
+    if args.json:
+        _write_json(args.json, rows, waves, args, exp)
     return 0
 
 
@@ -111,16 +147,19 @@ def run(exp: Path, waves: list[np.ndarray], args: argparse.Namespace) -> list[di
     from asr_transfer.model.espnet_loader import default_checkpoint, load_espnet_exp
 
     ckpt = default_checkpoint(exp)
+    device = torch.device(args.device)
     s2t = Speech2Text(
         asr_train_config=exp / "config.yaml",
         asr_model_file=ckpt,
-        device="cpu",
+        device=args.device,
         beam_size=args.beam,
         ctc_weight=args.ctc_weight,
         lm_weight=0.0,
         nbest=1,
     )
     model, _, frontend = load_espnet_exp(exp, ckpt)
+    model.to(device)
+    frontend.to(device)
 
     def espnet_decode(batch: list[np.ndarray]) -> list[list[int]]:
         return [s2t(w)[0][2] for w in batch]
@@ -133,8 +172,9 @@ def run(exp: Path, waves: list[np.ndarray], args: argparse.Namespace) -> list[di
             out = []
             for i in range(0, len(batch), batch_size):
                 chunk = [torch.from_numpy(w) for w in batch[i : i + batch_size]]
-                lens = torch.tensor([len(w) for w in chunk])
-                feats, feat_lens = frontend(torch.nn.utils.rnn.pad_sequence(chunk, batch_first=True), lens)
+                lens = torch.tensor([len(w) for w in chunk], device=device)
+                speech = torch.nn.utils.rnn.pad_sequence(chunk, batch_first=True).to(device)
+                feats, feat_lens = frontend(speech, lens)
                 out += decode_batch(model, feats, feat_lens, "en", cfg)
             return out
 
@@ -142,42 +182,97 @@ def run(exp: Path, waves: list[np.ndarray], args: argparse.Namespace) -> list[di
 
     # ours decodes utterances sorted by length (little padding), as a batch decoder would
     order = sorted(range(len(waves)), key=lambda i: len(waves[i]))
-    systems = [
-        ("ESPnet Speech2Text beam", espnet_decode, list(range(len(waves)))),
-        ("ours beam_espnet (batch 16)", ours("beam_espnet", 16), order),
-        ("ours beam (batch 16)", ours("beam", 16), order),
-        ("ours ctc_greedy (batch 32)", ours("ctc_greedy", 32), order),
-    ]
+    systems = [("ESPnet Speech2Text beam", espnet_decode, list(range(len(waves))))]
+    for key in args.systems:
+        mode, batch_size = SYSTEMS[key]
+        batch_size = batch_size or args.batch_size
+        systems.append((f"ours {mode} (batch {batch_size})", ours(mode, batch_size), order))
     for _, fn, _ in systems:
         fn(waves[:1])  # warm-up
     # the systems take turns, so a slow spell of a shared machine hits them alike; medians per system
     times: dict[str, list[float]] = {name: [] for name, _, _ in systems}
+    cpu: dict[str, list[float]] = {name: [] for name, _, _ in systems}
     hyps: dict[str, list] = {}
     for _ in range(args.repeats):
         for name, fn, idx in systems:
-            start = time.perf_counter()
+            start, start_cpu = time.perf_counter(), time.process_time()
             out = fn([waves[i] for i in idx])
             times[name].append(time.perf_counter() - start)
+            cpu[name].append(time.process_time() - start_cpu)
             by_utt = dict(zip(idx, out))
             hyps[name] = [by_utt[i] for i in range(len(waves))]
-    return [{"name": name, "seconds": statistics.median(times[name]), "hyps": hyps[name]} for name in times]
+    return [
+        {
+            "name": name,
+            "seconds": statistics.median(times[name]),
+            "cpu_seconds": statistics.median(cpu[name]),
+            "hyps": hyps[name],
+        }
+        for name in times
+    ]
 
 
 def _print(rows: list[dict], waves: list[np.ndarray], args: argparse.Namespace) -> None:
     audio = sum(len(w) for w in waves) / 16000
     ref = rows[0]
     print(
-        f"\ndecode speed: {len(waves)} utterances, {audio:.1f} s of audio, beam {args.beam}, CTC weight "
-        f"{args.ctc_weight}, {args.threads} threads, median of {args.repeats} runs, "
+        f"\ndecode speed ({args.device}): {len(waves)} utterances, {audio:.1f} s of audio, beam {args.beam}, "
+        f"CTC weight {args.ctc_weight}, {args.threads} threads, median of {args.repeats} runs, "
         f"load average {os.getloadavg()[0]:.2f}"
     )
-    print(f"{'system':<32} {'seconds':>8} {'RTF':>8} {'x ESPnet':>9} {'same hyps as ESPnet':>20}")
+    # CPU seconds (this process, all threads) are less at the mercy of other jobs than wall seconds
+    print(
+        f"{'system':<32} {'seconds':>8} {'RTF':>8} {'x ESPnet':>9} {'CPU s':>7} {'x ESPnet CPU':>13} "
+        f"{'same hyps as ESPnet':>20}"
+    )
     for r in rows:
         same = sum(a == b for a, b in zip(r["hyps"], ref["hyps"]))
         print(
             f"{r['name']:<32} {r['seconds']:>8.2f} {r['seconds'] / audio:>8.4f} "
-            f"{ref['seconds'] / r['seconds']:>9.1f} {same:>14}/{len(waves)}"
+            f"{ref['seconds'] / r['seconds']:>9.1f} {r['cpu_seconds']:>7.2f} "
+            f"{ref['cpu_seconds'] / r['cpu_seconds']:>13.1f} {same:>14}/{len(waves)}"
         )
+
+
+def _write_json(
+    path: Path, rows: list[dict], waves: list[np.ndarray], args: argparse.Namespace, exp: Path
+) -> None:
+    """The table as JSON (written to a temporary name, then renamed)."""
+    audio = sum(len(w) for w in waves) / 16000
+    ref = rows[0]
+    out = {
+        "benchmark": "decode_speed",
+        "date": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
+        "device": args.device,
+        "device_name": torch.cuda.get_device_name()
+        if args.device == "cuda"
+        else platform.processor() or "cpu",
+        "torch": torch.__version__,
+        "exp": str(exp),
+        "utts": len(waves),
+        "audio_seconds": round(audio, 2),
+        "beam": args.beam,
+        "ctc_weight": args.ctc_weight,
+        "threads": args.threads,
+        "repeats": args.repeats,
+        "load_average": os.getloadavg()[0],
+        "systems": [
+            {
+                "name": r["name"],
+                "seconds": round(r["seconds"], 4),
+                "rtf": round(r["seconds"] / audio, 5),
+                "x_espnet": round(ref["seconds"] / r["seconds"], 2),
+                "cpu_seconds": round(r["cpu_seconds"], 4),
+                "x_espnet_cpu": round(ref["cpu_seconds"] / r["cpu_seconds"], 2),
+                "same_hyps_as_espnet": sum(a == b for a, b in zip(r["hyps"], ref["hyps"])),
+            }
+            for r in rows
+        ],
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(out, indent=2) + "\n")
+    tmp.replace(path)
 
 
 if __name__ == "__main__":

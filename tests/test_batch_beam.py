@@ -13,21 +13,26 @@ from asr_transfer.data.kaldi import load_data_dir
 from asr_transfer.decode import DecodeConfig, Recognizer, decode_batch
 from asr_transfer.decode.batch_beam import batch_beam_search
 from asr_transfer.decode.search import espnet_beam_search
+from asr_transfer.model.attention import is_sdpa, use_sdpa
 
 
 @pytest.fixture(scope="module")
-def encoded(tiny_exp: Path, tiny_corpus: Path) -> tuple[Recognizer, torch.Tensor, torch.Tensor]:
-    """The tiny model's encoder output for the real test utterances of two domains (mixed lengths)."""
-    rec = Recognizer.from_exp(tiny_exp)
+def features(tiny_corpus: Path) -> tuple[torch.Tensor, torch.Tensor]:
+    """Fbank ``(B, T, 80)`` and lengths of the real test utterances of two domains (mixed lengths)."""
     waves = []
     for name in ("en_test_clean", "en_test_phone"):
         data = load_data_dir(tiny_corpus / name)
         waves += [load_audio(data.wav[u]) for u in data.utts]
     feats = [fbank(w) for w in waves]
-    lens = torch.tensor([f.shape[0] for f in feats])
-    batch = torch.nn.utils.rnn.pad_sequence(feats, batch_first=True)
+    return torch.nn.utils.rnn.pad_sequence(feats, batch_first=True), torch.tensor([f.shape[0] for f in feats])
+
+
+@pytest.fixture(scope="module")
+def encoded(tiny_exp: Path, features: tuple) -> tuple[Recognizer, torch.Tensor, torch.Tensor]:
+    """The tiny model's encoder output for :func:`features`."""
+    rec = Recognizer.from_exp(tiny_exp)
     with torch.no_grad():
-        enc_out, enc_lens, _ = rec.model.encode(batch, lens)
+        enc_out, enc_lens, _ = rec.model.encode(*features)
     return rec, enc_out, enc_lens
 
 
@@ -77,3 +82,19 @@ def test_decode_modes_beam_and_beam_espnet_agree(encoded: tuple) -> None:
     ours = decode_batch(rec.model, feats, lens, "en", DecodeConfig(mode="beam", beam_size=2))
     ref = decode_batch(rec.model, feats, lens, "en", DecodeConfig(mode="beam_espnet", beam_size=2))
     assert ours == ref
+
+
+def test_sdpa_and_espnets_attention_give_the_same_hypotheses(encoded: tuple, features: tuple) -> None:
+    """Encoder and decoder through SDPA (the default) or ESPnet's arithmetic: the same search results."""
+    rec, _, _ = encoded
+    assert any(map(is_sdpa, rec.model.modules()))
+    cfg = DecodeConfig(mode="beam", beam_size=4, ctc_weight=0.3)
+    espnet_cfg = DecodeConfig(mode="beam_espnet", beam_size=4, ctc_weight=0.3)
+    fused = decode_batch(rec.model, *features, "en", cfg)
+    fused_espnet_search = decode_batch(rec.model, *features, "en", espnet_cfg)
+    use_sdpa(rec.model, enabled=False)
+    try:
+        plain = decode_batch(rec.model, *features, "en", cfg)
+    finally:
+        use_sdpa(rec.model)
+    assert fused == plain == fused_espnet_search and any(fused)

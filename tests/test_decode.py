@@ -65,3 +65,19 @@ def test_transcribe_cli_prints_one_line_per_file(tiny_exp: Path, tiny_corpus: Pa
     assert cli("transcribe", *wavs, "--exp", tiny_exp, "--mode", "ctc_greedy") == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert [line.split("\t")[0] for line in lines] == wavs
+
+
+@pytest.mark.parametrize("encoder", ["transformer", "conformer"])
+def test_training_still_works_after_decoding(encoder: str) -> None:
+    """Decoding runs in inference mode and re-lays the subsampling weights: training must not notice."""
+    from asr_transfer.model.asr import build_model
+
+    enc = {"type": encoder, "output_size": 32, "attention_heads": 2, "linear_units": 64, "num_blocks": 1}
+    model = build_model({"encoder": enc, "decoder": {"attention_heads": 2, "linear_units": 64}}, {"en": 12})
+    # over 5,000 frames after subsampling: ESPnet's positional encodings grow their cached table in there
+    cfg = DecodeConfig(beam_size=2, maxlen_ratio=-2)
+    decode_batch(model, torch.randn(1, 20100, 80), torch.tensor([20100]), "en", cfg)
+    model.train()
+    out = model(torch.randn(2, 60, 80), torch.tensor([60, 40]), torch.tensor([[3, 4], [5, -1]]), "en")
+    out.loss.backward()
+    assert all(p.grad is not None for p in model.encoder.embed.parameters())

@@ -156,3 +156,19 @@ def test_specaugment_masks_only_in_training() -> None:
         c, d = model.encode(feats, lens)[0], model.encode(feats, lens)[0]
     assert not torch.allclose(a, b)  # fresh masks per call
     assert torch.equal(c, d) and not torch.allclose(a, c)  # none at evaluation
+
+
+def test_fast_subsampling_keeps_weights_and_outputs() -> None:
+    """Channels-last conv weights and in-place ReLUs (decoding): same state dict, same encoder output."""
+    torch.manual_seed(0)
+    model = build_model(CFG, {"en": 12}).eval()
+    feats, lens = torch.randn(2, 60, 80), torch.tensor([60, 41])
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    with torch.no_grad():
+        ref, _, _ = model.encode(feats, lens)
+        model.fast_subsampling()
+        out, _, _ = model.encode(feats, lens)
+    after = model.state_dict()
+    assert list(after) == list(before) and all(torch.equal(after[k], v) for k, v in before.items())
+    assert model.encoder.embed.conv[0].weight.is_contiguous(memory_format=torch.channels_last)
+    assert (out - ref).abs().max() < 1e-5

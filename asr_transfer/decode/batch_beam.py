@@ -76,34 +76,46 @@ class VectorCTCPrefixScore(CTCPrefixScoreTH):
             s_prev = 0.0
         else:
             r_prev, s_prev, _, _ = state
+        start, end = max(output_length, 1), self.input_length
+        # the posteriors of the frames the recursion reads (from 0 on the first step), time-major
+        lo = 0 if output_length == 0 else start
+        x_tm = self.x[:, lo:end].transpose(0, 1)  # (T', 2, B, O)
         if scoring_ids is not None:
             snum = self.scoring_num
             scoring_idmap = torch.full((n_bh, self.odim), -1, dtype=torch.long, device=self.device)
             scoring_idmap[hyp[:, None], scoring_ids] = torch.arange(snum, device=self.device)
             scoring_idx = (scoring_ids + self.idx_bo.repeat(1, n_hyps).view(-1, 1)).view(-1)
-            x_ = torch.index_select(self.x.view(2, -1, self.batch * self.odim), 2, scoring_idx)
-            x_ = x_.view(2, -1, n_bh, snum)  # (2, T, N, S)
+            x_ = torch.index_select(x_tm.reshape(end - lo, 2, -1), 2, scoring_idx)
+            x_ = x_.view(end - lo, 2, n_bh, snum)  # (T', 2, N, S)
         else:
             snum = self.odim
             scoring_idmap = None
-            x_ = self.x.unsqueeze(3).repeat(1, 1, 1, n_hyps, 1).view(2, -1, n_bh, snum)
-        r = torch.full((self.input_length, 2, n_bh, snum), self.logzero, dtype=self.dtype, device=self.device)
+            x_ = x_tm.unsqueeze(3).repeat(1, 1, 1, n_hyps, 1).view(end - lo, 2, n_bh, snum)
+        # z[t] holds r_t^n, phi_t, r_t^b: (phi, r^b) side by side make each frame's update one
+        # logaddexp against r^n, written in place (ESPnet stacks them anew at every frame)
+        z = torch.empty((self.input_length, 3, n_bh, snum), dtype=self.dtype, device=self.device)
+        r, log_phi = z[:, 0::2], z[:, 1]  # (T, 2, N, S) and (T, N, S) views
+        r[:start] = self.logzero  # the frames before the prefix's length; the loop below writes the rest
         if output_length == 0:
             r[0, 0] = x_[0, 0]
+            x_ = x_[1:]  # from frame start = 1 on, like the other steps
         r_sum = torch.logsumexp(r_prev, 1)  # (T, N)
-        log_phi = r_sum.unsqueeze(2).repeat(1, 1, snum)  # (T, N, S)
+        log_phi[:] = r_sum.unsqueeze(2)
         # a repeated label needs a blank in between: its phi is the blank-ending path only
         pos = last if scoring_idmap is None else scoring_idmap[hyp, last]
         has = pos >= 0
         log_phi[:, hyp[has], pos[has]] = r_prev[:, 1, hyp[has]]
-        start, end = max(output_length, 1), self.input_length
-        for t in range(start, end):
-            # r_t^n = (r_{t-1}^n + phi_{t-1}) x_t^c, r_t^b = (r_{t-1}^n + r_{t-1}^b) x_t^blank, in log space;
-            # one fused logaddexp instead of ESPnet's stack of four + logsumexp (the hot loop)
-            rp = r[t - 1]
-            r[t] = torch.logaddexp(rp[0], torch.stack((log_phi[t - 1], rp[1]))) + x_[:, t]
-        log_phi_x = torch.cat((log_phi[0].unsqueeze(0), log_phi[:-1]), dim=0) + x_[0]
-        log_psi_ = torch.logsumexp(torch.cat((log_phi_x[start:end], r[start - 1, 0].unsqueeze(0))), dim=0)
+        # per-frame views made in one go: indexing inside the loop costs more than its two kernels
+        r_n, phi_b, r_t = z[:, 0].unbind(0), z[:, 1:].unbind(0), r.unbind(0)
+        for t, x in zip(range(start, end), x_.unbind(0)):  # x: (2, N, S) of frame t
+            # r_t^n = (r_{t-1}^n + phi_{t-1}) x_t^c, r_t^b = (r_{t-1}^n + r_{t-1}^b) x_t^blank, in log space
+            torch.logaddexp(r_n[t - 1], phi_b[t - 1], out=r_t[t])
+            r_t[t].add_(x)
+        # psi = logsumexp(phi_{t-1} + x_t^c over t in [start, end), and r_{start-1}^n): only those frames
+        terms = torch.empty((end - start + 1, n_bh, snum), dtype=self.dtype, device=self.device)
+        torch.add(log_phi[start - 1 : end - 1], x_[:, 0], out=terms[:-1])
+        terms[-1] = r[start - 1, 0]
+        log_psi_ = torch.logsumexp(terms, dim=0)
         if scoring_ids is not None:
             log_psi = torch.full((n_bh, self.odim), self.logzero, dtype=self.dtype, device=self.device)
             log_psi.scatter_(1, scoring_ids, log_psi_)
@@ -165,7 +177,7 @@ class _Batch:
         return r[: self.memory.size(1), :, hyps], s[hyps], f_min, f_max
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def batch_beam_search(
     model: HybridASR,
     enc_out: torch.Tensor,

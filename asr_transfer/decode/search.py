@@ -59,7 +59,7 @@ class DecodeConfig:
         return cls(**cfg)
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def decode_batch(
     model: HybridASR, feats: torch.Tensor, feat_lens: torch.Tensor, lang: str, cfg: DecodeConfig
 ) -> list[list[int]]:
@@ -67,7 +67,7 @@ def decode_batch(
     return decode_batch_scored(model, feats, feat_lens, lang, cfg)[0]
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def decode_batch_scored(
     model: HybridASR, feats: torch.Tensor, feat_lens: torch.Tensor, lang: str, cfg: DecodeConfig
 ) -> tuple[list[list[int]], list[float]]:
@@ -82,6 +82,7 @@ def decode_batch_scored(
     empty hypothesis. Both are ``<= 0``; higher means more confident.
     """
     model.eval()
+    model.fast_subsampling()
     enc_out, enc_lens, _ = model.encode(feats, feat_lens)
     if cfg.mode == "ctc_greedy":
         logp = model.ctc_log_probs(enc_out, lang)  # (B, T, V)
@@ -107,7 +108,7 @@ def decode_batch_scored(
     return hyps, [s / (len(h) + 1) for h, s in zip(hyps, scores, strict=True)]
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def espnet_beam_search(
     model: HybridASR,
     enc_out: torch.Tensor,

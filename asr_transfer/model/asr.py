@@ -29,6 +29,7 @@ from espnet2.asr.encoder.transformer_encoder import TransformerEncoder
 
 from asr_transfer.data.dataset import IGNORE_ID
 from asr_transfer.model import adapters as adapter_files
+from asr_transfer.model.attention import use_sdpa
 from asr_transfer.model.grouped_decoding import grouped_block_step, source_kv, supports_grouping
 from asr_transfer.model.heads import LanguageHead
 from asr_transfer.model.slots import Slot
@@ -72,6 +73,10 @@ class ModelOutput:
 class HybridASR(torch.nn.Module):
     """CTC/attention encoder-decoder with named per-language heads and adapter slots.
 
+    ``sdpa_attention`` (config ``model.sdpa_attention``, default on) computes ESPnet's attention
+    layers with ``scaled_dot_product_attention`` (:mod:`.attention`); off gives ESPnet's own
+    arithmetic. Parameters and state dicts are the same either way.
+
     Example:
         >>> model = build_model(
         ...     {"encoder": {"output_size": 32, "attention_heads": 2, "linear_units": 64, "num_blocks": 2},
@@ -92,6 +97,7 @@ class HybridASR(torch.nn.Module):
         lsm_weight: float = 0.1,
         specaug: dict | None = None,
         adapters: dict[str, dict] | None = None,
+        sdpa_attention: bool = True,
     ) -> None:
         super().__init__()
         enc_cfg = {"type": "transformer", "input_layer": "conv2d", **(encoder or {})}
@@ -109,6 +115,8 @@ class HybridASR(torch.nn.Module):
             vocab_size=1, encoder_output_size=d_model, use_output_layer=False, **(decoder or {})
         )
         self.decoder.embed[0] = torch.nn.Identity()
+        # ESPnet's attention layers, computed by torch's fused kernel; parameters unchanged
+        use_sdpa(self, sdpa_attention)
         self.heads = torch.nn.ModuleDict({lang: LanguageHead(v, d_model) for lang, v in vocab_sizes.items()})
         self.enc_slots = torch.nn.ModuleList(Slot() for _ in self.encoder.encoders)
         self.dec_slots = torch.nn.ModuleList(Slot() for _ in self.decoder.decoders)
@@ -154,6 +162,21 @@ class HybridASR(torch.nn.Module):
             x = x[0]
         x = self.encoder.after_norm(x)
         return x, masks.squeeze(1).sum(1), layers
+
+    def fast_subsampling(self) -> None:
+        """Speed up the input subsampling convs for inference (~45 % less CPU there on a CPU).
+
+        Their weights go channels-last (oneDNN's fast layout; results differ by float rounding,
+        ~1e-6) and their ReLUs work in place (same results, no extra ``(B, C, T/2, F/2)`` copy).
+        Values, names and state dict are unchanged.
+        """
+        # normal tensors even when called under inference mode (decoding): training may follow
+        with torch.inference_mode(False), torch.no_grad():
+            for module in self.encoder.embed.modules():
+                if isinstance(module, torch.nn.Conv2d):
+                    module.to(memory_format=torch.channels_last)
+                elif isinstance(module, torch.nn.ReLU):
+                    module.inplace = True
 
     def ctc_log_probs(self, enc_out: torch.Tensor, lang: str) -> torch.Tensor:
         """``(B, T', D)`` -> ``(B, T', V)`` CTC log-posteriors, computed in fp32."""

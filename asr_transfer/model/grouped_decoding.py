@@ -6,17 +6,17 @@ projects ``B * beam`` copies of the same frames to keys and values at every outp
 step, and its self-attention projects the whole prefix again at every step. Here the
 source keys and values are projected once per utterance and search (:func:`source_kv`)
 and broadcast over its hypotheses, and the prefix's self-attention keys and values are
-cached; the arithmetic
-is otherwise that of ESPnet's layer (pre-norm, no ``concat_after``), so scores agree
-to float rounding.
+cached; the arithmetic is otherwise that of ESPnet's layer (pre-norm, no ``concat_after``),
+so scores agree to float rounding. Layers switched to SDPA (:mod:`.attention`) attend through
+it here too, an utterance's hypotheses folded into one query sequence against its frames.
 """
 
 from __future__ import annotations
 
-import math
-
 import torch
 from espnet.nets.pytorch_backend.transformer.decoder_layer import DecoderLayer
+
+from asr_transfer.model.attention import attend, is_sdpa
 
 
 def supports_grouping(block: torch.nn.Module) -> bool:
@@ -59,13 +59,12 @@ def grouped_source_attention(
     n, b = x.size(0), kv.size(0)
     group, h, d_k = n // b, attn.h, attn.d_k
     q = attn.q_norm(attn.linear_q(x).view(b, group, -1, h, d_k).transpose(2, 3))  # (B, K, H, L, d_k)
-    k, v = kv[:, None, 0], kv[:, None, 1]  # (B, 1, H, T, d_k)
-    scores = torch.matmul(q, k.transpose(-2, -1)) / math.sqrt(d_k)  # (B, K, H, L, T)
-    pad = memory_mask.eq(0)[:, None, None]  # (B, 1, 1, 1, T)
-    scores = scores.masked_fill(pad, torch.finfo(scores.dtype).min)
-    weights = torch.softmax(scores, dim=-1).masked_fill(pad, 0.0)
-    out = torch.matmul(weights, v)  # (B, K, H, L, d_k)
-    return attn.linear_out(out.transpose(2, 3).reshape(n, -1, h * d_k))
+    length = q.size(3)
+    # an utterance's K hypotheses share its keys and mask: fold them into the query positions
+    q = q.permute(0, 2, 1, 3, 4).reshape(b, h, group * length, d_k)  # (B, H, K*L, d_k)
+    out = attend(q, kv[:, 0], kv[:, 1], memory_mask[:, None], fused=is_sdpa(attn))  # (B, H, K*L, d_k)
+    out = out.view(b, h, group, length, d_k).permute(0, 2, 3, 1, 4)  # (B, K, L, H, d_k)
+    return attn.linear_out(out.reshape(n, length, h * d_k))
 
 
 def grouped_block_step(
@@ -96,11 +95,9 @@ def grouped_block_step(
     kv = torch.stack((k, v), 1)  # (N, 2, H, L_new, d_k)
     if kv_cache is not None:
         kv = torch.cat((kv_cache, kv), dim=3)
-    scores = torch.matmul(q, kv[:, 0].transpose(-2, -1)) / math.sqrt(d_k)  # (N, H, L_new, L)
-    pad = tgt_mask[:, -new:].eq(0)[:, None]  # (1 or N, 1, L_new, L)
-    scores = scores.masked_fill(pad, torch.finfo(scores.dtype).min)
-    weights = torch.softmax(scores, dim=-1).masked_fill(pad, 0.0)
-    att = torch.matmul(weights, kv[:, 1]).transpose(1, 2).reshape(n, new, h * d_k)
+    mask = tgt_mask[:, None, -new:]  # (1 or N, 1, L_new, L)
+    att = attend(q, kv[:, 0], kv[:, 1], mask, fused=is_sdpa(attn))  # (N, H, L_new, d_k)
+    att = att.transpose(1, 2).reshape(n, new, h * d_k)
     x = x + attn.linear_out(att)
     x = x + grouped_source_attention(block.src_attn, block.norm2(x), src_kv, memory_mask)
     x = x + block.feed_forward(block.norm3(x))

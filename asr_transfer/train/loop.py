@@ -39,6 +39,7 @@ from asr_transfer.data.loader import padding_frames, step_loader
 from asr_transfer.model.asr import HybridASR, build_model
 from asr_transfer.text.tokenizer import Tokenizer
 from asr_transfer.train.checkpoint import average_checkpoints, save_atomic
+from asr_transfer.train.compile import compile_model
 from asr_transfer.train.dist import DistInfo, all_reduce_sum, init_distributed
 from asr_transfer.train.init import init_from_base
 from asr_transfer.train.nonfinite import NonFiniteGuard
@@ -170,6 +171,7 @@ def train(cfg: dict, exp_dir: str | Path) -> Path:
         for lang, tok in toks.items():
             tok.save(exp / "tokenizers" / lang)
     model.to(info.device)
+    compile_model(model, info.device, opts.compile)
     method.to(info.device)
 
     budget, epochs, accum = opts.max_batch_frames, opts.epochs, opts.accum_grad

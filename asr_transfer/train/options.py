@@ -35,6 +35,8 @@ class TrainOptions:
         keep_best: epochs (best dev loss) averaged into ``model.pt``.
         num_threads: torch CPU threads (``None``: torch's default).
         bf16: bf16 autocast on GPUs.
+        compile: ``torch.compile`` the model's forward (:mod:`asr_transfer.train.compile`; needs a
+            C/C++ compiler, and every new input shape compiles again at first).
         device: ``auto`` (GPU when there is one) or ``cpu``.
         init: a ``model.pt`` to start from (strict load).
         init_espnet: an ESPnet2 experiment dir to start from.
@@ -46,7 +48,7 @@ class TrainOptions:
         >>> TrainOptions.from_config({"epoch": 3})
         Traceback (most recent call last):
         ...
-        ValueError: train.epoch: unknown option; known: accum_grad, bf16, device, epochs, ...
+        ValueError: train.epoch: unknown option; known: accum_grad, bf16, compile, device, epochs, ...
     """
 
     seed: int = 1
@@ -65,6 +67,7 @@ class TrainOptions:
     keep_best: int = 5
     num_threads: int | None = None
     bf16: bool = True
+    compile: bool = False
     device: str = "auto"
     init: str | None = None
     init_espnet: str | None = None
