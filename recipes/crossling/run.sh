@@ -16,8 +16,10 @@
 #                 [--pretrain_args "--train.epochs 5"] [--adapt_args "--train.epochs 10 --adapt.bottleneck 8"]
 #                 [--src_adapter_args "--train.epochs 2"] [--meta_args "--adapt.algorithm reptile"]
 #                 [--fusion_args "--adapt.weights.guide 0.1"] (simadapter and simadapter+ only)
+# A method's own settings (its learning rate, chosen on dev data) go in <adapt_config without
+# .yaml>/<method>.yaml, read after adapt_config when it exists.
 # xling (between mini and standard: 150 training and 200 test utterances per target) goes with
-#   --adapt_config conf/train/xling_adapt_150.yaml --pretrain_args "--train.epochs 12"
+#   --adapt_config conf/train/xling_adapt_150.yaml --pretrain_args "--train.epochs 16"
 # simadapter fuses exp/<target>_adapter and simadapter+ exp/<target>_metaadapter: list those methods
 # before them in --methods (the default order of the paper's table does).
 #                 [--source_token_type char|unigram|bpe] (targets: --adapt_args "--tokenizer.kind char")
@@ -152,6 +154,8 @@ if [ "$stage" -le 6 ] && [ "$stop_stage" -ge 6 ]; then
       esac
       extra=""
       case $m in simadapter|simadapter+) extra=$fusion_args ;; esac
+      own=${adapt_config%.yaml}/$m.yaml
+      [ -f "$own" ] && extra="--config $own $extra"
       if [ "${#from[@]}" -ge 4 ] && [ ! -f "${from[3]}/add_language.yaml" ]; then
         echo "$0: $m for $l fuses ${from[3]}, which is not finished: list its method earlier" >&2; exit 2
       fi
