@@ -172,3 +172,23 @@ def test_fast_subsampling_keeps_weights_and_outputs() -> None:
     assert list(after) == list(before) and all(torch.equal(after[k], v) for k, v in before.items())
     assert model.encoder.embed.conv[0].weight.is_contiguous(memory_format=torch.channels_last)
     assert (out - ref).abs().max() < 1e-5
+
+
+def test_device_side_masks_targets_and_accuracy_equal_espnets() -> None:
+    from espnet.nets.pytorch_backend.nets_utils import make_pad_mask, th_accuracy
+    from espnet.nets.pytorch_backend.transformer.add_sos_eos import add_sos_eos as espnet_add_sos_eos
+
+    from asr_transfer.model.masks import accuracy, add_sos_eos, pad_mask
+
+    lens = torch.tensor([5, 2, 7, 1])
+    assert torch.equal(pad_mask(lens, 7), make_pad_mask(lens, maxlen=7).bool())
+    x = torch.randn(4, 9, 3)
+    assert torch.equal(pad_mask(lens, 9).unsqueeze(-1).expand_as(x), make_pad_mask(lens, x, 1).bool())
+    ys = torch.tensor([[3, 4, 5], [6, -1, -1], [7, 8, -1], [2, 2, 2]])
+    ys_lens = (ys != -1).sum(1)
+    mine, theirs = add_sos_eos(ys, ys_lens, 9, 9, -1), espnet_add_sos_eos(ys, 9, 9, -1)
+    assert all(torch.equal(a, b) for a, b in zip(mine, theirs))
+    logits = torch.randn(4, 4, 10)
+    ys_out = mine[1]
+    got = accuracy(logits, ys_out, -1).item()
+    assert got == pytest.approx(th_accuracy(logits.view(-1, 10), ys_out, ignore_label=-1))

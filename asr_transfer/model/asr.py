@@ -19,8 +19,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from espnet.nets.pytorch_backend.nets_utils import make_pad_mask, th_accuracy
-from espnet.nets.pytorch_backend.transformer.add_sos_eos import add_sos_eos
 from espnet.nets.pytorch_backend.transformer.label_smoothing_loss import LabelSmoothingLoss
 from espnet.nets.pytorch_backend.transformer.mask import subsequent_mask
 from espnet2.asr.decoder.transformer_decoder import TransformerDecoder
@@ -32,6 +30,7 @@ from asr_transfer.model import adapters as adapter_files
 from asr_transfer.model.attention import use_sdpa
 from asr_transfer.model.grouped_decoding import grouped_block_step, source_kv, supports_grouping
 from asr_transfer.model.heads import LanguageHead
+from asr_transfer.model.masks import accuracy, add_sos_eos, pad_mask
 from asr_transfer.model.slots import Slot
 
 #: config name -> ESPnet2 encoder class; its YAML keys are passed through unchanged
@@ -67,7 +66,7 @@ class ModelOutput:
     loss: torch.Tensor | None = None
     loss_ctc: torch.Tensor | None = None
     loss_att: torch.Tensor | None = None
-    acc: float | None = None
+    acc: torch.Tensor | None = None
 
 
 class HybridASR(torch.nn.Module):
@@ -139,10 +138,11 @@ class HybridASR(torch.nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor, dict[int, torch.Tensor]]:
         """``(B, T, 80)`` features -> ``(B, T', D)`` encoder output, ``(B,)`` lengths, tapped layers."""
         x = self.cmvn(feats)
-        x = x.masked_fill(make_pad_mask(feat_lens, x, 1), 0.0)
+        feat_lens = feat_lens.to(x.device)
+        x = x.masked_fill(pad_mask(feat_lens, x.size(1)).unsqueeze(-1), 0.0)
         if self.specaug is not None and self.training:
             x, feat_lens = self.specaug(x, feat_lens)
-        masks = ~make_pad_mask(feat_lens, maxlen=x.size(1))[:, None, :].to(x.device)
+        masks = ~pad_mask(feat_lens, x.size(1))[:, None, :]
         if x.size(1) < 7:
             raise ValueError(f"input of {x.size(1)} frames is too short for 4x subsampling (needs 7)")
         x, masks = self.encoder.embed(x, masks)
@@ -243,9 +243,9 @@ class HybridASR(torch.nn.Module):
         lang: str,
     ) -> torch.Tensor:
         """Teacher-forced decoder: ``(B, L)`` inputs -> ``(B, L, V)`` logits."""
-        tgt_mask = ~make_pad_mask(ys_in_lens)[:, None, :].to(ys_in.device)
+        tgt_mask = ~pad_mask(ys_in_lens, ys_in.size(1))[:, None, :]
         tgt_mask = tgt_mask & subsequent_mask(tgt_mask.size(-1), device=ys_in.device).unsqueeze(0)
-        mem_mask = ~make_pad_mask(enc_lens, maxlen=enc_out.size(1))[:, None, :].to(enc_out.device)
+        mem_mask = ~pad_mask(enc_lens, enc_out.size(1))[:, None, :]
         hidden, _ = self.decode_steps(ys_in, tgt_mask, enc_out, mem_mask, lang)
         return self.heads[lang].output(hidden)
 
@@ -281,14 +281,14 @@ class HybridASR(torch.nn.Module):
                 zero_infinity=True,
             ) / ys.size(0)
         eos = head.vocab_size - 1
-        ys_in, ys_out = add_sos_eos(ys, eos, eos, IGNORE_ID)
+        ys_in, ys_out = add_sos_eos(ys, ys_lens, eos, eos, IGNORE_ID)
         logits = self.attention_logits(enc_out, enc_lens, ys_in, ys_lens + 1, lang)
         with torch.autocast(enc_out.device.type, enabled=False):
             criterion = LabelSmoothingLoss(
                 head.vocab_size, IGNORE_ID, self.lsm_weight, normalize_length=False
             )
             loss_att = criterion(logits.float(), ys_out)
-        acc = th_accuracy(logits.detach().float().view(-1, head.vocab_size), ys_out, ignore_label=IGNORE_ID)
+        acc = accuracy(logits.detach(), ys_out, IGNORE_ID)
         loss = self.ctc_weight * loss_ctc + (1 - self.ctc_weight) * loss_att
         return ModelOutput(enc_out, enc_lens, ctc_logp, layers, loss, loss_ctc, loss_att, acc)
 
