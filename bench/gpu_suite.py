@@ -181,9 +181,9 @@ _TRAIN_ROW = re.compile(
     r"^(?P<system>\S+)\s+(?P<params>[\d,]+)\s+(?P<utts_per_step>[\d.]+)\s+(?P<audio_s_per_step>[\d.]+)\s+"
     r"(?P<s_per_step>[\d.]+)\s+(?P<audio_s_per_s>[\d.]+)\s+(?P<ours_over_this>[\d.]+)$"
 )
-_DECODE_ROW = re.compile(
+_DECODE_ROW = re.compile(  # the CPU-seconds columns are optional (older decode_speed.py has none)
     r"^(?P<system>\S.*?)\s+(?P<seconds>[\d.]+)\s+(?P<rtf>[\d.]+)\s+(?P<x_espnet>[\d.]+)\s+"
-    r"(?P<same_as_espnet>\d+)/(?P<utts>\d+)$"
+    r"(?:(?P<cpu_seconds>[\d.]+)\s+(?P<x_espnet_cpu>[\d.]+)\s+)?(?P<same_as_espnet>\d+)/(?P<utts>\d+)$"
 )
 
 
@@ -207,15 +207,20 @@ def parse_train_table(text: str) -> dict[str, dict[str, float]]:
 def parse_decode_table(text: str) -> dict[str, dict[str, float]]:
     """Systems of ``bench/decode_speed.py``'s printed table.
 
-    >>> t = '''system  seconds  RTF  x ESPnet  same hyps as ESPnet
-    ... ours beam (batch 16)   0.50   0.0113   30.0   18/20'''
-    >>> parse_decode_table(t)["ours beam (batch 16)"]["same_as_espnet"]
-    18.0
+    >>> t = '''system  seconds  RTF  x ESPnet  CPU s  x ESPnet CPU  same hyps as ESPnet
+    ... ours beam (batch 16)   0.50   0.0113   30.0   0.95   28.1   18/20'''
+    >>> row = parse_decode_table(t)["ours beam (batch 16)"]
+    >>> row["seconds"], row["cpu_seconds"], row["same_as_espnet"]
+    (0.5, 0.95, 18.0)
+    >>> parse_decode_table(t.replace("0.95   28.1   ", ""))["ours beam (batch 16)"]["x_espnet"]
+    30.0
     """
     rows = {}
     for line in text.splitlines()[_header_index(text, "x ESPnet") + 1 :]:
         if m := _DECODE_ROW.match(line.strip()):
-            rows[m["system"]] = {k: float(v) for k, v in m.groupdict().items() if k != "system"}
+            rows[m["system"]] = {
+                k: float(v) for k, v in m.groupdict().items() if k != "system" and v is not None
+            }
     return rows
 
 

@@ -109,6 +109,9 @@ def test_cpu_smoke_run_has_every_part_and_survives_a_failing_one(tmp_path: Path)
         assert min(shares) >= 0 and sum(shares) == pytest.approx(1)
     exact = profile["figures"]["script_json"]["paths"]  # the script's --json, unrounded
     assert set(exact) == {"old", "new"} and all(r["audio_s_per_s"] > 0 for r in exact.values())
+    for path, r in paths.items():
+        for key in ("data", "forward", "backward", "optim"):
+            assert r[key] == pytest.approx(exact[path][key], abs=6e-5), (path, key)
 
     decode = parts["decode"]
     assert decode["status"] == "ok", decode.get("error")
@@ -116,6 +119,11 @@ def test_cpu_smoke_run_has_every_part_and_survives_a_failing_one(tmp_path: Path)
     assert any(name.startswith("ESPnet") for name in rows) and any("ctc_greedy" in name for name in rows)
     for r in rows.values():
         assert r["rtf"] > 0 and r["utts"] == decode["figures"]["utts"] > 0
+    # the printed table is read column by column as the script's own --json has it
+    exact = {r["name"]: r for r in decode["figures"]["script_json"]["systems"]}
+    assert set(rows) == set(exact)
+    for name, r in rows.items():
+        assert r["seconds"] == pytest.approx(exact[name]["seconds"], abs=0.006), name
 
     table = (out / "gpu_suite.md").read_text()
     assert "| imports | failed |" in table and "| ours |" in table and "ctc_greedy" in table
