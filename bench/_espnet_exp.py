@@ -184,15 +184,25 @@ def train_command(
     out_dir: str | Path,
     num_workers: int = 0,
     seed: int = 1,
+    ngpu: int = 0,
 ) -> list[str]:
-    """The ``python -m espnet2.bin.asr_train`` command line (config written to ``OUT/train_config.yaml``)."""
+    """The ``python -m espnet2.bin.asr_train`` command line (config written to ``OUT/train_config.yaml``);
+    ``ngpu`` 1 trains on the GPU (``--device cuda`` of the benchmarks), 0 on the CPU.
+
+    >>> import tempfile; out = Path(tempfile.mkdtemp())
+    >>> data = {"speech": "wav.scp", "speech_type": "sound", "text": "text", "speech_shape": "shape",
+    ...         "tokens.txt": "tokens.txt"}
+    >>> cmd = train_command({"max_epoch": 1}, data, data, out, ngpu=1)
+    >>> cmd[cmd.index("--ngpu") + 1], (out / "train_config.yaml").read_text().splitlines()
+    ('1', ['max_epoch: 1'])
+    """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     conf = out_dir / "train_config.yaml"
     conf.write_text(yaml.safe_dump(cfg, sort_keys=False))
     return [
         sys.executable, "-m", "espnet2.bin.asr_train",
-        "--config", str(conf), "--output_dir", str(out_dir), "--ngpu", "0", "--seed", str(seed),
+        "--config", str(conf), "--output_dir", str(out_dir), "--ngpu", str(ngpu), "--seed", str(seed),
         "--num_workers", str(num_workers), "--use_preprocessor", "true",
         "--token_type", "char", "--token_list", str(train["tokens.txt"]),
         "--train_data_path_and_name_and_type", f"{train['speech']},speech,{train['speech_type']}",

@@ -19,11 +19,11 @@ Both systems decode the same utterances (``en_test_clean`` of a synth corpus) wi
 model: an ESPnet2 experiment, loaded by ESPnet's ``Speech2Text`` (beam 10, CTC weight 0.3, no LM,
 one utterance per call, as ``asr_inference`` does) and by our
 :func:`asr_transfer.model.espnet_loader.load_espnet_exp` + :mod:`asr_transfer.decode`. Without
-``--exp`` an experiment is trained first with ``espnet2.bin.asr_train`` (CPU, a few epochs of a
-mini-corpus subset; not timed). Times cover feature extraction (ESPnet's frontend on both sides)
-and decoding, after one warm-up utterance; the systems take turns ``--repeats`` times and the
-median is reported; RTF = processing seconds / audio seconds. Beside wall seconds, the process's
-CPU seconds (all threads) and their ratio: on a shared machine they vary less.
+``--exp`` an experiment is trained first with ``espnet2.bin.asr_train`` (on ``--device``: ``--ngpu 1``
+with cuda; a few epochs of a mini-corpus subset; not timed). Times cover feature extraction (ESPnet's
+frontend on both sides) and decoding, after one warm-up utterance; the systems take turns
+``--repeats`` times and the median is reported; RTF = processing seconds / audio seconds. Beside
+wall seconds, the process's CPU seconds (all threads) and their ratio: on a shared machine they vary less.
 """
 
 from __future__ import annotations
@@ -54,8 +54,10 @@ SYSTEMS = {
 }
 
 
-def train_exp(corpus: Path, work: Path, config: str, epochs: int, utts: int, threads: int) -> Path:
-    """A small ESPnet experiment trained by ESPnet's own trainer (cached in ``work``)."""
+def train_exp(
+    corpus: Path, work: Path, config: str, epochs: int, utts: int, threads: int, device: str = "cpu"
+) -> Path:
+    """A small ESPnet experiment trained by ESPnet's own trainer on ``device`` (cached in ``work``)."""
     import _espnet_exp as espnet
 
     exp = work / f"espnet_exp_{config}"
@@ -72,8 +74,12 @@ def train_exp(corpus: Path, work: Path, config: str, epochs: int, utts: int, thr
     cfg = espnet.espnet_config(
         model, train["feats_stats.npz"], batch_bins=12000 * 160, max_epoch=epochs, warmup_steps=25
     )
-    print(f"training an ESPnet {config} model for {epochs} epochs on {utts} utterances -> {exp}", flush=True)
-    espnet.run_espnet(espnet.train_command(cfg, train, valid, exp), work / "asr_train.log", threads)
+    print(
+        f"training an ESPnet {config} model for {epochs} epochs on {utts} utterances ({device}) -> {exp}",
+        flush=True,
+    )
+    cmd = espnet.train_command(cfg, train, valid, exp, ngpu=int(device == "cuda"))
+    espnet.run_espnet(cmd, work / "asr_train.log", threads)
     return exp
 
 
@@ -122,7 +128,7 @@ def main() -> int:
 
         corpus = espnet.ensure_mini_corpus(work, args.corpus)
         exp = args.exp or train_exp(
-            corpus.resolve(), work, args.config, args.train_epochs, args.train_utts, args.threads
+            corpus.resolve(), work, args.config, args.train_epochs, args.train_utts, args.threads, args.device
         )
         waves = _test_waves(corpus, args.utts)
         rows = run(exp, waves, args)

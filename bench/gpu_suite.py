@@ -1,10 +1,11 @@
-"""The GPU suite's driver: machine, imports, data, GPU tests, training and decoding benchmarks, part by part.
+"""The GPU suite's driver: machine, imports, data, GPU tests, training, profile, decoding, part by part.
 
 Started by ``bench/gpu_suite.sh`` (which installs the wheels and sets ``PYTHONPATH``); usable alone in an
 environment that has everything:
 
     python bench/gpu_suite.py [--device cuda|cpu] [--out DIR] [--work DIR] [--time-limit S]
-                              [--parts machine,imports,data,gpu_tests,train,decode] [--budgets 40000,80000]
+                              [--parts machine,imports,data,gpu_tests,train,profile,decode]
+                              [--budgets 40000,80000]
                               [--corpus SYNTH_CORPUS]
 
 Each part is a subprocess with its own time limit, cut further so that the parts after it keep a
@@ -15,7 +16,9 @@ cut short still leaves what it measured; at the end the logs go to ``OUT/gpu_sui
 
 The benchmarks are the project's own scripts, called with the flags their ``--help`` lists:
 ``bench/train_throughput.py`` (ours vs ESPnet's trainer over the same fbank, one run per padded-frames
-budget) and ``bench/decode_speed.py`` (ours batched beam and CTC greedy vs ESPnet ``Speech2Text``).
+budget), ``bench/train_profile.py`` (our old vs new training-step path at the first budget: each
+path's data, forward, backward and optimiser seconds per step and their shares) and
+``bench/decode_speed.py`` (ours batched beam and CTC greedy vs ESPnet ``Speech2Text``).
 Their figures are read from the tables they print (and kept as they are from ``--json`` when the
 script has it). ``GPU_SUITE_FAIL=part[,part]`` replaces those parts' commands by one that fails, to
 check that a failure is logged and the rest still runs.
@@ -43,6 +46,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 PY = sys.executable
 STATUSES = ("ok", "failed", "timeout", "skipped")
+PHASES = ("data", "forward", "backward", "optim")  # of a training step, as bench/train_profile.py times them
 
 #: flags of the benchmark scripts that the suite passes when their ``--help`` lists them
 FLAG_DEVICE, FLAG_JSON, FLAG_BUDGET, FLAG_AMP = "--device", "--json", "--max-batch-frames", "--espnet-amp"
@@ -59,6 +63,8 @@ class Sizes:
     steps: int
     warmup: int
     train_utts: int
+    profile_steps: int  # timed steps per path of bench/train_profile.py (on CUDA each runs twice)
+    profile_warmup: int
     decode_train_epochs: int
     decode_train_utts: int
     decode_utts: int
@@ -74,17 +80,24 @@ class Sizes:
 SIZES = {
     "cuda": Sizes(
         preset="mini", model="ref", budgets=(40000, 80000), steps=8, warmup=3, train_utts=1000,
+        profile_steps=6, profile_warmup=2,
         decode_train_epochs=2, decode_train_utts=300, decode_utts=20, decode_repeats=1, beam=10,
         decode_systems="beam,beam1,ctc_greedy", decode_batch=32, loader_workers=4,
-        limits={"machine": 30, "imports": 90, "data": 120, "gpu_tests": 150, "train": 120, "decode": 210},
-        reserve={"machine": 10, "imports": 20, "data": 20, "gpu_tests": 40, "train": 45, "decode": 80},
+        # reserves sum to 385 s: with a set-up of up to 20 s, >= 45 s of the 450 s default to spare
+        limits={"machine": 30, "imports": 90, "data": 120, "gpu_tests": 150, "train": 120, "profile": 75,
+                "decode": 210},
+        reserve={"machine": 10, "imports": 20, "data": 20, "gpu_tests": 40, "train": 45, "profile": 35,
+                 "decode": 80},
     ),
     "cpu": Sizes(  # a smoke run: every part, smallest sizes (a couple of minutes on 2 busy cores)
         preset="tiny", model="tiny", budgets=(2000, 4000), steps=1, warmup=1, train_utts=6,
+        profile_steps=1, profile_warmup=0,  # one step per path: the smoke run stays short
         decode_train_epochs=1, decode_train_utts=6, decode_utts=1, decode_repeats=1, beam=2,
         decode_systems="beam,ctc_greedy", decode_batch=16, loader_workers=None,
-        limits={"machine": 60, "imports": 120, "data": 120, "gpu_tests": 120, "train": 240, "decode": 300},
-        reserve={"machine": 10, "imports": 20, "data": 20, "gpu_tests": 20, "train": 40, "decode": 60},
+        limits={"machine": 60, "imports": 120, "data": 120, "gpu_tests": 120, "train": 240, "profile": 150,
+                "decode": 300},
+        reserve={"machine": 10, "imports": 20, "data": 20, "gpu_tests": 20, "train": 40, "profile": 20,
+                 "decode": 60},
     ),
 }  # fmt: skip
 
@@ -168,9 +181,9 @@ _TRAIN_ROW = re.compile(
     r"^(?P<system>\S+)\s+(?P<params>[\d,]+)\s+(?P<utts_per_step>[\d.]+)\s+(?P<audio_s_per_step>[\d.]+)\s+"
     r"(?P<s_per_step>[\d.]+)\s+(?P<audio_s_per_s>[\d.]+)\s+(?P<ours_over_this>[\d.]+)$"
 )
-_DECODE_ROW = re.compile(
+_DECODE_ROW = re.compile(  # the CPU-seconds columns are optional (older decode_speed.py has none)
     r"^(?P<system>\S.*?)\s+(?P<seconds>[\d.]+)\s+(?P<rtf>[\d.]+)\s+(?P<x_espnet>[\d.]+)\s+"
-    r"(?P<same_as_espnet>\d+)/(?P<utts>\d+)$"
+    r"(?:(?P<cpu_seconds>[\d.]+)\s+(?P<x_espnet_cpu>[\d.]+)\s+)?(?P<same_as_espnet>\d+)/(?P<utts>\d+)$"
 )
 
 
@@ -194,16 +207,52 @@ def parse_train_table(text: str) -> dict[str, dict[str, float]]:
 def parse_decode_table(text: str) -> dict[str, dict[str, float]]:
     """Systems of ``bench/decode_speed.py``'s printed table.
 
-    >>> t = '''system  seconds  RTF  x ESPnet  same hyps as ESPnet
-    ... ours beam (batch 16)   0.50   0.0113   30.0   18/20'''
-    >>> parse_decode_table(t)["ours beam (batch 16)"]["same_as_espnet"]
-    18.0
+    >>> t = '''system  seconds  RTF  x ESPnet  CPU s  x ESPnet CPU  same hyps as ESPnet
+    ... ours beam (batch 16)   0.50   0.0113   30.0   0.95   28.1   18/20'''
+    >>> row = parse_decode_table(t)["ours beam (batch 16)"]
+    >>> row["seconds"], row["cpu_seconds"], row["same_as_espnet"]
+    (0.5, 0.95, 18.0)
+    >>> parse_decode_table(t.replace("0.95   28.1   ", ""))["ours beam (batch 16)"]["x_espnet"]
+    30.0
     """
     rows = {}
     for line in text.splitlines()[_header_index(text, "x ESPnet") + 1 :]:
         if m := _DECODE_ROW.match(line.strip()):
-            rows[m["system"]] = {k: float(v) for k, v in m.groupdict().items() if k != "system"}
+            rows[m["system"]] = {
+                k: float(v) for k, v in m.groupdict().items() if k != "system" and v is not None
+            }
     return rows
+
+
+_PROFILE_ROW = re.compile(
+    r"^(?P<path>old|new) path\s+"
+    + "".join(rf"(?P<{p}>[\d.]+) \(\s*\d+%\)\s*" for p in PHASES)
+    + r"(?P<s_per_step>[\d.]+)\s+(?P<audio_s_per_s>[\d.]+)$"
+)
+_PROFILE_RATIO = re.compile(r"^old/new(?:\s+[\d.]+){5}\s+(?P<new_over_old>[\d.]+)$")
+
+
+def parse_profile_table(text: str) -> tuple[dict[str, dict[str, float]], float | None]:
+    """Paths (``old``, ``new``) of ``bench/train_profile.py``'s printed table, and new / old throughput.
+
+    Per path: each phase's median seconds per step and its share of the phases' sum, s/step, audio s/s.
+
+    >>> t = '''path  data  forward  backward  optim  s/step  audio s/s
+    ... old path  0.0200 (  2%)  0.4000 ( 40%)  0.5000 ( 50%)  0.0800 (  8%)   1.0000       38.0
+    ... new path  0.0000 (  0%)  0.4000 ( 44%)  0.4500 ( 50%)  0.0500 (  6%)   0.9000       42.2
+    ... old/new      9.99      1.00      1.11      1.60     1.11       1.11'''
+    >>> paths, speedup = parse_profile_table(t)
+    >>> paths["old"]["backward"], paths["old"]["backward_share"], paths["new"]["audio_s_per_s"], speedup
+    (0.5, 0.5, 42.2, 1.11)
+    """
+    paths = {}
+    for line in text.splitlines():
+        if m := _PROFILE_ROW.match(line.strip()):
+            row = {k: float(v) for k, v in m.groupdict().items() if k != "path"}
+            total = sum(row[p] for p in PHASES)
+            paths[m["path"]] = row | {f"{p}_share": row[p] / total if total else 0.0 for p in PHASES}
+    ratios = [m for line in text.splitlines() if (m := _PROFILE_RATIO.match(line.strip()))]
+    return paths, float(ratios[-1]["new_over_old"]) if ratios else None
 
 
 def _header_index(text: str, marker: str) -> int:
@@ -278,7 +327,7 @@ class Suite:
         """
         parts = [("machine", "machine"), ("imports", "imports"), ("data", "data"), ("gpu_tests", "gpu_tests")]
         parts += [(f"train_b{b}{amp}", "train") for b in self.budgets for amp in ("", "_amp")]
-        parts.append(("decode", "decode"))
+        parts += [("profile", "profile"), ("decode", "decode")]
         wanted = set(self.args.parts.split(",")) if self.args.parts else None
         return [(n, k) for n, k in parts if wanted is None or n in wanted or k in wanted]
 
@@ -413,6 +462,26 @@ class Suite:
         systems = parse_train_table(outcome.output)
         return self._finish(part, outcome, systems, raw, notes, budget_frames=budget, espnet_amp=amp)
 
+    def part_profile(self, name: str, limit: float) -> dict:
+        """Old vs new step path at the first budget, in the training parts' folder (their dump is reused)."""
+        script = REPO / "bench" / "train_profile.py"
+        flags = script_flags(script)
+        z, budget = self.sizes, self.budgets[0]
+        fig = dict(model=z.model, budget_frames=budget, steps=z.profile_steps, warmup=z.profile_warmup)
+        cmd = [PY, str(script), "--config", z.model, "--steps", str(z.profile_steps)]
+        cmd += ["--warmup", str(z.profile_warmup), "--threads", str(self.threads)]
+        cmd += ["--corpus", str(self.corpus), "--utts", str(z.train_utts)]
+        cmd += ["--work", str(self.scratch / "train"), FLAG_BUDGET, str(budget)]
+        if z.loader_workers is not None:
+            cmd += [FLAG_WORKERS, str(z.loader_workers)]
+        problem = self._device_flag(cmd, flags, script)
+        if problem:
+            return _not_run("failed", problem)
+        raw = self._json_flag(cmd, flags, name)
+        part, outcome = self.command(name, cmd, limit)
+        paths, speedup = parse_profile_table(outcome.output)
+        return self._finish(part, outcome, paths, raw, [], **fig, new_over_old=speedup)
+
     def part_decode(self, name: str, limit: float) -> dict:
         script = REPO / "bench" / "decode_speed.py"
         flags = script_flags(script)
@@ -484,7 +553,7 @@ class Suite:
 
 
 def render_markdown(result: dict) -> str:
-    """The suite's JSON as markdown: machine, parts, training and decoding tables."""
+    """The suite's JSON as markdown: machine, parts, training, step-phase and decoding tables."""
     m = result.get("machine", {})
     gpu = m.get("gpu_name") or "no GPU"
     lines = [
@@ -520,6 +589,21 @@ def render_markdown(result: dict) -> str:
                     f"| {r['audio_s_per_step']:.1f} | {r['s_per_step']:.3f} | {r['audio_s_per_s']:.1f} "
                     f"| {r['ours_over_this']:.2f} |"
                 )
+    prof = result["parts"].get("profile", {}).get("figures")
+    if prof and prof.get("systems"):
+        lines += [
+            "",
+            f"Training step phases, old loop path vs new (`bench/train_profile.py`, model {prof['model']}, "
+            f"budget {prof['budget_frames']:,} frames; medians of {prof['steps']} steps after "
+            f"{prof['warmup']}, seconds per step and share; on CUDA the phases are timed with a "
+            f"synchronisation after each, s/step without); new / old throughput {prof['new_over_old']}:",
+            "",
+            "| path | data | forward | backward | optimiser | s/step | audio s/s |",
+            "|---|---:|---:|---:|---:|---:|---:|",
+        ]
+        for path, r in prof["systems"].items():
+            cells = " | ".join(f"{r[p]:.4f} ({100 * r[f'{p}_share']:.0f} %)" for p in PHASES)
+            lines.append(f"| {path} | {cells} | {r['s_per_step']:.4f} | {r['audio_s_per_s']:.1f} |")
     dec = result["parts"].get("decode", {}).get("figures")
     if dec and dec.get("systems"):
         lines += [
@@ -629,7 +713,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--work", type=Path, default=Path("/tmp/gpu_suite_work"), help="scratch folder")
     parser.add_argument("--time-limit", type=float, default=450, help="seconds for all parts together")
     parser.add_argument(
-        "--parts", help="comma list of parts or kinds (machine,imports,data,gpu_tests,train,decode)"
+        "--parts", help="comma list of parts or kinds (machine,imports,data,gpu_tests,train,profile,decode)"
     )
     parser.add_argument("--budgets", type=lambda s: s.split(","), help="padded-frames budgets, comma list")
     parser.add_argument("--corpus", type=Path, help="an existing synth corpus (default: synthesise one)")

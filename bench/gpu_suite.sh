@@ -8,8 +8,9 @@
 # Installs what the machine lacks from the wheel folder (`pip install --no-index --no-deps --target`,
 # then PYTHONPATH), puts empty stand-ins for the two NLTK data packages that g2p_en would otherwise try
 # to download, then runs bench/gpu_suite.py: the GPU tests, the training benchmark (ours vs ESPnet fp32
-# and --use_amp at two padded-frames budgets, reference model) and the decoding benchmark (ours vs
-# ESPnet Speech2Text), each part timed and limited, a failing part logged and the rest still run.
+# and --use_amp at two padded-frames budgets, reference model), the step profile (our old vs new loop
+# path: data, forward, backward, optimiser per step) and the decoding benchmark (ours vs ESPnet
+# Speech2Text), each part timed and limited, a failing part logged and the rest still run.
 # Writes DIR/gpu_suite.json, DIR/gpu_suite.md and DIR/gpu_suite_logs.tar.gz.
 #
 # Options (the rest go to bench/gpu_suite.py; see its --help):

@@ -259,10 +259,11 @@ def _espnet_cmd(args: argparse.Namespace, prep: dict, work: Path, kind: str) -> 
     )
     exp = work / f"exp_espnet_{kind}"
     subprocess.run(["rm", "-rf", str(exp)], check=True)
-    cmd = espnet.train_command(cfg, data["train"], data["dev"], exp, num_workers=args.num_workers)
-    if args.device == "cuda":
-        cmd[cmd.index("--ngpu") + 1] = "1"
-        cmd += ["--use_amp", "true"] if args.espnet_amp else []
+    cuda = args.device == "cuda"
+    cmd = espnet.train_command(
+        cfg, data["train"], data["dev"], exp, num_workers=args.num_workers, ngpu=int(cuda)
+    )
+    cmd += ["--use_amp", "true"] if cuda and args.espnet_amp else []
     return cmd[3:]  # drop "python -m module"
 
 

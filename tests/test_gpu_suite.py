@@ -1,5 +1,5 @@
-"""bench/gpu_suite.sh: its CPU smoke mode runs every part and writes every figure; a failing part is logged
-and the rest still runs; a run out of time still writes every part."""
+"""bench/gpu_suite.sh: its CPU smoke mode runs every part (step profile included) and writes every figure;
+a failing part is logged and the rest still runs; a run out of time still writes every part."""
 
 from __future__ import annotations
 
@@ -40,7 +40,7 @@ def test_a_run_out_of_time_still_reports_every_part(tmp_path: Path) -> None:
     parts = json.loads((out / "gpu_suite.json").read_text())["parts"]
     assert list(parts) == [
         "setup", "machine", "imports", "data", "gpu_tests",
-        "train_b2000", "train_b2000_amp", "train_b4000", "train_b4000_amp", "decode",
+        "train_b2000", "train_b2000_amp", "train_b4000", "train_b4000_amp", "profile", "decode",
     ]  # fmt: skip
     assert all(
         p["status"] == "skipped" and "no time left" in p["error"] for n, p in parts.items() if n != "setup"
@@ -60,7 +60,8 @@ def test_cpu_smoke_run_has_every_part_and_survives_a_failing_one(tmp_path: Path)
     result = json.loads((out / "gpu_suite.json").read_text())
     parts = result["parts"]
     assert list(parts) == [
-        "setup", "machine", "imports", "data", "gpu_tests", "train_b4000", "train_b4000_amp", "decode",
+        "setup", "machine", "imports", "data", "gpu_tests", "train_b4000", "train_b4000_amp", "profile",
+        "decode",
     ]  # fmt: skip
     for name, p in parts.items():
         assert p["status"] in ("ok", "failed", "timeout", "skipped"), name
@@ -96,12 +97,34 @@ def test_cpu_smoke_run_has_every_part_and_survives_a_failing_one(tmp_path: Path)
     amp = parts["train_b4000_amp"]
     assert amp["status"] == "skipped" and "CUDA" in amp["error"]
 
+    # old vs new step path, at the first budget, one step each: every phase timed, shares of a step
+    profile = parts["profile"]
+    assert profile["status"] == "ok", profile.get("error")
+    assert profile["figures"]["budget_frames"] == 4000 and profile["figures"]["new_over_old"] > 0
+    paths = profile["figures"]["systems"]
+    assert set(paths) == {"old", "new"}
+    for r in paths.values():
+        assert r["s_per_step"] > 0 and r["forward"] > 0 and r["backward"] > 0
+        shares = [r[f"{p}_share"] for p in ("data", "forward", "backward", "optim")]
+        assert min(shares) >= 0 and sum(shares) == pytest.approx(1)
+    exact = profile["figures"]["script_json"]["paths"]  # the script's --json, unrounded
+    assert set(exact) == {"old", "new"} and all(r["audio_s_per_s"] > 0 for r in exact.values())
+    for path, r in paths.items():
+        for key in ("data", "forward", "backward", "optim"):
+            assert r[key] == pytest.approx(exact[path][key], abs=6e-5), (path, key)
+
     decode = parts["decode"]
     assert decode["status"] == "ok", decode.get("error")
     rows = decode["figures"]["systems"]
     assert any(name.startswith("ESPnet") for name in rows) and any("ctc_greedy" in name for name in rows)
     for r in rows.values():
         assert r["rtf"] > 0 and r["utts"] == decode["figures"]["utts"] > 0
+    # the printed table is read column by column as the script's own --json has it
+    exact = {r["name"]: r for r in decode["figures"]["script_json"]["systems"]}
+    assert set(rows) == set(exact)
+    for name, r in rows.items():
+        assert r["seconds"] == pytest.approx(exact[name]["seconds"], abs=0.006), name
 
     table = (out / "gpu_suite.md").read_text()
     assert "| imports | failed |" in table and "| ours |" in table and "ctc_greedy" in table
+    assert "| profile | ok |" in table and "| old | " in table and "| new | " in table
