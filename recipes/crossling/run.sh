@@ -18,8 +18,8 @@
 #                 [--fusion_args "--adapt.weights.guide 0.1"] (simadapter and simadapter+ only)
 # A method's own settings (its learning rate, chosen on dev data) go in <adapt_config without
 # .yaml>/<method>.yaml, read after adapt_config when it exists.
-# xling (between mini and standard: 150 training and 200 test utterances per target) goes with
-#   --adapt_config conf/train/xling_adapt_150.yaml --pretrain_args "--train.epochs 16"
+# --preset xling (between mini and standard: 150 training and 200 test utterances per target)
+# defaults to conf/train/xling_pretrain_xling.yaml and conf/train/xling_adapt_150.yaml.
 # simadapter fuses exp/<target>_adapter and simadapter+ exp/<target>_metaadapter: list those methods
 # before them in --methods (the default order of the paper's table does).
 #                 [--source_token_type char|unigram|bpe] (targets: --adapt_args "--tokenizer.kind char")
@@ -36,10 +36,10 @@ sources="de fr es it pl"
 targets="ro cs uk ar"   # standard: add br
 methods="head full adapter"
 model_config=conf/model/tiny.yaml
-pretrain_config=conf/train/xling_pretrain.yaml
+pretrain_config=""   # default by preset: conf/train/xling_pretrain.yaml, xling_pretrain_xling.yaml
 src_adapter_config=conf/train/xling_source_adapters.yaml
 meta_config=conf/train/xling_meta.yaml
-adapt_config=conf/train/xling_adapt.yaml
+adapt_config=""      # default by preset: conf/train/xling_adapt.yaml, xling_adapt_150.yaml
 decode_config=conf/decode/ctc_greedy.yaml
 source_token_type=unigram  # char | unigram | bpe
 nbpe_source=150    # methods.md; SentencePiece stops at what the text supports
@@ -57,6 +57,13 @@ while [ $# -gt 0 ]; do
   printf -v "$name" '%s' "$2"
   shift 2
 done
+
+case $preset in
+  xling) pretrain_config=${pretrain_config:-conf/train/xling_pretrain_xling.yaml}
+         adapt_config=${adapt_config:-conf/train/xling_adapt_150.yaml} ;;
+  *) pretrain_config=${pretrain_config:-conf/train/xling_pretrain.yaml}
+     adapt_config=${adapt_config:-conf/train/xling_adapt.yaml} ;;
+esac
 
 log() { echo "[$(date +%H:%M:%S)] stage $*"; }
 data=$corpus/data
