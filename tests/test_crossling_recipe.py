@@ -83,3 +83,21 @@ def _check_in_chromium(page: Path, tmp: Path) -> None:
     pixels = np.asarray(Image.open(shot).convert("L"), dtype=np.float64)
     # the heatmap is a large dark/coloured area: hundreds of rows with many non-white pixels
     assert ((pixels < 200).sum(axis=1) > 50).sum() > 150
+
+
+@pytest.mark.parametrize(
+    ("preset", "pretrain", "adapt"),
+    [("mini", "xling_pretrain.yaml", "xling_adapt.yaml"),
+     ("xling", "xling_pretrain_xling.yaml", "xling_adapt_150.yaml")],
+)  # fmt: skip
+def test_preset_selects_its_pretraining_and_adapt_configs(preset: str, pretrain: str, adapt: str) -> None:
+    # stage 100: nothing runs; the trace shows what the stages would read
+    proc = subprocess.run(
+        ["bash", "-x", "./run.sh", "--preset", preset, "--stage", "100"],
+        cwd=REPO / "recipes/crossling", capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert f"pretrain_config=conf/train/{pretrain}" in proc.stderr
+    assert f"adapt_config=conf/train/{adapt}" in proc.stderr
+    for name in (pretrain, adapt):
+        assert (REPO / "conf/train" / name).is_file()
