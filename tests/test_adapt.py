@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import shutil
 import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -22,6 +21,7 @@ from asr_transfer.model.asr import build_model
 from asr_transfer.text.tokenizer import Tokenizer
 from tests.conftest import REPO, cli, train_args
 from tests.test_train import _run as run_quiet
+from tests.test_train import _torchrun as torchrun
 
 TINY = {
     "encoder": {"output_size": 32, "attention_heads": 2, "linear_units": 64, "num_blocks": 2},
@@ -334,15 +334,7 @@ def test_two_process_adversarial_adaptation_trains(
     exp = tmp_path / "ddp"
     args = adapt_args(tiny_setup, tiny_exp, target, exp, "--config", str(REPO / "conf/adapt/adv.yaml"),
                       "--train.max_batch_frames", "700", "--train.epochs", "1")  # fmt: skip
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           "-m", "asr_transfer.cli", *args]  # fmt: skip
-    proc = run_quiet(cmd)
-    try:
-        out = proc.communicate(timeout=400)[0]
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        pytest.fail("DDP adaptation hung")
-    assert proc.returncode == 0, out[-3000:]
+    torchrun(args)
     ck = torch.load(exp / "checkpoints" / "last.pt", weights_only=False)
     assert ck["state"]["step"] > 0 and ck["state"]["skipped"] == 0
     assert any(k.startswith("discriminators.") for k in ck["method"])

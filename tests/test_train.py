@@ -76,6 +76,19 @@ def _run(args: list[str], **kw) -> subprocess.Popen:
     )
 
 
+def _torchrun(cli_args: list[str], timeout: int = 400) -> str:
+    """``asr-transfer CLI_ARGS`` in 2 processes (torch.distributed.run); the test fails unless both exit 0."""
+    proc = _run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                 "-m", "asr_transfer.cli", *cli_args])  # fmt: skip
+    try:
+        out = proc.communicate(timeout=timeout)[0]
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        pytest.fail(f"2-process run hung: {cli_args[:1]}")
+    assert proc.returncode == 0, out[-3000:]
+    return out
+
+
 @pytest.mark.slow
 def test_sigkill_mid_epoch_then_rerun_resumes_and_matches_an_uninterrupted_run(
     tiny_setup: dict[str, Path], tmp_path: Path
@@ -112,16 +125,7 @@ def test_sigkill_mid_epoch_then_rerun_resumes_and_matches_an_uninterrupted_run(
 @pytest.mark.slow
 def test_two_process_gloo_ddp_trains(tiny_setup: dict[str, Path], tmp_path: Path) -> None:
     exp = tmp_path / "ddp"
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           "-m", "asr_transfer.cli", *train_args(tiny_setup, exp, "--train.epochs", "2",
-                                                 "--train.max_batch_frames", "700")]  # fmt: skip
-    proc = _run(cmd)
-    try:
-        out = proc.communicate(timeout=400)[0]
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        pytest.fail("DDP training hung")
-    assert proc.returncode == 0, out[-3000:]
+    _torchrun(train_args(tiny_setup, exp, "--train.epochs", "2", "--train.max_batch_frames", "700"))
     assert (exp / "model.pt").exists()
     state = torch.load(exp / "checkpoints" / "last.pt", weights_only=False)["state"]
     assert state["epoch"] == 3
@@ -189,17 +193,8 @@ def test_two_process_ddp_skips_a_batch_non_finite_on_one_rank_on_both_without_a_
     setup = {**tiny_setup, "train": tmp_path / "dump"}
     _poisoned_dump(tiny_setup["train"], setup["train"])
     exp = tmp_path / "ddp"
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           "-m", "asr_transfer.cli", *train_args(setup, exp, "--train.epochs", "2",
-                                                 "--train.max_batch_frames", "400",
-                                                 "--train.fused_optimizer", "true")]  # fmt: skip
-    proc = _run(cmd)
-    try:
-        out = proc.communicate(timeout=400)[0]
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        pytest.fail("DDP training hung")
-    assert proc.returncode == 0, out[-3000:]
+    _torchrun(train_args(setup, exp, "--train.epochs", "2", "--train.max_batch_frames", "400",
+                         "--train.fused_optimizer", "true"))  # fmt: skip
     ck = torch.load(exp / "checkpoints" / "last.pt", weights_only=False)
     assert ck["state"]["skipped"] == 2 and ck["state"]["step"] > 0
     assert all(torch.isfinite(v).all() for v in torch.load(exp / "model.pt")["model"].values())
