@@ -116,6 +116,7 @@ class HybridASR(torch.nn.Module):
         self.decoder.embed[0] = torch.nn.Identity()
         # ESPnet's attention layers, computed by torch's fused kernel; parameters unchanged
         use_sdpa(self, sdpa_attention)
+        self._fast_subsampling = False  # see fast_subsampling()
         self.heads = torch.nn.ModuleDict({lang: LanguageHead(v, d_model) for lang, v in vocab_sizes.items()})
         self.enc_slots = torch.nn.ModuleList(Slot() for _ in self.encoder.encoders)
         self.dec_slots = torch.nn.ModuleList(Slot() for _ in self.decoder.decoders)
@@ -168,8 +169,12 @@ class HybridASR(torch.nn.Module):
 
         Their weights go channels-last (oneDNN's fast layout; results differ by float rounding,
         ~1e-6) and their ReLUs work in place (same results, no extra ``(B, C, T/2, F/2)`` copy).
-        Values, names and state dict are unchanged.
+        Values, names and state dict are unchanged. Decoding calls it for every batch: only the
+        first call changes anything (loading a state dict copies into the re-laid weights).
         """
+        if self._fast_subsampling:
+            return
+        self._fast_subsampling = True
         # normal tensors even when called under inference mode (decoding): training may follow
         with torch.inference_mode(False), torch.no_grad():
             for module in self.encoder.embed.modules():
