@@ -101,3 +101,26 @@ def test_preset_selects_its_pretraining_and_adapt_configs(preset: str, pretrain:
     assert f"adapt_config=conf/train/{adapt}" in proc.stderr
     for name in (pretrain, adapt):
         assert (REPO / "conf/train" / name).is_file()
+
+
+def test_stage_6_adds_a_methods_own_config_after_the_shared_one(tmp_path: Path) -> None:
+    # a stand-in asr-transfer that records its arguments: what stage 6 asks of add-language
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "asr-transfer").write_text('#!/bin/sh\necho "$@" >> "$CALLS"\n')
+    (bin_dir / "asr-transfer").chmod(0o755)
+    recipe = tmp_path / "crossling"
+    recipe.mkdir()
+    (recipe / "run.sh").write_bytes((REPO / "recipes/crossling/run.sh").read_bytes())
+    (recipe / "conf").symlink_to(REPO / "conf")
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "CALLS": str(tmp_path / "calls")}
+    proc = subprocess.run(
+        ["bash", "./run.sh", "--preset", "xling", "--stage", "6", "--stop_stage", "6", "--targets", "ro",
+         "--methods", "full metaadapter"],
+        cwd=recipe, env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    full, meta = (tmp_path / "calls").read_text().splitlines()
+    shared, own = "--config conf/train/xling_adapt_150.yaml", "--config conf/train/xling_adapt_150/full.yaml"
+    assert shared in full and own in full and full.index(shared) < full.index(own)
+    assert shared in meta and "xling_adapt_150/" not in meta and "--adapt.meta exp/meta" in meta

@@ -15,9 +15,8 @@
 #                 [--sources "de fr es it pl"] [--targets "ro cs uk ar"] [--methods "head full adapter"]
 #                 [--pretrain_args "--train.epochs 5"] [--adapt_args "--train.epochs 10 --adapt.bottleneck 8"]
 #                 [--src_adapter_args "--train.epochs 2"] [--meta_args "--adapt.algorithm reptile"]
-#                 [--fusion_args "--adapt.weights.guide 0.1"] (simadapter and simadapter+ only)
-# A method's own settings (its learning rate, chosen on dev data) go in <adapt_config without
-# .yaml>/<method>.yaml, read after adapt_config when it exists.
+# A method's own settings (its learning rate chosen on dev data, SimAdapter's guide weight...) go
+# in <adapt_config without .yaml>/<method>.yaml, read after adapt_config when it exists.
 # --preset xling (between mini and standard: 150 training and 200 test utterances per target)
 # defaults to conf/train/xling_pretrain_xling.yaml and conf/train/xling_adapt_150.yaml.
 # simadapter fuses exp/<target>_adapter and simadapter+ exp/<target>_metaadapter: list those methods
@@ -47,7 +46,6 @@ pretrain_args=""
 src_adapter_args=""
 meta_args=""
 adapt_args=""
-fusion_args=""
 domain=clean
 
 while [ $# -gt 0 ]; do
@@ -159,17 +157,15 @@ if [ "$stage" -le 6 ] && [ "$stop_stage" -ge 6 ]; then
         simadapter+) from=(--adapt.sources exp/src_adapters --adapt.target_adapter "exp/${l}_metaadapter") ;;
         *) from=() ;;
       esac
-      extra=""
-      case $m in simadapter|simadapter+) extra=$fusion_args ;; esac
-      own=${adapt_config%.yaml}/$m.yaml
-      [ -f "$own" ] && extra="--config $own $extra"
+      own=()
+      [ -f "${adapt_config%.yaml}/$m.yaml" ] && own=(--config "${adapt_config%.yaml}/$m.yaml")
       if [ "${#from[@]}" -ge 4 ] && [ ! -f "${from[3]}/add_language.yaml" ]; then
         echo "$0: $m for $l fuses ${from[3]}, which is not finished: list its method earlier" >&2; exit 2
       fi
       # shellcheck disable=SC2086
       asr-transfer add-language --base "$exp" --lang "$l" --method "$m" --exp "exp/${l}_$m" \
         --train "$data/${l}_train_$domain" --dev "$data/${l}_dev_$domain" \
-        --config "$adapt_config" --decode-config "$decode_config" "${from[@]}" $adapt_args $extra
+        --config "$adapt_config" --decode-config "$decode_config" "${from[@]}" "${own[@]}" $adapt_args
     done
   done
 fi
