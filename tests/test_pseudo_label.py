@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import shutil
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from asr_transfer.data.audio import load_audio
 from asr_transfer.data.kaldi import load_data_dir, read_table
 from asr_transfer.decode import DecodeConfig, Recognizer
 from asr_transfer.decode.pseudo_label import select
+from asr_transfer.decode.greedy import ctc_confidence
 from asr_transfer.decode.search import decode_batch_scored
 
 TARGET = "en_train_phone"
@@ -61,15 +63,17 @@ def test_pseudo_label_writes_a_valid_dir_of_the_most_confident_and_never_reads_t
         sum(conf[u] for u in kept) / len(kept), abs=1e-5
     )
 
-    # the confidence is the mean log best CTC posterior per frame; checked on the longest utterance,
-    # the one its batch does not pad (padding shifts the last frames of the others a little)
+    # the confidence is the mean log best CTC posterior over the frames that emit a token (blanks
+    # left out); checked on the longest utterance, the one its batch does not pad (padding shifts
+    # the last frames of the others a little)
     rec = Recognizer.from_exp(tiny_exp)
     waves = {u: load_audio(p) for u, p in read_table(target / "wav.scp").items()}
     longest = max(ids, key=lambda u: len(waves[u]))
     feats = rec.frontend(waves[longest])[None]
     with torch.no_grad():
         enc, lens, _ = rec.model.encode(feats, torch.tensor([feats.size(1)]))
-        direct = rec.model.ctc_log_probs(enc, "en")[0, : lens[0]].max(-1).values.mean().item()
+        best, arg = rec.model.ctc_log_probs(enc, "en")[0, : lens[0]].max(-1)
+        direct = (best[arg != 0].mean() if (arg != 0).any() else best.mean()).item()
     assert conf[longest] == pytest.approx(direct, abs=1e-4)
 
     # garbage or no target transcripts: byte-identical outputs (the file is never opened)
@@ -142,3 +146,14 @@ def test_beam_confidence_is_the_search_score_per_step_and_matches_espnet(
     assert ours[0] == ref[0]
     assert ours[1] == pytest.approx(ref[1], abs=1e-4)
     assert all(c < 0 for c in ours[1])
+
+
+def test_ctc_confidence_ranks_a_mostly_blank_hypothesis_below_a_confident_one() -> None:
+    # A: nineteen sure blank frames and one hesitant token (noise: the rest deleted); B: every frame
+    # at 0.9, half of them tokens. A mean over all frames ranked A first; blanks must not count.
+    a = torch.tensor([[0.999, 0.001, 0.0]] * 19 + [[0.45, 0.0, 0.55]])
+    b = torch.tensor([[0.9, 0.1, 0.0], [0.1, 0.9, 0.0]] * 10)
+    logp = torch.stack([a, b]).clamp_min(1e-9).log()
+    conf_a, conf_b = ctc_confidence(logp, torch.tensor([20, 20])).tolist()
+    assert conf_b > conf_a
+    assert conf_a == pytest.approx(math.log(0.55), abs=1e-5)

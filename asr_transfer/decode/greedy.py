@@ -24,3 +24,26 @@ def ctc_greedy(ctc_logp: torch.Tensor, lens: torch.Tensor, blank: int = 0) -> li
     keep &= best != blank
     keep &= torch.arange(best.size(1), device=best.device)[None, :] < lens[:, None]
     return [row[mask].tolist() for row, mask in zip(best, keep)]
+
+
+def ctc_confidence(ctc_logp: torch.Tensor, lens: torch.Tensor, blank: int = 0) -> torch.Tensor:
+    """``(B, T, V)`` log-posteriors -> ``(B,)`` mean log best posterior over the non-blank best-path frames.
+
+    Blank frames are left out: on noisy audio a hypothesis that is mostly blanks (deletions) would
+    otherwise look confident because the blank posterior is high almost everywhere. An utterance
+    whose best path is all blank (an empty hypothesis, never kept as a pseudo-label) gets the mean
+    over all its frames.
+
+    Example:
+        >>> logp = torch.log(torch.tensor([[[.99, .01], [.99, .01], [.99, .01], [.4, .6]],
+        ...                                [[.1, .9], [.1, .9], [.9, .1], [.1, .9]]]))
+        >>> [round(c, 3) for c in ctc_confidence(logp, torch.tensor([4, 4])).tolist()]
+        [-0.511, -0.105]
+    """
+    best, arg = ctc_logp.max(-1)
+    valid = torch.arange(best.size(1), device=best.device)[None, :] < lens[:, None]
+    emitted = valid & (arg != blank)
+    n_emitted = emitted.sum(-1)
+    on_tokens = best.masked_fill(~emitted, 0.0).sum(-1) / n_emitted.clamp_min(1)
+    on_frames = best.masked_fill(~valid, 0.0).sum(-1) / lens.clamp_min(1)
+    return torch.where(n_emitted > 0, on_tokens, on_frames)

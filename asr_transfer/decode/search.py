@@ -16,7 +16,7 @@ from espnet.nets.scorers.ctc import CTCPrefixScorer
 from espnet.nets.scorers.length_bonus import LengthBonus
 
 from asr_transfer.decode.batch_beam import batch_beam_search
-from asr_transfer.decode.greedy import ctc_greedy
+from asr_transfer.decode.greedy import ctc_confidence, ctc_greedy
 from asr_transfer.decode.scorer import DecoderScorer
 from asr_transfer.model.asr import HybridASR
 
@@ -76,19 +76,17 @@ def decode_batch_scored(
     Beam search: the hypothesis's total log-score divided by its number of scored steps
     (tokens + ``<eos>``), so long utterances are not ranked below short ones merely for being
     long (the reference ranks raw scores, which favours short utterances). CTC greedy: the mean
-    over the valid encoder frames of the log of the best posterior, i.e. the log-probability of
-    the best path per frame; unlike a mean over emitted tokens it also sees the blank frames, so
-    a token the model hesitated to emit (a likely deletion) lowers it, and it is defined for an
-    empty hypothesis. Both are ``<= 0``; higher means more confident.
+    log best posterior over the frames whose best path emits a token
+    (:func:`~asr_transfer.decode.greedy.ctc_confidence`): blank frames are left out, since a
+    hypothesis made mostly of blanks (deletions, on noisy audio) is confident on every blank frame.
+    Both are ``<= 0``; higher means more confident.
     """
     model.eval()
     model.fast_subsampling()
     enc_out, enc_lens, _ = model.encode(feats, feat_lens)
     if cfg.mode == "ctc_greedy":
         logp = model.ctc_log_probs(enc_out, lang)  # (B, T, V)
-        valid = torch.arange(logp.size(1), device=logp.device)[None, :] < enc_lens[:, None]  # (B, T)
-        best = logp.max(-1).values.masked_fill(~valid, 0.0).sum(-1) / enc_lens.clamp_min(1)
-        return ctc_greedy(logp, enc_lens), best.tolist()
+        return ctc_greedy(logp, enc_lens), ctc_confidence(logp, enc_lens).tolist()
     if cfg.mode == "beam":
         hyps, scores = batch_beam_search(
             model,
