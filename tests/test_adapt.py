@@ -55,6 +55,16 @@ def test_ctc_align_labels_spikes_and_blank_runs_and_repeats() -> None:
     assert spikes[0].tolist() == [-1, -1, 2, -1, 2, 2, 3, -1, -1, -1, -1]
 
 
+def test_ctc_align_leaves_the_frames_of_a_deleted_word_unlabelled() -> None:
+    # the model heard 2 then 4, but the pseudo-label says "2" only (4 was deleted): the frames where
+    # 4 is the most probable non-blank unit must not inherit 2's label
+    logp = _peaked([0, 2, 0, 0, 0, 0, 0], vocab=6)
+    logp[0, 4:6, 4] = -1.5  # blank still wins (greedy deleted it), but 4 leads the non-blank units
+    logp = logp.log_softmax(-1)
+    labels = ctc_align_labels(logp, torch.tensor([[2]]), torch.tensor([7]))
+    assert labels[0].tolist() == [-1, 2, 2, 2, -1, -1, 2]
+
+
 def test_ctc_align_skips_an_utterance_too_short_for_its_transcript() -> None:
     logp = _peaked([2, 0, 2])
     labels = ctc_align_labels(

@@ -76,8 +76,11 @@ def ctc_align_labels(
     """CTC forced alignment: ``(B, T', V)`` log-posteriors, ``(B, L)`` tokens -> ``(B, T')`` labels.
 
     The spike frame of each token is labelled; with ``extend_blanks`` the blank frames after
-    it inherit it (blanks before the first token stay unlabelled). An utterance too short
-    for its transcript (CTC needs a blank between repeated tokens) is left unlabelled.
+    it inherit it while it stays the most probable non-blank unit there (blanks before the first
+    token stay unlabelled). A blank frame where another unit is more probable is most likely part
+    of a word the transcript lacks (a pseudo-label's deletion): it is left unlabelled rather than
+    given the previous word's unit. An utterance too short for its transcript (CTC needs a blank
+    between repeated tokens) is left unlabelled.
 
     Example:
         >>> logp = torch.full((1, 5, 4), -10.0)
@@ -85,6 +88,9 @@ def ctc_align_labels(
         >>> ctc_align_labels(logp, torch.tensor([[2, 2, 3]]), torch.tensor([5])).tolist()
         [[-1, 2, 2, 2, 3]]
         >>> ctc_align_labels(logp, torch.tensor([[2, 2, 3]]), torch.tensor([5]), extend_blanks=False).tolist()
+        [[-1, 2, -1, 2, 3]]
+        >>> logp[0, 2, 1] = -1.0  # the blank frame leans towards unit 1, which the transcript lacks
+        >>> ctc_align_labels(logp, torch.tensor([[2, 2, 3]]), torch.tensor([5])).tolist()
         [[-1, 2, -1, 2, 3]]
     """
     out = torch.full(ctc_logp.shape[:2], IGNORE_ID, dtype=torch.long, device=ctc_logp.device)
@@ -106,7 +112,11 @@ def ctc_align_labels(
     t = torch.arange(out.size(1), device=out.device).expand_as(out)
     last = torch.where(~blank & (out != IGNORE_ID), t, torch.full_like(t, -1)).cummax(1).values
     filled = out.gather(1, last.clamp_min(0))
-    return torch.where(blank & (last >= 0), filled, out).masked_fill(blank & (last < 0), IGNORE_ID)
+    # a blank frame keeps the previous unit only while no other unit is more probable there
+    inherited = logp.gather(2, filled.clamp_min(0)[..., None]).squeeze(-1)
+    still_it = inherited >= logp[..., 1:].max(-1).values
+    extend = blank & (last >= 0) & still_it
+    return torch.where(extend, filled, out).masked_fill(blank & ~extend, IGNORE_ID)
 
 
 def ctc_pred_labels(ctc_logp: torch.Tensor, enc_lens: torch.Tensor, threshold: float = 0.9) -> torch.Tensor:
