@@ -171,6 +171,30 @@ def test_padding_never_changes_a_loss(name: str, opts: dict) -> None:
     assert tight[name].item() > 0
 
 
+def test_adv_discriminator_warms_up_alone_and_dev_selection_ignores_it() -> None:
+    torch.manual_seed(0)
+    model, method, _ = _method("adv", disc_warmup=0.2)
+    method.train()
+    batches = {"source": _batch(torch.randn(2, 40, 80), torch.tensor([40, 33]), None),
+               "target": _batch(torch.randn(2, 40, 80), torch.tensor([40, 29]), None)}  # fmt: skip
+
+    def grads(progress: float) -> tuple[float, float]:
+        model.zero_grad(), method.zero_grad()
+        out_s = model(batches["source"].feats, batches["source"].feat_lens, None, "en", (1,))
+        out_t = model(batches["target"].feats, batches["target"].feat_lens, None, "en", (1,))
+        method.match(out_s, out_t, batches, Context("train", progress=progress))["adv"].backward()
+        enc = sum(p.grad.abs().sum().item() for p in model.encoder.parameters() if p.grad is not None)
+        disc = sum(p.grad.abs().sum().item() for p in method.discriminators.parameters())
+        return enc, disc
+
+    enc, disc = grads(0.1)  # warm-up: the discriminator learns, the encoder gets nothing reversed
+    assert enc == 0.0 and disc > 0.0
+    enc, disc = grads(0.6)
+    assert enc > 0.0 and disc > 0.0
+    # dev loss (model selection) leaves the discriminator's own loss out
+    assert method.weight("adv", Context("dev")) == 0.0 < method.weight("adv", Context("train"))
+
+
 def test_cmatch_never_matches_units_without_acoustics() -> None:
     _, method, tok = _method("cmatch", labels="ctc_pred")
     ignored = method.ignore.nonzero().flatten().tolist()

@@ -4,7 +4,10 @@ The discriminator (Linear-ReLU-LayerNorm-Linear; LayerNorm rather than the
 authors' BatchNorm, whose statistics would mix the domains and the padding)
 classifies every unpadded encoder frame as source (1) or target (0). Its loss is
 minimised by the discriminator and, through the gradient-reversal layer, maximised
-by the encoder with the DANN ramp ``2 / (1 + exp(-10 p)) - 1`` of training progress ``p``.
+by the encoder with the DANN ramp ``2 / (1 + exp(-10 p)) - 1`` of training progress ``p``, after
+a warm-up (``disc_warmup``) in which only the discriminator learns. Model selection on dev data
+leaves the discriminator's loss out (its weight is 0 there), so it does not prefer the epochs in
+which the discriminator wins.
 """
 
 from __future__ import annotations
@@ -54,20 +57,41 @@ def dann_coeff(progress: float, gamma: float = 10.0) -> float:
     return 2.0 / (1.0 + math.exp(-gamma * progress)) - 1.0
 
 
+def reversal_coeff(progress: float, warmup: float = 0.0, gamma: float = 10.0) -> float:
+    """The gradient-reversal coefficient: 0 while the discriminator warms up, then the DANN ramp.
+
+    During the first ``warmup`` fraction of training only the discriminator learns (the encoder
+    gets no reversed gradient): an untrained discriminator's gradient is noise, and reversing it
+    into the encoder from the first steps only perturbs it.
+
+    Example:
+        >>> reversal_coeff(0.05, warmup=0.1), reversal_coeff(0.1, warmup=0.1)
+        (0.0, 0.0)
+        >>> round(reversal_coeff(1.0, warmup=0.1), 4) == round(dann_coeff(1.0), 4)
+        True
+    """
+    if progress <= warmup:
+        return 0.0
+    return dann_coeff((progress - warmup) / (1.0 - warmup), gamma)
+
+
 @dataclass
 class AdvOptions(DomainOptions):
-    """``hidden``: discriminator width; ``gamma``: steepness of the reversal ramp."""
+    """``hidden``: discriminator width; ``gamma``: steepness of the reversal ramp; ``disc_warmup``:
+    fraction of training during which only the discriminator learns (no reversal into the encoder)."""
 
     hidden: int = 256
     gamma: float = 10.0
+    disc_warmup: float = 0.1
 
 
 class Adversarial(SelfTraining):
     """Self-training plus ``adv``: frame-level domain classification through gradient reversal.
 
     Example:
-        >>> Adversarial({}).weights["adv"]
-        0.3
+        >>> m = Adversarial({})
+        >>> m.weights["adv"], m.weight("adv", Context("train")), m.weight("adv", Context("dev"))
+        (0.3, 0.3, 0.0)
     """
 
     name: ClassVar[str] = "adv"
@@ -84,10 +108,17 @@ class Adversarial(SelfTraining):
             for _ in self.opts.layers
         )
 
+    def weight(self, term: str, ctx: Context) -> float:
+        # model selection must not prefer the epochs where the discriminator wins: on dev data the
+        # discriminator's loss is reported but weighs nothing
+        if term == "adv" and ctx.stage == "dev":
+            return 0.0
+        return super().weight(term, ctx)
+
     def match(
         self, out_s: ModelOutput, out_t: ModelOutput, batches: dict[str, Batch], ctx: Context
     ) -> dict[str, torch.Tensor]:
-        coeff = dann_coeff(ctx.progress, self.opts.gamma)
+        coeff = reversal_coeff(ctx.progress, self.opts.disc_warmup, self.opts.gamma)
         losses = []
         for disc, fs, ft in zip(self.discriminators, self.features(out_s), self.features(out_t)):
             frames = torch.cat([valid_frames(fs, out_s.enc_lens), valid_frames(ft, out_t.enc_lens)])
