@@ -195,6 +195,30 @@ def test_adv_discriminator_warms_up_alone_and_dev_selection_ignores_it() -> None
     assert method.weight("adv", Context("dev")) == 0.0 < method.weight("adv", Context("train"))
 
 
+def test_supervised_terms_are_per_token_and_follow_the_ctc_share() -> None:
+    torch.manual_seed(0)
+    model, method, tok = _method("self_training", ctc_share=1.0)
+    ys = torch.nn.utils.rnn.pad_sequence(
+        [torch.tensor(tok.encode(t)) for t in ("ab cd", "b")], batch_first=True, padding_value=-1
+    )
+    batch = _batch(torch.randn(2, 60, 80), torch.tensor([60, 44]), ys)
+    with torch.no_grad():
+        terms = method.compute_objectives(model, {"source": batch}, Context("dev"))
+        out = model(batch.feats, batch.feat_lens, None, "en")
+        summed = torch.nn.functional.ctc_loss(
+            out.ctc_logp.transpose(0, 1), ys.clamp_min(0), out.enc_lens, (ys >= 0).sum(1), reduction="sum"
+        )
+    # a sum over the batch's tokens divided by its tokens, not by its two utterances
+    assert terms["ctc"].item() == pytest.approx(summed.item() / int((ys >= 0).sum()), rel=1e-4)
+    # decoded with CTC only: the attention terms weigh nothing, CTC gets the whole (halved) share
+    assert (method.weights["ctc"], method.weights["att"]) == (0.5, 0.0)
+    _, per_utt, _ = _method("self_training", per_token=False)
+    with torch.no_grad():
+        assert per_utt.compute_objectives(model, {"source": batch}, Context("dev"))["ctc"].item() == (
+            pytest.approx(summed.item() / 2, rel=1e-4)
+        )
+
+
 def test_cmatch_never_matches_units_without_acoustics() -> None:
     _, method, tok = _method("cmatch", labels="ctc_pred")
     ignored = method.ignore.nonzero().flatten().tolist()

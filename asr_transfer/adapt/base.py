@@ -55,6 +55,9 @@ class Options:
         weights: loss-term weights overriding the method's defaults.
         train_only: glob patterns of the only parameters that train (others frozen).
         freeze: glob patterns of parameters frozen after ``train_only``.
+        ctc_share: the CTC share of the supervised terms (the attention term gets the rest);
+            ``None``: the model's CTC weight. The loop sets it from the decoding recorded in the
+            starting experiment for the two-domain methods, so they adapt what is decoded.
     """
 
     method: str = "supervised"
@@ -63,6 +66,7 @@ class Options:
     weights: dict[str, float] = field(default_factory=dict)
     train_only: list[str] = field(default_factory=list)
     freeze: list[str] = field(default_factory=list)
+    ctc_share: float | None = None
 
 
 def parse_options(cls: type, cfg: dict[str, Any], where: str = "adapt") -> Any:
@@ -74,7 +78,7 @@ def parse_options(cls: type, cfg: dict[str, Any], where: str = "adapt") -> Any:
         >>> parse_options(Options, {"methd": "x"})
         Traceback (most recent call last):
         ...
-        ValueError: adapt.methd: unknown option; known: freeze, method, name, target, train_only, weights
+        ValueError: adapt.methd: unknown option; known: ctc_share, freeze, method, name, target, train_only, weights
     """
     known = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(cfg) - set(known))
@@ -129,7 +133,7 @@ class Method(torch.nn.Module):
 
     def setup(self, model: HybridASR) -> None:
         """Add modules and choose the trainable parameters; resolve weights that depend on the model."""
-        ctc = model.ctc_weight
+        ctc = model.ctc_weight if self.opts.ctc_share is None else self.opts.ctc_share
         for term, pair in (("ctc", ctc), ("att", 1 - ctc)):
             if term in self.weights and self.weights[term] is None:
                 self.weights[term] = pair

@@ -3,8 +3,13 @@
 Each step draws one source batch and one target batch; an epoch is one pass over the target
 audio. The supervised terms on the source (``ctc``, ``att``) and, with ``self_training: true``,
 the same terms on the target's pseudo-labels (``ctc_target``, ``att_target``) follow the CMatch paper:
-``0.3 * (CTC_S + CTC_T) / 2 + 0.7 * (Att_S + Att_T) / 2`` (the model's CTC weight,
-halved over the two domains). Subclasses add a matching term in :meth:`match`.
+``0.3 * (CTC_S + CTC_T) / 2 + 0.7 * (Att_S + Att_T) / 2``, halved over the two domains, with the
+CTC share of the decoder actually used (``ctc_share``: 1 for CTC greedy decoding, the beam's CTC
+weight for joint decoding; the model's CTC weight when unset). With ``per_token`` the supervised
+terms are per output token rather than per utterance, so their scale does not depend on the
+corpus's utterance length and a matching weight moves between corpora (the papers' LibriSpeech
+utterances have ~180 characters, a spoken-digit string ~5 units). Subclasses add a matching term
+in :meth:`match`.
 """
 
 from __future__ import annotations
@@ -28,10 +33,12 @@ class DomainOptions(Options):
             target dump's ``text``, which must hold pseudo-labels, never ground truth).
         layers: encoder layers whose output is matched: ``-1`` is the final encoder output
             (after its LayerNorm), ``k >= 1`` the output of block ``k``.
+        per_token: supervised terms per output token instead of per utterance.
     """
 
     self_training: bool = True
     layers: list[int] = field(default_factory=lambda: [-1])
+    per_token: bool = True
 
 
 class SelfTraining(Method):
@@ -56,7 +63,7 @@ class SelfTraining(Method):
         return bool(self.opts.self_training)
 
     def setup(self, model: HybridASR) -> None:
-        ctc = model.ctc_weight
+        ctc = model.ctc_weight if self.opts.ctc_share is None else self.opts.ctc_share
         share = 2 if self.opts.self_training else 1
         pairs = {"ctc": ctc, "att": 1 - ctc, "ctc_target": ctc, "att_target": 1 - ctc}
         for term, value in pairs.items():
@@ -84,13 +91,22 @@ class SelfTraining(Method):
         self, model: torch.nn.Module, batches: dict[str, Batch], ctx: Context
     ) -> dict[str, torch.Tensor]:
         out_s = forward(model, batches["source"], self.taps)
-        terms = supervised_terms(out_s)
+        terms = self.supervised(out_s, batches["source"])
         if "target" not in batches:  # dev data of the source domain only
             return terms
         out_t = forward(model, batches["target"], self.taps)
         if self.opts.self_training:
-            terms |= supervised_terms(out_t, "_target")
+            terms |= self.supervised(out_t, batches["target"], "_target")
         return terms | self.match(out_s, out_t, batches, ctx)
+
+    def supervised(self, out: ModelOutput, batch: Batch, suffix: str = "") -> dict[str, torch.Tensor]:
+        """The CTC and attention terms of a labelled batch, per token with ``per_token``."""
+        terms = supervised_terms(out, suffix)
+        if not self.opts.per_token:
+            return terms
+        # the model's losses are sums over the batch's tokens divided by its utterances
+        per_token = len(batch.utts) / (batch.ys >= 0).sum().clamp_min(1)
+        return {name: value * per_token for name, value in terms.items()}
 
     def match(
         self, out_s: ModelOutput, out_t: ModelOutput, batches: dict[str, Batch], ctx: Context
