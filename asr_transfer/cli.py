@@ -25,6 +25,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "decode": ("asr_transfer.decode.cli", "decode data dirs to Kaldi text and trn"),
     "transcribe": ("asr_transfer.decode.transcribe_cli", "transcribe wav files"),
     "pseudo-label": ("asr_transfer.decode.pseudo_label", "pseudo-label target audio, keep the confident"),
+    "choose-decoding": ("asr_transfer.decode.choice", "choose an experiment's decoding on dev data"),
     "average": ("asr_transfer.train.average_cli", "average the best checkpoints"),
     "score": ("asr_transfer.score.cli", "WER/CER/SER with S/D/I and bootstrap intervals"),
     "report": ("asr_transfer.score.report_cli", "Markdown + HTML comparison report"),

@@ -290,6 +290,40 @@ def test_cmatch_adaptation_run_saves_a_config_that_rebuilds_and_logs_every_term(
     assert rec.model.state_dict().keys() == torch.load(exp / "model.pt")["model"].keys()
 
 
+def test_the_decoding_chosen_on_dev_is_used_by_default_and_inherited_by_adaptation(
+    tiny_setup: dict[str, Path], tiny_exp: Path, target: dict[str, Path], tmp_path: Path
+) -> None:
+    source = tmp_path / "source"
+    shutil.copytree(tiny_exp, source)
+    dev = tiny_setup["data"] / "en_dev_clean"
+    candidates = [REPO / "conf/decode/ctc_greedy.yaml", REPO / "conf/decode/beam_fast.yaml"]
+    assert cli("choose-decoding", "--exp", source, "--data", dev, "--candidates", *candidates) == 0
+    summary = yaml.safe_load((source / "choose_decoding" / "summary.yaml").read_text())
+    wers = [c["wer"] for c in summary["candidates"]]
+    chosen = candidates[wers.index(min(wers))]  # the first of equal WERs: the cheapest listed first
+    assert summary["chosen"] == str(chosen)
+    recorded = yaml.safe_load((source / "decode.yaml").read_text())
+    assert recorded == yaml.safe_load(chosen.read_text()) | recorded and recorded["mode"] in (
+        "ctc_greedy",
+        "beam",
+    )
+    # decode without --config decodes with it
+    assert cli("decode", "--exp", source, "--data", dev) == 0
+    assert (
+        yaml.safe_load((source / f"decode_{dev.name}" / "decode.yaml").read_text())["mode"]
+        == recorded["mode"]
+    )
+    # an adaptation from it inherits the decoding and weights CTC as that decoding does
+    exp = tmp_path / "adapted"
+    method = str(REPO / "conf/adapt/self_training.yaml")
+    assert cli(*adapt_args(tiny_setup, source, target, exp, "--config", method, "--train.epochs", "1")) == 0
+    assert (exp / "decode.yaml").read_text() == (source / "decode.yaml").read_text()
+    share = 1.0 if recorded["mode"] == "ctc_greedy" else recorded["ctc_weight"]
+    saved = yaml.safe_load((exp / "config.yaml").read_text())["adapt"]
+    assert saved["ctc_share"] == share
+    assert saved["weights"]["ctc"] == pytest.approx(share / 2)
+
+
 def test_target_transcripts_are_never_read(
     tiny_setup: dict[str, Path], tiny_exp: Path, target: dict[str, Path], tmp_path: Path
 ) -> None:

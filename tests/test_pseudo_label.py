@@ -14,8 +14,8 @@ from conftest import cli
 from asr_transfer.data.audio import load_audio
 from asr_transfer.data.kaldi import load_data_dir, read_table
 from asr_transfer.decode import DecodeConfig, Recognizer
-from asr_transfer.decode.pseudo_label import select
 from asr_transfer.decode.greedy import ctc_confidence
+from asr_transfer.decode.pseudo_label import select
 from asr_transfer.decode.search import decode_batch_scored
 
 TARGET = "en_train_phone"

@@ -96,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
     rec = Recognizer.from_exp(
         args.exp,
         args.checkpoint,
-        DecodeConfig.from_config(args.config, args.overrides),
+        DecodeConfig.for_exp(args.exp, args.config, args.overrides),
         args.device,
         adapter=args.adapter,
     )

@@ -169,7 +169,7 @@ def run(args: argparse.Namespace) -> int:
             raise FileNotFoundError(
                 f"{args.exp / 'config.yaml'}: missing: is {args.exp} a trained experiment?"
             )
-        cfg = DecodeConfig.from_config(args.config, args.overrides)
+        cfg = DecodeConfig.for_exp(args.exp, args.config, args.overrides)
         rec = Recognizer.from_exp(args.exp, args.checkpoint, cfg, args.device)
         made_by = {"exp": str(args.exp), "checkpoint": args.checkpoint, "decode": asdict(cfg)}
         summary = write_pseudo_labels(rec, args.data, out, args.keep, args.lang, made_by)

@@ -9,6 +9,7 @@ against. Options come from ``conf/decode/*.yaml``.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from espnet.nets.batch_beam_search import BatchBeamSearch
@@ -19,6 +20,9 @@ from asr_transfer.decode.batch_beam import batch_beam_search
 from asr_transfer.decode.greedy import ctc_confidence, ctc_greedy
 from asr_transfer.decode.scorer import DecoderScorer
 from asr_transfer.model.asr import HybridASR
+
+#: an experiment's recorded decoding (``asr-transfer choose-decoding``), used when no config is given
+CHOICE_FILE = "decode.yaml"
 
 
 @dataclass
@@ -57,6 +61,30 @@ class DecodeConfig:
         if set(cfg) - known:
             raise ValueError(f"unknown decode options {sorted(set(cfg) - known)}; known: {sorted(known)}")
         return cls(**cfg)
+
+    @classmethod
+    def for_exp(cls, exp: str | Path, paths: list[str], overrides: list[str]) -> DecodeConfig:
+        """``paths`` + ``overrides``; without ``paths``, the decoding recorded in ``EXP/decode.yaml``
+        (if any) is the base.
+
+        Example:
+            >>> DecodeConfig.for_exp("/nonexistent", [], ["--beam_size", "3"]).beam_size
+            3
+        """
+        recorded = Path(exp) / CHOICE_FILE
+        if not paths and recorded.is_file():
+            paths = [str(recorded)]
+        return cls.from_config(paths, overrides)
+
+    @property
+    def ctc_share(self) -> float:
+        """The share of CTC in this decoding's scores: 1 for CTC greedy, else the CTC weight.
+
+        Example:
+            >>> DecodeConfig("ctc_greedy").ctc_share, DecodeConfig("beam", ctc_weight=0.3).ctc_share
+            (1.0, 0.3)
+        """
+        return 1.0 if self.mode == "ctc_greedy" else self.ctc_weight
 
 
 @torch.inference_mode()

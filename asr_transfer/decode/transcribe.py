@@ -69,7 +69,8 @@ class Recognizer:
         adapter: str | Path | list[str | Path] | None = None,
     ) -> Recognizer:
         """Build from ``EXP/config.yaml`` (model and frontend), ``EXP/tokenizers/<lang>`` and
-        ``EXP/<checkpoint>`` (strict load), then load the ``adapter`` file(s)."""
+        ``EXP/<checkpoint>`` (strict load), then load the ``adapter`` file(s). ``decode`` defaults
+        to the decoding recorded in ``EXP/decode.yaml`` (``asr-transfer choose-decoding``)."""
         exp = Path(exp_dir)
         cfg = load_config([exp / "config.yaml"])
         toks = {p.name: Tokenizer.load(p) for p in sorted((exp / "tokenizers").iterdir())}
@@ -78,6 +79,7 @@ class Recognizer:
         if not path.exists():
             raise FileNotFoundError(f"no checkpoint {path}: has training finished?")
         model.load_state_dict(torch.load(path, map_location="cpu")["model"])
+        decode = decode or DecodeConfig.for_exp(exp, [], [])  # the experiment's recorded decoding
         rec = cls(model, toks, decode, device, build_frontend(cfg.get("features")))
         for path in [adapter] if isinstance(adapter, str | Path) else adapter or []:
             rec.load_adapter(path)

@@ -23,7 +23,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     rec = Recognizer.from_exp(
-        args.exp, args.checkpoint, DecodeConfig.from_config(args.config, args.overrides), args.device
+        args.exp, args.checkpoint, DecodeConfig.for_exp(args.exp, args.config, args.overrides), args.device
     )
     for path in args.audio:
         print(f"{path}\t{rec.transcribe(path, args.lang)}")

@@ -1,4 +1,4 @@
-"""Start a model from a trained base model that lacks some of its language heads.
+"""Start a model from a trained base model that lacks some of its language heads; inherit its decoding.
 
 The load is strict for every key of the base: the only keys allowed to be missing are whole
 heads of languages the base never had (a new target's fresh head). Anything else missing,
@@ -10,6 +10,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
+import yaml
+
+#: the base experiment's recorded decoding (written by ``asr-transfer choose-decoding``)
+DECODING_FILE = "decode.yaml"
 
 
 def init_from_base(model: torch.nn.Module, path: str | Path) -> list[str]:
@@ -43,3 +47,23 @@ def init_from_base(model: torch.nn.Module, path: str | Path) -> list[str]:
             "(only the heads of new languages may be missing)"
         )
     return new_langs
+
+
+def recorded_decoding(init: str | Path) -> tuple[Path, float] | None:
+    """The decoding recorded beside the ``train.init`` checkpoint, and its CTC share; ``None`` if none.
+
+    The CTC share is what the adapted model's supervised terms should weigh CTC by: 1 for CTC
+    greedy decoding, else the joint beam's CTC weight (as ``DecodeConfig.ctc_share``).
+
+    Example:
+        >>> import tempfile
+        >>> base = Path(tempfile.mkdtemp())
+        >>> _ = (base / "decode.yaml").write_text("mode: ctc_greedy")
+        >>> recorded_decoding(base / "model.pt")[1], recorded_decoding(base / "none" / "model.pt")
+        (1.0, None)
+    """
+    path = Path(init).parent / DECODING_FILE
+    if not path.is_file():
+        return None
+    cfg = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    return path, 1.0 if cfg.get("mode") == "ctc_greedy" else float(cfg.get("ctc_weight", 0.3))

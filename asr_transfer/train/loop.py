@@ -22,6 +22,7 @@ import logging
 import math
 import random
 import shlex
+import shutil
 import sys
 from pathlib import Path
 
@@ -41,7 +42,7 @@ from asr_transfer.text.tokenizer import Tokenizer
 from asr_transfer.train.checkpoint import average_checkpoints, save_atomic
 from asr_transfer.train.compile import compile_model
 from asr_transfer.train.dist import DistInfo, all_reduce_sum, init_distributed
-from asr_transfer.train.init import init_from_base
+from asr_transfer.train.init import DECODING_FILE, init_from_base, recorded_decoding
 from asr_transfer.train.nonfinite import NonFiniteGuard
 from asr_transfer.train.optim import build_optimizer
 from asr_transfer.train.options import TrainOptions
@@ -155,6 +156,10 @@ def train(cfg: dict, exp_dir: str | Path) -> Path:
             # strict except for whole heads of new languages: a misfit fails loudly, never loads nothing
             init_from_base(model, opts.init)
     method = build_method(cfg.get("adapt"))
+    decoding = recorded_decoding(opts.init) if opts.init else None
+    # adapting to a new domain: adapt what the base experiment decodes with (CTC alone, or the beam's mix)
+    if decoding and "target" in method.streams and method.opts.ctc_share is None:
+        method.opts.ctc_share = decoding[1]
     method.tokenizers = toks
     method.setup(model)
     # written after the method set the model up, with its resolved options, so the experiment rebuilds
@@ -166,6 +171,8 @@ def train(cfg: dict, exp_dir: str | Path) -> Path:
         ckpt_dir.mkdir(parents=True, exist_ok=True)
         save_config(cfg, exp / "config.yaml")
         (exp / "command.txt").write_text(shlex.join(sys.argv) + "\n")
+        if decoding:  # the experiment decodes as its base does
+            shutil.copyfile(decoding[0], exp / DECODING_FILE)
         _log_to_file(exp / "train.log")
         # a copy inside the experiment makes it self-contained for decoding and transcribe()
         for lang, tok in toks.items():
