@@ -8,12 +8,15 @@
 # Every stage is idempotent: rerunning skips finished work, and training resumes from
 # exp/<system>/checkpoints/last.pt after a kill.
 # Usage: ./run.sh [--stage N] [--stop_stage N] [--ngpu N] [--nproc N] [--preset mini|tiny]
-#                 [--train_args "--train.epochs 3 --model.encoder.num_blocks 2"] [--decode_config FILE]
+#                 [--train_args "--train.epochs 3 --model.encoder.num_blocks 2"]
+#                 [--decode_candidates "A.yaml B.yaml"] (chosen on dev into exp/<system>/decode.yaml)
+#                 [--decode_config FILE]  (skip the choice: decode, pseudo-label and adapt with FILE)
 #                 [--speed_perturb "0.9 1.1"] [--token_type char|unigram|bpe --nbpe N]
 #                 [--espnet_exp DIR]   start from an ESPnet2 experiment (its model, tokenizer and
 #                                      frontend) instead of training the tiny model from scratch
 #                 [--adapt_domains "phone rain"] [--adapt_methods "cmatch_ctc_align mmd"] (conf/adapt/*.yaml)
-#                 [--adapt_args "--train.epochs 2"]
+#                 [--adapt_args "--train.epochs 2"] [--pl_rounds N] (iterative pseudo-labelling:
+#                 rounds 2..N re-label the target with the previous round's adapted model)
 set -euo pipefail
 
 stage=0
@@ -26,7 +29,8 @@ jobs=2
 noise_dir=""       # default: ASR_TRANSFER_NOISE_DIR or the repository's data/noise
 model_config=conf/model/tiny.yaml
 train_config=""    # default conf/train/mini.yaml, or conf/train/finetune.yaml with --espnet_exp
-decode_config=conf/decode/ctc_greedy.yaml  # chosen on dev data (docs/benchmarks.md)
+decode_candidates="conf/decode/ctc_greedy.yaml conf/decode/beam_fast.yaml"  # cheapest first
+decode_config=""   # set: use it instead of the decoding chosen on dev
 train_args=""
 speed_perturb="0.9 1.1"  # Kaldi-style perturbed copies of the training set ("" for none)
 token_type=unigram # char | unigram | bpe; with 40 units each digit word is one token
@@ -41,7 +45,7 @@ adapt_methods="cmatch_ctc_align"      # conf/adapt/<name>.yaml; the full table:
 adapt_config=conf/train/adapt.yaml
 adapt_args=""
 pseudo_keep=0.7                       # most confident share of pseudo-labels kept (CMatch paper: 70 %)
-pseudo_config=conf/decode/ctc_greedy.yaml
+pl_rounds=1                           # pseudo-labelling rounds (2+: re-label with the adapted model)
 
 while [ $# -gt 0 ]; do
   name=${1#--}
@@ -132,11 +136,20 @@ if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ]; then
   fi
 fi
 
+# --config FILE when --decode_config is given; otherwise nothing: the experiment's recorded decoding
+decode_opts=()
+[ -n "$decode_config" ] && decode_opts=(--config "$decode_config")
+
 if [ "$stage" -le 5 ] && [ "$stop_stage" -ge 5 ]; then
+  if [ -z "$decode_config" ] && [ ! -f "$exp/decode.yaml" ]; then
+    log "5: choose the decoding on dev data among: $decode_candidates"
+    # shellcheck disable=SC2086
+    asr-transfer choose-decoding --exp "$exp" --data "$data/en_dev_clean" --candidates $decode_candidates
+  fi
   log "5: decode the test set of every domain"
   dirs=()
   for d in $domains; do dirs+=("$data/en_test_$d"); done
-  asr-transfer decode --exp "$exp" --data "${dirs[@]}" --config "$decode_config"
+  asr-transfer decode --exp "$exp" --data "${dirs[@]}" "${decode_opts[@]}"
 fi
 
 if [ "$stage" -le 6 ] && [ "$stop_stage" -ge 6 ]; then
@@ -146,43 +159,65 @@ if [ "$stage" -le 6 ] && [ "$stop_stage" -ge 6 ]; then
   cat exp/report/RESULTS.md
 fi
 
-# features of a data dir with the source model's frontend (ours, or the ESPnet experiment's)
+# features of a data dir with the source model's frontend (ours, or the ESPnet experiment's) into DUMP
 dump_features() {
+  local out=$1; shift
   if [ -n "$espnet_exp" ]; then
-    asr-transfer features "$@" --out "$dump/pseudo" --espnet-exp "$espnet_exp"
+    asr-transfer features "$@" --out "$out" --espnet-exp "$espnet_exp"
   else
-    asr-transfer features "$@" --out "$dump/pseudo"
+    asr-transfer features "$@" --out "$out"
   fi
+}
+
+# pseudo-label domain D's training and dev audio with experiment SRC into exp/LABELS, dump them into DUMP
+pseudo_label() {
+  local src=$1 d=$2 labels=$3 out=$4
+  for split in train dev; do
+    asr-transfer pseudo-label --exp "$src" --data "$data/en_${split}_$d" --out "exp/$labels/en_${split}_$d" \
+      --keep "$pseudo_keep" "${decode_opts[@]}"
+  done
+  dump_features "$out" "exp/$labels/en_train_$d" "exp/$labels/en_dev_$d"
 }
 
 if [ "$stage" -le 7 ] && [ "$stop_stage" -ge 7 ] && [ -n "$adapt_domains" ]; then
   log "7: pseudo-label the training and dev audio of: $adapt_domains (never their transcripts)"
-  for d in $adapt_domains; do
-    for split in train dev; do
-      asr-transfer pseudo-label --exp "$exp" --data "$data/en_${split}_$d" --out "exp/pseudo/en_${split}_$d" \
-        --keep "$pseudo_keep" --config "$pseudo_config"
-    done
-    dump_features "exp/pseudo/en_train_$d" "exp/pseudo/en_dev_$d"
-  done
+  for d in $adapt_domains; do pseudo_label "$exp" "$d" pseudo "$dump/pseudo"; done
 fi
+
+# adapt FROM's model to domain D with method M on the dumps in PL into OUT (skipped when finished)
+adapt() {
+  local from=$1 d=$2 m=$3 pl=$4 out=$5
+  if [ -f "$out/model.pt" ]; then
+    echo "  $out/model.pt exists, skipped"
+    return
+  fi
+  # the source experiment's own config (model, frontend, tokenizer, source data) is the base
+  # shellcheck disable=SC2086
+  asr-transfer train --config "$exp/config.yaml" --config "$adapt_config" --config "conf/adapt/$m.yaml" \
+    --exp "$out" --train.init "$from/model.pt" --train.init_espnet null \
+    --data.target "[{dump: $pl/en_train_$d, lang: en}]" \
+    --data.target_dev "[{dump: $pl/en_dev_$d, lang: en}]" \
+    --adapt.target "$d" --train.device "$device" $adapt_args
+}
 
 if [ "$stage" -le 8 ] && [ "$stop_stage" -ge 8 ] && [ -n "$adapt_domains" ]; then
   device=cpu; [ "$ngpu" -gt 0 ] && device=auto
   for d in $adapt_domains; do
     for m in $adapt_methods; do
       [ -f "conf/adapt/$m.yaml" ] || { echo "$0: no such method config conf/adapt/$m.yaml" >&2; exit 2; }
-      log "8: adapt $exp to $d with $m -> exp/adapt/${m}_$d"
-      if [ -f "exp/adapt/${m}_$d/model.pt" ]; then
-        echo "  exp/adapt/${m}_$d/model.pt exists, skipped"
-        continue
-      fi
-      # the source experiment's own config (model, frontend, tokenizer, source data) is the base
-      # shellcheck disable=SC2086
-      asr-transfer train --config "$exp/config.yaml" --config "$adapt_config" --config "conf/adapt/$m.yaml" \
-        --exp "exp/adapt/${m}_$d" --train.init "$exp/model.pt" --train.init_espnet null \
-        --data.target "[{dump: $dump/pseudo/en_train_$d, lang: en}]" \
-        --data.target_dev "[{dump: $dump/pseudo/en_dev_$d, lang: en}]" \
-        --adapt.target "$d" --train.device "$device" $adapt_args
+      final=exp/adapt/${m}_$d
+      from=$exp pl=$dump/pseudo
+      for round in $(seq 1 "$pl_rounds"); do
+        out=$final; [ "$round" -lt "$pl_rounds" ] && out=exp/adapt/${m}_${d}_round$round
+        if [ "$round" -gt 1 ]; then
+          log "8: round $round: re-label $d with $from"
+          pl=$dump/pseudo_${m}_round$round
+          pseudo_label "$from" "$d" "pseudo_${m}_round$round" "$pl"
+        fi
+        log "8: adapt $from to $d with $m -> $out"
+        adapt "$from" "$d" "$m" "$pl" "$out"
+        from=$out
+      done
     done
   done
 fi
@@ -192,7 +227,7 @@ if [ "$stage" -le 9 ] && [ "$stop_stage" -ge 9 ] && [ -n "$adapt_domains" ]; the
     for m in $adapt_methods; do
       log "9: decode exp/adapt/${m}_$d on en_test_$d and the source domain (forgetting)"
       asr-transfer decode --exp "exp/adapt/${m}_$d" --data "$data/en_test_$d" "$data/en_test_clean" \
-        --config "$decode_config"
+        "${decode_opts[@]}"
     done
   done
 fi
