@@ -176,7 +176,7 @@ def import_adapters(
         if not f.is_file():
             raise FileNotFoundError(f"{exp}: {f.name} missing: not a finished experiment")
     specs = (yaml.safe_load(cfg_path.read_text()).get("model") or {}).get("adapters") or {}
-    state = torch.load(model_path, map_location="cpu")["model"]
+    state = torch.load(model_path, map_location="cpu", weights_only=True)["model"]
     if body_fingerprint(state) != model.fingerprint():
         raise AdapterFileError(
             f"{model_path}: its body {body_fingerprint(state)} is not this model's ({model.fingerprint()}): "
