@@ -22,6 +22,10 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
         "asr_transfer.adapt.add_language",
         "a new language from a base model: head|full|adapter",
     ),
+    "convert-adapter": (
+        "asr_transfer.model.convert_adapter_cli",
+        "rewrite an old (pickled) adapter file you trust in the current format",
+    ),
     "decode": ("asr_transfer.decode.cli", "decode data dirs to Kaldi text and trn"),
     "transcribe": ("asr_transfer.decode.transcribe_cli", "transcribe wav files"),
     "pseudo-label": ("asr_transfer.decode.pseudo_label", "pseudo-label target audio, keep the confident"),

@@ -1,15 +1,36 @@
-"""Named adapters: config round trip, enable/freeze, the adapter file and its fit checks, init."""
+"""Named adapters: config round trip, enable/freeze, the adapter file (its fit checks, round trip,
+size, and that loading a hostile one runs nothing), init."""
 
 from __future__ import annotations
 
+import json
+import os
+import pathlib
+import re
+import shlex
+from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pytest
+import safetensors.torch
 import torch
+import yaml
+from conftest import REPO, cli
 
+from asr_transfer.decode import DecodeConfig, Recognizer
 from asr_transfer.model import build_model
-from asr_transfer.model.adapters import AdapterFileError
+from asr_transfer.model.adapters import (
+    FORMAT,
+    META_KEY,
+    OLD_FORMAT,
+    AdapterFileError,
+    convert_adapter_file,
+    read_adapter_file,
+    save_adapter_file,
+)
 from asr_transfer.model.slots import set_trainable
+from asr_transfer.text.tokenizer import Tokenizer
 from asr_transfer.train.init import init_from_base
 
 CFG = {
@@ -74,13 +95,14 @@ def test_enable_disable_freeze_and_bad_specs() -> None:
 
 def test_adapter_file_holds_one_language_and_checks_its_base(tmp_path: Path) -> None:
     model = _adapted()
-    path = model.save_adapter("ro", tmp_path / "ro.adapter", extra={"tokenizer": {"tokens": ["a"]}})
-    data = torch.load(path, weights_only=False)
+    tok = {"tokens": ["<blank>", "a"], "kind": "char", "lang": "ro", "sp_model": None}
+    path = model.save_adapter("ro", tmp_path / "ro.adapter", extra={"tokenizer": tok})
+    data = read_adapter_file(path)
     assert all(".modules_by_name.ro." in k for k in data["adapter"]) and data["adapter"]
     assert set(data["head"]) == {
         k.removeprefix("heads.ro.") for k in model.state_dict() if k.startswith("heads.ro.")
     }
-    assert data["tokenizer"] == {"tokens": ["a"]}
+    assert data["tokenizer"] == tok
 
     # the same base without the ro head or adapter: loading restores the adapted model exactly
     torch.manual_seed(0)
@@ -102,7 +124,7 @@ def test_adapter_file_holds_one_language_and_checks_its_base(tmp_path: Path) -> 
         small.load_adapter(path)
     # a file whose weights do not match its own spec: an error, and the model is left as it was
     bad = {**data, "spec": {**data["spec"], "where": ["encoder"]}}
-    torch.save(bad, tmp_path / "bad.adapter")
+    save_adapter_file(bad, tmp_path / "bad.adapter")
     fresh = build_model(CFG, {"de": 12})
     fresh.load_state_dict(base.state_dict(), strict=False)
     with pytest.raises(AdapterFileError, match="bad.adapter: adapter 'ro' does not match its spec"):
@@ -112,8 +134,120 @@ def test_adapter_file_holds_one_language_and_checks_its_base(tmp_path: Path) -> 
     with pytest.raises(AdapterFileError, match="junk.adapter: not an adapter file"):
         base.load_adapter(tmp_path / "junk.adapter")
     torch.save({"model": {}}, tmp_path / "model.pt")
-    with pytest.raises(AdapterFileError, match="model.pt: not an adapter file"):
+    with pytest.raises(AdapterFileError, match="model.pt: not an adapter file .* but a pickle"):
         base.load_adapter(tmp_path / "model.pt")
+    # a safetensors file that is not ours, or that misses part of an adapter file
+    safetensors.torch.save_file({"w": torch.ones(2)}, tmp_path / "other.safetensors")
+    with pytest.raises(AdapterFileError, match=rf"other.safetensors: not an adapter file \(format {FORMAT}"):
+        base.load_adapter(tmp_path / "other.safetensors")
+    meta = {"format": FORMAT, META_KEY: json.dumps({"name": None, "lang": "ro", "spec": None})}
+    safetensors.torch.save_file({"head/w": torch.ones(2)}, tmp_path / "half.adapter", metadata=meta)
+    with pytest.raises(AdapterFileError, match=r"half.adapter: .*malformed: vocab_size, base\)$"):
+        base.load_adapter(tmp_path / "half.adapter")
+
+
+class _RunsCode:
+    """Unpickling this calls ``call(*args)``: what a hostile 'adapter file' carries."""
+
+    def __init__(self, call: Callable, *args: object) -> None:
+        self.call, self.args = call, args
+
+    def __reduce__(self) -> tuple:
+        return self.call, self.args
+
+
+def _exp(root: Path) -> Path:
+    """A finished experiment as ``Recognizer.from_exp`` and ``decode --exp`` read it (untrained)."""
+    tok = Tokenizer.train_char(["ein zwei drei"], "de")
+    tok.save(root / "tokenizers" / "de")
+    (root / "config.yaml").write_text(yaml.safe_dump({"model": CFG}))
+    torch.save({"model": build_model(CFG, {"de": tok.vocab_size}).state_dict()}, root / "model.pt")
+    return root
+
+
+@pytest.mark.parametrize("how", ["path.touch", "os.system"])
+def test_a_hostile_adapter_file_runs_nothing_wherever_it_is_loaded(
+    how: str, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    marker = tmp_path / "PWNED"
+    if how == "os.system":
+        payload = _RunsCode(os.system, f"touch {shlex.quote(str(marker))}")
+    else:
+        payload = _RunsCode(pathlib.Path.touch, marker)
+    evil = tmp_path / "evil.adapter"
+    torch.save({"format": "x", "payload": payload}, evil)
+    old_evil = tmp_path / "evil_v1.adapter"  # claims the old format: what convert-adapter reads
+    torch.save({"format": OLD_FORMAT, "payload": payload}, old_evil)
+    exp = _exp(tmp_path / "exp")
+
+    errors: dict[str, str] = {}
+    with pytest.raises(AdapterFileError) as err:
+        build_model(CFG, {"de": 12}).load_adapter(evil)
+    errors["load_adapter"] = str(err.value)
+    with pytest.raises(AdapterFileError) as err:
+        Recognizer.from_exp(exp, adapter=evil)
+    errors["Recognizer"] = str(err.value)
+    capsys.readouterr()
+    assert cli("decode", "--exp", exp, "--data", tmp_path / "data", "--adapter", evil) == 1
+    errors["decode"] = capsys.readouterr().err
+    assert cli("convert-adapter", old_evil, tmp_path / "converted.adapter") == 1
+    errors["convert-adapter"] = capsys.readouterr().err
+
+    assert not marker.exists()
+    for where, message in errors.items():
+        assert message.rstrip("\n").count("\n") == 0 and "Traceback" not in message, where
+        assert str(old_evil if where == "convert-adapter" else evil) in message, where
+    assert errors["decode"].startswith("asr-transfer decode: error: ")
+    assert "but a pickle" in errors["load_adapter"] and "convert-adapter" in errors["load_adapter"]
+    assert "torch's safe loader (weights_only=True) refused it" in errors["convert-adapter"]
+    assert not (tmp_path / "converted.adapter").exists()
+    # the files are hostile indeed: fully unpickled (what reading an adapter file used to do), they run
+    torch.load(evil, weights_only=False)
+    assert marker.exists()
+
+
+def test_round_trip_and_conversion_keep_the_hypotheses_and_the_file_stays_small(tmp_path: Path) -> None:
+    cfg = yaml.safe_load((REPO / "conf/model/tiny.yaml").read_text())["model"]
+    ro = Tokenizer.train_sentencepiece(["unu doi trei patru cinci"] * 5, "ro", 30, normalization="identity")
+    de = Tokenizer.train_char(["ein zwei drei"], "de")
+    torch.manual_seed(0)
+    model = build_model(cfg, {"de": de.vocab_size, "ro": ro.vocab_size})
+    model.add_adapter("ro", bottleneck=16)
+    for p in model.adapter_parameters("ro"):
+        torch.nn.init.normal_(p, std=0.3)
+    torch.save({"model": model.state_dict()}, tmp_path / "model.pt")
+    tok = {"tokens": ro.tokens, "kind": ro.kind, "lang": ro.lang, "sp_model": ro.sp_model}
+    path = model.save_adapter("ro", tmp_path / "ro.adapter", extra={"tokenizer": tok})
+    assert path.stat().st_size <= 0.05 * (tmp_path / "model.pt").stat().st_size
+
+    rng = np.random.default_rng(0)
+    waves = [0.1 * rng.standard_normal(n).astype(np.float32) for n in (16000, 12000, 20000)]
+    greedy = DecodeConfig(mode="ctc_greedy")
+    own = Recognizer(model, {"de": de, "ro": ro}, greedy).transcribe_waves(waves, "ro")
+    assert any(own)
+
+    def base_recognizer() -> Recognizer:
+        base = build_model(cfg, {"de": de.vocab_size})
+        base.load_state_dict({k: v for k, v in model.state_dict().items() if not k.startswith("heads.ro.")
+                              and ".modules_by_name." not in k})  # fmt: skip
+        return Recognizer(base, {"de": de}, greedy)
+
+    rec = base_recognizer()
+    assert rec.load_adapter(path) == "ro"
+    assert rec.tokenizers["ro"].sp_model == ro.sp_model and rec.tokenizers["ro"].tokens == ro.tokens
+    assert rec.transcribe_waves(waves, "ro") == own
+
+    # the same file as the old, pickled format wrote it: refused, then converted, it decodes the same
+    old = tmp_path / "old.adapter"
+    torch.save({**read_adapter_file(path), "format": OLD_FORMAT}, old)
+    rec = base_recognizer()
+    with pytest.raises(AdapterFileError, match=rf"old.adapter: .*convert-adapter {re.escape(str(old))} NEW"):
+        rec.load_adapter(old)
+    assert cli("convert-adapter", old, tmp_path / "new.adapter") == 0
+    assert rec.load_adapter(tmp_path / "new.adapter") == "ro"
+    assert rec.transcribe_waves(waves, "ro") == own
+    with pytest.raises(AdapterFileError, match="new.adapter: not a torch.save file"):
+        convert_adapter_file(tmp_path / "new.adapter", tmp_path / "again.adapter")
 
 
 def test_init_from_base_allows_only_new_heads(tmp_path: Path) -> None:

@@ -79,7 +79,7 @@ def test_every_method_writes_a_rebuildable_experiment(adapted: dict[str, Path], 
         assert Recognizer.from_exp(adapted[key]).model.fingerprint() == base_body
     assert Recognizer.from_exp(adapted["ro_full"]).model.fingerprint() != base_body
     s = summaries["ro_adapter"]
-    assert s["adapter_file_bytes"] < s["model_file_bytes"] and 0 <= s["dev_wer"]
+    assert s["adapter_file_bytes"] <= 0.05 * s["model_file_bytes"] and 0 <= s["dev_wer"]
     assert "adapter_file" not in summaries["ro_full"]
     # a finished experiment is skipped on rerun
     capsys.readouterr()

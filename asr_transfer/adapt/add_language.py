@@ -161,7 +161,7 @@ def run(args: argparse.Namespace) -> int:
         dumps[split] = out
     cfg = build_config(base_cfg, args, exp, dumps)
     # a rerun resumes an unfinished run: only from the same base (the path may hold another model now)
-    base_fp = body_fingerprint(torch.load(base / "model.pt", map_location="cpu")["model"])
+    base_fp = body_fingerprint(torch.load(base / "model.pt", map_location="cpu", weights_only=True)["model"])
     record = exp / "base_fingerprint"
     if record.is_file() and record.read_text().strip() != base_fp:
         raise RuntimeError(

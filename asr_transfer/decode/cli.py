@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import shutil
+import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -23,6 +24,7 @@ from asr_transfer.data.audio import load_audio
 from asr_transfer.data.kaldi import load_data_dir, write_table
 from asr_transfer.decode.search import DecodeConfig
 from asr_transfer.decode.transcribe import Recognizer
+from asr_transfer.model.adapters import AdapterFileError
 
 ACCEPTS_OVERRIDES = True
 
@@ -93,13 +95,17 @@ def decode_dir(rec: Recognizer, data_dir: Path, out: Path, lang: str | None) -> 
 
 
 def run(args: argparse.Namespace) -> int:
-    rec = Recognizer.from_exp(
-        args.exp,
-        args.checkpoint,
-        DecodeConfig.for_exp(args.exp, args.config, args.overrides),
-        args.device,
-        adapter=args.adapter,
-    )
+    try:
+        rec = Recognizer.from_exp(
+            args.exp,
+            args.checkpoint,
+            DecodeConfig.for_exp(args.exp, args.config, args.overrides),
+            args.device,
+            adapter=args.adapter,
+        )
+    except (AdapterFileError, FileNotFoundError) as err:  # a bad --adapter or --exp: its message says all
+        print(f"asr-transfer decode: error: {err}", file=sys.stderr)
+        return 1
     for data_dir in map(Path, args.data):
         out = Path(args.out_root or args.exp) / f"decode_{data_dir.name}"
         if (out / "text").exists() and not args.overwrite:

@@ -78,7 +78,7 @@ class Recognizer:
         path = exp / checkpoint
         if not path.exists():
             raise FileNotFoundError(f"no checkpoint {path}: has training finished?")
-        model.load_state_dict(torch.load(path, map_location="cpu")["model"])
+        model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True)["model"])
         decode = decode or DecodeConfig.for_exp(exp, [], [])  # the experiment's recorded decoding
         rec = cls(model, toks, decode, device, build_frontend(cfg.get("features")))
         for path in [adapter] if isinstance(adapter, str | Path) else adapter or []:

@@ -12,22 +12,46 @@ exactly::
 order); the saved config sorts keys, so the order cannot live in the mapping's own order.
 New module kinds (a fusion layer for SimAdapter) register in :data:`ADAPTER_TYPES`.
 
-An adapter file (``torch.save`` of a dict, :data:`FORMAT`) holds one language's adapter and head
-weights, that language's tokenizer, and what is needed to check it fits a base model: the
-fingerprint of the shared body (:func:`body_fingerprint`) and its sizes.
+An adapter file (:data:`FORMAT`) holds one language's adapter and head weights, that language's
+tokenizer, and what is needed to check it fits a base model: the fingerprint of the shared body
+(:func:`body_fingerprint`) and its sizes. Adapter files are made to be passed around, so the file
+is a ``safetensors`` file, which holds only tensors and strings: reading one runs no code (a
+``torch.save`` file is unpickled, and unpickling can run anything). Its layout:
+
+- tensors ``adapter/<state key>`` and ``head/<state key>``, and the tokenizer's SentencePiece model
+  as the bytes of the uint8 tensor ``tokenizer/sp_model`` (absent for a character tokenizer);
+- header metadata ``format`` (:data:`FORMAT`) and ``asr_transfer``: one JSON string with everything
+  else (name, language, adapter config, vocabulary size, base fingerprint and sizes, the
+  tokenizer's tokens, kind and language).
+
+Files of the older, pickled format (:data:`OLD_FORMAT`) are never read by :func:`read_adapter_file`;
+:func:`convert_adapter_file` (``asr-transfer convert-adapter OLD NEW``) rewrites one with torch's
+safe unpickler.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
+import os
+import re
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
+import safetensors
+import safetensors.torch
 import torch
 
 from asr_transfer.model.slots import Adapter, Fusion
 
-FORMAT = "asr-transfer-adapter/1"
+FORMAT = "asr-transfer-adapter/2"
+#: the format before :data:`FORMAT`: ``torch.save`` of a dict, i.e. a pickle
+OLD_FORMAT = "asr-transfer-adapter/1"
+#: the safetensors metadata key holding the JSON of everything that is not a tensor
+META_KEY = "asr_transfer"
+#: the first bytes of what ``torch.save`` writes: a zip archive, or (before torch 1.6) a pickle
+PICKLE_MAGIC = (b"PK\x03\x04", b"\x80")
 
 #: ``type`` in a config entry -> ``make(d_model, **options)``
 ADAPTER_TYPES: dict[str, Callable[..., torch.nn.Module]] = {
@@ -114,26 +138,179 @@ def body_fingerprint(state: dict[str, torch.Tensor]) -> str:
     return h.hexdigest()[:16]
 
 
-def save_adapter_file(payload: dict, path: str | Path) -> Path:
-    """Write an adapter file atomically (temporary name, then rename)."""
-    from asr_transfer.train.checkpoint import save_atomic
+def _is_tensor_dict(value: object) -> bool:
+    return isinstance(value, dict) and all(
+        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in value.items()
+    )
 
-    save_atomic({"format": FORMAT, **payload}, path)
-    return Path(path)
+
+def _is_tokenizer(value: object) -> bool:
+    return (
+        isinstance(value, dict)
+        and isinstance(value.get("tokens"), list)
+        and all(isinstance(t, str) for t in value["tokens"])
+        and isinstance(value.get("kind"), str)
+        and isinstance(value.get("lang"), str)
+        and isinstance(value.get("sp_model"), bytes | None)
+    )
+
+
+def check_contents(data: dict, where: str | Path) -> None:
+    """Raise :class:`AdapterFileError` naming ``where`` unless ``data`` holds what an adapter file does.
+
+    Example:
+        >>> try:
+        ...     check_contents({"name": None, "lang": "ro", "spec": None, "adapter": {}, "head": {},
+        ...                     "vocab_size": 5, "base": {"fingerprint": "ab"}}, "x.adapter")
+        ... except AdapterFileError as err:
+        ...     print(err)
+        x.adapter: not an adapter file (missing or malformed: head, base)
+    """
+    name, base = data.get("name"), data.get("base")
+    ok = {
+        "name": "name" in data and isinstance(name, str | None),
+        "lang": isinstance(data.get("lang"), str),
+        "spec": isinstance(data.get("spec"), dict) if name else "spec" in data and data["spec"] is None,
+        "adapter": _is_tensor_dict(data.get("adapter")),
+        "head": _is_tensor_dict(data.get("head")) and bool(data["head"]),
+        "vocab_size": isinstance(data.get("vocab_size"), int),
+        "base": isinstance(base, dict)
+        and isinstance(base.get("fingerprint"), str)
+        and isinstance(base.get("sizes"), dict),
+        "tokenizer": "tokenizer" not in data or _is_tokenizer(data["tokenizer"]),
+    }
+    bad = [key for key, good in ok.items() if not good]
+    if bad:
+        raise AdapterFileError(f"{where}: not an adapter file (missing or malformed: {', '.join(bad)})")
+
+
+def save_adapter_file(payload: dict, path: str | Path) -> Path:
+    """Write ``payload`` as an adapter file of :data:`FORMAT`, atomically (temporary name, then rename).
+
+    ``payload`` is what :func:`read_adapter_file` returns (its ``format`` is ignored): the state
+    dicts ``adapter`` and ``head``, the ``tokenizer`` with its ``sp_model`` bytes (or ``None``), and
+    JSON values.
+
+    Example:
+        >>> import tempfile
+        >>> tok = {"tokens": ["<blank>", "a"], "kind": "char", "lang": "ro", "sp_model": None}
+        >>> payload = {"name": None, "lang": "ro", "spec": None, "adapter": {}, "head": {"w": torch.ones(2)},
+        ...            "vocab_size": 2, "base": {"fingerprint": "ab", "sizes": {}}, "tokenizer": tok}
+        >>> path = save_adapter_file(payload, Path(tempfile.mkdtemp()) / "ro.adapter")
+        >>> data = read_adapter_file(path)
+        >>> data["format"], data["head"], data["tokenizer"] == tok
+        ('asr-transfer-adapter/2', {'w': tensor([1., 1.])}, True)
+    """
+    path = Path(path)
+    check_contents(payload, path)
+    # each tensor on the CPU in storage of its own: safetensors refuses tensors sharing memory (tied weights)
+    tensors = {
+        f"{part}/{key}": value.detach().to("cpu", copy=True).contiguous()
+        for part in ("adapter", "head")
+        for key, value in payload[part].items()
+    }
+    meta = {k: v for k, v in payload.items() if k not in ("format", "adapter", "head")}
+    if "tokenizer" in meta:
+        meta["tokenizer"] = {k: v for k, v in meta["tokenizer"].items() if k != "sp_model"}
+        sp_model = payload["tokenizer"]["sp_model"]
+        if sp_model is not None:
+            tensors["tokenizer/sp_model"] = torch.from_numpy(np.frombuffer(sp_model, dtype=np.uint8).copy())
+    blob = safetensors.torch.save(tensors, {"format": FORMAT, META_KEY: json.dumps(meta)})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(blob)
+    os.replace(tmp, path)
+    return path
+
+
+def _is_pickle(path: Path) -> bool:
+    """True if ``path`` starts like a ``torch.save`` file (for an error message: it is never unpickled)."""
+    with path.open("rb") as f:
+        return f.read(len(PICKLE_MAGIC[0])).startswith(PICKLE_MAGIC)
 
 
 def read_adapter_file(path: str | Path) -> dict:
-    """Read an adapter file; :class:`AdapterFileError` naming the file if it is not one."""
+    """Read an adapter file of :data:`FORMAT`; nothing in the file is ever run.
+
+    Only a safetensors file whose header names :data:`FORMAT` is read further (its JSON metadata,
+    then its tensors); anything else, a pickle (``torch.save``) file above all, is an
+    :class:`AdapterFileError` naming the file. See :func:`save_adapter_file` for an example.
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"adapter file not found: {path}")
     try:
-        data = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as err:  # noqa: BLE001 - any unreadable file gets the same clear message
+        with safetensors.safe_open(path, framework="pt") as f:
+            header = f.metadata() or {}
+            # the tensors are read only once the header says what the file is
+            tensors = {key: f.get_tensor(key) for key in f.keys()} if header.get("format") == FORMAT else {}
+    except (safetensors.SafetensorError, OSError) as err:
+        if _is_pickle(path):
+            raise AdapterFileError(
+                f"{path}: not an adapter file of format {FORMAT} but a pickle (torch.save), left unread; "
+                f"if it is an older adapter file ({OLD_FORMAT}) from a source you trust, convert it: "
+                f"asr-transfer convert-adapter {path} NEW.adapter"
+            ) from None
         raise AdapterFileError(f"{path}: not an adapter file ({type(err).__name__}: {err})") from None
-    if not isinstance(data, dict) or data.get("format") != FORMAT:
+    if header.get("format") != FORMAT:
         raise AdapterFileError(f"{path}: not an adapter file (format {FORMAT} expected)")
+    try:
+        meta = json.loads(header.get(META_KEY, "null"))
+    except json.JSONDecodeError as err:
+        raise AdapterFileError(f"{path}: not an adapter file ({META_KEY} metadata: {err})") from None
+    if not isinstance(meta, dict):
+        raise AdapterFileError(f"{path}: not an adapter file (no {META_KEY} metadata)")
+    data = {"format": FORMAT, **meta, "adapter": {}, "head": {}}
+    tok = meta.get("tokenizer")
+    if isinstance(tok, dict):
+        data["tokenizer"] = {**tok, "sp_model": None}
+    for key, tensor in tensors.items():
+        part, _, name = key.partition("/")
+        if part in ("adapter", "head") and name:
+            data[part][name] = tensor
+        elif key == "tokenizer/sp_model" and "tokenizer" in data and tensor.dtype == torch.uint8:
+            data["tokenizer"]["sp_model"] = tensor.numpy().tobytes()
+        else:
+            raise AdapterFileError(f"{path}: not an adapter file (unexpected tensor {key!r})")
+    check_contents(data, path)
     return data
+
+
+def convert_adapter_file(old: str | Path, new: str | Path) -> Path:
+    """Rewrite an adapter file of the pickled :data:`OLD_FORMAT` in :data:`FORMAT`; return ``new``.
+
+    ``old`` is read by torch's safe unpickler (``weights_only=True``), which builds tensors and plain
+    data only: a file that asks for anything else (a function to call) is an
+    :class:`AdapterFileError` naming it, and nothing in it runs.
+
+    Example:
+        >>> import tempfile
+        >>> d = Path(tempfile.mkdtemp())
+        >>> torch.save({"format": OLD_FORMAT, "name": None, "lang": "ro", "spec": None, "adapter": {},
+        ...             "head": {"w": torch.ones(2)}, "vocab_size": 2,
+        ...             "base": {"fingerprint": "ab", "sizes": {}}}, d / "old.adapter")
+        >>> read_adapter_file(convert_adapter_file(d / "old.adapter", d / "new.adapter"))["head"]
+        {'w': tensor([1., 1.])}
+    """
+    old = Path(old)
+    if not old.is_file():
+        raise FileNotFoundError(f"adapter file not found: {old}")
+    if not _is_pickle(old):
+        raise AdapterFileError(f"{old}: not a torch.save file, so not of format {OLD_FORMAT}: nothing to do")
+    try:
+        data = torch.load(old, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - any unreadable file gets the same one-line message
+        # torch's message spans paragraphs and advises the unsafe loader: keep the culprit only
+        culprit = re.search(r"GLOBAL ([\w.]+)", str(err))
+        why = f"it asks to call {culprit[1]}" if culprit else type(err).__name__
+        raise AdapterFileError(
+            f"{old}: torch's safe loader (weights_only=True) refused it ({why}) and ran nothing in it: "
+            f"no adapter file of format {OLD_FORMAT}"
+        ) from None
+    if not isinstance(data, dict) or data.get("format") != OLD_FORMAT:
+        raise AdapterFileError(f"{old}: not an adapter file (format {OLD_FORMAT} expected)")
+    check_contents(data, old)
+    return save_adapter_file(data, new)
 
 
 def check_fits(data: dict, path: str | Path, fingerprint: str, sizes: dict[str, int]) -> None:
@@ -176,7 +353,7 @@ def import_adapters(
         if not f.is_file():
             raise FileNotFoundError(f"{exp}: {f.name} missing: not a finished experiment")
     specs = (yaml.safe_load(cfg_path.read_text()).get("model") or {}).get("adapters") or {}
-    state = torch.load(model_path, map_location="cpu")["model"]
+    state = torch.load(model_path, map_location="cpu", weights_only=True)["model"]
     if body_fingerprint(state) != model.fingerprint():
         raise AdapterFileError(
             f"{model_path}: its body {body_fingerprint(state)} is not this model's ({model.fingerprint()}): "

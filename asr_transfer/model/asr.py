@@ -415,7 +415,9 @@ class HybridASR(torch.nn.Module):
     ) -> Path:
         """Write adapter set ``name`` and the head of ``lang`` (default: ``name``) to a small file.
 
-        ``name`` may be ``None`` for a head-only file. ``extra`` (e.g. the tokenizer) is stored as is.
+        ``name`` may be ``None`` for a head-only file. ``extra`` holds the tokenizer (``tokens``, ``kind``,
+        ``lang``, ``sp_model`` bytes or ``None``) and JSON values: the file holds no pickle
+        (:func:`~asr_transfer.model.adapters.save_adapter_file`).
         """
         lang = lang or name
         payload = {
@@ -434,8 +436,9 @@ class HybridASR(torch.nn.Module):
         """Load an adapter file (replacing an adapter and head of the same names); return its contents.
 
         The file must have been made on this model's body (same fingerprint and sizes), else an
-        :class:`~asr_transfer.model.adapters.AdapterFileError` naming the file. With ``enable`` the
-        loaded adapter becomes the only one enabled.
+        :class:`~asr_transfer.model.adapters.AdapterFileError` naming the file. Reading it runs
+        no code from it, whoever made it (:func:`~asr_transfer.model.adapters.read_adapter_file`).
+        With ``enable`` the loaded adapter becomes the only one enabled.
         """
         data = adapter_files.read_adapter_file(path)
         adapter_files.check_fits(data, path, self.fingerprint(), self.sizes())

@@ -40,7 +40,7 @@ def average_checkpoints(paths: list[str | Path]) -> dict[str, torch.Tensor]:
         raise ValueError("no checkpoints to average")
     avg: dict[str, torch.Tensor] = {}
     for path in paths:
-        state = torch.load(path, map_location="cpu")["model"]
+        state = torch.load(path, map_location="cpu", weights_only=True)["model"]
         for key, value in state.items():
             if not value.is_floating_point():
                 avg[key] = value

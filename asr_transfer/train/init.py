@@ -35,7 +35,7 @@ def init_from_base(model: torch.nn.Module, path: str | Path) -> list[str]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"train.init: no checkpoint {path}")
-    state = torch.load(path, map_location="cpu")["model"]
+    state = torch.load(path, map_location="cpu", weights_only=True)["model"]
     base_langs = {k.split(".")[1] for k in state if k.startswith("heads.")}
     missing, unexpected = model.load_state_dict(state, strict=False)
     new_langs = sorted({k.split(".")[1] for k in missing if k.startswith("heads.")} - base_langs)

@@ -194,6 +194,8 @@ def train(cfg: dict, exp_dir: str | Path) -> Path:
     state = {"epoch": 1, "batch": 0, "step": 0, "skipped": 0, "best": []}
     last = ckpt_dir / "last.pt"
     if last.exists():
+        # the one full unpickling: this run's own resume file (written below), whose RNG states (numpy's
+        # state holds an ndarray) the safe loader refuses; no file from anyone else is read here
         ck = torch.load(last, map_location="cpu", weights_only=False)
         model.load_state_dict(ck["model"])
         optim.load_state_dict(ck["optim"])
