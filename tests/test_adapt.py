@@ -219,6 +219,17 @@ def test_supervised_terms_are_per_token_and_follow_the_ctc_share() -> None:
         )
 
 
+def test_an_unlabelled_target_batch_gives_no_self_training_terms() -> None:
+    torch.manual_seed(0)
+    model, method, tok = _method("mmd")
+    ys = torch.tensor([tok.encode("ab"), tok.encode("cd")])
+    source = _batch(torch.randn(2, 40, 80), torch.tensor([40, 33]), ys)
+    target = _batch(torch.randn(2, 40, 80), torch.tensor([40, 29]), None)
+    with torch.no_grad():
+        terms = method.compute_objectives(model, {"source": source, "target": target}, Context())
+    assert set(terms) == {"ctc", "att", "mmd"}
+
+
 def test_cmatch_never_matches_units_without_acoustics() -> None:
     _, method, tok = _method("cmatch", labels="ctc_pred")
     ignored = method.ignore.nonzero().flatten().tolist()
@@ -322,6 +333,37 @@ def test_the_decoding_chosen_on_dev_is_used_by_default_and_inherited_by_adaptati
     saved = yaml.safe_load((exp / "config.yaml").read_text())["adapt"]
     assert saved["ctc_share"] == share
     assert saved["weights"]["ctc"] == pytest.approx(share / 2)
+
+
+def test_label_free_terms_see_the_target_audio_left_without_a_pseudo_label(
+    tiny_setup: dict[str, Path], tiny_exp: Path, tmp_path: Path
+) -> None:
+    from asr_transfer.train.loop import load_streams, load_tokenizers
+
+    data = tiny_setup["data"] / "en_train_phone"
+    pl = tmp_path / "pl" / data.name
+    assert cli("pseudo-label", "--exp", tiny_exp, "--data", data, "--out", pl, "--keep", "0.5") == 0
+    rest = pl / f"{pl.name}_unlabelled"
+    assert cli("features", pl, rest, "--out", tmp_path / "dump") == 0
+    cfg = yaml.safe_load((tiny_exp / "config.yaml").read_text())
+    dumps = {d: [{"dump": str(tmp_path / "dump" / d), "lang": "en"}] for d in (pl.name, rest.name)}
+    cfg["data"] |= {"target": dumps[pl.name], "target_unlabelled": dumps[rest.name]}
+    toks = load_tokenizers(cfg)
+    n_kept = len((pl / "wav.scp").read_text().splitlines())
+    n_rest = len((rest / "wav.scp").read_text().splitlines())
+    sizes = {}
+    for name in ("self_training", "mmd", "adv", "cmatch"):
+        method = build_method(
+            {"method": name, "labels": "ctc_pred"} if name == "cmatch" else {"method": name}
+        )
+        train, _ = load_streams(cfg, method, toks, 3000)
+        sizes[name] = len(train["target"])
+        labelled = [u.tokens is not None for u in train["target"]]
+        assert sum(labelled) == n_kept  # pseudo-labels only where the pseudo-labeller kept one
+    # self-training needs labels: the kept part only; the label-free terms see all the audio
+    assert sizes == {"self_training": n_kept, "mmd": n_kept + n_rest, "adv": n_kept + n_rest,
+                     "cmatch": n_kept + n_rest}  # fmt: skip
+    assert not build_method({"method": "cmatch", "labels": "ctc_align"}).unlabelled_target
 
 
 def test_target_transcripts_are_never_read(

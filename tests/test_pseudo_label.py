@@ -27,8 +27,17 @@ def target(tiny_corpus: Path, tmp_path: Path) -> Path:
     return Path(shutil.copytree(tiny_corpus / TARGET, tmp_path / TARGET))
 
 
+def summary_of(out: Path) -> dict:
+    return yaml.safe_load((out / "pseudo_label.yaml").read_text())
+
+
 def files(d: Path) -> dict[str, bytes]:
-    return {p.name: p.read_bytes() for p in sorted(d.iterdir())}
+    """Every file under ``d`` by its relative path, ``d``'s own name written as ``OUT``."""
+    return {
+        str(p.relative_to(d)).replace(d.name, "OUT"): p.read_bytes()
+        for p in sorted(d.rglob("*"))
+        if p.is_file()
+    }
 
 
 def test_select_ranks_by_confidence_breaks_ties_by_id_and_never_keeps_empty() -> None:
@@ -54,6 +63,10 @@ def test_pseudo_label_writes_a_valid_dir_of_the_most_confident_and_never_reads_t
     kept = sorted(read_table(out / "wav.scp"))
     assert kept == select(hyps, conf, 0.5) and 0 < len(kept) <= round(0.5 * len(ids))
     assert read_table(out / "text") == {u: hyps[u] for u in kept}
+    # the audio left without a pseudo-label: a data dir of its own, with no text at all
+    rest = out / f"{out.name}_unlabelled"
+    assert sorted(read_table(rest / "wav.scp")) == sorted(set(ids) - set(kept))
+    assert not (rest / "text").exists() and summary_of(out)["unlabelled"] == len(ids) - len(kept)
     for name in ("wav.scp", "utt2spk", "utt2domain", "utt2dur"):
         assert read_table(out / name) == {u: v for u, v in read_table(target / name).items() if u in kept}
     summary = yaml.safe_load((out / "pseudo_label.yaml").read_text())

@@ -108,6 +108,10 @@ class Adversarial(SelfTraining):
             for _ in self.opts.layers
         )
 
+    @property
+    def unlabelled_target(self) -> bool:
+        return True  # the discriminator needs domains, not transcripts
+
     def weight(self, term: str, ctx: Context) -> float:
         # model selection must not prefer the epochs where the discriminator wins: on dev data the
         # discriminator's loss is reported but weighs nothing

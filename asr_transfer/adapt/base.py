@@ -131,6 +131,12 @@ class Method(torch.nn.Module):
         """Whether the ``target`` stream's ``text`` (pseudo-labels) is read."""
         return False
 
+    @property
+    def unlabelled_target(self) -> bool:
+        """Whether terms need no target labels, so the target audio left without a pseudo-label
+        (``data.target_unlabelled``) joins the ``target`` stream, in batches of its own."""
+        return False
+
     def setup(self, model: HybridASR) -> None:
         """Add modules and choose the trainable parameters; resolve weights that depend on the model."""
         ctc = model.ctc_weight if self.opts.ctc_share is None else self.opts.ctc_share

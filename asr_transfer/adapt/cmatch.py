@@ -175,6 +175,11 @@ class CMatch(SelfTraining):
         # alignment and uniform segmentation need a transcript of the target: its pseudo-label
         return bool(self.opts.self_training) or self.opts.labels != "ctc_pred"
 
+    @property
+    def unlabelled_target(self) -> bool:
+        # CTC-predicted frame labels need no transcript; alignment and uniform segmentation do
+        return self.opts.labels == "ctc_pred"
+
     def setup(self, model: HybridASR) -> None:
         super().setup(model)
         if len(self.tokenizers) != 1:

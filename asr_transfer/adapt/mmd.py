@@ -61,6 +61,10 @@ class MMD(SelfTraining):
     OptionsClass: ClassVar[type] = MMDOptions
     default_weights: ClassVar[dict[str, float | None]] = {**SelfTraining.default_weights, "mmd": 10.0}
 
+    @property
+    def unlabelled_target(self) -> bool:
+        return True  # utterance means need no labels: every target utterance is matched
+
     def match(
         self, out_s: ModelOutput, out_t: ModelOutput, batches: dict[str, Batch], ctx: Context
     ) -> dict[str, torch.Tensor]:

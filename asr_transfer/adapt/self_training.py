@@ -95,7 +95,8 @@ class SelfTraining(Method):
         if "target" not in batches:  # dev data of the source domain only
             return terms
         out_t = forward(model, batches["target"], self.taps)
-        if self.opts.self_training:
+        # a batch of the target audio without pseudo-labels feeds the label-free terms only
+        if self.opts.self_training and batches["target"].ys is not None:
             terms |= self.supervised(out_t, batches["target"], "_target")
         return terms | self.match(out_s, out_t, batches, ctx)
 

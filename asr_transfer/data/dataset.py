@@ -120,7 +120,8 @@ def make_batches(
 ) -> list[list[Utterance]]:
     """Length-bucketed batches under a padded-frames budget, shuffled per epoch, this rank's share.
 
-    Utterances are sorted by length so padding is small; a batch's cost is
+    A batch holds one language, and either labelled or unlabelled utterances. Utterances are
+    sorted by length so padding is small; a batch's cost is
     ``len(batch) * longest``. The batch order is shuffled with ``seed + epoch``;
     the list is padded by repetition to a multiple of ``world_size`` so ranks agree.
     ``lang_temperature`` (``data.lang_temperature``) redraws the batches language-balanced
@@ -133,11 +134,14 @@ def make_batches(
         >>> len(make_batches(us, 450, 0, 1, world_size=2, rank=1))
         2
     """
-    ordered = sorted(utts, key=lambda u: (u.lang, u.frames, u.utt))
+    # one language per batch, and labelled and unlabelled utterances (a target stream's pseudo-labelled
+    # part and the rest of its audio) never share one
+    ordered = sorted(utts, key=lambda u: (u.lang, u.tokens is None, u.frames, u.utt))
     batches: list[list[Utterance]] = []
     cur: list[Utterance] = []
     for u in ordered:
-        if cur and ((len(cur) + 1) * u.frames > max_batch_frames or cur[0].lang != u.lang):
+        other_kind = bool(cur) and (cur[0].lang, cur[0].tokens is None) != (u.lang, u.tokens is None)
+        if cur and ((len(cur) + 1) * u.frames > max_batch_frames or other_kind):
             batches.append(cur)
             cur = []
         cur.append(u)

@@ -10,7 +10,9 @@ Kaldi data dir whose ``text`` holds the pseudo transcripts::
 Written to ``OUT/``: the kept utterances as a data dir (``wav.scp``, ``text``, ``utt2spk``,
 ``spk2utt`` and whichever of ``utt2lang``/``utt2domain``/``utt2dur`` the target has);
 ``confidence`` and ``hyp_all`` for every decoded utterance; ``pseudo_label.yaml`` saying how it
-was made. ``<unk>`` is dropped from the hypotheses. Confidences are length-normalised
+was made; and ``OUT/<name>_unlabelled/``, a data dir without ``text`` of the utterances not kept,
+which the methods whose terms need no labels (MMD, ADV, CMatch with ``ctc_pred``) still use
+(``--data.target_unlabelled``). ``<unk>`` is dropped from the hypotheses. Confidences are length-normalised
 (:func:`asr_transfer.decode.search.decode_batch_scored`): the reference ranks raw beam scores,
 which favours short utterances. Ties are broken by utterance id and empty hypotheses are never
 kept, so the selection is deterministic and no kept label is empty.
@@ -44,6 +46,8 @@ from asr_transfer.text.tokenizer import UNK
 ACCEPTS_OVERRIDES = True
 #: written last into the temporary dir: its presence in ``OUT`` marks a finished run
 SUMMARY = "pseudo_label.yaml"
+#: ``OUT/<OUT's name><UNLABELLED>``: a data dir (no ``text``) of the utterances not kept
+UNLABELLED = "_unlabelled"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -115,20 +119,26 @@ def write_pseudo_labels(
     if not kept:
         raise DataError(f"{data_dir}: every hypothesis of the source model is empty: nothing to keep")
 
-    def subset(table: dict | None) -> dict | None:
-        return None if table is None else {u: table[u] for u in kept}
+    def subset(table: dict | None, utts: list[str]) -> dict | None:
+        return None if table is None else {u: table[u] for u in utts}
+
+    def write(path: Path, utts: list[str], text: dict | None) -> None:
+        write_data_dir(
+            path,
+            wav=subset(data.wav, utts),
+            text=text,
+            utt2spk=subset(data.utt2spk, utts),
+            utt2lang=subset(data.utt2lang, utts),
+            utt2domain=subset(data.utt2domain, utts),
+            utt2dur=subset(data.utt2dur, utts),
+        )
 
     tmp = out.with_name(out.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)  # left by a killed run
-    write_data_dir(
-        tmp,
-        wav=subset(data.wav),
-        text=subset(hyps),
-        utt2spk=subset(data.utt2spk),
-        utt2lang=subset(data.utt2lang),
-        utt2domain=subset(data.utt2domain),
-        utt2dur=subset(data.utt2dur),
-    )
+    write(tmp, kept, subset(hyps, kept))
+    rest = sorted(set(hyps) - set(kept))
+    if rest:  # the audio left without a pseudo-label, for the terms that need none
+        write(tmp / f"{out.name}{UNLABELLED}", rest, None)
     write_table(tmp / "confidence", {u: f"{c:.6f}" for u, c in conf.items()})
     write_table(tmp / "hyp_all", hyps)
     summary = {
@@ -138,6 +148,7 @@ def write_pseudo_labels(
         "keep": keep,
         "kept": len(kept),
         "total": len(hyps),
+        "unlabelled": len(rest),  # in OUT/<OUT's name>_unlabelled
         "empty": sum(not h for h in hyps.values()),
         "mean_confidence": {
             "all": round(sum(conf.values()) / len(conf), 6),

@@ -79,7 +79,9 @@ def load_streams(
 ) -> tuple[dict[str, list[Utterance]], dict[str, list[Utterance]]]:
     """The method's training and dev streams: ``source`` from ``data.train``/``data.dev``,
     ``target`` from ``data.target``/``data.target_dev`` (dev optional), in the order of
-    ``method.streams``: the first defines the epoch, the others are cycled."""
+    ``method.streams``: the first defines the epoch, the others are cycled. ``data.target_unlabelled``
+    (the target audio the pseudo-labeller left out) joins ``target``, unlabelled, for a method
+    whose terms need no labels (:attr:`Method.unlabelled_target`); dev stays the labelled part."""
     data, feats = cfg["data"], cfg.get("features")
     train = {"source": load_split(data["train"], toks, max_frames, feats)}
     dev = {"source": load_split(data["dev"], toks, max_frames, feats)}
@@ -88,6 +90,10 @@ def load_streams(
             raise ValueError(f"data.target: adaptation method {method.name!r} needs target-domain audio")
         labelled = method.target_labels
         train["target"] = load_split(data["target"], toks, max_frames, feats, labelled)
+        if data.get("target_unlabelled") and method.unlabelled_target:
+            known = {u.utt for u in train["target"]}
+            rest = load_split(data["target_unlabelled"], toks, max_frames, feats, labelled=False)
+            train["target"] += [u for u in rest if u.utt not in known]
         if data.get("target_dev"):
             dev["target"] = load_split(data["target_dev"], toks, max_frames, feats, labelled)
     order = [name for name in method.streams if name in train]

@@ -176,7 +176,8 @@ pseudo_label() {
     asr-transfer pseudo-label --exp "$src" --data "$data/en_${split}_$d" --out "exp/$labels/en_${split}_$d" \
       --keep "$pseudo_keep" "${decode_opts[@]}"
   done
-  dump_features "$out" "exp/$labels/en_train_$d" "exp/$labels/en_dev_$d"
+  local rest=exp/$labels/en_train_$d/en_train_${d}_unlabelled  # the audio left without a pseudo-label
+  dump_features "$out" "exp/$labels/en_train_$d" "exp/$labels/en_dev_$d" $([ -d "$rest" ] && echo "$rest")
 }
 
 if [ "$stage" -le 7 ] && [ "$stop_stage" -ge 7 ] && [ -n "$adapt_domains" ]; then
@@ -191,12 +192,15 @@ adapt() {
     echo "  $out/model.pt exists, skipped"
     return
   fi
+  # the label-free terms (MMD, ADV, CMatch ctc_pred) also see the audio left without a pseudo-label
+  local rest=()
+  [ -d "$pl/en_train_${d}_unlabelled" ] && rest=(--data.target_unlabelled "[{dump: $pl/en_train_${d}_unlabelled, lang: en}]")
   # the source experiment's own config (model, frontend, tokenizer, source data) is the base
   # shellcheck disable=SC2086
   asr-transfer train --config "$exp/config.yaml" --config "$adapt_config" --config "conf/adapt/$m.yaml" \
     --exp "$out" --train.init "$from/model.pt" --train.init_espnet null \
     --data.target "[{dump: $pl/en_train_$d, lang: en}]" \
-    --data.target_dev "[{dump: $pl/en_dev_$d, lang: en}]" \
+    --data.target_dev "[{dump: $pl/en_dev_$d, lang: en}]" "${rest[@]}" \
     --adapt.target "$d" --train.device "$device" $adapt_args
 }
 
