@@ -230,6 +230,14 @@ def test_an_unlabelled_target_batch_gives_no_self_training_terms() -> None:
     assert set(terms) == {"ctc", "att", "mmd"}
 
 
+@pytest.mark.parametrize("name,term", [("mmd", "mmd"), ("adv", "adv"), ("cmatch", "cmatch")])
+def test_the_dev_criterion_is_the_supervised_terms_alone(name: str, term: str) -> None:
+    # comparable across methods and weights (the tuning grid's choice), never the adversary's win
+    method = build_method({"method": name, "weights": {term: 2.0, "ctc": 0.5}})
+    assert method.weight(term, Context("dev")) == 0.0 and method.weight(term, Context("train")) == 2.0
+    assert method.weight("ctc", Context("dev")) == method.weight("ctc", Context("train")) == 0.5
+
+
 def test_cmatch_never_matches_units_without_acoustics() -> None:
     _, method, tok = _method("cmatch", labels="ctc_pred")
     ignored = method.ignore.nonzero().flatten().tolist()

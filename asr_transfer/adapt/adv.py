@@ -6,8 +6,8 @@ classifies every unpadded encoder frame as source (1) or target (0). Its loss is
 minimised by the discriminator and, through the gradient-reversal layer, maximised
 by the encoder with the DANN ramp ``2 / (1 + exp(-10 p)) - 1`` of training progress ``p``, after
 a warm-up (``disc_warmup``) in which only the discriminator learns. Model selection on dev data
-leaves the discriminator's loss out (its weight is 0 there), so it does not prefer the epochs in
-which the discriminator wins.
+leaves the discriminator's loss out (as every matching term, :meth:`SelfTraining.weight`), so it
+does not prefer the epochs in which the discriminator wins.
 """
 
 from __future__ import annotations
@@ -111,13 +111,6 @@ class Adversarial(SelfTraining):
     @property
     def unlabelled_target(self) -> bool:
         return True  # the discriminator needs domains, not transcripts
-
-    def weight(self, term: str, ctx: Context) -> float:
-        # model selection must not prefer the epochs where the discriminator wins: on dev data the
-        # discriminator's loss is reported but weighs nothing
-        if term == "adv" and ctx.stage == "dev":
-            return 0.0
-        return super().weight(term, ctx)
 
     def match(
         self, out_s: ModelOutput, out_t: ModelOutput, batches: dict[str, Batch], ctx: Context

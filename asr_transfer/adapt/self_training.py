@@ -23,6 +23,9 @@ from asr_transfer.adapt.base import Context, Method, Options, forward, supervise
 from asr_transfer.data.dataset import Batch
 from asr_transfer.model.asr import HybridASR, ModelOutput
 
+#: the terms that need labels (transcripts on the source, pseudo-labels on the target)
+SUPERVISED_TERMS = ("ctc", "att", "ctc_target", "att_target")
+
 
 @dataclass
 class DomainOptions(Options):
@@ -77,6 +80,15 @@ class SelfTraining(Method):
             raise ValueError(
                 f"adapt.layers: no encoder block {bad[0]} (the model has {len(model.enc_slots)})"
             )
+
+    def weight(self, term: str, ctx: Context) -> float:
+        # The dev criterion (epoch selection, and the tuning grid's choice) is the supervised terms
+        # alone: source transcripts and target pseudo-labels, weighted for the decoder. A matching
+        # term is logged but selects nothing: its scale differs across methods and weights, and
+        # an adversary's loss is lowest exactly when the discriminator wins.
+        if ctx.stage == "dev" and term not in SUPERVISED_TERMS:
+            return 0.0
+        return super().weight(term, ctx)
 
     @property
     def taps(self) -> tuple[int, ...]:
