@@ -15,7 +15,8 @@
 #                 [--espnet_exp DIR]   start from an ESPnet2 experiment (its model, tokenizer and
 #                                      frontend) instead of training the tiny model from scratch
 #                 [--adapt_domains "phone rain"] [--adapt_methods "cmatch_ctc_align mmd"] (conf/adapt/*.yaml)
-#                 [--adapt_args "--train.epochs 2"] [--pl_rounds N] (iterative pseudo-labelling:
+#                 [--adapt_args "--train.epochs 2"] [--adapt_tuned DIR] (the tuned lr and weight
+#                 of each method, local/tune_adapt.sh; default exp/tune) [--pl_rounds N] (iterative pseudo-labelling:
 #                 rounds 2..N re-label the target with the previous round's adapted model)
 set -euo pipefail
 
@@ -43,6 +44,7 @@ adapt_domains="phone"                 # target domains to adapt to ("" skips sta
 adapt_methods="cmatch_ctc_align"      # conf/adapt/<name>.yaml; the full table:
                                       # "self_training mmd adv cmatch_frame_average cmatch_ctc_align cmatch_ctc_pred"
 adapt_config=conf/train/adapt.yaml
+adapt_tuned=exp/tune                  # <method>.yaml here (local/tune_adapt.sh) overrides lr and weight
 adapt_args=""
 pseudo_keep=0.7                       # most confident share of pseudo-labels kept (CMatch paper: 70 %)
 pl_rounds=1                           # pseudo-labelling rounds (2+: re-label with the adapted model)
@@ -197,8 +199,10 @@ adapt() {
   [ -d "$pl/en_train_${d}_unlabelled" ] && rest=(--data.target_unlabelled "[{dump: $pl/en_train_${d}_unlabelled, lang: en}]")
   # the source experiment's own config (model, frontend, tokenizer, source data) is the base
   # shellcheck disable=SC2086
+  local tuned=()
+  [ -f "$adapt_tuned/$m.yaml" ] && tuned=(--config "$adapt_tuned/$m.yaml")
   asr-transfer train --config "$exp/config.yaml" --config "$adapt_config" --config "conf/adapt/$m.yaml" \
-    --exp "$out" --train.init "$from/model.pt" --train.init_espnet null \
+    "${tuned[@]}" --exp "$out" --train.init "$from/model.pt" --train.init_espnet null \
     --data.target "[{dump: $pl/en_train_$d, lang: en}]" \
     --data.target_dev "[{dump: $pl/en_dev_$d, lang: en}]" "${rest[@]}" \
     --adapt.target "$d" --train.device "$device" $adapt_args
