@@ -42,6 +42,18 @@ def test_training_writes_model_resolved_config_and_tensorboard(
     assert "resumed from" in (exp / "train.log").read_text()
 
 
+def test_patience_stops_when_the_dev_loss_stops_improving(
+    tiny_setup: dict[str, Path], tmp_path: Path
+) -> None:
+    # a learning rate of 0 keeps the dev loss equal: epoch 1 stays the best, one more epoch and out
+    exp = tmp_path / "exp"
+    args = train_args(tiny_setup, exp, "--train.epochs", "6", "--train.patience", "1", "--train.lr", "0")
+    assert cli(*args) == 0
+    epochs = re.findall(r"epoch (\d+): dev loss", (exp / "train.log").read_text())
+    assert epochs == ["1", "2"]
+    assert torch.load(exp / "model.pt")["averaged_epochs"] == [1, 2]
+
+
 def test_transcripts_outside_the_vocabulary_name_file_and_line(
     tiny_setup: dict[str, Path], tmp_path: Path
 ) -> None:

@@ -258,7 +258,7 @@ def train(cfg: dict, exp_dir: str | Path) -> Path:
                 path,
             )
 
-    while state["epoch"] <= epochs:
+    while state["epoch"] <= epochs and not _out_of_patience(state["best"], state["epoch"], opts.patience):
         epoch = state["epoch"]
         steps = stream_batches(train_streams, budget, seed, epoch, info.world_size, info.rank, temperature)
         net.train()
@@ -389,6 +389,18 @@ def evaluate(
     names = sorted(sums)
     totals = all_reduce_sum([float(sums[k]) for k in names] + [float(count)], info)
     return {k: v / totals[-1] for k, v in zip(names, totals)}
+
+
+def _out_of_patience(best: list[tuple[float, int]], epoch: int, patience: int | None) -> bool:
+    """Whether ``patience`` epochs have passed since the best dev loss (``best``: (loss, epoch), sorted).
+
+    Example:
+        >>> _out_of_patience([(0.5, 2), (0.7, 3), (0.9, 1)], epoch=5, patience=2)
+        True
+        >>> _out_of_patience([(0.5, 3), (0.7, 2)], epoch=5, patience=2), _out_of_patience([], 9, None)
+        (False, False)
+    """
+    return patience is not None and bool(best) and epoch - 1 - best[0][1] >= patience
 
 
 def _average_gradients(params: list[torch.nn.Parameter], info: DistInfo) -> None:

@@ -33,6 +33,9 @@ class TrainOptions:
         save_every_steps: optimiser steps between resumable checkpoints.
         log_every_steps: optimiser steps between TensorBoard points.
         keep_best: epochs (best dev loss) averaged into ``model.pt``.
+        patience: stop after this many epochs without a new best dev loss (``epochs`` is then the
+            most); ``None``: run every epoch. Adaptation's length is chosen this way, on the
+            method's unsupervised dev criterion.
         num_threads: torch CPU threads (``None``: torch's default).
         bf16: bf16 autocast on GPUs.
         compile: ``torch.compile`` the model's forward (:mod:`asr_transfer.train.compile`; needs a
@@ -65,6 +68,7 @@ class TrainOptions:
     save_every_steps: int = 200
     log_every_steps: int = 10
     keep_best: int = 5
+    patience: int | None = None
     num_threads: int | None = None
     bf16: bool = True
     compile: bool = False
