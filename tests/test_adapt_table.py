@@ -9,8 +9,10 @@ from pathlib import Path
 
 import jiwer
 import pytest
+import yaml
 
 from asr_transfer.cli import main
+from asr_transfer.data.kaldi import write_data_dir, write_table
 
 VOCAB = "zero one two three four five six seven eight nine oh".split()
 DOMAINS = ("clean", "phone", "laptop", "rain", "wind")
@@ -156,6 +158,80 @@ def test_libri_adapt_devices_custom_noise_list_and_source_domain(tmp_path: Path)
         f["CMatch (ctc_pred)"]["matrix WER source model"]
         == f"{wer(['matrix'], [read_hyp(root / 'src', 'matrix')]):.2f}"
     )
+
+
+def pseudo_labels(root: Path, domain: str, p_err: float, keep: int) -> tuple[Path, dict[str, str]]:
+    """A target data dir with its true transcripts and, as `asr-transfer pseudo-label` writes it, a
+    pseudo-label dir of it keeping ``keep`` labels (one left empty); returns it and all labels."""
+    truth = refs(domain)
+    common = {"wav": {u: f"/a/{u}.flac" for u in truth}, "utt2spk": {u: u.split("-")[0] for u in truth}}
+    data = root / "data" / f"en_train_{domain}"
+    write_data_dir(data, text=truth, utt2domain=dict.fromkeys(truth, domain), **common)
+    rng = random.Random(domain)
+    hyp_all = {u: " ".join(w for w in t.split() if rng.random() > p_err) for u, t in truth.items()}
+    hyp_all[min(truth)] = ""
+    kept = sorted(u for u in truth if hyp_all[u])[:keep]
+    out = root / "pseudo" / f"en_train_{domain}"
+    write_data_dir(
+        out,
+        wav={u: common["wav"][u] for u in kept},
+        text={u: hyp_all[u] for u in kept},
+        utt2spk={u: common["utt2spk"][u] for u in kept},
+        utt2domain=dict.fromkeys(kept, domain),
+    )
+    write_table(out / "hyp_all", hyp_all)
+    (out / "pseudo_label.yaml").write_text(yaml.safe_dump({"data": str(data), "keep": 0.7}))
+    return out, hyp_all
+
+
+def test_regime_table_ratio_to_clean_and_pseudo_label_wer(
+    exp_tree: tuple[Path, dict], tmp_path: Path
+) -> None:
+    root, hyps = exp_tree
+    phone, phone_all = pseudo_labels(tmp_path, "phone", 0.2, keep=17)
+    rain, _ = pseudo_labels(tmp_path, "rain", 0.5, keep=17)
+    out = tmp_path / "report"
+    args = [str(root / "source"), str(root / "cmatch_phone"), str(root / "cmatch_wind")]
+    assert main(["report", *args, "--out", str(out), "--resamples", "50",
+                 "--pseudo-labels", str(phone), str(rain)]) == 0  # fmt: skip
+    r = table((out / "RESULTS.md").read_text(), "Regime of the target domains")
+    # rows: the adapted targets and the pseudo-labelled domains, devices first
+    assert list(r) == ["phone", "rain", "wind"]
+    clean = wer(["clean"], [hyps["source"]["clean"]])
+    for d in ("phone", "rain", "wind"):
+        src = wer([d], [hyps["source"][d]])
+        assert r[d]["Source-only WER"] == f"{src:.2f}" and r[d]["ratio to clean WER"] == f"{src / clean:.2f}"
+    assert r["wind"]["pseudo-labels kept"] == "–" and r["wind"]["pseudo-label WER, kept"] == "–"
+    # pseudo-label WER against the true transcripts, by jiwer: all 24 (the empty one is all deletions)
+    truth = refs("phone")
+    kept = sorted(u for u in truth if phone_all[u])[:17]
+    assert r["phone"]["pseudo-labels kept"] == "17 of 24"
+    assert (
+        r["phone"]["pseudo-label WER, kept"]
+        == f"{100 * jiwer.wer([truth[u] for u in kept], [phone_all[u] for u in kept]):.2f}"
+    )
+    ids = sorted(truth)
+    assert (
+        r["phone"]["pseudo-label WER, all"]
+        == f"{100 * jiwer.wer([truth[u] for u in ids], [phone_all[u] for u in ids]):.2f}"
+    )
+    assert float(r["rain"]["pseudo-label WER, kept"]) > float(r["phone"]["pseudo-label WER, kept"])
+
+
+def test_regime_table_without_adapted_systems_and_its_errors(
+    exp_tree: tuple[Path, dict], tmp_path: Path, capsys
+) -> None:
+    root, _ = exp_tree
+    phone, _ = pseudo_labels(tmp_path, "phone", 0.2, keep=17)
+    out = tmp_path / "r"
+    # the source model alone: the regime of the pseudo-labelled domains, no adaptation tables
+    assert main(["report", str(root / "source"), "--out", str(out), "--pseudo-labels", str(phone)]) == 0
+    md = (out / "RESULTS.md").read_text()
+    assert "Unsupervised adaptation" not in md and list(table(md, "Regime of the target domains")) == [
+        "phone"
+    ]
+    assert main(["report", str(root / "source"), "--out", str(out), "--pseudo-labels", str(tmp_path)]) == 1
+    assert "not a pseudo-label dir (no pseudo_label.yaml)" in capsys.readouterr().err
 
 
 def read_hyp(exp: Path, domain: str) -> dict[str, str]:

@@ -20,6 +20,11 @@ def test_shipped_configs_load_and_override() -> None:
     ref = load_config([REPO / "conf/model/transformer_ref.yaml"])["model"]
     assert (ref["encoder"]["num_blocks"], ref["decoder"]["num_blocks"], ref["ctc_weight"]) == (12, 6, 0.3)
 
+    # the SpecAugment option is the tiny model plus masks, nothing else
+    tiny, aug = (load_config([REPO / f"conf/model/{n}.yaml"]) for n in ("tiny", "tiny_specaug"))
+    assert aug["model"].pop("specaug")["num_freq_mask"] == 2 and tiny["model"].pop("specaug") is None
+    assert aug == tiny
+
 
 def test_override_values_are_yaml_typed_and_errors_are_clear(tmp_path: Path) -> None:
     assert parse_overrides(["--a.b", "[1, 2]", "c={x: 1e-3}"]) == [("a.b", [1, 2]), ("c", {"x": 1e-3})]

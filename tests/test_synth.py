@@ -189,3 +189,65 @@ def test_missing_noise_dir_is_a_clear_error(
     (tmp_path / "empty").mkdir()
     with pytest.raises(NoiseBankError, match="has no recordings in"):
         generate(TINY, tmp_path / "o", seed=0, jobs=1, noise_dir=tmp_path / "empty")
+
+
+def _snr_db(x: np.ndarray, y: np.ndarray) -> float:
+    return float(10 * np.log10(np.sum(x**2) / np.sum((y - x) ** 2)))
+
+
+@pytest.mark.parametrize("domain", dom.MILD_DOMAINS)
+def test_paper_regime_domains_keep_the_shape_and_depend_only_on_the_rng(domain: str) -> None:
+    x = np.random.default_rng(1).standard_normal(8000) * 0.05
+    rirs = {"room": dom.room_rir_pool(2, np.random.default_rng(2))}
+    noise = {d: [np.random.default_rng(3).standard_normal(3000)] for d in ("drizzle", "breeze")}
+    first = dom.render(domain, x, np.random.default_rng(4), rirs, noise)
+    assert first.shape == x.shape and first.dtype == np.float32
+    assert np.array_equal(first, dom.render(domain, x, np.random.default_rng(4), rirs, noise))
+    assert not np.array_equal(first, dom.render(domain, x, np.random.default_rng(5), rirs, noise))
+
+
+def test_mild_noise_domains_hit_their_snr_range_above_the_hard_ones() -> None:
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal(16000) * 0.1
+    clip = rng.standard_normal(8000)
+    for domain in ("drizzle", "breeze"):
+        low, high = dom.NOISE_SNR_DB[domain]
+        assert low > dom.SNR_RANGE_DB[1]  # milder than every hard noise domain
+        assert f"SNR {low:g}-{high:g} dB" in dom.DESCRIPTIONS[domain]
+        snrs = [_snr_db(x, dom.render(domain, x, rng, {}, {domain: [clip]})) for _ in range(20)]
+        assert low - 0.01 <= min(snrs) and max(snrs) <= high + 0.01
+        assert max(snrs) - min(snrs) > (high - low) / 3  # drawn across the range, not fixed
+
+
+def test_mic_is_band_limited_at_its_cutoff_with_faint_hiss() -> None:
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal(32000) * 0.1
+    freqs = np.fft.rfftfreq(len(x), 1 / 16000)
+    band = (freqs > 300) & (freqs < 5000)
+    for cutoff in (3000.0, dom.MIC_LOWPASS_HZ[0]):
+        y = dom.mic(x, rng, lowpass_hz=(cutoff, cutoff))
+        gain = np.abs(np.fft.rfft(y)) ** 2 / np.abs(np.fft.rfft(x)) ** 2
+        # 4th-order low-pass: an octave above the cutoff at least 20 dB down (only the hiss is left)
+        passband = np.median(gain[band & (freqs < cutoff)])
+        assert np.median(gain[freqs > min(2 * cutoff, 7900)]) < 1e-2 * passband
+    # the defaults: the speech band passes at about its level (peak of at most +5 dB, hiss 35-45 dB down)
+    y = dom.mic(x, rng)
+    ratio = np.sum(np.abs(np.fft.rfft(y))[band] ** 2) / np.sum(np.abs(np.fft.rfft(x))[band] ** 2)
+    assert 0.8 < ratio < 10 ** (dom.MIC_PEAK_DB[1] / 10)
+    assert np.array_equal(dom.mic(x, np.random.default_rng(7)), dom.mic(x, np.random.default_rng(7)))
+
+
+def test_room_is_shorter_than_farfield_at_the_talkers_level() -> None:
+    import pyroomacoustics as pra
+
+    room = dom.room_rir_pool(4, np.random.default_rng(0))
+    far = dom.make_rir_pool(4, np.random.default_rng(0))
+    rt60 = [pra.experimental.measure_rt60(r, 16000) for r in room]
+    assert all(0.5 * dom.ROOM_RT60_RANGE_S[0] <= t <= 1.5 * dom.ROOM_RT60_RANGE_S[1] for t in rt60), rt60
+    assert max(rt60) < min(pra.experimental.measure_rt60(r, 16000) for r in far)
+    assert all(np.max(np.abs(r)) == pytest.approx(1.0) for r in room)
+    # the talker's level is kept (unlike farfield's), under a floor 45-55 dB down
+    x = np.random.default_rng(1).standard_normal(16000) * 0.1
+    for rir in room:
+        y = dom.room(x, rir, np.random.default_rng(2))
+        assert np.sqrt(np.mean(y**2)) == pytest.approx(np.sqrt(np.mean(x**2)), rel=0.01)

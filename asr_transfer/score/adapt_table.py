@@ -4,7 +4,8 @@ reduction against source-only with paired-bootstrap intervals, and forgetting on
 It is a section of ``asr-transfer report``, added whenever a system given is adapted::
 
     asr-transfer report exp/tiny_clean exp/adapt_* --out exp/report \\
-        [--source-domain clean] [--noise-domains rain wind laugh] [--adaptation-sets '*test*']
+        [--source-domain clean] [--noise-domains rain wind laugh drizzle breeze] \\
+        [--adaptation-sets '*test*'] [--pseudo-labels exp/pseudo/en_train_*]
 
 A system is *adapted* when its ``config.yaml`` has ``adapt: {method: M, target: D}`` with a method
 other than ``supervised``; the *source model* (the Source-only column) is the first system given
@@ -20,6 +21,13 @@ the relative reduction of an average is a ratio of pooled error rates with one p
 over all its utterances. A domain in ``--noise-domains`` counts as noise, any other as a device
 (Libri-Adapt microphone names work unchanged). Forgetting: the source-domain test WER of a
 method's adapted experiments (their mean) next to the source model's.
+
+The regime table says how far each target domain is from the source, the first-order lever of
+these methods (docs/benchmarks.md, "Paper-regime domains"): the source model's test WER there, its
+ratio to the source-domain test WER, and, for the pseudo-label dirs given with ``--pseudo-labels``
+(written by ``asr-transfer pseudo-label``), the WER of the kept and of all pseudo-labels against the
+true transcripts of the data dir their ``pseudo_label.yaml`` names. Those transcripts are read here,
+for the report only: nothing is selected on them.
 """
 
 from __future__ import annotations
@@ -32,10 +40,11 @@ from pathlib import Path
 import numpy as np
 
 from asr_transfer.config import yaml_load
+from asr_transfer.data.kaldi import DataError, load_data_dir, read_table
 from asr_transfer.score import bootstrap
 from asr_transfer.score.api import ScoreOptions
 from asr_transfer.score.report import System
-from asr_transfer.score.scoring import ScoreResult, unit_counts
+from asr_transfer.score.scoring import ScoreResult, score_texts, unit_counts
 
 Table = tuple[list[str], list[list[str]]]
 
@@ -53,11 +62,13 @@ _NAMES = {
 
 @dataclass(frozen=True)
 class AdaptOptions:
-    """Which domain is the source, which are noise (the rest are devices), which decodes are test sets."""
+    """Which domain is the source, which are noise (the rest are devices), which decodes are test sets,
+    and which pseudo-label dirs to measure for the regime table."""
 
     source_domain: str = "clean"
-    noise_domains: tuple[str, ...] = ("rain", "wind", "laugh")
+    noise_domains: tuple[str, ...] = ("rain", "wind", "laugh", "drizzle", "breeze")
     sets: str = "*test*"
+    pseudo_labels: tuple[Path, ...] = ()
 
 
 @dataclass
@@ -280,3 +291,99 @@ def adaptation_tables(
     return AdaptationTables(
         source.name, (header, wer_rows), (header[:1] + header[2:], red_rows), forgetting, notes
     )
+
+
+@dataclass(frozen=True)
+class PseudoLabelScore:
+    """How right one pseudo-label dir is: WER of its kept labels and of all it decoded."""
+
+    domain: str
+    kept: int
+    total: int
+    kept_wer: float
+    all_wer: float
+
+
+def pseudo_label_score(path: Path, options: ScoreOptions) -> PseudoLabelScore:
+    """Score the pseudo-labels in ``path`` against the true transcripts of the dir they label.
+
+    That dir is ``data`` in ``path/pseudo_label.yaml``, as the labeller was given it (a relative path
+    is read from the current directory, where the recipe runs both). Utterances the labeller left
+    empty count as all deletions in the WER of all labels.
+    """
+    from asr_transfer.decode.pseudo_label import SUMMARY  # here: that module loads torch
+
+    summary_file = path / SUMMARY
+    if not summary_file.is_file():
+        raise DataError(f"{path}: not a pseudo-label dir (no {SUMMARY})")
+    summary = yaml_load(summary_file.read_text(encoding="utf-8")) or {}
+    truth = load_data_dir(Path(summary["data"])).text
+    labels = load_data_dir(path)
+    domains = set(labels.utt2domain.values()) if labels.utt2domain else set()
+    if len(domains) != 1:
+        raise DataError(f"{path}: pseudo-labels of one domain expected (utt2domain), found {sorted(domains)}")
+    every = read_table(path / "hyp_all", allow_empty_value=True)
+
+    def wer(hyps: dict[str, str]) -> float:
+        missing = sorted(set(hyps) - set(truth))
+        if missing:
+            raise DataError(
+                f"{path}: {len(missing)} labelled utterances not in {summary['data']}, e.g. {missing[0]}"
+            )
+        return score_texts({u: truth[u] for u in hyps}, hyps, normalizer=options.normalizer).total.wer
+
+    return PseudoLabelScore(domains.pop(), len(labels.text), len(every), wer(labels.text), wer(every))
+
+
+def regime_table(systems: list[System], options: ScoreOptions, opts: AdaptOptions) -> Table | None:
+    """Per target domain: the source model's test WER, its ratio to the source-domain test WER, and the
+    pseudo-label WER (kept, all) where ``opts.pseudo_labels`` has that domain.
+
+    Rows are the adapted systems' target domains and the pseudo-labels' domains; ``None`` when there
+    are neither, or no source model (a system without ``adapt``).
+    """
+    adapts = {s.name: adapt_section(s.path) for s in systems}
+    source = next((s for s in systems if not adapts[s.name]), None)
+    pseudo: dict[str, PseudoLabelScore] = {}
+    for path in opts.pseudo_labels:
+        score = pseudo_label_score(path, options)
+        if score.domain in pseudo:
+            raise ValueError(
+                f"two pseudo-label dirs of domain '{score.domain}' (the second: {path}): give one"
+            )
+        pseudo[score.domain] = score
+    targets = {str(a["target"]) for a in adapts.values() if a} | set(pseudo)
+    if source is None or not targets:
+        return None
+    noise = set(opts.noise_domains)
+    sets = domain_test_sets(source, opts)
+    src = sets.get(opts.source_domain)
+    base = _wer([src]) if src else math.nan
+    d = opts.source_domain
+    header = [
+        "target domain",
+        "Source-only WER",
+        f"ratio to {d} WER",
+        "pseudo-labels kept",
+        "pseudo-label WER, kept",
+        "pseudo-label WER, all",
+    ]
+    rows = []
+    for t in sorted(targets, key=lambda t: (t in noise, t)):
+        wer = _wer([sets[t]]) if t in sets else math.nan
+        p = pseudo.get(t)
+        rows.append(
+            [
+                t,
+                _cell(wer),
+                "–" if math.isnan(wer) or not base else f"{wer / base:.2f}",
+                f"{p.kept} of {p.total}" if p else "–",
+                _cell(p.kept_wer) if p else "–",
+                _cell(p.all_wer) if p else "–",
+            ]
+        )
+    return header, rows
+
+
+def _cell(x: float) -> str:
+    return "–" if math.isnan(x) else f"{x:.2f}"

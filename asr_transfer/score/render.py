@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from asr_transfer.score import plots
-from asr_transfer.score.adapt_table import AdaptOptions, adaptation_tables
+from asr_transfer.score.adapt_table import AdaptOptions, adaptation_tables, regime_table
 from asr_transfer.score.api import ScoreOptions
 from asr_transfer.score.environment import environment, system_facts
 from asr_transfer.score.report import (
@@ -39,7 +39,9 @@ def write_report(
     The adaptation section (:mod:`asr_transfer.score.adapt_table`) appears when a system is adapted.
     """
     comps = comparisons(systems, options)
-    adaptation = adaptation_tables(systems, options, adapt or AdaptOptions())
+    adapt = adapt or AdaptOptions()
+    adaptation = adaptation_tables(systems, options, adapt)
+    regime = regime_table(systems, options, adapt)
     md: list[str] = []
     body: list[str] = []
 
@@ -98,6 +100,15 @@ def write_report(
         table(a.reduction)
         heading("Forgetting: source-domain test WER (%)")
         table(a.forgetting)
+    if regime:
+        heading("Regime of the target domains")
+        note(
+            f"How far each target domain is from the source: the source model's test WER (%) there and its "
+            f"ratio to the {adapt.source_domain} test WER (the CMatch paper's source-only WERs are 1.2-2x "
+            "in-domain), and the WER (%) of its pseudo-labels against the true transcripts, read for this "
+            "report only (never for selection)."
+        )
+        table(regime)
     if comps:
         heading(f"Significance against {base}")
         table(significance_table(systems, comps))

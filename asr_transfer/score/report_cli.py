@@ -33,11 +33,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--noise-domains",
         nargs="+",
-        default=["rain", "wind", "laugh"],
+        default=["rain", "wind", "laugh", "drizzle", "breeze"],
         help="domains averaged as noise; every other target domain counts as a device",
     )
     group.add_argument(
         "--adaptation-sets", default="*test*", help="glob on dataset names of the test-set decodes"
+    )
+    group.add_argument(
+        "--pseudo-labels",
+        nargs="+",
+        type=Path,
+        default=[],
+        metavar="DIR",
+        help="pseudo-label dirs (asr-transfer pseudo-label) whose WER against the true transcripts the "
+        "regime table reports",
     )
 
 
@@ -48,7 +57,9 @@ def run(args: argparse.Namespace) -> int:
     from asr_transfer.score.report import load_systems
 
     options = options_from(args)
-    adapt = AdaptOptions(args.source_domain, tuple(args.noise_domains), args.adaptation_sets)
+    adapt = AdaptOptions(
+        args.source_domain, tuple(args.noise_domains), args.adaptation_sets, tuple(args.pseudo_labels)
+    )
     try:
         systems = load_systems(args.exp_dirs, options)
         md_path, html_path = write_report(systems, options, args.out, adapt)

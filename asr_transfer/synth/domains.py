@@ -10,6 +10,18 @@ Devices (numpy/scipy only):
 Noises (real recordings from the noise bank, :data:`SNR_RANGE_DB`): ``rain``, ``wind``, ``laugh``
 (laughter is scarce, so laughter and crowd clips, each varied in speed and offset).
 
+Those seven are the *hard* domains: the mini source model's WER there is 3.7-7x its clean WER and
+most of its pseudo-labels are wrong. The *paper-regime* domains (:data:`MILD_DOMAINS`) are milder
+versions, calibrated on dev data so that its WER is 1.3-2.5x the clean WER, near the source-only
+figures of the CMatch paper (docs/benchmarks.md, "Paper-regime domains"):
+
+- ``mic``: a decent cheap microphone: 100-200 Hz high-pass, presence peak (:data:`MIC_PEAK_DB` at
+  2.5-4 kHz), low-pass (:data:`MIC_LOWPASS_HZ`), hiss at 35-45 dB SNR; no clipping, no coding.
+- ``room``: a near talker in a small, damped room (:data:`ROOM_RT60_RANGE_S`, :data:`ROOM_DISTANCE_M`)
+  at the talker's level, over a noise floor :data:`ROOM_FLOOR_SNR_DB` down: the tiny model is far more
+  sensitive to ``farfield``'s 30-40 dB floor than to the reverberation itself.
+- ``drizzle``, ``breeze``: the rain and wind recordings at a higher SNR (:data:`NOISE_SNR_DB`).
+
 All randomness comes from the generator passed in, so a domain is a pure function of
 (audio, rng state).
 """
@@ -22,23 +34,38 @@ import numpy as np
 from scipy.signal import butter, fftconvolve, lfilter, resample_poly, sosfilt
 
 SAMPLE_RATE = 16000
-DOMAINS: tuple[str, ...] = (
-    "clean",
-    "phone",
-    "laptop",
-    "farfield",
-    "rain",
-    "wind",
-    "laugh",
-)
+HARD_DOMAINS: tuple[str, ...] = ("clean", "phone", "laptop", "farfield", "rain", "wind", "laugh")
+#: the paper-regime domains: devices first, then noise
+MILD_DOMAINS: tuple[str, ...] = ("mic", "room", "drizzle", "breeze")
+DOMAINS: tuple[str, ...] = HARD_DOMAINS + MILD_DOMAINS
 #: noise categories of the bank each noisy domain draws from
 NOISE_SOURCES: dict[str, tuple[str, ...]] = {
     "rain": ("rain",),
     "wind": ("wind",),
     "laugh": ("laugh", "crowd"),
+    "drizzle": ("rain",),
+    "breeze": ("wind",),
 }
 SNR_RANGE_DB = (0.0, 10.0)
+#: SNR range (dB) of each noisy domain
+NOISE_SNR_DB: dict[str, tuple[float, float]] = {
+    "rain": SNR_RANGE_DB,
+    "wind": SNR_RANGE_DB,
+    "laugh": SNR_RANGE_DB,
+    "drizzle": (25.0, 35.0),
+    "breeze": (12.0, 20.0),
+}
 RT60_RANGE_S = (0.3, 0.7)
+FARFIELD_DISTANCE_M = (1.0, 4.0)
+# The paper-regime strengths (drizzle, breeze above; room, mic here) were chosen on en_dev_* against
+# the mini recipe's source model, for a WER 1.3-2.5x its clean WER (docs/benchmarks.md).
+ROOM_RT60_RANGE_S = (0.1, 0.25)
+ROOM_DISTANCE_M = (0.4, 0.8)
+ROOM_FLOOR_SNR_DB = (45.0, 55.0)
+#: ``room`` is a small room (the shoebox's length, width, height ranges in m): short RT60s need it
+ROOM_DIMS_M = ((3.0, 5.0), (2.5, 4.0), (2.4, 3.0))
+MIC_LOWPASS_HZ = (6000.0, 7500.0)
+MIC_PEAK_DB = (2.0, 5.0)
 
 #: one-line descriptions recorded in corpus.json
 DESCRIPTIONS: dict[str, str] = {
@@ -52,6 +79,13 @@ DESCRIPTIONS: dict[str, str] = {
     "wind": f"real wind recordings, SNR {SNR_RANGE_DB[0]:g}-{SNR_RANGE_DB[1]:g} dB",
     "laugh": "real laughter and crowd recordings, speed 0.85-1.15, "
     f"SNR {SNR_RANGE_DB[0]:g}-{SNR_RANGE_DB[1]:g} dB",
+    "mic": f"HP 100-200 Hz, +{MIC_PEAK_DB[0]:g}..{MIC_PEAK_DB[1]:g} dB peak at 2.5-4 kHz, "
+    f"LP {MIC_LOWPASS_HZ[0]:g}-{MIC_LOWPASS_HZ[1]:g} Hz, hiss 35-45 dB SNR",
+    "room": f"pyroomacoustics small-room RIR, RT60 {ROOM_RT60_RANGE_S[0]:g}-{ROOM_RT60_RANGE_S[1]:g} s, "
+    f"{ROOM_DISTANCE_M[0]:g}-{ROOM_DISTANCE_M[1]:g} m, level kept, "
+    f"noise floor {ROOM_FLOOR_SNR_DB[0]:g}-{ROOM_FLOOR_SNR_DB[1]:g} dB SNR",
+    "drizzle": f"real rain recordings, SNR {NOISE_SNR_DB['drizzle'][0]:g}-{NOISE_SNR_DB['drizzle'][1]:g} dB",
+    "breeze": f"real wind recordings, SNR {NOISE_SNR_DB['breeze'][0]:g}-{NOISE_SNR_DB['breeze'][1]:g} dB",
 }
 
 
@@ -109,36 +143,78 @@ def laptop(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return y
 
 
-def make_rir_pool(n: int, rng: np.random.Generator) -> list[np.ndarray]:
-    """``n`` shoebox room impulse responses (image method), each peak-normalised to 1."""
+def mic(
+    x: np.ndarray,
+    rng: np.random.Generator,
+    lowpass_hz: tuple[float, float] = MIC_LOWPASS_HZ,
+    peak_db: tuple[float, float] = MIC_PEAK_DB,
+) -> np.ndarray:
+    """A decent cheap microphone: ``laptop``'s colouring, milder, without its clipping and hum.
+
+    Example:
+        >>> mic(np.zeros(1600, np.float32), np.random.default_rng(0)).shape
+        (1600,)
+    """
+    y = sosfilt(butter(2, rng.uniform(100, 200), btype="highpass", fs=SAMPLE_RATE, output="sos"), x)
+    y = lfilter(*_peaking(rng.uniform(2500, 4000), rng.uniform(*peak_db), 1.2), y)
+    cutoff = rng.uniform(*lowpass_hz)
+    y = sosfilt(butter(4, cutoff, btype="lowpass", fs=SAMPLE_RATE, output="sos"), y)
+    return y + rng.standard_normal(len(y)) * _rms(y) * 10 ** (-rng.uniform(35, 45) / 20)
+
+
+def make_rir_pool(
+    n: int,
+    rng: np.random.Generator,
+    rt60: tuple[float, float] = RT60_RANGE_S,
+    distance_m: tuple[float, float] = FARFIELD_DISTANCE_M,
+    dims_m: tuple[tuple[float, float], ...] = ((4, 9), (3, 7), (2.5, 3.5)),
+    talker_height: bool = True,
+) -> list[np.ndarray]:
+    """``n`` shoebox room impulse responses (image method), each peak-normalised to 1.
+
+    The defaults are ``farfield``'s rooms, whose talker's mouth is 1.2-1.9 m high whatever the drawn
+    distance; without ``talker_height`` the source stays at the drawn distance from the microphone
+    (``room``'s near talker: :func:`room_rir_pool`).
+    """
     import pyroomacoustics as pra
 
     pool = []
     for _ in range(n):
-        dims = np.array([rng.uniform(4, 9), rng.uniform(3, 7), rng.uniform(2.5, 3.5)])
-        rt60 = rng.uniform(*RT60_RANGE_S)
-        absorption, max_order = pra.inverse_sabine(rt60, dims)
+        dims = np.array([rng.uniform(*r) for r in dims_m])
+        rt60_s = rng.uniform(*rt60)
+        absorption, max_order = pra.inverse_sabine(rt60_s, dims)
         room = pra.ShoeBox(
             dims,
             fs=SAMPLE_RATE,
             materials=pra.Material(absorption),
             max_order=min(max_order, 20),
         )
-        mic = dims * rng.uniform(0.2, 0.8, size=3)
-        mic[2] = rng.uniform(0.7, 1.5)
-        for _ in range(100):  # a source 1-4 m away, inside the room
-            src = mic + _unit(rng) * rng.uniform(1.0, 4.0)
-            src[2] = rng.uniform(1.2, 1.9)
+        mic_pos = dims * rng.uniform(0.2, 0.8, size=3)
+        mic_pos[2] = rng.uniform(0.7, 1.5)
+        for _ in range(100):  # a source at the drawn distance, inside the room
+            src = mic_pos + _unit(rng) * rng.uniform(*distance_m)
+            if talker_height:
+                src[2] = rng.uniform(1.2, 1.9)
             if np.all(src > 0.3) and np.all(src < dims - 0.3):
                 break
         else:
             src = dims / 2
         room.add_source(src)
-        room.add_microphone(mic)
+        room.add_microphone(mic_pos)
         room.compute_rir()
         rir = np.asarray(room.rir[0][0], dtype=np.float64)
         pool.append(rir / np.max(np.abs(rir)))
     return pool
+
+
+def room_rir_pool(
+    n: int,
+    rng: np.random.Generator,
+    rt60: tuple[float, float] = ROOM_RT60_RANGE_S,
+    distance_m: tuple[float, float] = ROOM_DISTANCE_M,
+) -> list[np.ndarray]:
+    """``room``'s impulse responses: a near talker in a small, damped room."""
+    return make_rir_pool(n, rng, rt60, distance_m, ROOM_DIMS_M, talker_height=False)
 
 
 def farfield(x: np.ndarray, rir: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -152,10 +228,33 @@ def farfield(x: np.ndarray, rir: np.ndarray, rng: np.random.Generator) -> np.nda
     return y + rng.standard_normal(len(y)) * _rms(y) * 10 ** (-rng.uniform(30, 40) / 20)
 
 
-def add_noise(
-    x: np.ndarray, clips: list[np.ndarray], rng: np.random.Generator, vary_speed: bool
+def room(
+    x: np.ndarray,
+    rir: np.ndarray,
+    rng: np.random.Generator,
+    floor_snr_db: tuple[float, float] = ROOM_FLOOR_SNR_DB,
 ) -> np.ndarray:
-    """``x`` plus a random stretch of a random clip at an SNR drawn from :data:`SNR_RANGE_DB`.
+    """A near talker in a small room: ``x`` convolved with ``rir`` at ``x``'s level (the recorder's gain is
+    set for the talker), over a faint noise floor.
+
+    Example:
+        >>> y = room(np.ones(100), np.array([1.0, 0.5]), np.random.default_rng(0))
+        >>> y.shape, round(float(np.sqrt(np.mean(y**2))), 2)
+        ((100,), 1.0)
+    """
+    y = fftconvolve(x, rir)[: len(x)]
+    y = y * (_rms(x) / max(_rms(y), 1e-12))
+    return y + rng.standard_normal(len(y)) * _rms(y) * 10 ** (-rng.uniform(*floor_snr_db) / 20)
+
+
+def add_noise(
+    x: np.ndarray,
+    clips: list[np.ndarray],
+    rng: np.random.Generator,
+    vary_speed: bool,
+    snr_db: tuple[float, float] = SNR_RANGE_DB,
+) -> np.ndarray:
+    """``x`` plus a random stretch of a random clip at an SNR drawn uniformly from ``snr_db``.
 
     Example:
         >>> y = add_noise(np.ones(100), [np.ones(30)], np.random.default_rng(0), vary_speed=False)
@@ -169,8 +268,8 @@ def add_noise(
     start = int(rng.integers(len(noise)))
     reps = -(-(start + len(x)) // len(noise))
     segment = np.tile(noise, reps)[start : start + len(x)]
-    snr_db = rng.uniform(*SNR_RANGE_DB)
-    gain = _rms(x) / max(_rms(segment), 1e-8) * 10 ** (-snr_db / 20)
+    snr = rng.uniform(*snr_db)
+    gain = _rms(x) / max(_rms(segment), 1e-8) * 10 ** (-snr / 20)
     return x + gain * segment
 
 
@@ -178,20 +277,33 @@ def render(
     domain: str,
     x: np.ndarray,
     rng: np.random.Generator,
-    rirs: list[np.ndarray],
+    rirs: dict[str, list[np.ndarray]],
     noise: dict[str, list[np.ndarray]],
 ) -> np.ndarray:
-    """``x`` (16 kHz float) as heard in ``domain``; scaled down if it would clip on writing."""
+    """``x`` (16 kHz float) as heard in ``domain``; scaled down if it would clip on writing.
+
+    ``rirs`` holds the impulse responses of ``farfield`` and ``room``, ``noise`` the clips of each
+    noisy domain (those it renders).
+
+    Example:
+        >>> y = render("drizzle", np.ones(100), np.random.default_rng(0), {}, {"drizzle": [np.ones(30)]})
+        >>> y.shape, y.dtype
+        ((100,), dtype('float32'))
+    """
     if domain == "clean":
         y = x.astype(np.float64)
     elif domain == "phone":
         y = phone(x, rng)
     elif domain == "laptop":
         y = laptop(x, rng)
+    elif domain == "mic":
+        y = mic(x, rng)
     elif domain == "farfield":
-        y = farfield(x, rirs[int(rng.integers(len(rirs)))], rng)
+        y = farfield(x, rirs[domain][int(rng.integers(len(rirs[domain])))], rng)
+    elif domain == "room":
+        y = room(x, rirs[domain][int(rng.integers(len(rirs[domain])))], rng)
     elif domain in NOISE_SOURCES:
-        y = add_noise(x, noise[domain], rng, vary_speed=domain == "laugh")
+        y = add_noise(x, noise[domain], rng, vary_speed=domain == "laugh", snr_db=NOISE_SNR_DB[domain])
     else:
         raise ValueError(f"unknown domain {domain!r}; known: {', '.join(DOMAINS)}")
     peak = float(np.max(np.abs(y)))

@@ -157,7 +157,7 @@ def missing_voices(preset: Preset) -> tuple[frozenset[str], list[str]]:
 
 
 class _Renderer:
-    """Per-process state: the engine, the noise clips and the RIR pool (all derived from the seed)."""
+    """Per-process state: the engine, the noise clips and the RIR pools (all derived from the seed)."""
 
     def __init__(
         self,
@@ -173,7 +173,11 @@ class _Renderer:
         cats = tuple(sorted({c for d in noisy for c in dom.NOISE_SOURCES[d]}))
         bank = load_noise_bank(noise_dir, cats) if cats and noise_dir else {}
         self.noise = {d: [clip for c in dom.NOISE_SOURCES[d] for _, clip in bank[c]] for d in noisy}
-        self.rirs = dom.make_rir_pool(rir_pool, rng_for(seed, "rirs")) if "farfield" in domains else []
+        self.rirs: dict[str, list[np.ndarray]] = {}
+        if "farfield" in domains:
+            self.rirs["farfield"] = dom.make_rir_pool(rir_pool, rng_for(seed, "rirs"))
+        if "room" in domains:
+            self.rirs["room"] = dom.room_rir_pool(rir_pool, rng_for(seed, "rirs", "room"))
 
     def __call__(self, utt: Utterance) -> list[float]:
         """Render and write ``utt`` in each of its domains; the durations in seconds."""
