@@ -210,8 +210,7 @@ def _prepare(args: argparse.Namespace, work: Path, budget: int, tcfg) -> tuple[d
     cfg["data"] = {"cmvn": str(prep["dump"] / "cmvn.npz")}
     model = model_from_config(cfg, {"en": tok})
     method = build_method(None)
-    method.tokenizers = {"en": tok}
-    method.setup(model)
+    method.setup(model, {"en": tok})
     utts = load_dump(prep["dump"] / "train", "en", tok, tcfg.max_utt_frames)
     steps = _steps(utts, budget, args.warmup + args.steps)
     return {"model": model, "method": method, "lr": float(tcfg.lr), "utts": utts}, steps

@@ -9,6 +9,7 @@ halved over the two domains). Subclasses add a matching term in :meth:`match`.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import ClassVar
 
@@ -17,6 +18,7 @@ import torch
 from asr_transfer.adapt.base import Context, Method, Options, forward, supervised_terms
 from asr_transfer.data.dataset import Batch
 from asr_transfer.model.asr import HybridASR, ModelOutput
+from asr_transfer.text.tokenizer import Tokenizer
 
 
 @dataclass
@@ -44,6 +46,8 @@ class SelfTraining(Method):
     """
 
     name: ClassVar[str] = "self_training"
+    kind: ClassVar[str] = "uda"
+    find_unused_parameters: ClassVar[bool] = True
     # an epoch is one pass over the target-domain audio; source batches are cycled
     streams: ClassVar[tuple[str, ...]] = ("target", "source")
     OptionsClass: ClassVar[type] = DomainOptions
@@ -55,7 +59,7 @@ class SelfTraining(Method):
     def target_labels(self) -> bool:
         return bool(self.opts.self_training)
 
-    def setup(self, model: HybridASR) -> None:
+    def setup(self, model: HybridASR, tokenizers: Mapping[str, Tokenizer] | None = None) -> None:
         ctc = model.ctc_weight
         share = 2 if self.opts.self_training else 1
         pairs = {"ctc": ctc, "att": 1 - ctc, "ctc_target": ctc, "att_target": 1 - ctc}
@@ -64,7 +68,7 @@ class SelfTraining(Method):
                 self.weights[term] = value / share
         if not self.opts.self_training:
             del self.weights["ctc_target"], self.weights["att_target"]
-        super().setup(model)
+        super().setup(model, tokenizers)
         bad = [k for k in self.opts.layers if k != -1 and not 1 <= k <= len(model.enc_slots)]
         if bad:
             raise ValueError(
@@ -108,6 +112,8 @@ class SourceOnly(Method):
     """
 
     name: ClassVar[str] = "source_only"
+    kind: ClassVar[str] = "uda"
+    find_unused_parameters: ClassVar[bool] = True
 
 
 def masked_mean(x: torch.Tensor, lens: torch.Tensor) -> torch.Tensor:
