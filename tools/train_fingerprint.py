@@ -56,30 +56,94 @@ def main(argv: list[str] | None = None) -> None:
     runs: dict[str, Path] = {}
     for lang in ("en", "de"):
         exp = runs[f"supervised_{lang}"] = work / f"source_{lang}"
-        cli("train", *common, "--exp", exp, "--train.epochs", "2",
-            "--data.train", f"[{{dump: {work}/dump/{lang}_train_clean, lang: {lang}}}]",
-            "--data.dev", f"[{{dump: {work}/dump/{lang}_dev_clean, lang: {lang}}}]",
-            "--data.tokenizers", f"{{{lang}: {work}/tok_{lang}}}", "--data.cmvn", work / f"cmvn_{lang}.npz")
+        cli(
+            "train",
+            *common,
+            "--exp",
+            exp,
+            "--train.epochs",
+            "2",
+            "--data.train",
+            f"[{{dump: {work}/dump/{lang}_train_clean, lang: {lang}}}]",
+            "--data.dev",
+            f"[{{dump: {work}/dump/{lang}_dev_clean, lang: {lang}}}]",
+            "--data.tokenizers",
+            f"{{{lang}: {work}/tok_{lang}}}",
+            "--data.cmvn",
+            work / f"cmvn_{lang}.npz",
+        )
     source = runs["supervised_en"]
     for split in ("train", "dev"):
-        cli("pseudo-label", "--exp", source, "--data", data / f"en_{split}_phone",
-            "--out", work / "pseudo" / f"en_{split}_phone", "--keep", "1.0", "--mode", "ctc_greedy")
+        cli(
+            "pseudo-label",
+            "--exp",
+            source,
+            "--data",
+            data / f"en_{split}_phone",
+            "--out",
+            work / "pseudo" / f"en_{split}_phone",
+            "--keep",
+            "1.0",
+            "--mode",
+            "ctc_greedy",
+        )
     cli("features", *(work / "pseudo" / f"en_{s}_phone" for s in ("train", "dev")), "--out", work / "pdump")
     exp = runs["cmatch"] = work / "cmatch"
-    cli("train", *common, "--exp", exp, "--config", REPO / "conf/train/adapt.yaml",
-        "--config", REPO / "conf/adapt/cmatch_ctc_align.yaml", "--adapt.min_frames", "1",
-        "--train.init", source / "model.pt", "--train.epochs", "2", *SMALL,
-        "--data.train", f"[{{dump: {work}/dump/en_train_clean, lang: en}}]",
-        "--data.dev", f"[{{dump: {work}/dump/en_dev_clean, lang: en}}]",
-        "--data.target", f"[{{dump: {work}/pdump/en_train_phone, lang: en}}]",
-        "--data.target_dev", f"[{{dump: {work}/pdump/en_dev_phone, lang: en}}]",
-        "--data.tokenizers", f"{{en: {work}/tok_en}}", "--data.cmvn", work / "cmvn_en.npz")
+    cli(
+        "train",
+        *common,
+        "--exp",
+        exp,
+        "--config",
+        REPO / "conf/train/adapt.yaml",
+        "--config",
+        REPO / "conf/adapt/cmatch_ctc_align.yaml",
+        "--adapt.min_frames",
+        "1",
+        "--train.init",
+        source / "model.pt",
+        "--train.epochs",
+        "2",
+        *SMALL,
+        "--data.train",
+        f"[{{dump: {work}/dump/en_train_clean, lang: en}}]",
+        "--data.dev",
+        f"[{{dump: {work}/dump/en_dev_clean, lang: en}}]",
+        "--data.target",
+        f"[{{dump: {work}/pdump/en_train_phone, lang: en}}]",
+        "--data.target_dev",
+        f"[{{dump: {work}/pdump/en_dev_phone, lang: en}}]",
+        "--data.tokenizers",
+        f"{{en: {work}/tok_en}}",
+        "--data.cmvn",
+        work / "cmvn_en.npz",
+    )
     base = runs["supervised_de"]
     for method in ("head", "adapter"):
         exp = runs[f"add_language_{method}"] = work / f"ro_{method}"
-        cli("add-language", "--base", base, "--lang", "ro", "--train", data / "ro_train_clean",
-            "--dev", data / "ro_dev_clean", "--method", method, "--exp", exp, "--train.epochs", "2",
-            "--train.lr", "0.01", "--adapt.bottleneck", "8", "--tokenizer.kind", "char")
+        cli(
+            "add-language",
+            "--base",
+            base,
+            "--lang",
+            "ro",
+            "--train",
+            data / "ro_train_clean",
+            "--dev",
+            data / "ro_dev_clean",
+            "--method",
+            method,
+            "--exp",
+            exp,
+            "--train.epochs",
+            "2",
+            "--train.lr",
+            "0.01",
+            "--adapt.bottleneck",
+            "8",
+            "--tokenizer.kind",
+            "char",
+        )
     for name, exp in runs.items():
         print(name, model_hash(exp / "model.pt"))
     sys.stdout.flush()
