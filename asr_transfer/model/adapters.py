@@ -26,6 +26,7 @@ from pathlib import Path
 import torch
 
 from asr_transfer.model.slots import Adapter, Fusion
+from asr_transfer.util.atomic import save_torch
 
 FORMAT = "asr-transfer-adapter/1"
 
@@ -116,9 +117,7 @@ def body_fingerprint(state: dict[str, torch.Tensor]) -> str:
 
 def save_adapter_file(payload: dict, path: str | Path) -> Path:
     """Write an adapter file atomically (temporary name, then rename)."""
-    from asr_transfer.train.checkpoint import save_atomic
-
-    save_atomic({"format": FORMAT, **payload}, path)
+    save_torch({"format": FORMAT, **payload}, path)
     return Path(path)
 
 
