@@ -23,7 +23,6 @@ with the same batch order, RNG state and optimiser state.
 
 from __future__ import annotations
 
-import copy
 import logging
 import math
 import random
@@ -204,9 +203,9 @@ class TrainState:
     best: list[tuple[float, int]] = field(default_factory=list)
 
     @classmethod
-    def from_saved(cls, saved: dict | TrainState) -> TrainState:
-        """The state from a checkpoint's ``state`` entry."""
-        return copy.deepcopy(saved) if isinstance(saved, TrainState) else cls(**saved)
+    def from_saved(cls, saved: dict) -> TrainState:
+        """The state from a checkpoint's ``state`` entry (a dict, in old checkpoints too)."""
+        return cls(**saved)
 
     def to_saved(self) -> dict:
         """A plain dict (checkpoints load without this class)."""
