@@ -1,4 +1,4 @@
-"""The ``asr-transfer`` command: thin subcommands, each backed by one module.
+"""The ``asr-transfer`` command: thin subcommands, each backed by ``asr_transfer/commands/<name>.py``.
 
 Every subcommand module defines ``add_arguments(parser)`` and ``run(args) -> int``;
 modules are imported only when their subcommand runs, so ``asr-transfer score``
@@ -11,29 +11,26 @@ import argparse
 import importlib
 import sys
 
-#: subcommand -> (module, one-line help)
+#: subcommand -> (module in :mod:`asr_transfer.commands`, one-line help)
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
-    "synth": ("asr_transfer.synth.cli", "generate the offline benchmark corpus"),
-    "validate-data": ("asr_transfer.data.validate", "check Kaldi data dirs"),
-    "features": ("asr_transfer.data.features_cli", "dump fbank features and CMVN stats"),
-    "tokenizer": ("asr_transfer.text.tokenizer_cli", "train a char or SentencePiece tokenizer"),
-    "train": ("asr_transfer.train.cli", "train (or adapt) a model"),
-    "add-language": (
-        "asr_transfer.adapt.add_language",
-        "a new language from a base model: head|full|adapter",
-    ),
+    "synth": ("synth", "generate the offline benchmark corpus"),
+    "validate-data": ("validate_data", "check Kaldi data dirs"),
+    "features": ("features", "dump fbank features and CMVN stats"),
+    "tokenizer": ("tokenizer", "train a char or SentencePiece tokenizer"),
+    "train": ("train", "train (or adapt) a model"),
+    "add-language": ("add_language", "a new language from a base model: head|full|adapter"),
     "convert-adapter": (
-        "asr_transfer.model.convert_adapter_cli",
+        "convert_adapter",
         "rewrite an old (pickled) adapter file you trust in the current format",
     ),
-    "decode": ("asr_transfer.decode.cli", "decode data dirs to Kaldi text and trn"),
-    "transcribe": ("asr_transfer.decode.transcribe_cli", "transcribe wav files"),
-    "pseudo-label": ("asr_transfer.decode.pseudo_label", "pseudo-label target audio, keep the confident"),
-    "choose-decoding": ("asr_transfer.decode.choice", "choose an experiment's decoding on dev data"),
-    "average": ("asr_transfer.train.average_cli", "average the best checkpoints"),
-    "score": ("asr_transfer.score.cli", "WER/CER/SER with S/D/I and bootstrap intervals"),
-    "report": ("asr_transfer.score.report_cli", "Markdown + HTML comparison report"),
-    "crossling-report": ("asr_transfer.score.crossling_cli", "cross-lingual table: targets x methods"),
+    "decode": ("decode", "decode data dirs to Kaldi text and trn"),
+    "transcribe": ("transcribe", "transcribe wav files"),
+    "pseudo-label": ("pseudo_label", "pseudo-label target audio, keep the confident"),
+    "choose-decoding": ("choose_decoding", "choose an experiment's decoding on dev data"),
+    "average": ("average", "average the best checkpoints"),
+    "score": ("score", "WER/CER/SER with S/D/I and bootstrap intervals"),
+    "report": ("report", "Markdown + HTML comparison report"),
+    "crossling-report": ("crossling_report", "cross-lingual table: targets x methods"),
 }
 
 
@@ -58,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
         build_parser().parse_args(argv or ["--help"])
         return 2
     name, rest = argv[0], argv[1:]
-    module = importlib.import_module(SUBCOMMANDS[name][0])
+    module = importlib.import_module(f"asr_transfer.commands.{SUBCOMMANDS[name][0]}")
     parser = argparse.ArgumentParser(prog=f"asr-transfer {name}", description=SUBCOMMANDS[name][1])
     module.add_arguments(parser)
     # config-driven commands take ESPnet-style overrides (--train.lr 1e-3) after their own options

@@ -18,6 +18,8 @@ from typing import Any
 
 import yaml
 
+from asr_transfer.util.atomic import write_text
+
 
 class _Loader(yaml.SafeLoader):
     """YAML 1.1 reads ``1e-3`` as a string (it wants ``1.0e-3``); users mean a float."""
@@ -156,9 +158,5 @@ def _load_yaml(path: Path) -> dict:
 def save_config(cfg: dict, path: str | os.PathLike) -> str:
     """Write the resolved config atomically; return its short hash (for reports)."""
     text = yaml.safe_dump(cfg, sort_keys=True, allow_unicode=True)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    write_text(path, text)
     return hashlib.sha256(text.encode()).hexdigest()[:12]

@@ -120,8 +120,7 @@ def main() -> int:
         model.load_state_dict(init)
         model.cmvn.mean, model.cmvn.istd = mean, istd
         method = build_method(adapt)
-        method.tokenizers = {"en": tok}
-        method.setup(model)
+        method.setup(model, {"en": tok})
         model.to(device).train()
         method.to(device).train()
         params = [p for p in [*model.parameters(), *method.parameters()] if p.requires_grad]

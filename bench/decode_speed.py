@@ -42,6 +42,8 @@ import numpy as np
 import torch
 import yaml
 
+from asr_transfer.util.atomic import write_text
+
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "bench"))
 MODEL_CONFIGS = {"tiny": REPO / "conf/model/tiny.yaml", "ref": REPO / "conf/model/transformer_ref.yaml"}
@@ -275,10 +277,7 @@ def _write_json(
             for r in rows
         ],
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(out, indent=2) + "\n")
-    tmp.replace(path)
+    write_text(path, json.dumps(out, indent=2) + "\n")
 
 
 if __name__ == "__main__":

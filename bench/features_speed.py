@@ -37,8 +37,8 @@ import torch
 import torchaudio.compliance.kaldi as kaldi
 
 from asr_transfer.data.audio import SAMPLE_RATE, load_audio, write_audio
+from asr_transfer.data.dump import dump_features
 from asr_transfer.data.features import CMVNStats, fbank, speed_perturb
-from asr_transfer.data.features_cli import dump_features
 from asr_transfer.data.kaldi import write_data_dir
 
 SPEEDS = (1.0, 0.9, 1.1)
@@ -64,7 +64,7 @@ _DUMP = """
 import sys, time
 sys.path.insert(0, {root!r})
 from asr_transfer.data.features import CMVNStats
-from asr_transfer.data.features_cli import dump_features
+from asr_transfer.data.dump import dump_features
 import scipy.signal  # imported before the clock starts in both versions
 start = time.perf_counter()
 dump_features({data!r}, {out!r}, (1.0, 0.9, 1.1), CMVNStats(){extra})

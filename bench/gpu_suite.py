@@ -19,9 +19,10 @@ The benchmarks are the project's own scripts, called with the flags their ``--he
 budget), ``bench/train_profile.py`` (our old vs new training-step path at the first budget: each
 path's data, forward, backward and optimiser seconds per step and their shares) and
 ``bench/decode_speed.py`` (ours batched beam and CTC greedy vs ESPnet ``Speech2Text``).
-Their figures are read from the tables they print (and kept as they are from ``--json`` when the
-script has it). ``GPU_SUITE_FAIL=part[,part]`` replaces those parts' commands by one that fails, to
-check that a failure is logged and the rest still runs.
+Their figures are read from the JSON each writes with ``--json`` (kept whole in the part's
+``script_json``; a script without ``--json`` fails its part). ``GPU_SUITE_FAIL=part[,part]``
+replaces those parts' commands by one that fails, to check that a failure is logged and the rest
+still runs.
 
 The driver imports only the standard library, so it reports even when torch or ESPnet are broken.
 """
@@ -177,88 +178,54 @@ def script_flags(script: Path) -> set[str]:
 
 
 # ---------------------------------------------------------------------------------------- parsing
-_TRAIN_ROW = re.compile(
-    r"^(?P<system>\S+)\s+(?P<params>[\d,]+)\s+(?P<utts_per_step>[\d.]+)\s+(?P<audio_s_per_step>[\d.]+)\s+"
-    r"(?P<s_per_step>[\d.]+)\s+(?P<audio_s_per_s>[\d.]+)\s+(?P<ours_over_this>[\d.]+)$"
-)
-_DECODE_ROW = re.compile(  # the CPU-seconds columns are optional (older decode_speed.py has none)
-    r"^(?P<system>\S.*?)\s+(?P<seconds>[\d.]+)\s+(?P<rtf>[\d.]+)\s+(?P<x_espnet>[\d.]+)\s+"
-    r"(?:(?P<cpu_seconds>[\d.]+)\s+(?P<x_espnet_cpu>[\d.]+)\s+)?(?P<same_as_espnet>\d+)/(?P<utts>\d+)$"
-)
+def train_systems(report: dict) -> dict[str, dict[str, float]]:
+    """Systems of ``bench/train_throughput.py --json``: every figure of its table, per system.
 
-
-def parse_train_table(text: str) -> dict[str, dict[str, float]]:
-    """Systems of ``bench/train_throughput.py``'s printed table.
-
-    >>> t = '''system  params utts/step audio s/step s/step audio s/s ours/this
-    ... ours      27,123,456  101.0  364.2  0.180  2020.0  1.00'''
-    >>> parse_train_table(t)["ours"]["audio_s_per_s"], parse_train_table(t)["ours"]["params"]
+    >>> r = {"systems": {"ours": {"params": 27123456, "utts_per_step": 101.0, "audio_s_per_step": 364.2,
+    ...      "s_per_step": 0.18, "audio_s_per_s": 2020.0, "ours_over_this": 1.0}}}
+    >>> train_systems(r)["ours"]["audio_s_per_s"], train_systems(r)["ours"]["params"]
     (2020.0, 27123456.0)
     """
-    rows = {}
-    for line in text.splitlines()[_header_index(text, "utts/step") + 1 :]:
-        if m := _TRAIN_ROW.match(line.strip()):
-            rows[m["system"]] = {
-                k: float(v.replace(",", "")) for k, v in m.groupdict().items() if k != "system"
-            }
-    return rows
+    return {name: {k: float(v) for k, v in row.items()} for name, row in report["systems"].items()}
 
 
-def parse_decode_table(text: str) -> dict[str, dict[str, float]]:
-    """Systems of ``bench/decode_speed.py``'s printed table.
+def decode_systems(report: dict) -> dict[str, dict[str, float]]:
+    """Systems of ``bench/decode_speed.py --json``, by name, with the utterance count of the run.
 
-    >>> t = '''system  seconds  RTF  x ESPnet  CPU s  x ESPnet CPU  same hyps as ESPnet
-    ... ours beam (batch 16)   0.50   0.0113   30.0   0.95   28.1   18/20'''
-    >>> row = parse_decode_table(t)["ours beam (batch 16)"]
-    >>> row["seconds"], row["cpu_seconds"], row["same_as_espnet"]
-    (0.5, 0.95, 18.0)
-    >>> parse_decode_table(t.replace("0.95   28.1   ", ""))["ours beam (batch 16)"]["x_espnet"]
-    30.0
+    >>> r = {"utts": 20, "systems": [{"name": "ours beam (batch 16)", "seconds": 0.5, "rtf": 0.0113,
+    ...      "x_espnet": 30.0, "cpu_seconds": 0.95, "x_espnet_cpu": 28.1, "same_hyps_as_espnet": 18}]}
+    >>> row = decode_systems(r)["ours beam (batch 16)"]
+    >>> row["seconds"], row["cpu_seconds"], row["same_as_espnet"], row["utts"]
+    (0.5, 0.95, 18.0, 20.0)
     """
-    rows = {}
-    for line in text.splitlines()[_header_index(text, "x ESPnet") + 1 :]:
-        if m := _DECODE_ROW.match(line.strip()):
-            rows[m["system"]] = {
-                k: float(v) for k, v in m.groupdict().items() if k != "system" and v is not None
-            }
-    return rows
+    rename = {"same_hyps_as_espnet": "same_as_espnet"}
+    return {
+        row["name"]: {rename.get(k, k): float(v) for k, v in row.items() if k != "name"}
+        | {"utts": float(report["utts"])}
+        for row in report["systems"]
+    }
 
 
-_PROFILE_ROW = re.compile(
-    r"^(?P<path>old|new) path\s+"
-    + "".join(rf"(?P<{p}>[\d.]+) \(\s*\d+%\)\s*" for p in PHASES)
-    + r"(?P<s_per_step>[\d.]+)\s+(?P<audio_s_per_s>[\d.]+)$"
-)
-_PROFILE_RATIO = re.compile(r"^old/new(?:\s+[\d.]+){5}\s+(?P<new_over_old>[\d.]+)$")
-
-
-def parse_profile_table(text: str) -> tuple[dict[str, dict[str, float]], float | None]:
-    """Paths (``old``, ``new``) of ``bench/train_profile.py``'s printed table, and new / old throughput.
+def profile_paths(report: dict) -> tuple[dict[str, dict[str, float]], float | None]:
+    """Paths (``old``, ``new``) of ``bench/train_profile.py --json``, and new / old throughput.
 
     Per path: each phase's median seconds per step and its share of the phases' sum, s/step, audio s/s.
 
-    >>> t = '''path  data  forward  backward  optim  s/step  audio s/s
-    ... old path  0.0200 (  2%)  0.4000 ( 40%)  0.5000 ( 50%)  0.0800 (  8%)   1.0000       38.0
-    ... new path  0.0000 (  0%)  0.4000 ( 44%)  0.4500 ( 50%)  0.0500 (  6%)   0.9000       42.2
-    ... old/new      9.99      1.00      1.11      1.60     1.11       1.11'''
-    >>> paths, speedup = parse_profile_table(t)
+    >>> old = {"data": 0.02, "forward": 0.4, "backward": 0.5, "optim": 0.08, "step": 1, "audio_s_per_s": 38}
+    >>> new = {"data": 0, "forward": 0.4, "backward": 0.45, "optim": .05, "step": 0.9, "audio_s_per_s": 42.2}
+    >>> r = {"speedup_new_over_old": 1.11, "paths": {"old": old, "new": new}}
+    >>> paths, speedup = profile_paths(r)
     >>> paths["old"]["backward"], paths["old"]["backward_share"], paths["new"]["audio_s_per_s"], speedup
     (0.5, 0.5, 42.2, 1.11)
     """
     paths = {}
-    for line in text.splitlines():
-        if m := _PROFILE_ROW.match(line.strip()):
-            row = {k: float(v) for k, v in m.groupdict().items() if k != "path"}
-            total = sum(row[p] for p in PHASES)
-            paths[m["path"]] = row | {f"{p}_share": row[p] / total if total else 0.0 for p in PHASES}
-    ratios = [m for line in text.splitlines() if (m := _PROFILE_RATIO.match(line.strip()))]
-    return paths, float(ratios[-1]["new_over_old"]) if ratios else None
-
-
-def _header_index(text: str, marker: str) -> int:
-    lines = text.splitlines()
-    hits = [i for i, line in enumerate(lines) if line.startswith("system") and marker in line]
-    return hits[-1] if hits else len(lines)
+    for name, med in report["paths"].items():
+        row = {p: float(med[p]) for p in PHASES}
+        row |= {"s_per_step": float(med["step"]), "audio_s_per_s": float(med["audio_s_per_s"])}
+        total = sum(row[p] for p in PHASES)
+        paths[name] = row | {f"{p}_share": row[p] / total if total else 0.0 for p in PHASES}
+    speedup = report.get("speedup_new_over_old")
+    return paths, float(speedup) if speedup is not None else None
 
 
 def parse_junit(path: Path) -> dict[str, int]:
@@ -454,13 +421,13 @@ class Suite:
             return _not_run("skipped", f"{script.name} has no {FLAG_BUDGET}: one budget only (its default)")
         if FLAG_WORKERS in flags and z.loader_workers is not None:
             cmd += [FLAG_WORKERS, str(z.loader_workers)]
-        problem = self._device_flag(cmd, flags, script)
+        problem = self._device_flag(cmd, flags, script) or self._json_flag(cmd, flags, script, name)
         if problem:
             return _not_run("failed", problem)
-        raw = self._json_flag(cmd, flags, name)
         part, outcome = self.command(name, cmd, limit)
-        systems = parse_train_table(outcome.output)
-        return self._finish(part, outcome, systems, raw, notes, budget_frames=budget, espnet_amp=amp)
+        report = self._script_json(name)
+        systems = train_systems(report) if report else {}
+        return self._finish(part, outcome, systems, report, notes, budget_frames=budget, espnet_amp=amp)
 
     def part_profile(self, name: str, limit: float) -> dict:
         """Old vs new step path at the first budget, in the training parts' folder (their dump is reused)."""
@@ -474,13 +441,13 @@ class Suite:
         cmd += ["--work", str(self.scratch / "train"), FLAG_BUDGET, str(budget)]
         if z.loader_workers is not None:
             cmd += [FLAG_WORKERS, str(z.loader_workers)]
-        problem = self._device_flag(cmd, flags, script)
+        problem = self._device_flag(cmd, flags, script) or self._json_flag(cmd, flags, script, name)
         if problem:
             return _not_run("failed", problem)
-        raw = self._json_flag(cmd, flags, name)
         part, outcome = self.command(name, cmd, limit)
-        paths, speedup = parse_profile_table(outcome.output)
-        return self._finish(part, outcome, paths, raw, [], **fig, new_over_old=speedup)
+        report = self._script_json(name)
+        paths, speedup = profile_paths(report) if report else ({}, None)
+        return self._finish(part, outcome, paths, report, [], **fig, new_over_old=speedup)
 
     def part_decode(self, name: str, limit: float) -> dict:
         script = REPO / "bench" / "decode_speed.py"
@@ -495,15 +462,14 @@ class Suite:
             cmd += [FLAG_SYSTEMS, s.decode_systems]
         if FLAG_BATCH in flags:
             cmd += [FLAG_BATCH, str(s.decode_batch)]
-        problem = self._device_flag(cmd, flags, script)
+        problem = self._device_flag(cmd, flags, script) or self._json_flag(cmd, flags, script, name)
         if problem:
             return _not_run("failed", problem)
-        raw = self._json_flag(cmd, flags, name)
         part, outcome = self.command(name, cmd, limit)
-        systems = parse_decode_table(outcome.output)
-        head = re.search(r"decode speed(?: \(\w+\))?: (\d+) utterances, ([\d.]+) s of audio", outcome.output)
-        extra = {"utts": int(head[1]), "audio_s": float(head[2])} if head else {}
-        return self._finish(part, outcome, systems, raw, [], model=s.model, beam=s.beam, **extra)
+        report = self._script_json(name)
+        systems = decode_systems(report) if report else {}
+        extra = {"utts": report["utts"], "audio_s": report["audio_seconds"]} if report else {}
+        return self._finish(part, outcome, systems, report, [], model=s.model, beam=s.beam, **extra)
 
     # ------------------------------------------------------------------------------------ helpers
     def _device_flag(self, cmd: list[str], flags: set[str], script: Path) -> str | None:
@@ -514,27 +480,33 @@ class Suite:
             return f"{script.name} has no {FLAG_DEVICE}: it would measure the CPU"
         return None
 
-    def _json_flag(self, cmd: list[str], flags: set[str], name: str) -> Path | None:
+    def _json_flag(self, cmd: list[str], flags: set[str], script: Path, name: str) -> str | None:
+        """Add ``--json`` (the figures are read from it); the reason not to run when the script has none."""
         if FLAG_JSON not in flags:
-            return None
+            return f"{script.name} has no {FLAG_JSON}: its figures cannot be read"
         raw = self.scratch / f"{name}.json"
         raw.unlink(missing_ok=True)
         cmd += [FLAG_JSON, str(raw)]
-        return raw
+        return None
+
+    def _script_json(self, name: str) -> dict | None:
+        """What the part's script wrote with ``--json`` (``None``: nothing, e.g. it failed first)."""
+        raw = self.scratch / f"{name}.json"
+        return json.loads(raw.read_text()) if raw.exists() else None
 
     def _finish(
-        self, part: dict, outcome: Outcome, systems: dict, raw: Path | None, notes: list, **fig
+        self, part: dict, outcome: Outcome, systems: dict, report: dict | None, notes: list, **fig
     ) -> dict:
         figures: dict = dict(fig)
         figures["systems"] = systems
-        if raw is not None and raw.exists():
-            figures["script_json"] = json.loads(raw.read_text())
+        if report is not None:
+            figures["script_json"] = report
         part["figures"] = figures
         if notes:
             part["note"] = "; ".join(notes)
-        if outcome.status == "ok" and not systems and "script_json" not in figures:
+        if outcome.status == "ok" and not systems:
             part.update(
-                status="failed", error="finished, but printed no table of figures: " + _tail(outcome.output)
+                status="failed", error="finished, but wrote no --json figures: " + _tail(outcome.output)
             )
         return part
 

@@ -158,6 +158,7 @@ def main() -> int:
     torch.set_num_threads(args.threads)
     from asr_transfer.config import load_config
     from asr_transfer.train.options import TrainOptions
+    from asr_transfer.util.atomic import write_text
 
     tcfg = TrainOptions.from_config(load_config([args.train_config or TRAIN_CONFIGS[args.device]])["train"])
     args.num_workers = tcfg.num_workers if args.num_workers is None else args.num_workers
@@ -172,7 +173,7 @@ def main() -> int:
             _print_data_cost(data)
             if args.json:
                 report = {"bench": "train_profile", "device": args.device, "data_cost": data}
-                args.json.write_text(json.dumps(report, indent=2) + "\n")
+                write_text(args.json, json.dumps(report, indent=2) + "\n")
             return 0
         paths = {name: run_path(name, args, setup, steps, phases=True) for name in ("old", "new")}
         results: dict[str, dict] = {name: {"rows": []} for name in paths}
@@ -189,7 +190,7 @@ def main() -> int:
         _print_data_cost(data)
         report["data_cost"] = data
     if args.json:
-        args.json.write_text(json.dumps(report, indent=2) + "\n")
+        write_text(args.json, json.dumps(report, indent=2) + "\n")
     return 0
 
 
@@ -210,8 +211,7 @@ def _prepare(args: argparse.Namespace, work: Path, budget: int, tcfg) -> tuple[d
     cfg["data"] = {"cmvn": str(prep["dump"] / "cmvn.npz")}
     model = model_from_config(cfg, {"en": tok})
     method = build_method(None)
-    method.tokenizers = {"en": tok}
-    method.setup(model)
+    method.setup(model, {"en": tok})
     utts = load_dump(prep["dump"] / "train", "en", tok, tcfg.max_utt_frames)
     steps = _steps(utts, budget, args.warmup + args.steps)
     return {"model": model, "method": method, "lr": float(tcfg.lr), "utts": utts}, steps

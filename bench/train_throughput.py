@@ -200,6 +200,7 @@ def main() -> int:
     if args.worker:
         return _worker(args, rest[1:] if rest[:1] == ["--"] else rest)
     from asr_transfer.config import load_config
+    from asr_transfer.util.atomic import write_text
 
     args.train_config = args.train_config or TRAIN_CONFIGS[args.device]
     train_cfg = load_config([args.train_config])["train"]
@@ -220,7 +221,7 @@ def main() -> int:
             results[name] = run_system(name, _espnet_cmd(args, prep, work, kind), args, work)
     report = _print_table(args, results)
     if args.json:
-        args.json.write_text(json.dumps(report, indent=2) + "\n")
+        write_text(args.json, json.dumps(report, indent=2) + "\n")
     return 0
 
 

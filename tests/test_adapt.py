@@ -123,8 +123,7 @@ def _method(name: str, **opts: object):
     tok = Tokenizer.train_char(["ab cd", "abc"], lang="en")
     model = build_model(TINY, {"en": tok.vocab_size}).eval()
     method = build_method({"method": name, "layers": [-1, 1], **opts})
-    method.tokenizers = {"en": tok}
-    method.setup(model)
+    method.setup(model, {"en": tok})
     return model, method.eval(), tok
 
 

@@ -81,8 +81,13 @@ def test_enable_disable_freeze_and_bad_specs() -> None:
     assert model.enabled_adapters() == []
     off = model(feats, lens, ys, "ro").loss
     assert not torch.equal(on, off)
-    model.freeze_adapter("ro")
-    assert not any(p.requires_grad for p in model.adapter_parameters("ro"))
+    model.freeze()
+    assert not any(p.requires_grad for p in model.parameters())
+    model.unfreeze_adapters(["ro"])
+    trainable = {k for k, p in model.named_parameters() if p.requires_grad}
+    assert trainable == {k for k, _ in model.named_adapter_parameters("ro")} and trainable
+    with pytest.raises(KeyError, match="no adapter 'cs'"):
+        model.unfreeze_adapters(["cs"])
     model.add_adapter("ro", bottleneck=8)  # the same spec again: a no-op that enables it
     assert model.enabled_adapters() == ["ro"]
     with pytest.raises(ValueError, match="exists"):

@@ -42,7 +42,34 @@ METHODS: dict[str, type[Method]] = {
     )
 }
 
-__all__ = ["METHODS", "Context", "Method", "build_method"]
+#: what a method is for (:attr:`Method.kind`)
+KINDS = ("train", "uda", "source", "new_language")
+
+__all__ = ["KINDS", "METHODS", "Context", "Method", "build_method", "methods_of_kind", "needs_sources"]
+
+
+def methods_of_kind(kind: str) -> list[str]:
+    """The registered methods of one :data:`KINDS` entry, in registration order.
+
+    Example:
+        >>> methods_of_kind("new_language")
+        ['head', 'full', 'adapter', 'metaadapter', 'simadapter', 'simadapter+']
+        >>> methods_of_kind("source")
+        ['source_adapters', 'meta_train']
+    """
+    if kind not in KINDS:
+        raise ValueError(f"method kind {kind!r}: choose from {KINDS}")
+    return [name for name, cls in METHODS.items() if cls.kind == kind]
+
+
+def needs_sources(name: str) -> bool:
+    """Whether the method ``name`` builds on earlier experiments (``adapt.meta``, ``adapt.sources``).
+
+    Example:
+        >>> needs_sources("simadapter"), needs_sources("adapter")
+        (True, False)
+    """
+    return METHODS[name].needs_sources
 
 
 def build_method(cfg: dict | None) -> Method:

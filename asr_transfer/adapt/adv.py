@@ -13,6 +13,7 @@ does not prefer the epochs in which the discriminator wins.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -22,6 +23,7 @@ from asr_transfer.adapt.base import Context
 from asr_transfer.adapt.self_training import DomainOptions, SelfTraining, valid_frames
 from asr_transfer.data.dataset import Batch
 from asr_transfer.model.asr import HybridASR, ModelOutput
+from asr_transfer.text.tokenizer import Tokenizer
 
 
 class _Reverse(torch.autograd.Function):
@@ -98,8 +100,8 @@ class Adversarial(SelfTraining):
     OptionsClass: ClassVar[type] = AdvOptions
     default_weights: ClassVar[dict[str, float | None]] = {**SelfTraining.default_weights, "adv": 0.3}
 
-    def setup(self, model: HybridASR) -> None:
-        super().setup(model)
+    def setup(self, model: HybridASR, tokenizers: Mapping[str, Tokenizer] | None = None) -> None:
+        super().setup(model, tokenizers)
         d, h = model.d_model, self.opts.hidden
         self.discriminators = torch.nn.ModuleList(
             torch.nn.Sequential(

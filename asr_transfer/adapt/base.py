@@ -23,6 +23,7 @@ the saved config.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -30,8 +31,10 @@ import torch
 
 from asr_transfer.data.dataset import Batch
 from asr_transfer.model.asr import HybridASR, ModelOutput
-from asr_transfer.model.slots import set_trainable
 from asr_transfer.text.tokenizer import Tokenizer
+from asr_transfer.util.options import parse_options
+
+__all__ = ["Context", "Method", "Options", "forward", "parse_options", "supervised_terms", "unwrap"]
 
 
 @dataclass
@@ -69,48 +72,33 @@ class Options:
     ctc_share: float | None = None
 
 
-def parse_options(cls: type, cfg: dict[str, Any], where: str = "adapt") -> Any:
-    """Build the dataclass ``cls`` from ``cfg``; nested dataclass fields take dicts; unknown keys fail.
-
-    Example:
-        >>> parse_options(Options, {"method": "x", "weights": {"ctc": 1}}).weights
-        {'ctc': 1}
-        >>> parse_options(Options, {"methd": "x"})  # doctest: +ELLIPSIS
-        Traceback (most recent call last):
-        ...
-        ValueError: adapt.methd: unknown option; known: ctc_share, freeze, method, name, target, ...
-    """
-    known = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(cfg) - set(known))
-    if unknown:
-        raise ValueError(f"{where}.{unknown[0]}: unknown option; known: {', '.join(sorted(known))}")
-    kwargs = {}
-    for key, value in cfg.items():
-        default = (
-            known[key].default_factory if known[key].default_factory is not dataclasses.MISSING else None
-        )
-        sub = default() if default is not None else known[key].default
-        if dataclasses.is_dataclass(sub) and isinstance(value, dict):
-            value = parse_options(type(sub), value, f"{where}.{key}")
-        kwargs[key] = value
-    return cls(**kwargs)
-
-
 class Method(torch.nn.Module):
     """Supervised training (plain training or fine-tuning); the base every method extends.
 
-    Subclasses set :attr:`name`, :attr:`streams`, :attr:`default_weights`, and an
-    ``OptionsClass`` when they take options of their own.
+    Subclasses set :attr:`name`, :attr:`streams`, :attr:`default_weights`, an
+    ``OptionsClass`` when they take options of their own, and declare what the loop and the
+    commands need to know in the class attributes below (the loop never tests a method's name).
 
     Example:
         >>> m = Method({"weights": {"att": 0.5}})
         >>> m.streams, m.weight("att", Context()), m.resolved_config()["method"]
         (('source',), 0.5, 'supervised')
+        >>> m.kind, m.find_unused_parameters, m.averages_gradients_by_hand
+        ('train', False, False)
     """
 
     name: ClassVar[str] = "supervised"
     streams: ClassVar[tuple[str, ...]] = ("source",)
     OptionsClass: ClassVar[type] = Options
+    #: ``train`` (plain training), ``uda`` (domain adaptation), ``source`` (source-side runs of
+    #: the new-language methods) or ``new_language`` (``asr-transfer add-language`` methods)
+    kind: ClassVar[str] = "train"
+    #: whether the method needs earlier experiments' adapters (``adapt.meta``, ``adapt.sources``)
+    needs_sources: ClassVar[bool] = False
+    #: DDP must look for parameters without a gradient: only plain training uses every one
+    find_unused_parameters: ClassVar[bool] = False
+    #: whether it may run in several processes (``torchrun``); the loop refuses otherwise
+    supports_multiprocess: ClassVar[bool] = True
     #: term -> weight; ``None`` means "the model's CTC weight" (resolved in :meth:`setup`)
     default_weights: ClassVar[dict[str, float | None]] = {"ctc": None, "att": None}
 
@@ -123,7 +111,7 @@ class Method(torch.nn.Module):
         if unknown:
             raise ValueError(f"adapt.weights.{unknown[0]}: {self.name} has no such loss term")
         self.weights: dict[str, float | None] = {**self.default_weights, **self.opts.weights}
-        #: language -> tokenizer, set by the loop before :meth:`setup`
+        #: language -> tokenizer, as given to :meth:`setup`
         self.tokenizers: dict[str, Tokenizer] = {}
 
     @property
@@ -137,17 +125,30 @@ class Method(torch.nn.Module):
         (``data.target_unlabelled``) joins the ``target`` stream, in batches of its own."""
         return False
 
-    def setup(self, model: HybridASR) -> None:
-        """Add modules and choose the trainable parameters; resolve weights that depend on the model."""
+    @property
+    def averages_gradients_by_hand(self) -> bool:
+        """Whether several processes average gradients by hand rather than by DDP.
+
+        DDP expects one forward per backward and knows only the model's parameters: a method with
+        several streams or modules of its own cannot be wrapped.
+        """
+        return len(self.streams) > 1 or any(True for _ in self.parameters())
+
+    def setup(self, model: HybridASR, tokenizers: Mapping[str, Tokenizer] | None = None) -> None:
+        """Add modules and choose the trainable parameters; resolve weights that depend on the model.
+
+        ``tokenizers`` (language -> tokenizer) are the experiment's.
+        """
+        self.tokenizers = dict(tokenizers or {})
         ctc = model.ctc_weight if self.opts.ctc_share is None else self.opts.ctc_share
         for term, pair in (("ctc", ctc), ("att", 1 - ctc)):
             if term in self.weights and self.weights[term] is None:
                 self.weights[term] = pair
         if self.opts.train_only:
-            set_trainable(model, ["*"], False)
-            set_trainable(model, self.opts.train_only, True)
+            model.freeze()
+            model.unfreeze(self.opts.train_only)
         if self.opts.freeze:
-            set_trainable(model, self.opts.freeze, False)
+            model.freeze(self.opts.freeze)
 
     def weight(self, term: str, ctx: Context) -> float:
         """The weight of ``term`` at this point of training."""
@@ -169,6 +170,11 @@ class Method(torch.nn.Module):
 def supervised_terms(out: ModelOutput, suffix: str = "") -> dict[str, torch.Tensor]:
     """``{"ctc<suffix>": ..., "att<suffix>": ...}`` of a labelled forward pass."""
     return {f"ctc{suffix}": out.loss_ctc, f"att{suffix}": out.loss_att}
+
+
+def unwrap(model: torch.nn.Module) -> HybridASR:
+    """The :class:`HybridASR` inside a DDP wrapper (or ``model`` itself)."""
+    return getattr(model, "module", model)
 
 
 def forward(model: torch.nn.Module, batch: Batch, layers: tuple[int, ...] = ()) -> ModelOutput:

@@ -20,6 +20,7 @@ the batch is matched against that side's running (detached) mean, so rare units 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -30,6 +31,7 @@ from asr_transfer.adapt.base import Context
 from asr_transfer.adapt.self_training import DomainOptions, SelfTraining
 from asr_transfer.data.dataset import IGNORE_ID, Batch
 from asr_transfer.model.asr import HybridASR, ModelOutput
+from asr_transfer.text.tokenizer import Tokenizer
 
 STRATEGIES = ("frame_average", "ctc_align", "ctc_pred")
 
@@ -180,8 +182,8 @@ class CMatch(SelfTraining):
         # CTC-predicted frame labels need no transcript; alignment and uniform segmentation do
         return self.opts.labels == "ctc_pred"
 
-    def setup(self, model: HybridASR) -> None:
-        super().setup(model)
+    def setup(self, model: HybridASR, tokenizers: Mapping[str, Tokenizer] | None = None) -> None:
+        super().setup(model, tokenizers)
         if len(self.tokenizers) != 1:
             raise ValueError(f"cmatch: adapts one language, the tokenizers are {sorted(self.tokenizers)}")
         tok = next(iter(self.tokenizers.values()))

@@ -8,11 +8,13 @@ the loss is the base :class:`~asr_transfer.adapt.Method`'s CTC + attention loss.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 from asr_transfer.adapt.base import Method, Options
 from asr_transfer.model.asr import HybridASR
-from asr_transfer.model.slots import set_trainable
+from asr_transfer.text.tokenizer import Tokenizer
 
 
 @dataclass
@@ -45,11 +47,22 @@ def trainable_share(model: HybridASR) -> tuple[int, int]:
     return sum(p.numel() for p in params if p.requires_grad), sum(p.numel() for p in params)
 
 
-class _Transfer(Method):
-    OptionsClass = TransferOptions
+class TransferMethod(Method):
+    """The base of the new-language methods: ``adapt.lang`` names the target, whose head is new."""
 
-    def target(self, model: HybridASR) -> str:
-        super().setup(model)  # the loss weights (CTC weight of the model)
+    OptionsClass = TransferOptions
+    kind: ClassVar[str] = "new_language"
+    find_unused_parameters: ClassVar[bool] = True
+    #: ``add-language`` writes the small ``<lang>.adapter`` file (the body does not train)
+    writes_adapter_file: ClassVar[bool] = False
+    #: the method trains an adapter named by the target language (it goes into that file)
+    trains_target_adapter: ClassVar[bool] = False
+    #: ``add-language`` measures the dev set's mean fusion weights (SimAdapter)
+    measures_fusion: ClassVar[bool] = False
+
+    def set_up_target(self, model: HybridASR, tokenizers: Mapping[str, Tokenizer] | None) -> str:
+        """The base set-up (the loss weights) and the checked target language."""
+        super().setup(model, tokenizers)
         lang = self.opts.lang
         if not lang:
             raise ValueError(f"adapt.method {self.name}: adapt.lang (the target language) is not set")
@@ -58,34 +71,37 @@ class _Transfer(Method):
         return lang
 
 
-class HeadOnly(_Transfer):
+class HeadOnly(TransferMethod):
     """Train the target's embedding, output layer and CTC layer; freeze everything else."""
 
     name = "head"
+    writes_adapter_file = True
 
-    def setup(self, model: HybridASR) -> None:
-        lang = self.target(model)
-        set_trainable(model, ["*"], False)
-        set_trainable(model, [f"heads.{lang}.*"], True)
+    def setup(self, model: HybridASR, tokenizers: Mapping[str, Tokenizer] | None = None) -> None:
+        lang = self.set_up_target(model, tokenizers)
+        model.freeze()
+        model.unfreeze_head(lang)
 
 
-class FullFineTune(_Transfer):
+class FullFineTune(TransferMethod):
     """Train every parameter (full fine-tuning)."""
 
     name = "full"
 
-    def setup(self, model: HybridASR) -> None:
-        self.target(model)
-        set_trainable(model, ["*"], True)
+    def setup(self, model: HybridASR, tokenizers: Mapping[str, Tokenizer] | None = None) -> None:
+        self.set_up_target(model, tokenizers)
+        model.unfreeze()
 
 
-class AdapterTransfer(_Transfer):
+class AdapterTransfer(TransferMethod):
     """Add the target's adapter after every block (enabled alone); train it and the target head."""
 
     name = "adapter"
+    writes_adapter_file = True
+    trains_target_adapter = True
 
-    def setup(self, model: HybridASR) -> None:
-        lang = self.target(model)
+    def setup(self, model: HybridASR, tokenizers: Mapping[str, Tokenizer] | None = None) -> None:
+        lang = self.set_up_target(model, tokenizers)
         model.add_adapter(
             lang,
             bottleneck=int(self.opts.bottleneck),
@@ -93,5 +109,6 @@ class AdapterTransfer(_Transfer):
             enabled=False,
         )
         model.set_enabled([lang])
-        set_trainable(model, ["*"], False)
-        set_trainable(model, [f"heads.{lang}.*", f"*.modules_by_name.{lang}.*"], True)
+        model.freeze()
+        model.unfreeze_head(lang)
+        model.unfreeze_adapters([lang])

@@ -23,19 +23,18 @@ the target's fresh head, like ``adapter``.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 import torch
 from torch.func import functional_call
 
-from asr_transfer.adapt.base import Context, Method, Options
-from asr_transfer.adapt.finetune import TransferOptions, _Transfer
-from asr_transfer.adapt.source_adapters import unwrap
+from asr_transfer.adapt.base import Context, Method, Options, unwrap
+from asr_transfer.adapt.finetune import TransferMethod, TransferOptions
 from asr_transfer.data.dataset import IGNORE_ID, Batch
 from asr_transfer.model.adapters import import_adapters
 from asr_transfer.model.asr import HybridASR
-from asr_transfer.model.slots import set_trainable
+from asr_transfer.text.tokenizer import Tokenizer
 
 #: ``loss_fn(model, params, batch) -> scalar``: the model's loss with ``params`` in place of its own
 LossFn = Callable[[torch.nn.Module, dict[str, torch.Tensor], object], torch.Tensor]
@@ -173,6 +172,10 @@ class MetaTrain(Method):
     OptionsClass = MetaTrainOptions
     default_weights = {"meta": 1.0}
     adapter = "meta"
+    kind = "source"
+    find_unused_parameters = True
+    # the step never runs the DDP-wrapped forward, so DDP could not average its gradients
+    supports_multiprocess = False
 
     def __init__(self, cfg: dict | None = None) -> None:
         super().__init__(cfg)
@@ -181,27 +184,25 @@ class MetaTrain(Method):
         if int(self.opts.inner_steps) < 1:
             raise ValueError(f"adapt.inner_steps {self.opts.inner_steps}: at least 1")
 
-    def setup(self, model: HybridASR) -> None:
-        if torch.distributed.is_available() and torch.distributed.is_initialized():
-            if torch.distributed.get_world_size() > 1:
-                # the step never runs the DDP-wrapped forward, so DDP could not average its gradients
-                raise RuntimeError("meta_train runs in one process (run it without torchrun)")
-        super().setup(model)
+    def setup(self, model: HybridASR, tokenizers: Mapping[str, Tokenizer] | None = None) -> None:
+        super().setup(model, tokenizers)
         model.add_adapter(self.adapter, bottleneck=int(self.opts.bottleneck), where=tuple(self.opts.where))
         model.set_enabled([self.adapter])
-        set_trainable(model, ["*"], False)
-        set_trainable(model, ["heads.*", f"*.modules_by_name.{self.adapter}.*"], True)
+        model.freeze()
+        for lang in model.heads:
+            model.unfreeze_head(lang)
+        model.unfreeze_adapters([self.adapter])
 
     def compute_objectives(
         self, model: torch.nn.Module, batches: dict[str, Batch], ctx: Context
     ) -> dict[str, torch.Tensor]:
         net = unwrap(model)
         batch = batches["source"]
-        tag = f".modules_by_name.{self.adapter}."
+        adapter = {n for n, _ in net.named_adapter_parameters(self.adapter)}
         params = {
             n: p
             for n, p in net.named_parameters()
-            if p.requires_grad and (tag in n or n.startswith(f"heads.{batch.lang}."))
+            if p.requires_grad and (n in adapter or n.startswith(f"heads.{batch.lang}."))
         }
         support, query = split_halves(batch)
         with torch.enable_grad():  # dev evaluation runs under no_grad; adaptation needs gradients
@@ -222,18 +223,22 @@ class MetaAdapterOptions(TransferOptions):
     meta: str | None = None
 
 
-class MetaAdapterTransfer(_Transfer):
+class MetaAdapterTransfer(TransferMethod):
     """Start the target's adapter from the meta-trained one; train it and the target head."""
 
     name = "metaadapter"
     OptionsClass = MetaAdapterOptions
+    needs_sources = True
+    writes_adapter_file = True
+    trains_target_adapter = True
 
-    def setup(self, model: HybridASR) -> None:
-        lang = self.target(model)
+    def setup(self, model: HybridASR, tokenizers: Mapping[str, Tokenizer] | None = None) -> None:
+        lang = self.set_up_target(model, tokenizers)
         if not self.opts.meta:
             raise ValueError("adapt.meta: the meta_train experiment (the MetaAdapter) is not set")
         if lang not in model.adapter_specs:  # a rebuilt experiment already holds the fine-tuned one
             import_adapters(model, self.opts.meta, {MetaTrain.adapter: lang})
         model.set_enabled([lang])
-        set_trainable(model, ["*"], False)
-        set_trainable(model, [f"heads.{lang}.*", f"*.modules_by_name.{lang}.*"], True)
+        model.freeze()
+        model.unfreeze_head(lang)
+        model.unfreeze_adapters([lang])

@@ -14,6 +14,7 @@ in :meth:`match`.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import ClassVar
 
@@ -22,6 +23,7 @@ import torch
 from asr_transfer.adapt.base import Context, Method, Options, forward, supervised_terms
 from asr_transfer.data.dataset import Batch
 from asr_transfer.model.asr import HybridASR, ModelOutput
+from asr_transfer.text.tokenizer import Tokenizer
 
 #: the terms that need labels (transcripts on the source, pseudo-labels on the target)
 SUPERVISED_TERMS = ("ctc", "att", "ctc_target", "att_target")
@@ -54,6 +56,8 @@ class SelfTraining(Method):
     """
 
     name: ClassVar[str] = "self_training"
+    kind: ClassVar[str] = "uda"
+    find_unused_parameters: ClassVar[bool] = True
     # an epoch is one pass over the target-domain audio; source batches are cycled
     streams: ClassVar[tuple[str, ...]] = ("target", "source")
     OptionsClass: ClassVar[type] = DomainOptions
@@ -65,7 +69,7 @@ class SelfTraining(Method):
     def target_labels(self) -> bool:
         return bool(self.opts.self_training)
 
-    def setup(self, model: HybridASR) -> None:
+    def setup(self, model: HybridASR, tokenizers: Mapping[str, Tokenizer] | None = None) -> None:
         ctc = model.ctc_weight if self.opts.ctc_share is None else self.opts.ctc_share
         share = 2 if self.opts.self_training else 1
         pairs = {"ctc": ctc, "att": 1 - ctc, "ctc_target": ctc, "att_target": 1 - ctc}
@@ -74,7 +78,7 @@ class SelfTraining(Method):
                 self.weights[term] = value / share
         if not self.opts.self_training:
             del self.weights["ctc_target"], self.weights["att_target"]
-        super().setup(model)
+        super().setup(model, tokenizers)
         bad = [k for k in self.opts.layers if k != -1 and not 1 <= k <= len(model.enc_slots)]
         if bad:
             raise ValueError(
@@ -137,6 +141,8 @@ class SourceOnly(Method):
     """
 
     name: ClassVar[str] = "source_only"
+    kind: ClassVar[str] = "uda"
+    find_unused_parameters: ClassVar[bool] = True
 
 
 def masked_mean(x: torch.Tensor, lens: torch.Tensor) -> torch.Tensor:

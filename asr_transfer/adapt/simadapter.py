@@ -16,19 +16,19 @@ for the report's plot. Everything (adapters, fusion spec) is persisted in ``mode
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 import yaml
 
-from asr_transfer.adapt.base import Context, forward, supervised_terms
-from asr_transfer.adapt.finetune import TransferOptions, _Transfer
-from asr_transfer.adapt.source_adapters import unwrap
+from asr_transfer.adapt.base import Context, forward, supervised_terms, unwrap
+from asr_transfer.adapt.finetune import TransferMethod, TransferOptions
 from asr_transfer.data.dataset import Batch, Utterance, collate, make_batches
 from asr_transfer.model.adapters import import_adapters
 from asr_transfer.model.asr import HybridASR
-from asr_transfer.model.slots import Fusion, set_trainable
+from asr_transfer.model.slots import Fusion
 from asr_transfer.text.tokenizer import Tokenizer
 
 FUSION = "fusion"
@@ -63,13 +63,7 @@ class SimAdapterOptions(TransferOptions):
 
 def fusion_layers(model: HybridASR) -> list[tuple[str, Fusion]]:
     """``[("enc1", layer), ..., ("dec1", layer), ...]``: the model's fusion layers by block."""
-    out = []
-    for prefix, slots in (("enc", model.enc_slots), ("dec", model.dec_slots)):
-        for i, slot in enumerate(slots, start=1):
-            module = slot.modules_by_name[FUSION] if FUSION in slot.modules_by_name else None
-            if isinstance(module, Fusion):
-                out.append((f"{prefix}{i}", module))
-    return out
+    return [(block, module) for block, module in model.slot_modules(FUSION) if isinstance(module, Fusion)]
 
 
 def guide_loss(layers: list[Fusion], target: str) -> torch.Tensor:
@@ -95,7 +89,7 @@ def _experiment_method(exp: Path) -> str:
     return (cfg.get("adapt") or {}).get("method", "supervised")
 
 
-class SimAdapter(_Transfer):
+class SimAdapter(TransferMethod):
     """Fuse the source adapters and the target's ``adapter``; train the fusion layers and the target head."""
 
     name = "simadapter"
@@ -103,16 +97,19 @@ class SimAdapter(_Transfer):
     default_weights = {"ctc": None, "att": None, "guide": 1.0, "value_reg": 0.01}
     #: the method of the experiment ``target_adapter`` must name
     target_method = "adapter"
+    needs_sources = True
+    measures_fusion = True
 
-    def setup(self, model: HybridASR) -> None:
-        lang = self.target(model)
+    def setup(self, model: HybridASR, tokenizers: Mapping[str, Tokenizer] | None = None) -> None:
+        lang = self.set_up_target(model, tokenizers)
         if self.opts.guide_decay not in ("linear", "none"):
             raise ValueError(f"adapt.guide_decay {self.opts.guide_decay!r}: choose linear or none")
         if FUSION not in model.adapter_specs:  # a rebuilt experiment already holds everything
             self._assemble(model, lang)
         model.set_enabled([FUSION])
-        set_trainable(model, ["*"], False)
-        set_trainable(model, [f"heads.{lang}.*", f"*.modules_by_name.{FUSION}.*"], True)
+        model.freeze()
+        model.unfreeze_head(lang)
+        model.unfreeze_adapters([FUSION])
 
     def _assemble(self, model: HybridASR, lang: str) -> None:
         for key in ("sources", "target_adapter"):

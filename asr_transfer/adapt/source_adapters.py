@@ -10,14 +10,15 @@ copies them from this experiment (:func:`~asr_transfer.model.adapters.import_ada
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import torch
 
-from asr_transfer.adapt.base import Context, Method, Options, forward, supervised_terms
+from asr_transfer.adapt.base import Context, Method, Options, forward, supervised_terms, unwrap
 from asr_transfer.data.dataset import Batch
 from asr_transfer.model.asr import HybridASR
-from asr_transfer.model.slots import set_trainable
+from asr_transfer.text.tokenizer import Tokenizer
 
 
 @dataclass
@@ -35,11 +36,6 @@ class SourceAdapterOptions(Options):
     where: list[str] = field(default_factory=lambda: ["encoder", "decoder"])
 
 
-def unwrap(model: torch.nn.Module) -> HybridASR:
-    """The :class:`HybridASR` inside a DDP wrapper (or ``model`` itself)."""
-    return getattr(model, "module", model)
-
-
 class SourceAdapters(Method):
     """Train one adapter (and the head) per source language, the body frozen.
 
@@ -50,19 +46,22 @@ class SourceAdapters(Method):
 
     name = "source_adapters"
     OptionsClass = SourceAdapterOptions
+    kind = "source"
+    find_unused_parameters = True
 
-    def setup(self, model: HybridASR) -> None:
-        super().setup(model)
+    def setup(self, model: HybridASR, tokenizers: Mapping[str, Tokenizer] | None = None) -> None:
+        super().setup(model, tokenizers)
         langs = self.opts.langs or sorted(model.heads)
         unknown = [lang for lang in langs if lang not in model.heads]
         if unknown:
             raise ValueError(f"adapt.langs: no head for {unknown} in the model ({sorted(model.heads)})")
         self.opts.langs = list(langs)
-        set_trainable(model, ["*"], False)
+        model.freeze()
         for lang in langs:
             model.add_adapter(lang, bottleneck=int(self.opts.bottleneck), where=tuple(self.opts.where),
                               enabled=False)  # fmt: skip
-            set_trainable(model, [f"heads.{lang}.*", f"*.modules_by_name.{lang}.*"], True)
+            model.unfreeze_head(lang)
+            model.unfreeze_adapters([lang])
 
     def compute_objectives(
         self, model: torch.nn.Module, batches: dict[str, Batch], ctx: Context

@@ -11,7 +11,6 @@ fly from audio, so any data dir can be decoded without a dump stage.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +18,7 @@ import torch
 import torchaudio.compliance.kaldi as kaldi
 
 from asr_transfer.data.audio import SAMPLE_RATE
+from asr_transfer.util.atomic import atomic_path
 
 NUM_MEL_BINS = 80
 DITHER_SEED = 1234
@@ -104,10 +104,8 @@ class CMVNStats:
         """Write ``mean``, ``istd`` and ``count`` to ``path`` (``.npz`` added if missing) atomically."""
         mean, istd = self.mean_istd()
         path = Path(path) if str(path).endswith(".npz") else Path(f"{path}.npz")
-        tmp = path.with_name(f".{path.name}.tmp")
-        with open(tmp, "wb") as f:  # a file object: numpy would append .npz to the temporary name
+        with atomic_path(path) as tmp, open(tmp, "wb") as f:  # a file: numpy would add .npz to a name
             np.savez(f, mean=mean.numpy(), istd=istd.numpy(), count=self.count)
-        os.replace(tmp, path)
 
 
 def load_cmvn(path: str | Path) -> tuple[torch.Tensor, torch.Tensor]:

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import itertools
 import os
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+
+from asr_transfer.util.atomic import write_text
 
 #: Tables that :func:`write_data_dir` manages (spk2utt is derived from utt2spk).
 OPTIONAL_TABLES = ("text", "utt2lang", "utt2domain", "utt2dur")
@@ -101,7 +102,7 @@ def read_table(path: str | os.PathLike, *, allow_empty_value: bool = False) -> d
 
 
 def write_table(path: str | os.PathLike, mapping: Mapping[str, str]) -> None:
-    """Write ``mapping`` sorted by key, atomically (a temporary file, then ``os.replace``).
+    """Write ``mapping`` sorted by key, atomically (:func:`~asr_transfer.util.atomic.write_text`).
 
     Example:
         >>> import tempfile, pathlib
@@ -119,15 +120,7 @@ def write_table(path: str | os.PathLike, mapping: Mapping[str, str]) -> None:
         if "\n" in value or "\r" in value:
             raise DataError(f"{path}: value of {key!r} contains a line break")
         lines.append(f"{key} {value}".rstrip() + "\n")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
-            f.writelines(lines)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_text(path, "".join(lines))
 
 
 @dataclass

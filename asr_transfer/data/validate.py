@@ -1,4 +1,4 @@
-"""``asr-transfer validate-data``: check Kaldi data dirs and list every problem with file and line.
+"""Check Kaldi data dirs and list every problem with file and line (``asr-transfer validate-data``).
 
 Checks: sorted, unique ids in every table; every utterance in ``wav.scp`` has a transcript and a
 speaker; ``spk2utt`` matches ``utt2spk``; utterance ids start with their speaker id; audio exists,
@@ -15,8 +15,6 @@ Example:
 
 from __future__ import annotations
 
-import argparse
-import sys
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -175,45 +173,3 @@ def _check_text(
         "characters not checked"
         for code in sorted(unknown)
     )
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("dirs", nargs="+", type=Path, metavar="DIR", help="Kaldi data dirs to check")
-    parser.add_argument(
-        "--lang",
-        help="language of every transcript (default: per utterance from utt2lang)",
-    )
-    parser.add_argument(
-        "--no-audio",
-        action="store_true",
-        help="check the tables only, do not open audio",
-    )
-    parser.add_argument(
-        "--full-decode",
-        action="store_true",
-        help="decode every file completely (slower) instead of a block at each end",
-    )
-
-
-def run(args: argparse.Namespace) -> int:
-    failed = 0
-    reports = []
-    for directory in args.dirs:
-        report = validate_data_dir(
-            directory,
-            lang=args.lang,
-            check_audio=not args.no_audio,
-            full_decode=args.full_decode,
-        )
-        for message in report.errors:
-            print(f"ERROR {message}")
-        for message in report.warnings:
-            print(f"WARNING {message}")
-        reports.append(report)
-        failed += bool(report.errors)
-    for report in reports:
-        print(report.summary())
-    if len(reports) > 1:
-        print(f"{len(reports) - failed} of {len(reports)} data dirs OK")
-    sys.stdout.flush()
-    return 1 if failed else 0

@@ -17,6 +17,7 @@ this never changes the result); finished utterances leave the batch.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 from espnet.nets.ctc_prefix_score import CTCPrefixScoreTH
@@ -215,96 +216,164 @@ def batch_beam_search(
     n_utts = enc_out.size(0)
     if n_utts == 0:
         return ([], []) if return_scores else []
-    device = enc_out.device
     vocab = model.heads[lang].vocab_size
-    eos = vocab - 1
-    beam = beam_size
     use_att, use_ctc = ctc_weight < 1, ctc_weight > 0
-    pre_beam = int(PRE_BEAM_RATIO * beam)
+    pre_beam = int(PRE_BEAM_RATIO * beam_size)
     # as ESPnet: no pre-beam without a CTC scorer; and none without attention scores to rank by
-    do_pre_beam = use_att and use_ctc and pre_beam < vocab
-    neg_inf = float("-inf")
-
-    maxlens = max_lengths(enc_lens, maxlen_ratio).to(device)  # (B,)
+    step = _Scoring(model, lang, beam_size, vocab, ctc_weight, length_penalty, use_att, use_ctc,
+                    pre_beam if use_att and use_ctc and pre_beam < vocab else 0)  # fmt: skip
+    maxlens = max_lengths(enc_lens, maxlen_ratio).to(enc_out.device)  # (B,)
     longest = int(maxlens.max())
-    batch = _Batch(model, enc_out, enc_lens, lang, beam, use_att, use_ctc, eos)
-    # hypotheses are <sos> + tokens; slot 0 of each utterance starts alive, the others dead (-inf)
-    ys = torch.full((n_utts * beam, 1), eos, dtype=torch.long, device=device)  # (B*beam, L)
-    score = torch.full((n_utts, beam), neg_inf, device=device)  # (B, beam)
-    score[:, 0] = 0.0
-    cache: list[torch.Tensor] | None = None
-    ctc_state = None
-    # finished hypotheses, in the caller's batch order: best score and its tokens; the best score per
-    # hypothesis length (<sos> and <eos> included, as ESPnet counts) for the end detection
-    best = torch.full((n_utts,), neg_inf, dtype=torch.float64, device=device)
-    best_seq = torch.full((n_utts, longest + 1), eos, dtype=torch.long, device=device)
-    best_len = torch.zeros(n_utts, dtype=torch.long, device=device)
-    best_by_len = torch.full((n_utts, longest + 3), neg_inf, dtype=torch.float64, device=device)
-
+    batch = _Batch(model, enc_out, enc_lens, lang, beam_size, use_att, use_ctc, vocab - 1)
+    hyps = _Hyps.start(n_utts, beam_size, vocab - 1, enc_out.device)
+    found = _Finished.start(n_utts, longest, vocab - 1, enc_out.device)
     for i in range(longest):
-        n = batch.ids.numel()
+        top, token = hyps.extend(step, batch)
+        # finished: <eos>, or any alive hypothesis at the maximum length (ESPnet appends <eos> there)
+        alive = top > NEG_INF  # (B', beam)
+        is_eos = token == found.eos
+        ended = alive & (is_eos | (maxlens[batch.ids] - 1 == i)[:, None])
+        found.record(batch.ids, i, top, is_eos, alive, ended, hyps.ys)
+        running = alive & ~ended
+        hyps.score = top.masked_fill(~running, NEG_INF)
+        done = found.done(batch.ids, i, hyps.score, running, length_penalty <= 0, maxlen_ratio == 0)
+        if bool(done.all()):
+            break
+        if bool(done.any()):
+            hyps.keep((~done).nonzero().view(-1), batch)
+    return found.result(return_scores)
+
+
+#: the score of a dead hypothesis
+NEG_INF = float("-inf")
+
+
+@dataclass
+class _Scoring:
+    """How one step scores the candidates: ``(1 - w) * att + w * ctc + length_penalty``."""
+
+    model: HybridASR
+    lang: str
+    beam: int
+    vocab: int
+    ctc_weight: float
+    length_penalty: float
+    use_att: bool
+    use_ctc: bool
+    #: CTC scores only the attention's top ``pre_beam`` tokens (0: every token)
+    pre_beam: int
+
+
+@dataclass
+class _Hyps:
+    """The running hypotheses, ``beam`` slots per utterance: ``<sos>`` + tokens, scores, scorer states."""
+
+    ys: torch.Tensor  # (B*beam, L)
+    score: torch.Tensor  # (B, beam)
+    cache: list[torch.Tensor] | None = None
+    ctc_state: tuple | None = None
+
+    @classmethod
+    def start(cls, n_utts: int, beam: int, eos: int, device: torch.device) -> _Hyps:
+        """Slot 0 of each utterance starts alive (``<sos>``, score 0), the others dead (-inf)."""
+        score = torch.full((n_utts, beam), NEG_INF, device=device)
+        score[:, 0] = 0.0
+        return cls(torch.full((n_utts * beam, 1), eos, dtype=torch.long, device=device), score)
+
+    def extend(self, s: _Scoring, batch: _Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        """Extend by one token, keep each utterance's best ``beam``; their ``(B', beam)`` scores, tokens."""
+        n, beam, vocab, device = batch.ids.numel(), s.beam, s.vocab, self.ys.device
         weighted = torch.zeros(n * beam, vocab, device=device)  # (N, V), N = B'*beam
-        if use_att:
-            mask = subsequent_mask(ys.size(1), device=device).unsqueeze(0)
-            hidden, cache = model.decode_steps(
-                ys, mask, batch.memory, batch.memory_mask, lang, cache, batch.src_kv
+        if s.use_att:
+            mask = subsequent_mask(self.ys.size(1), device=device).unsqueeze(0)
+            hidden, self.cache = s.model.decode_steps(
+                self.ys, mask, batch.memory, batch.memory_mask, s.lang, self.cache, batch.src_kv
             )
-            att = torch.log_softmax(model.heads[lang].output(hidden[:, -1]).float(), dim=-1)  # (N, V)
-            weighted += (1 - ctc_weight) * att
-        if length_penalty:
-            weighted += length_penalty
-        if use_ctc:
-            scoring_ids = torch.topk(weighted, pre_beam, dim=-1)[1] if do_pre_beam else None  # (N, pre_beam)
-            ctc_scores, ctc_full_state = batch.ctc(ys, ctc_state, scoring_ids)
-            weighted += ctc_weight * ctc_scores
-        weighted += score.view(-1, 1)
+            att = torch.log_softmax(s.model.heads[s.lang].output(hidden[:, -1]).float(), dim=-1)  # (N, V)
+            weighted += (1 - s.ctc_weight) * att
+        if s.length_penalty:
+            weighted += s.length_penalty
+        if s.use_ctc:
+            scoring_ids = torch.topk(weighted, s.pre_beam, dim=-1)[1] if s.pre_beam else None  # (N, pre_beam)
+            ctc_scores, ctc_full_state = batch.ctc(self.ys, self.ctc_state, scoring_ids)
+            weighted += s.ctc_weight * ctc_scores
+        weighted += self.score.view(-1, 1)
         top, flat = weighted.view(n, beam * vocab).topk(beam, dim=-1)  # (B', beam)
         prev = torch.div(flat, vocab, rounding_mode="floor")  # (B', beam) slot of the extended hypothesis
         token = flat % vocab
         src = (prev + torch.arange(n, device=device)[:, None] * beam).view(-1)  # (N,)
-        ys = torch.cat([ys[src], token.view(-1, 1)], dim=1)
-        if use_att:
-            cache = [c[src] for c in cache]
-        if use_ctc:
-            ctc_state = batch.ctc.index_select_state(ctc_full_state, flat)
+        self.ys = torch.cat([self.ys[src], token.view(-1, 1)], dim=1)
+        if s.use_att:
+            self.cache = [c[src] for c in self.cache]
+        if s.use_ctc:
+            self.ctc_state = batch.ctc.index_select_state(ctc_full_state, flat)
+        return top, token
 
-        # finished: <eos>, or any alive hypothesis at the maximum length (ESPnet appends <eos> there)
-        alive = top > neg_inf  # (B', beam)
-        at_max = (maxlens[batch.ids] - 1 == i)[:, None]
-        is_eos = token == eos
-        ended = alive & (is_eos | at_max)
-        ended_score = top.double().masked_fill(~ended, neg_inf)
+    def keep(self, keep: torch.Tensor, batch: _Batch) -> None:
+        """Keep the utterances ``keep`` (``(B',)`` indices) in the search, here and in ``batch``."""
+        beam = self.score.size(1)
+        hyps = (keep[:, None] * beam + torch.arange(beam, device=keep.device)).view(-1)
+        self.ys, self.score = self.ys[hyps], self.score[keep]
+        if self.cache is not None:
+            self.cache = [c[hyps] for c in self.cache]
+        self.ctc_state = batch.keep(keep, self.ctc_state)
+
+
+@dataclass
+class _Finished:
+    """Finished hypotheses, in the caller's batch order: best score and its tokens; the best score
+    per hypothesis length (``<sos>`` and ``<eos>`` included, as ESPnet counts) for the end detection."""
+
+    eos: int
+    best: torch.Tensor  # (B,) float64
+    seq: torch.Tensor  # (B, longest + 1)
+    length: torch.Tensor  # (B,)
+    by_len: torch.Tensor  # (B, longest + 3) float64
+
+    @classmethod
+    def start(cls, n_utts: int, longest: int, eos: int, device: torch.device) -> _Finished:
+        return cls(
+            eos,
+            torch.full((n_utts,), NEG_INF, dtype=torch.float64, device=device),
+            torch.full((n_utts, longest + 1), eos, dtype=torch.long, device=device),
+            torch.zeros(n_utts, dtype=torch.long, device=device),
+            torch.full((n_utts, longest + 3), NEG_INF, dtype=torch.float64, device=device),
+        )
+
+    def record(self, ids: torch.Tensor, i: int, top: torch.Tensor, is_eos: torch.Tensor,
+               alive: torch.Tensor, ended: torch.Tensor, ys: torch.Tensor) -> None:  # fmt: skip
+        """Keep step ``i``'s best ended hypothesis of each utterance ``ids`` if it beats the best so far."""
+        n, beam = top.shape
+        ended_score = top.double().masked_fill(~ended, NEG_INF)
         step_best, arg = ended_score.max(dim=-1)  # (B',)
         # ties keep the earlier hypothesis, like ESPnet's stable sort of its finished list
-        better = step_best > best[batch.ids]
-        pick = arg + torch.arange(n, device=device) * beam
-        rows = batch.ids[better]
-        best[rows] = step_best[better]
-        best_seq[rows, : i + 1] = ys[pick[better], 1:]
-        best_len[rows] = i + 1 - is_eos.view(-1)[pick[better]].long()
-        eos_best = top.double().masked_fill(~(alive & is_eos), neg_inf).max(dim=-1).values
-        best_by_len[batch.ids, i + 2] = eos_best
+        better = step_best > self.best[ids]
+        pick = arg + torch.arange(n, device=top.device) * beam
+        rows = ids[better]
+        self.best[rows] = step_best[better]
+        self.seq[rows, : i + 1] = ys[pick[better], 1:]
+        self.length[rows] = i + 1 - is_eos.view(-1)[pick[better]].long()
+        eos_best = top.double().masked_fill(~(alive & is_eos), NEG_INF).max(dim=-1).values
+        self.by_len[ids, i + 2] = eos_best
 
-        running = alive & ~ended
-        score = top.masked_fill(~running, neg_inf)
+    def done(self, ids: torch.Tensor, i: int, score: torch.Tensor, running: torch.Tensor,
+             cannot_improve: bool, end_detect: bool) -> torch.Tensor:  # fmt: skip
+        """``(B',)``: the utterances whose search is over after step ``i``.
+
+        Over when nothing runs; when no running score beats the best finished one (if scores only
+        fall, ``cannot_improve``); or by ESPnet's end detection (``end_detect``).
+        """
         done = ~running.any(dim=-1)
-        if length_penalty <= 0:
-            done |= score.max(dim=-1).values.double() < best[batch.ids]
-        if maxlen_ratio == 0 and i >= END_M - 1:
-            recent = best_by_len[batch.ids, i - END_M + 1 : i + 1]  # lengths i-2 .. i
-            worse = (recent > neg_inf) & (recent - best[batch.ids, None] < END_D)
+        if cannot_improve:
+            done |= score.max(dim=-1).values.double() < self.best[ids]
+        if end_detect and i >= END_M - 1:
+            recent = self.by_len[ids, i - END_M + 1 : i + 1]  # lengths i-2 .. i
+            worse = (recent > NEG_INF) & (recent - self.best[ids, None] < END_D)
             done |= worse.all(dim=-1)
-        if bool(done.all()):
-            break
-        if bool(done.any()):
-            keep = (~done).nonzero().view(-1)
-            hyps = (keep[:, None] * beam + torch.arange(beam, device=device)).view(-1)
-            ys, score = ys[hyps], score[keep]
-            if use_att:
-                cache = [c[hyps] for c in cache]
-            ctc_state = batch.keep(keep, ctc_state)
+        return done
 
-    out = []
-    for seq, n in zip(best_seq.tolist(), best_len.tolist()):
-        out.append([t for t in seq[:n] if t not in (0, eos)])
-    return (out, best.tolist()) if return_scores else out
+    def result(self, return_scores: bool) -> list[list[int]] | tuple[list[list[int]], list[float]]:
+        """The token lists (no ``<sos>``/``<eos>``, no blanks) and, if asked, their scores."""
+        out = [[t for t in seq[:n] if t not in (0, self.eos)] for seq, n in
+               zip(self.seq.tolist(), self.length.tolist())]  # fmt: skip
+        return (out, self.best.tolist()) if return_scores else out

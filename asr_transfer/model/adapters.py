@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -44,6 +43,7 @@ import safetensors.torch
 import torch
 
 from asr_transfer.model.slots import Adapter, Fusion
+from asr_transfer.util.atomic import write_bytes
 
 FORMAT = "asr-transfer-adapter/2"
 #: the format before :data:`FORMAT`: ``torch.save`` of a dict, i.e. a pickle
@@ -217,9 +217,7 @@ def save_adapter_file(payload: dict, path: str | Path) -> Path:
             tensors["tokenizer/sp_model"] = torch.from_numpy(np.frombuffer(sp_model, dtype=np.uint8).copy())
     blob = safetensors.torch.save(tensors, {"format": FORMAT, META_KEY: json.dumps(meta)})
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(blob)
-    os.replace(tmp, path)
+    write_bytes(path, blob)
     return path
 
 

@@ -31,7 +31,7 @@ from asr_transfer.model.attention import use_sdpa
 from asr_transfer.model.grouped_decoding import grouped_block_step, source_kv, supports_grouping
 from asr_transfer.model.heads import LanguageHead
 from asr_transfer.model.masks import accuracy, add_sos_eos, pad_mask
-from asr_transfer.model.slots import Slot
+from asr_transfer.model.slots import Slot, set_trainable
 
 #: config name -> ESPnet2 encoder class; its YAML keys are passed through unchanged
 ENCODERS = {"transformer": TransformerEncoder, "conformer": ConformerEncoder}
@@ -383,12 +383,57 @@ class HybridASR(torch.nn.Module):
         names = [n for n in self.enabled_adapters() if n != name]
         self.set_enabled([*names, name] if enabled else names)
 
-    def adapter_parameters(self, name: str) -> list[torch.nn.Parameter]:
-        return [p for k, p in self.named_parameters() if f".modules_by_name.{name}." in k]
+    def slot_modules(self, name: str) -> list[tuple[str, torch.nn.Module]]:
+        """``[("enc1", module), ..., ("dec1", module), ...]``: the module ``name`` of each slot having one."""
+        out = []
+        for prefix, slots in (("enc", self.enc_slots), ("dec", self.dec_slots)):
+            for i, slot in enumerate(slots, start=1):
+                if name in slot.modules_by_name:
+                    out.append((f"{prefix}{i}", slot.modules_by_name[name]))
+        return out
 
-    def freeze_adapter(self, name: str, frozen: bool = True) -> None:
-        for p in self.adapter_parameters(name):
-            p.requires_grad_(not frozen)
+    def named_adapter_parameters(self, name: str) -> list[tuple[str, torch.nn.Parameter]]:
+        """``(name, parameter)`` of the adapter set ``name`` in every slot (as ``named_parameters``)."""
+        return [(k, p) for k, p in self.named_parameters() if f".modules_by_name.{name}." in k]
+
+    def adapter_parameters(self, name: str) -> list[torch.nn.Parameter]:
+        """The parameters of the adapter set ``name`` in every slot."""
+        return [p for _, p in self.named_adapter_parameters(name)]
+
+    # freezing (NeMo-like: freeze everything, then unfreeze what trains) -------------------
+    def freeze(self, patterns: list[str] | None = None) -> None:
+        """Freeze every parameter, or those whose name matches a glob of ``patterns``.
+
+        Example:
+            >>> m = build_model({"encoder": {"output_size": 16, "attention_heads": 2, "linear_units": 32,
+            ...                  "num_blocks": 1}, "decoder": {"attention_heads": 2, "linear_units": 32,
+            ...                  "num_blocks": 1}}, {"en": 5, "ro": 6})
+            >>> m.add_adapter("ro", bottleneck=4)
+            >>> m.freeze(); m.unfreeze_head("ro"); m.unfreeze_adapters(["ro"])
+            >>> sorted({k.split(".")[0] for k, p in m.named_parameters() if p.requires_grad})
+            ['dec_slots', 'enc_slots', 'heads']
+            >>> m.freeze(["heads.*"]); any(p.requires_grad for p in m.heads.parameters())
+            False
+        """
+        set_trainable(self, ["*"] if patterns is None else patterns, False)
+
+    def unfreeze(self, patterns: list[str] | None = None) -> None:
+        """Train every parameter, or those whose name matches a glob of ``patterns`` (one must match)."""
+        set_trainable(self, ["*"] if patterns is None else patterns, True)
+
+    def unfreeze_head(self, lang: str) -> None:
+        """Train the head of ``lang``: its embedding, output layer and CTC layer."""
+        if lang not in self.heads:
+            raise KeyError(f"no head {lang!r}; the model has {sorted(self.heads)}")
+        self.heads[lang].requires_grad_(True)
+
+    def unfreeze_adapters(self, names: list[str]) -> None:
+        """Train the adapter sets ``names`` (adapters or fusion layers) in every slot."""
+        for name in names:
+            if name not in self.adapter_specs:
+                raise KeyError(f"no adapter {name!r}; the model has {sorted(self.adapter_specs)}")
+            for p in self.adapter_parameters(name):
+                p.requires_grad_(True)
 
     def adapter_config(self) -> dict[str, dict]:
         """The ``model.adapters`` config entries that rebuild this model's adapters as they are now."""

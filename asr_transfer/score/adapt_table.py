@@ -205,17 +205,7 @@ def adaptation_tables(
     source = next((s for s in systems if not adapts[s.name]), None)
     if source is None:
         raise ValueError("adapted systems but no source model: give the source experiment (no 'adapt') too")
-    methods: dict[str, Method] = {}
-    for s in adapted:
-        a = adapts[s.name]
-        m = methods.setdefault(method_name(a), Method(method_name(a), _order(a)))
-        target = str(a["target"])
-        if target in m.by_target:
-            raise ValueError(
-                f"{m.by_target[target].path} and {s.path} are both '{m.name}' adapted to '{target}': "
-                "give one (or set adapt.name to tell them apart)"
-            )
-        m.by_target[target] = s
+    methods = _methods(adapted, adapts)
     columns = sorted(methods.values(), key=lambda m: m.order)
     noise = set(opts.noise_domains)
     targets = sorted({t for m in columns for t in m.by_target}, key=lambda d: (d in noise, d))
@@ -264,17 +254,38 @@ def adaptation_tables(
     if missing:
         notes.append(f"No test decode of the target domain for: {', '.join(missing)}.")
 
-    src = sets[source.name].get(opts.source_domain)
-    forget_rows = []
+    forgetting = _forgetting(columns, sets, sets[source.name].get(opts.source_domain), opts.source_domain)
+    return AdaptationTables(
+        source.name, (header, wer_rows), (header[:1] + header[2:], red_rows), forgetting, notes
+    )
+
+
+def _methods(adapted: list[System], adapts: dict[str, dict]) -> dict[str, Method]:
+    """The adapted systems grouped by method, each by its target domain (one system per pair)."""
+    methods: dict[str, Method] = {}
+    for s in adapted:
+        a = adapts[s.name]
+        m = methods.setdefault(method_name(a), Method(method_name(a), _order(a)))
+        target = str(a["target"])
+        if target in m.by_target:
+            raise ValueError(
+                f"{m.by_target[target].path} and {s.path} are both '{m.name}' adapted to '{target}': "
+                "give one (or set adapt.name to tell them apart)"
+            )
+        m.by_target[target] = s
+    return methods
+
+
+def _forgetting(
+    columns: list[Method], sets: dict[str, dict[str, ScoreResult]], src: ScoreResult | None, domain: str
+) -> tuple[list[str], list[list[str]]]:
+    """Source-domain test WER after each method's adaptations (mean) against the source model's."""
+    rows = []
     for m in columns:
-        after = [
-            sets[s.name][opts.source_domain]
-            for s in m.by_target.values()
-            if opts.source_domain in sets[s.name]
-        ]
+        after = [sets[s.name][domain] for s in m.by_target.values() if domain in sets[s.name]]
         mean = float(np.mean([_wer([r]) for r in after])) if after else math.nan
         before = _wer([src]) if src else math.nan
-        forget_rows.append(
+        rows.append(
             [
                 m.name,
                 f"{len(after)} of {len(m.by_target)}",
@@ -283,14 +294,8 @@ def adaptation_tables(
                 "–" if math.isnan(mean) or math.isnan(before) else f"{mean - before:+.2f}",
             ]
         )
-    d = opts.source_domain
-    forgetting = (
-        ["method", "experiments", f"{d} WER after adaptation (mean)", f"{d} WER source model", "change"],
-        forget_rows,
-    )
-    return AdaptationTables(
-        source.name, (header, wer_rows), (header[:1] + header[2:], red_rows), forgetting, notes
-    )
+    header = ["method", "experiments", f"{domain} WER after adaptation (mean)", f"{domain} WER source model"]
+    return [*header, "change"], rows
 
 
 @dataclass(frozen=True)

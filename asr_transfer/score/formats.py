@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from collections import Counter
 from pathlib import Path
 
 from asr_transfer.score.bootstrap import Interval
 from asr_transfer.score.scoring import Counts, GroupScore, ScoreResult, UttScore
 from asr_transfer.text.normalize import Normalizer
+from asr_transfer.util.atomic import write_text
 
 GROUP_KEYS = ("spk", "domain", "lang")
 _TOP_CONFUSIONS = 100
@@ -156,6 +156,4 @@ def _counts_list(c: Counts) -> list[int]:
 
 def _write(path: Path, text: str) -> None:
     # atomic, so an interrupted run never leaves a half-written score behind a valid-looking cache
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    write_text(path, text)

@@ -38,6 +38,7 @@ from asr_transfer.synth.voices import (
     make_mixed_speakers,
     make_speakers,
 )
+from asr_transfer.util.atomic import write_text
 
 
 def rng_for(seed: int, *names: str) -> np.random.Generator:
@@ -255,9 +256,7 @@ def generate(
     if noise_dir is not None and (noise_dir / "NOTICE.md").is_file():
         shutil.copyfile(noise_dir / "NOTICE.md", out / "NOISE-NOTICE.md")
     # corpus.json marks a finished corpus (the recipe skips stage 0 when it exists): never half-written
-    tmp = out / ".corpus.json.tmp"
-    tmp.write_text(json.dumps(corpus, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    os.replace(tmp, out / "corpus.json")
+    write_text(out / "corpus.json", json.dumps(corpus, indent=2, ensure_ascii=False) + "\n")
     return corpus
 
 

@@ -1,28 +1,10 @@
-"""Atomic checkpoints, resume state and checkpoint averaging."""
+"""Checkpoint averaging (the files are written by :func:`~asr_transfer.util.atomic.save_torch`)."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import torch
-
-
-def save_atomic(obj: dict, path: str | Path) -> None:
-    """``torch.save`` to a temporary file, then rename: a kill never leaves a half-written file.
-
-    Example:
-        >>> import tempfile, pathlib
-        >>> p = pathlib.Path(tempfile.mkdtemp()) / "x.pt"
-        >>> save_atomic({"a": 1}, p)
-        >>> torch.load(p)["a"]
-        1
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
 
 
 def average_checkpoints(paths: list[str | Path]) -> dict[str, torch.Tensor]:
@@ -30,9 +12,10 @@ def average_checkpoints(paths: list[str | Path]) -> dict[str, torch.Tensor]:
 
     Example:
         >>> import tempfile, pathlib
+        >>> from asr_transfer.util.atomic import save_torch
         >>> d = pathlib.Path(tempfile.mkdtemp())
         >>> for i in (1, 3):
-        ...     save_atomic({"model": {"w": torch.tensor([float(i)])}}, d / f"{i}.pt")
+        ...     save_torch({"model": {"w": torch.tensor([float(i)])}}, d / f"{i}.pt")
         >>> average_checkpoints([d / "1.pt", d / "3.pt"])["w"]
         tensor([2.])
     """

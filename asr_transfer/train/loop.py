@@ -1,16 +1,21 @@
-"""The one training loop: read it top to bottom.
+"""The one training loop: read :class:`Trainer` top to bottom, one method per phase.
 
-    set-up (seed, ranks, tokenizers, model, method; config saved after the method set the model up;
-            the method's batch streams; optimiser over the model's and the method's trainable parameters)
-    resume from checkpoints/last.pt if it exists (model, method state, optimiser, position, RNG)
-    for each epoch: for each step (one batch per stream, deterministic from seed + epoch; read and
-                                   padded ahead by data-loader workers, pinned for CUDA):
-        autocast forward -> method's named loss terms x their weights -> skip if non-finite on any rank
-        backward; every accum_grad steps: clip, step, schedule
-        every log_every_steps optimiser steps: the only host reads of losses (no per-step sync)
-        every save_every_steps optimiser steps: atomic checkpoint with the position in the epoch
-    end of epoch: padding share, the method's dev loss (dev data only), keep the best k, checkpoint
-    average the best k into model.pt
+    __init__ (set-up): seed, ranks, tokenizers, model, method; config saved after the method set
+        the model up; the method's batch streams; optimiser over the model's and the method's
+        trainable parameters
+    resume: from checkpoints/last.pt if it exists (model, method state, optimiser, TrainState, RNG);
+        then DDP, or gradients averaged by hand when the method asks for it
+    run: for each epoch:
+        train_one_epoch: for each step (one batch per stream, deterministic from seed + epoch; read
+                and padded ahead by data-loader workers, pinned for CUDA):
+            batch_forward: autocast forward -> method's named loss terms x their weights
+            batch_backward: skip if non-finite on any rank, else backward
+            every accum_grad steps: update_parameters (clip, step, schedule)
+            every log_every_steps optimiser steps: log_step, the only host reads of losses
+            every save_every_steps optimiser steps: save_checkpoint (atomic, the position in the epoch)
+        validate: the method's dev loss (dev data only)
+        end_epoch: padding share, keep the best k, checkpoint
+    finish: average the best k into model.pt
 
 A killed run restarts from ``last.pt`` at the batch after the last saved step,
 with the same batch order, RNG state and optimiser state.
@@ -22,8 +27,8 @@ import logging
 import math
 import random
 import shlex
-import shutil
 import sys
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -33,13 +38,13 @@ from tqdm import tqdm
 
 from asr_transfer.adapt import Context, Method, build_method
 from asr_transfer.config import save_config
-from asr_transfer.data.dataset import Utterance, load_dump, stream_batches
+from asr_transfer.data.dataset import Batch, Utterance, load_dump, stream_batches
 from asr_transfer.data.features import load_cmvn
 from asr_transfer.data.frontend import check_record
 from asr_transfer.data.loader import padding_frames, step_loader
 from asr_transfer.model.asr import HybridASR, build_model
 from asr_transfer.text.tokenizer import Tokenizer
-from asr_transfer.train.checkpoint import average_checkpoints, save_atomic
+from asr_transfer.train.checkpoint import average_checkpoints
 from asr_transfer.train.compile import compile_model
 from asr_transfer.train.dist import DistInfo, all_reduce_sum, init_distributed
 from asr_transfer.train.init import DECODING_FILE, init_from_base, recorded_decoding
@@ -47,6 +52,7 @@ from asr_transfer.train.nonfinite import NonFiniteGuard
 from asr_transfer.train.optim import build_optimizer
 from asr_transfer.train.options import TrainOptions
 from asr_transfer.train.schedule import build_schedule
+from asr_transfer.util.atomic import save_torch, write_text
 
 log = logging.getLogger("asr_transfer.train")
 
@@ -142,216 +148,310 @@ def start_from_espnet(cfg: dict, exp: Path) -> tuple[HybridASR, dict[str, Tokeni
     return model, {lang: tok}
 
 
-def train(cfg: dict, exp_dir: str | Path) -> Path:
-    """Train (or adapt) the model described by ``cfg`` into ``exp_dir``; return the averaged model path."""
-    opts = TrainOptions.from_config(cfg.get("train"))
-    cfg["train"] = opts.to_config()
-    exp = Path(exp_dir)
-    info = init_distributed(opts.device != "cpu" and torch.cuda.is_available())
-    if opts.num_threads:
-        torch.set_num_threads(opts.num_threads)
-    seed = opts.seed
-    _seed_everything(seed + info.rank)
-    ckpt_dir = exp / "checkpoints"
+def starting_model(cfg: dict, exp: Path, opts: TrainOptions) -> tuple[HybridASR, dict[str, Tokenizer]]:
+    """The model training starts from and its tokenizers: ESPnet's, a base model's, or fresh."""
     if opts.init_espnet:
-        model, toks = start_from_espnet(cfg, exp)
-    else:
-        toks = load_tokenizers(cfg)
-        model = model_from_config(cfg, toks)
-        if opts.init:
-            # strict except for whole heads of new languages: a misfit fails loudly, never loads nothing
-            init_from_base(model, opts.init)
+        return start_from_espnet(cfg, exp)
+    toks = load_tokenizers(cfg)
+    model = model_from_config(cfg, toks)
+    if opts.init:
+        # strict except for whole heads of new languages: a misfit fails loudly, never loads nothing
+        init_from_base(model, opts.init)
+    return model, toks
+
+
+def set_up_method(
+    cfg: dict, model: HybridASR, toks: dict[str, Tokenizer], info: DistInfo, decoding: tuple | None = None
+) -> Method:
+    """Build ``cfg``'s method and let it set the model up; record what it resolved in ``cfg``.
+
+    ``decoding``: the starting experiment's recorded decoding and its CTC share
+    (:func:`~asr_transfer.train.init.recorded_decoding`).
+    """
     method = build_method(cfg.get("adapt"))
-    decoding = recorded_decoding(opts.init) if opts.init else None
+    if info.world_size > 1 and not method.supports_multiprocess:
+        raise RuntimeError(f"{method.name} runs in one process (run it without torchrun)")
     # adapting to a new domain: adapt what the base experiment decodes with (CTC alone, or the beam's mix)
     if decoding and "target" in method.streams and method.opts.ctc_share is None:
         method.opts.ctc_share = decoding[1]
-    method.tokenizers = toks
-    method.setup(model)
+    method.setup(model, toks)
     # written after the method set the model up, with its resolved options, so the experiment rebuilds
     cfg["adapt"] = method.resolved_config()
     if model.adapter_specs:  # the adapters the method added, so build_model rebuilds them
         cfg["model"]["adapters"] = model.adapter_config()
-    train_streams, dev_streams = load_streams(cfg, method, toks, opts.max_utt_frames)
-    if info.is_main:
-        ckpt_dir.mkdir(parents=True, exist_ok=True)
-        save_config(cfg, exp / "config.yaml")
-        (exp / "command.txt").write_text(shlex.join(sys.argv) + "\n")
-        if decoding:  # the experiment decodes as its base does
-            shutil.copyfile(decoding[0], exp / DECODING_FILE)
-        _log_to_file(exp / "train.log")
-        # a copy inside the experiment makes it self-contained for decoding and transcribe()
-        for lang, tok in toks.items():
-            tok.save(exp / "tokenizers" / lang)
-    model.to(info.device)
-    compile_model(model, info.device, opts.compile)
-    method.to(info.device)
+    return method
 
-    budget, epochs, accum = opts.max_batch_frames, opts.epochs, opts.accum_grad
-    temperature = cfg["data"].get("lang_temperature")  # language-balanced sampling (multilingual)
-    steps_per_epoch = len(
-        stream_batches(train_streams, budget, seed, 1, info.world_size, info.rank, temperature)
-    )
-    total_steps = epochs * math.ceil(steps_per_epoch / accum)
-    params = [p for p in [*model.parameters(), *method.parameters()] if p.requires_grad]
-    optim = build_optimizer(params, opts.lr, opts.weight_decay, info.device, opts.fused_optimizer)
-    sched = torch.optim.lr_scheduler.LambdaLR(optim, build_schedule(opts.scheduler, total_steps))
 
-    state = {"epoch": 1, "batch": 0, "step": 0, "skipped": 0, "best": []}
-    last = ckpt_dir / "last.pt"
-    if last.exists():
-        # the one full unpickling: this run's own resume file (written below), whose RNG states (numpy's
-        # state holds an ndarray) the safe loader refuses; no file from anyone else is read here
-        ck = torch.load(last, map_location="cpu", weights_only=False)
-        model.load_state_dict(ck["model"])
-        optim.load_state_dict(ck["optim"])
-        sched.load_state_dict(ck["sched"])
-        method.load_state_dict(ck["method"])
-        state = ck["state"]
-        _set_rng(ck["rng"][min(info.rank, len(ck["rng"]) - 1)])
+def write_experiment(cfg: dict, exp: Path, toks: dict[str, Tokenizer], decoding: tuple | None = None) -> None:
+    """The config, command line, log file, tokenizers and the base's recorded ``decoding`` (if any) of
+    the experiment (main process only)."""
+    (exp / "checkpoints").mkdir(parents=True, exist_ok=True)
+    save_config(cfg, exp / "config.yaml")
+    write_text(exp / "command.txt", shlex.join(sys.argv) + "\n")
+    if decoding:  # the experiment decodes as its base does
+        write_text(exp / DECODING_FILE, decoding[0].read_text(encoding="utf-8"))
+    _log_to_file(exp / "train.log")
+    # a copy inside the experiment makes it self-contained for decoding and transcribe()
+    for lang, tok in toks.items():
+        tok.save(exp / "tokenizers" / lang)
+
+
+@dataclass
+class TrainState:
+    """Where a run is; saved in every checkpoint (as a dict), so a killed run resumes at the next batch.
+
+    Attributes:
+        epoch: the epoch under way (from 1; ``epochs + 1`` once training is over).
+        batch: batches of it done.
+        step: optimiser steps done in all.
+        skipped: updates skipped for a non-finite loss.
+        best: ``(dev loss, epoch)`` of the epochs kept, best first.
+
+    Example:
+        >>> old = {"epoch": 2, "batch": 5, "step": 9, "skipped": 0, "best": [(1.5, 1)]}  # a dict, as saved
+        >>> state = TrainState.from_saved(old)
+        >>> state.batch, TrainState.from_saved(state.to_saved()) == state
+        (5, True)
+    """
+
+    epoch: int = 1
+    batch: int = 0
+    step: int = 0
+    skipped: int = 0
+    best: list[tuple[float, int]] = field(default_factory=list)
+
+    @classmethod
+    def from_saved(cls, saved: dict) -> TrainState:
+        """The state from a checkpoint's ``state`` entry (a dict, in old checkpoints too)."""
+        return cls(**saved)
+
+    def to_saved(self) -> dict:
+        """A plain dict (checkpoints load without this class)."""
+        return asdict(self)
+
+
+class Trainer:
+    """One training run in phases (the module docstring lists them); subclass to override one.
+
+    Example (the whole run)::
+
+        Trainer(load_config(["conf/model/tiny.yaml", "my.yaml"]), "exp/tiny").run()
+    """
+
+    def __init__(self, cfg: dict, exp_dir: str | Path) -> None:
+        opts = self.opts = TrainOptions.from_config(cfg.get("train"))
+        cfg["train"] = opts.to_config()
+        self.cfg, self.exp = cfg, Path(exp_dir)
+        self.ckpt_dir = self.exp / "checkpoints"
+        info = self.info = init_distributed(opts.device != "cpu" and torch.cuda.is_available())
+        if opts.num_threads:
+            torch.set_num_threads(opts.num_threads)
+        _seed_everything(opts.seed + info.rank)
+        self.model, self.toks = starting_model(cfg, self.exp, opts)
+        decoding = recorded_decoding(opts.init) if opts.init else None
+        self.method = set_up_method(cfg, self.model, self.toks, info, decoding)
+        self.train_streams, self.dev_streams = load_streams(cfg, self.method, self.toks, opts.max_utt_frames)
         if info.is_main:
-            log.info(
-                "resumed from %s at epoch %d batch %d (step %d)",
-                last,
-                state["epoch"],
-                state["batch"],
-                state["step"],
-            )
-
-    # the fused optimiser can skip a non-finite step on the device: no host read per batch
-    guard = NonFiniteGuard(info, device_side=bool(optim.defaults["fused"]), skipped=state["skipped"])
-    pin = info.device.type == "cuda"
-    net: torch.nn.Module = model
-    # DDP expects one forward per backward and knows only the model's parameters: a method with
-    # several streams or modules of its own gets its gradients averaged by hand instead
-    manual_sync = info.world_size > 1 and (len(method.streams) > 1 or any(True for _ in method.parameters()))
-    if manual_sync:
-        # ranks were seeded apart (dropout); the weights must start equal, as DDP's broadcast makes them
-        for tensor in [*model.state_dict().values(), *method.state_dict().values()]:
-            torch.distributed.broadcast(tensor, 0)
-    if info.world_size > 1 and not manual_sync:
-        net = torch.nn.parallel.DistributedDataParallel(
-            model, find_unused_parameters=len(model.heads) > 1 or method.name != "supervised"
+            write_experiment(cfg, self.exp, self.toks, decoding)
+        self.model.to(info.device)
+        compile_model(self.model, info.device, opts.compile)
+        self.method.to(info.device)
+        self.temperature = cfg["data"].get("lang_temperature")  # language-balanced sampling (multilingual)
+        self.total_steps = opts.epochs * math.ceil(len(self.epoch_steps(1)) / opts.accum_grad)
+        params = [*self.model.parameters(), *self.method.parameters()]
+        self.params = [p for p in params if p.requires_grad]
+        self.optim = build_optimizer(
+            self.params, opts.lr, opts.weight_decay, info.device, opts.fused_optimizer
         )
-    amp_dtype = torch.bfloat16 if info.device.type == "cuda" and opts.bf16 else None
-    writer = SummaryWriter(str(exp / "tensorboard")) if info.is_main else None
-    clip, save_every, log_every, keep = (
-        opts.grad_clip,
-        opts.save_every_steps,
-        opts.log_every_steps,
-        opts.keep_best,
-    )
-
-    def checkpoint(path: Path) -> None:
-        state["skipped"] = guard.skipped
-        rng = _gather_rng(info)
-        if info.is_main:
-            save_atomic(
-                {
-                    "model": model.state_dict(),
-                    "method": method.state_dict(),
-                    "optim": optim.state_dict(),
-                    "sched": sched.state_dict(),
-                    "state": state,
-                    "rng": rng,
-                },
-                path,
-            )
-
-    while state["epoch"] <= epochs and not _out_of_patience(state["best"], state["epoch"], opts.patience):
-        epoch = state["epoch"]
-        steps = stream_batches(train_streams, budget, seed, epoch, info.world_size, info.rank, temperature)
-        net.train()
-        method.train()
-        bar = tqdm(
-            total=len(steps),
-            initial=state["batch"],
-            desc=f"epoch {epoch}/{epochs}",
-            unit="batch",
-            disable=not info.is_main,
-            dynamic_ncols=True,
+        self.sched = torch.optim.lr_scheduler.LambdaLR(
+            self.optim, build_schedule(opts.scheduler, self.total_steps)
         )
+        self.state = TrainState()
+        self.pin = info.device.type == "cuda"
+        self.amp_dtype = torch.bfloat16 if info.device.type == "cuda" and opts.bf16 else None
+
+    def epoch_steps(self, epoch: int) -> list:
+        """This rank's steps of ``epoch`` (the same on every run with the same seed)."""
+        o, i = self.opts, self.info
+        return stream_batches(self.train_streams, o.max_batch_frames, o.seed, epoch, i.world_size, i.rank,
+                              self.temperature)  # fmt: skip
+
+    def run(self) -> Path:
+        """Resume if there is a checkpoint, train the remaining epochs, return the averaged model's path."""
+        self.resume()
+        while self.state.epoch <= self.opts.epochs and not self.out_of_patience():
+            padded, frames = self.train_one_epoch()
+            self.end_epoch(self.validate(), padded, frames)
+        return self.finish()
+
+    def out_of_patience(self) -> bool:
+        """Whether ``train.patience`` epochs have passed since the best dev loss (never without patience)."""
+        return _out_of_patience(self.state.best, self.state.epoch, self.opts.patience)
+
+    def resume(self) -> None:
+        """Load ``last.pt`` if it exists; then the non-finite guard, ranks' wrapper and TensorBoard."""
+        last, info = self.ckpt_dir / "last.pt", self.info
+        if last.exists():
+            # the one full unpickling: this run's own resume file (written by save_checkpoint), whose RNG
+            # states (numpy's holds an ndarray) the safe loader refuses; no file from anyone else is read here
+            ck = torch.load(last, map_location="cpu", weights_only=False)
+            self.model.load_state_dict(ck["model"])
+            self.optim.load_state_dict(ck["optim"])
+            self.sched.load_state_dict(ck["sched"])
+            self.method.load_state_dict(ck["method"])
+            self.state = TrainState.from_saved(ck["state"])
+            _set_rng(ck["rng"][min(info.rank, len(ck["rng"]) - 1)])
+            if info.is_main:
+                st = self.state
+                log.info("resumed from %s at epoch %d batch %d (step %d)", last, st.epoch, st.batch, st.step)
+        # the fused optimiser can skip a non-finite step on the device: no host read per batch
+        fused = bool(self.optim.defaults["fused"])
+        self.guard = NonFiniteGuard(info, device_side=fused, skipped=self.state.skipped)
+        self.net, self.manual_sync = wrap_for_ranks(self.model, self.method, info)
+        self.writer = SummaryWriter(str(self.exp / "tensorboard")) if info.is_main else None
+
+    def train_one_epoch(self) -> tuple[int, int]:
+        """Train from ``state.batch`` to the end of the epoch; return (padded, all) input frames read."""
+        st, opts, device = self.state, self.opts, self.info.device
+        steps = self.epoch_steps(st.epoch)
+        self.net.train()
+        self.method.train()
+        bar = tqdm(total=len(steps), initial=st.batch, desc=f"epoch {st.epoch}/{opts.epochs}", unit="batch",
+                   disable=not self.info.is_main, dynamic_ncols=True)  # fmt: skip
         padded = frames = 0
-        loader = step_loader(steps, state["batch"], opts.num_workers, pin)
-        for i, collated in enumerate(loader, start=state["batch"]):
+        for i, collated in enumerate(
+            step_loader(steps, st.batch, opts.num_workers, self.pin), start=st.batch
+        ):
             pad, total = padding_frames(steps[i])
             padded, frames = padded + pad, frames + total
-            batches = {name: b.to(info.device, non_blocking=pin) for name, b in collated.items()}
-            ctx = Context("train", epoch, state["step"], state["step"] / max(total_steps, 1))
-            with torch.autocast(info.device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-                terms = method.compute_objectives(net, batches, ctx)
-            loss = sum(method.weight(name, ctx) * value for name, value in terms.items())
-            finite = guard.check(loss)
-            if finite:
-                (loss / accum).backward()
-                if guard.device_side and accum > 1:
-                    guard.drop_gradients(params)
-            else:
-                optim.zero_grad(set_to_none=True)
-            state["batch"] = i + 1
+            batches = {name: b.to(device, non_blocking=self.pin) for name, b in collated.items()}
+            ctx = Context("train", st.epoch, st.step, st.step / max(self.total_steps, 1))
+            loss, terms = self.batch_forward(batches, ctx)
+            finite = self.batch_backward(loss)
+            st.batch = i + 1
             bar.update(1)
-            if not finite or (i + 1) % accum and i + 1 < len(steps):
+            if not finite or (i + 1) % opts.accum_grad and i + 1 < len(steps):
                 continue
-            if manual_sync:
-                _average_gradients(params, info)
-            grad_norm = torch.nn.utils.clip_grad_norm_(params, clip)
-            guard.arm(optim)
-            optim.step()
-            optim.zero_grad(set_to_none=True)
-            sched.step()
-            state["step"] += 1
-            if writer is not None and state["step"] % log_every == 0:
-                state["skipped"] = guard.skipped
-                for name, value in terms.items():
-                    writer.add_scalar(f"train/{name}", value.item(), state["step"])
-                writer.add_scalar("train/loss", loss.item(), state["step"])
-                writer.add_scalar("train/grad_norm", float(grad_norm), state["step"])
-                writer.add_scalar("train/lr", sched.get_last_lr()[0], state["step"])
-                writer.add_scalar("train/skipped_steps", state["skipped"], state["step"])
-                bar.set_postfix(loss=f"{loss.item():.2f}", lr=f"{sched.get_last_lr()[0]:.2e}")
-            if state["step"] % save_every == 0:
-                checkpoint(last)
+            grad_norm = self.update_parameters()
+            if self.writer is not None and st.step % opts.log_every_steps == 0:
+                self.log_step(loss, terms, grad_norm, bar)
+            if st.step % opts.save_every_steps == 0:
+                self.save_checkpoint(self.ckpt_dir / "last.pt")
         bar.close()
+        st.skipped = self.guard.skipped
+        return padded, frames
 
-        state["skipped"] = guard.skipped
-        dev = evaluate(method, model, dev_streams, budget, info, amp_dtype, opts.num_workers)
-        dev_loss = dev["loss"]
-        if info.is_main:
+    def batch_forward(self, batches: dict[str, Batch], ctx: Context) -> tuple[torch.Tensor, dict]:
+        """The weighted loss and the method's unweighted terms of one step."""
+        dtype = self.amp_dtype
+        with torch.autocast(self.info.device.type, dtype=dtype, enabled=dtype is not None):
+            terms = self.method.compute_objectives(self.net, batches, ctx)
+        return sum(self.method.weight(name, ctx) * value for name, value in terms.items()), terms
+
+    def batch_backward(self, loss: torch.Tensor) -> bool:
+        """Backward if the loss is finite on every rank, else drop the step's gradients; return which."""
+        accum = self.opts.accum_grad
+        if not self.guard.check(loss):
+            self.optim.zero_grad(set_to_none=True)
+            return False
+        (loss / accum).backward()
+        if self.guard.device_side and accum > 1:
+            self.guard.drop_gradients(self.params)
+        return True
+
+    def update_parameters(self) -> torch.Tensor:
+        """Average (if by hand), clip, step the optimiser and the schedule; return the gradient norm."""
+        if self.manual_sync:
+            _average_gradients(self.params, self.info)
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.params, self.opts.grad_clip)
+        self.guard.arm(self.optim)
+        self.optim.step()
+        self.optim.zero_grad(set_to_none=True)
+        self.sched.step()
+        self.state.step += 1
+        return grad_norm
+
+    def log_step(self, loss: torch.Tensor, terms: dict, grad_norm: torch.Tensor, bar: tqdm) -> None:
+        """TensorBoard points of this optimiser step: the only host reads of the losses."""
+        st, writer, lr = self.state, self.writer, self.sched.get_last_lr()[0]
+        st.skipped = self.guard.skipped
+        for name, value in terms.items():
+            writer.add_scalar(f"train/{name}", value.item(), st.step)
+        writer.add_scalar("train/loss", loss.item(), st.step)
+        writer.add_scalar("train/grad_norm", float(grad_norm), st.step)
+        writer.add_scalar("train/lr", lr, st.step)
+        writer.add_scalar("train/skipped_steps", st.skipped, st.step)
+        bar.set_postfix(loss=f"{loss.item():.2f}", lr=f"{lr:.2e}")
+
+    def validate(self) -> dict[str, float]:
+        """The method's objective on the dev streams (:func:`evaluate`)."""
+        o = self.opts
+        return evaluate(self.method, self.model, self.dev_streams, o.max_batch_frames, self.info,
+                        self.amp_dtype, o.num_workers)  # fmt: skip
+
+    def end_epoch(self, dev: dict[str, float], padded: int, frames: int) -> None:
+        """Log the epoch, keep its weights if among the best k, move to the next one, checkpoint."""
+        st, keep = self.state, self.opts.keep_best
+        if self.info.is_main:
             share = padded / max(frames, 1)
-            log.info(
-                "epoch %d: dev loss %.3f (%s; step %d, skipped %d, padding %.1f%% of %d input frames)",
-                epoch,
-                dev_loss,
-                ", ".join(f"{k} {v:.3f}" for k, v in dev.items() if k != "loss"),
-                state["step"],
-                state["skipped"],
-                100 * share,
-                frames,
-            )
+            others = ", ".join(f"{k} {v:.3f}" for k, v in dev.items() if k != "loss")
+            log.info("epoch %d: dev loss %.3f (%s; step %d, skipped %d, padding %.1f%% of %d input frames)",
+                     st.epoch, dev["loss"], others, st.step, st.skipped, 100 * share, frames)  # fmt: skip
             for name, value in dev.items():
-                writer.add_scalar(f"dev/{name}", value, state["step"])
-            writer.add_scalar("train/padding_share", share, state["step"])
-            save_atomic({"model": model.state_dict()}, ckpt_dir / f"epoch{epoch}.pt")
-        state["best"] = sorted([*state["best"], (dev_loss, epoch)])
-        if info.is_main:
-            for _, old in state["best"][keep:]:
-                (ckpt_dir / f"epoch{old}.pt").unlink(missing_ok=True)
-        state["best"] = state["best"][:keep]
-        state["epoch"], state["batch"] = epoch + 1, 0
-        checkpoint(last)
+                self.writer.add_scalar(f"dev/{name}", value, st.step)
+            self.writer.add_scalar("train/padding_share", share, st.step)
+            save_torch({"model": self.model.state_dict()}, self.ckpt_dir / f"epoch{st.epoch}.pt")
+        st.best = sorted([*st.best, (dev["loss"], st.epoch)])
+        if self.info.is_main:
+            for _, old in st.best[keep:]:
+                (self.ckpt_dir / f"epoch{old}.pt").unlink(missing_ok=True)
+        st.best = st.best[:keep]
+        st.epoch, st.batch = st.epoch + 1, 0
+        self.save_checkpoint(self.ckpt_dir / "last.pt")
 
-    final = exp / "model.pt"
-    if info.is_main:
-        best = [ckpt_dir / f"epoch{e}.pt" for _, e in state["best"]]
-        save_atomic(
-            {"model": average_checkpoints(best), "averaged_epochs": [e for _, e in state["best"]]}, final
-        )
-        log.info("averaged epochs %s -> %s", [e for _, e in state["best"]], final)
-        writer.close()
-    if info.world_size > 1:
-        torch.distributed.barrier()
-        torch.distributed.destroy_process_group()
-    return final
+    def save_checkpoint(self, path: Path) -> None:
+        """Everything a resumed run needs, written atomically by the main process."""
+        self.state.skipped = self.guard.skipped
+        rng = _gather_rng(self.info)
+        if self.info.is_main:
+            save_torch({"model": self.model.state_dict(), "method": self.method.state_dict(),
+                        "optim": self.optim.state_dict(), "sched": self.sched.state_dict(),
+                        "state": self.state.to_saved(), "rng": rng}, path)  # fmt: skip
+
+    def finish(self) -> Path:
+        """Average the best epochs into ``model.pt``; leave the process group."""
+        final, epochs = self.exp / "model.pt", [e for _, e in self.state.best]
+        if self.info.is_main:
+            best = [self.ckpt_dir / f"epoch{e}.pt" for e in epochs]
+            save_torch({"model": average_checkpoints(best), "averaged_epochs": epochs}, final)
+            log.info("averaged epochs %s -> %s", epochs, final)
+            self.writer.close()
+        if self.info.world_size > 1:
+            torch.distributed.barrier()
+            torch.distributed.destroy_process_group()
+        return final
+
+
+def train(cfg: dict, exp_dir: str | Path) -> Path:
+    """Train (or adapt) the model described by ``cfg`` into ``exp_dir``; return the averaged model path."""
+    return Trainer(cfg, exp_dir).run()
+
+
+def wrap_for_ranks(model: HybridASR, method: Method, info: DistInfo) -> tuple[torch.nn.Module, bool]:
+    """``(the module to run, whether gradients are averaged by hand)`` for this many ranks.
+
+    DDP wraps the model unless the method averages by hand (:attr:`Method.averages_gradients_by_hand`);
+    then the ranks' weights are made equal here, as DDP's broadcast would.
+    """
+    if info.world_size == 1:
+        return model, False
+    if method.averages_gradients_by_hand:
+        # ranks were seeded apart (dropout); the weights must start equal
+        for tensor in [*model.state_dict().values(), *method.state_dict().values()]:
+            torch.distributed.broadcast(tensor, 0)
+        return model, True
+    unused = len(model.heads) > 1 or method.find_unused_parameters
+    return torch.nn.parallel.DistributedDataParallel(model, find_unused_parameters=unused), False
 
 
 @torch.no_grad()

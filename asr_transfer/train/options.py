@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
-from asr_transfer.adapt.base import parse_options
+from asr_transfer.util.options import parse_options
 
 
 @dataclass

@@ -20,19 +20,29 @@ import argparse
 import copy
 from pathlib import Path
 
+import torch
 import yaml
 
+from asr_transfer.adapt import METHODS, build_method, methods_of_kind
+from asr_transfer.adapt.finetune import trainable_share
 from asr_transfer.config import deep_merge, load_config
+from asr_transfer.data.dataset import load_dump
+from asr_transfer.data.dump import dump_features
+from asr_transfer.data.frontend import check_record
 from asr_transfer.data.kaldi import DataError, read_table
+from asr_transfer.decode.data_dir import decode_dir
+from asr_transfer.decode.search import DecodeConfig
+from asr_transfer.decode.transcribe import Recognizer
+from asr_transfer.model.adapters import body_fingerprint
+from asr_transfer.model.asr import HybridASR
+from asr_transfer.score.api import ScoreOptions, load_or_score
 from asr_transfer.text.normalize import CHARSETS, Normalizer
 from asr_transfer.text.tokenizer import Tokenizer
+from asr_transfer.train.loop import train as train_loop
+from asr_transfer.util.atomic import write_text
 
 ACCEPTS_OVERRIDES = True
 SUMMARY = "add_language.yaml"
-#: methods that train on the source languages, never a new language's
-SOURCE_SIDE = ("supervised", "source_adapters", "meta_train")
-#: methods whose target adapter (named by the language) goes into the adapter file
-ADAPTER_FILE = {"adapter": True, "metaadapter": True, "head": False}
 #: target tokenizer unless the config says otherwise (methods.md: 100 units for targets)
 TOKENIZER_DEFAULTS = {"kind": "unigram", "vocab_size": 100}
 
@@ -57,14 +67,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def check_inputs(base: Path, lang: str, train: Path, dev: Path, method: str) -> dict:
     """Everything that can be wrong before any work: a clear error naming the path; returns base config."""
-    from asr_transfer.adapt import METHODS
-
-    transfer = ("head", "full", "adapter", "metaadapter", "simadapter", "simadapter+")
-    if method not in METHODS or method in SOURCE_SIDE:
-        known = [m for m in METHODS if m not in SOURCE_SIDE]
-        raise ValueError(
-            f"--method {method!r}: unknown; choose from {known} ({', '.join(transfer)} for a new language)"
-        )
+    if method not in methods_of_kind("new_language"):
+        known = ", ".join(methods_of_kind("new_language"))
+        what = "unknown" if method not in METHODS else f"a {METHODS[method].kind} method"
+        raise ValueError(f"--method {method!r}: {what}; choose from {known} (the methods for a new language)")
     for f in (base / "config.yaml", base / "model.pt"):
         if not f.is_file():
             raise FileNotFoundError(f"--base {base}: {f.name} missing: not a finished experiment")
@@ -127,25 +133,46 @@ def build_config(base_cfg: dict, args: argparse.Namespace, exp: Path, dumps: dic
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
-
-    from asr_transfer.adapt import build_method
-    from asr_transfer.adapt.finetune import trainable_share
-    from asr_transfer.data.features_cli import dump_features
-    from asr_transfer.data.frontend import check_record
-    from asr_transfer.decode.cli import decode_dir
-    from asr_transfer.decode.search import DecodeConfig
-    from asr_transfer.decode.transcribe import Recognizer
-    from asr_transfer.model.adapters import body_fingerprint
-    from asr_transfer.score.api import ScoreOptions, load_or_score
-    from asr_transfer.train.loop import train as train_loop
-
-    base, exp = Path(args.base), Path(args.exp)
-    train, dev = Path(args.train), Path(args.dev)
+    exp = Path(args.exp)
     if (exp / SUMMARY).is_file():
         print(f"add-language: {exp / SUMMARY} exists, skipped")
         print((exp / SUMMARY).read_text(), end="")
         return 0
+    cfg, tok, dumps = prepare(args)
+    train_loop(cfg, exp)
+    # the finished experiment, rebuilt from its saved config exactly as decoding will
+    # CTC greedy unless told otherwise: the mini recipe's choice on dev data, and fast on a CPU
+    dcfg = (
+        DecodeConfig.from_config(args.decode_config, []) if args.decode_config else DecodeConfig("ctc_greedy")
+    )
+    rec = Recognizer.from_exp(exp, decode=dcfg)
+    summary = summarise(args, cfg, rec.model, tok, dumps)
+    dev = Path(args.dev)
+    decode_dir(rec, dev, exp / f"decode_{dev.name}", args.lang)
+    result, _ = load_or_score(exp / f"decode_{dev.name}", ScoreOptions(normalizer=Normalizer(args.lang)))
+    summary["dev_wer"] = result.total.wer
+    write_text(exp / SUMMARY, yaml.safe_dump(summary, sort_keys=False))
+    trained = f"{summary['trainable_params']:,} of {summary['total_params']:,} parameters trained"
+    adapter_file = (
+        f", adapter file {summary['adapter_file']} ({100 * summary['adapter_file_share']:.2f} % of model.pt)"
+        if "adapter_file" in summary
+        else ""
+    )
+    print(
+        f"add-language: {args.lang} by {args.method}: dev WER {summary['dev_wer']:.2f} %, "
+        f"{trained} ({100 * summary['trainable_share']:.2f} %){adapter_file}"
+    )
+    return 0
+
+
+def prepare(args: argparse.Namespace) -> tuple[dict, Tokenizer, dict[str, Path]]:
+    """Check the inputs, train the target tokenizer, dump features; return the training config.
+
+    Records the base model's fingerprint in the experiment: a rerun resumes an unfinished run only
+    from the same base (the path may hold another model now).
+    """
+    base, exp = Path(args.base), Path(args.exp)
+    train, dev = Path(args.train), Path(args.dev)
     base_cfg = check_inputs(base, args.lang, train, dev, args.method)
     extra = load_config(args.config, args.overrides)
     tok = target_tokenizer(train, dev, args.lang, deep_merge(base_cfg, extra))
@@ -169,60 +196,50 @@ def run(args: argparse.Namespace) -> int:
             f"({record.read_text().strip()} != {base_fp}); remove {exp} to start again"
         )
     record.write_text(base_fp + "\n")
-    train_loop(cfg, exp)
+    return cfg, tok, dumps
 
-    # the finished experiment, rebuilt from its saved config exactly as decoding will
-    # CTC greedy unless told otherwise: the mini recipe's choice on dev data, and fast on a CPU
-    dcfg = (
-        DecodeConfig.from_config(args.decode_config, []) if args.decode_config else DecodeConfig("ctc_greedy")
-    )
-    rec = Recognizer.from_exp(exp, decode=dcfg)
-    model = rec.model
-    build_method(cfg["adapt"]).setup(model)
+
+def summarise(
+    args: argparse.Namespace, cfg: dict, model: HybridASR, tok: Tokenizer, dumps: dict[str, Path]
+) -> dict:
+    """``add_language.yaml`` but the dev WER: sizes, the adapter file, fusion weights (what applies)."""
+    exp, method = Path(args.exp), METHODS[args.method]
+    build_method(cfg["adapt"]).setup(model, {args.lang: tok})
     trainable, total = trainable_share(model)
     summary: dict = {
         "lang": args.lang,
         "method": args.method,
-        "base": str(base),
+        "base": str(Path(args.base)),
         "vocab_size": tok.vocab_size,
         "trainable_params": trainable,
         "total_params": total,
         "trainable_share": trainable / total,
         "model_file_bytes": (exp / "model.pt").stat().st_size,
     }
-    if args.method in ADAPTER_FILE:
-        if model.fingerprint() != base_fp:
-            raise RuntimeError(
-                f"{exp / 'model.pt'}: its shared body differs from {base / 'model.pt'}'s: trained on another "
-                f"base (remove {exp} to start again), or the body trained during {args.method}"
-            )
-        path = exp / f"{args.lang}.adapter"
-        tok_data = {"tokens": tok.tokens, "kind": tok.kind, "lang": tok.lang, "sp_model": tok.sp_model}
-        name = args.lang if ADAPTER_FILE[args.method] else None
-        model.save_adapter(name, path, lang=args.lang, extra={"tokenizer": tok_data})
+    if method.writes_adapter_file:
+        path = write_adapter_file(args, model, tok)
         summary["adapter_file"] = str(path)
         summary["adapter_file_bytes"] = path.stat().st_size
         summary["adapter_file_share"] = path.stat().st_size / summary["model_file_bytes"]
-    if args.method.startswith("simadapter"):
+    if method.measures_fusion:
         from asr_transfer.adapt.simadapter import measure_fusion_weights
-        from asr_transfer.data.dataset import load_dump
 
         utts = load_dump(dumps["dev"], args.lang, tok, 100000)
         summary["fusion_weights"] = measure_fusion_weights(model, utts)
-    decode_dir(rec, dev, exp / f"decode_{dev.name}", args.lang)
-    result, _ = load_or_score(exp / f"decode_{dev.name}", ScoreOptions(normalizer=Normalizer(args.lang)))
-    summary["dev_wer"] = result.total.wer
-    text = yaml.safe_dump(summary, sort_keys=False)
-    tmp = exp / (SUMMARY + ".tmp")
-    tmp.write_text(text)
-    tmp.replace(exp / SUMMARY)
-    print(
-        f"add-language: {args.lang} by {args.method}: dev WER {summary['dev_wer']:.2f} %, "
-        f"{trainable:,} of {total:,} parameters trained ({100 * trainable / total:.2f} %)"
-        + (
-            f", adapter file {path} ({100 * summary['adapter_file_share']:.2f} % of model.pt)"
-            if "adapter_file" in summary
-            else ""
+    return summary
+
+
+def write_adapter_file(args: argparse.Namespace, model: HybridASR, tok: Tokenizer) -> Path:
+    """``EXP/<lang>.adapter``: the target's adapter (if the method trains one), head and tokenizer."""
+    exp, base = Path(args.exp), Path(args.base)
+    base_fp = (exp / "base_fingerprint").read_text().strip()
+    if model.fingerprint() != base_fp:
+        raise RuntimeError(
+            f"{exp / 'model.pt'}: its shared body differs from {base / 'model.pt'}'s: trained on another "
+            f"base (remove {exp} to start again), or the body trained during {args.method}"
         )
-    )
-    return 0
+    path = exp / f"{args.lang}.adapter"
+    tok_data = {"tokens": tok.tokens, "kind": tok.kind, "lang": tok.lang, "sp_model": tok.sp_model}
+    name = args.lang if METHODS[args.method].trains_target_adapter else None
+    model.save_adapter(name, path, lang=args.lang, extra={"tokenizer": tok_data})
+    return path

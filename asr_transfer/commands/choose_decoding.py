@@ -40,7 +40,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def dev_wer(rec: Recognizer, data_dirs: list[Path], work: Path) -> float:
     """Pooled WER (%) of ``rec`` over ``data_dirs``; decodes go under ``work``."""
-    from asr_transfer.decode.cli import decode_dir
+    from asr_transfer.decode.data_dir import decode_dir
 
     ref, hyp = {}, {}
     for data_dir in data_dirs:

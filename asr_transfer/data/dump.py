@@ -1,17 +1,14 @@
-"""``asr-transfer features``: dump features of data dirs (kaldiio ark/scp) and CMVN stats.
+"""Feature dumps of data dirs (kaldiio ark/scp): the library of ``asr-transfer features``.
 
-Writes ``OUT/feats.ark``, ``OUT/feats.scp``, ``OUT/utt2num_frames`` and ``OUT/frontend.yaml``
-(which frontend made them: Kaldi fbank, or with ``--espnet-exp`` that ESPnet2 experiment's own
-frontend, for training from it) for each data dir;
-with ``--speed-perturb 0.9 1.1`` also perturbed copies (ids prefixed ``sp0.9-``), whose
-transcripts are the original ones (``OUT/text``). ``--cmvn FILE`` accumulates global
-mean/variance over everything dumped in this call. A finished dump made by the same frontend
-is skipped on rerun. ``--jobs N`` computes features in N processes; the output is the same.
+:func:`dump_features` writes ``OUT/feats.ark``, ``OUT/feats.scp``, ``OUT/utt2num_frames`` and
+``OUT/frontend.yaml`` (which frontend made them: Kaldi fbank, or an ESPnet2 experiment's own
+frontend, for training from it); with speeds other than 1.0 also perturbed copies (ids prefixed
+``sp0.9-``), whose transcripts are the original ones (``OUT/text``). ``jobs`` processes compute the features;
+the output is the same for any number.
 """
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import multiprocessing
 import os
@@ -25,8 +22,9 @@ from tqdm import tqdm
 
 from asr_transfer.data.audio import load_audio
 from asr_transfer.data.features import CMVNStats, speed_perturb
-from asr_transfer.data.frontend import build_frontend, check_record, write_record
+from asr_transfer.data.frontend import build_frontend, write_record
 from asr_transfer.data.kaldi import DataError, load_data_dir, write_table
+from asr_transfer.util.atomic import write_text
 
 
 def dump_features(
@@ -86,14 +84,14 @@ def dump_features(
                         text[key] = data.text[utt]
         write_table(out / "utt2num_frames", frames)
         write_record(out, features)
-        _write_atomic(out / "speed_perturb", " ".join(map(str, speeds)) + "\n")
+        write_text(out / "speed_perturb", " ".join(map(str, speeds)) + "\n")
         if text:
             write_table(out / "text", text)
         else:
             (out / "text").unlink(missing_ok=True)
         os.replace(tmp_ark, out / "feats.ark")
         # the scp names the temporary ark: point it at the final name; renamed last, it marks the end
-        _write_atomic(out / "feats.scp", tmp_scp.read_text().replace(str(tmp_ark), str(out / "feats.ark")))
+        write_text(out / "feats.scp", tmp_scp.read_text().replace(str(tmp_ark), str(out / "feats.ark")))
         tmp_scp.unlink()
     except OSError as err:
         where = err.filename or out
@@ -102,12 +100,6 @@ def dump_features(
             "(a read-only folder or a full disk? free space or choose another --out)"
         ) from err
     return len(frames)
-
-
-def _write_atomic(path: Path, content: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(content)
-    os.replace(tmp, path)
 
 
 class _FeatureJob:
@@ -165,61 +157,3 @@ def _computed(
         min(jobs, len(items)), initializer=_init_worker, initargs=(features, speeds)
     ) as pool:
         yield pool.imap(_run_in_worker, items, chunksize=8)
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("data_dirs", nargs="+", help="Kaldi data dirs")
-    parser.add_argument("--out", required=True, help="dump root; one folder per data dir name")
-    parser.add_argument("--speed-perturb", type=float, nargs="*", default=[], help="e.g. 0.9 1.1")
-    parser.add_argument("--cmvn", help="write global CMVN stats of these dirs to this .npz")
-    parser.add_argument(
-        "--jobs", type=int, default=1, help="worker processes (the dump is the same for any number)"
-    )
-    parser.add_argument(
-        "--espnet-exp",
-        help="ESPnet2 experiment dir: compute its own frontend's features (to train from it, "
-        "train.init_espnet) instead of Kaldi fbank",
-    )
-
-
-def run(args: argparse.Namespace) -> int:
-    speeds = (1.0, *args.speed_perturb)
-    stats = CMVNStats() if args.cmvn else None
-    features = None
-    if args.espnet_exp:
-        from asr_transfer.model.espnet_loader import espnet_features_config
-
-        features = espnet_features_config(args.espnet_exp)
-    for data_dir in args.data_dirs:
-        out = Path(args.out) / Path(data_dir).name
-        if (out / "feats.scp").exists():
-            # reusing a dump made by another frontend or other speeds would train on the wrong data
-            check_record(out, features)
-            _check_speeds(out, speeds)
-            print(f"features: {out} exists, skipped")
-            if stats is not None:
-                # statistics from the existing dump: no second fbank pass
-                for _, mat in kaldiio.load_scp_sequential(str(out / "feats.scp")):
-                    stats.add(torch.tensor(mat))
-            continue
-        n = dump_features(data_dir, out, speeds, stats, features, jobs=args.jobs)
-        print(f"features: {n} utterances -> {out}")
-    if stats is not None:
-        try:
-            stats.save(args.cmvn)
-        except OSError as err:
-            raise DataError(f"features: cannot write {args.cmvn}: {err.strerror or err}") from err
-        print(f"features: CMVN stats over {stats.count} frames -> {args.cmvn}")
-    return 0
-
-
-def _check_speeds(dump: Path, speeds: tuple[float, ...]) -> None:
-    """A finished dump must hold the speed-perturbed copies asked for (no record: made without any)."""
-    record = dump / "speed_perturb"
-    made = tuple(map(float, record.read_text().split())) if record.exists() else (1.0,)
-    if sorted(made) != sorted(speeds):
-        asked = " ".join(map(str, speeds))
-        raise DataError(
-            f"{record}: dumped with speeds {' '.join(map(str, made))}, asked for {asked}; "
-            f"remove {dump} to dump it again"
-        )

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from asr_transfer.train.checkpoint import average_checkpoints, save_atomic
+from asr_transfer.train.checkpoint import average_checkpoints
+from asr_transfer.util.atomic import save_torch
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -13,6 +14,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    save_atomic({"model": average_checkpoints(args.checkpoints)}, args.out)
+    save_torch({"model": average_checkpoints(args.checkpoints)}, args.out)
     print(f"average: {len(args.checkpoints)} checkpoints -> {args.out}")
     return 0

@@ -12,8 +12,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from asr_transfer.commands.score import add_options, options_from
 from asr_transfer.data.kaldi import DataError
-from asr_transfer.score.cli import add_options, options_from
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
