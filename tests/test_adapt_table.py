@@ -219,10 +219,13 @@ def test_regime_table_ratio_to_clean_and_pseudo_label_wer(
 
 
 def test_regime_table_without_adapted_systems_and_its_errors(
-    exp_tree: tuple[Path, dict], tmp_path: Path, capsys
+    exp_tree: tuple[Path, dict], tmp_path: Path, capsys, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     root, _ = exp_tree
     phone, _ = pseudo_labels(tmp_path, "phone", 0.2, keep=17)
+    # the recipe labels corpus/data/... relative to its own dir, where it runs the report too
+    (phone / "pseudo_label.yaml").write_text(yaml.safe_dump({"data": "data/en_train_phone", "keep": 0.7}))
+    monkeypatch.chdir(tmp_path)
     out = tmp_path / "r"
     # the source model alone: the regime of the pseudo-labelled domains, no adaptation tables
     assert main(["report", str(root / "source"), "--out", str(out), "--pseudo-labels", str(phone)]) == 0

@@ -51,7 +51,7 @@ def test_mini_recipe_end_to_end(tmp_path: Path) -> None:
     for d in domains:
         score = json.loads((exp / f"decode_en_test_{d}" / "score" / "wer.json").read_text())
         wer[d] = score["total"]["wer"]
-        assert score["total"]["sentences"] == 150
+        assert score["total"]["sentences"] == 600
     print("WER per domain:", wer)
     assert wer["clean"] <= WER_BOUND, wer
     results = (recipe / "exp" / "report" / "RESULTS.md").read_text()

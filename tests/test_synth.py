@@ -129,7 +129,7 @@ def test_mini_plan_texts_are_normalised_and_disjoint_across_splits() -> None:
         assert by_split["train"].isdisjoint(by_split["test"])
         assert by_split["dev"].isdisjoint(by_split["test"])
     en = [u for u in utts if u.lang == "en"]
-    assert len(en) == 1250 and en[0].domains == dom.DOMAINS
+    assert len(en) == 1700 and en[0].domains == dom.DOMAINS
 
 
 def test_xling_preset_sits_between_mini_and_standard_for_the_targets() -> None:

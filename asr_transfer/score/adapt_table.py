@@ -322,6 +322,8 @@ def pseudo_label_score(path: Path, options: ScoreOptions) -> PseudoLabelScore:
     if not summary_file.is_file():
         raise DataError(f"{path}: not a pseudo-label dir (no {SUMMARY})")
     summary = yaml_load(summary_file.read_text(encoding="utf-8")) or {}
+    if not summary.get("data"):
+        raise DataError(f"{summary_file}: names no labelled data dir ('data')")
     truth = load_data_dir(Path(summary["data"])).text
     labels = load_data_dir(path)
     domains = set(labels.utt2domain.values()) if labels.utt2domain else set()
@@ -381,7 +383,7 @@ def regime_table(systems: list[System], options: ScoreOptions, opts: AdaptOption
             [
                 t,
                 _cell(wer),
-                "–" if math.isnan(wer) or not base else f"{wer / base:.2f}",
+                "–" if math.isnan(wer) or math.isnan(base) or base == 0 else f"{wer / base:.2f}",
                 f"{p.kept} of {p.total}" if p else "–",
                 _cell(p.kept_wer) if p else "–",
                 _cell(p.all_wer) if p else "–",

@@ -10,7 +10,7 @@ Devices (numpy/scipy only):
 Noises (real recordings from the noise bank, :data:`SNR_RANGE_DB`): ``rain``, ``wind``, ``laugh``
 (laughter is scarce, so laughter and crowd clips, each varied in speed and offset).
 
-Those seven are the *hard* domains: the mini source model's WER there is 3.7-7x its clean WER and
+The six shifted ones are the *hard* domains: the mini source model's WER there is 4-7x its clean WER and
 most of its pseudo-labels are wrong. The *paper-regime* domains (:data:`MILD_DOMAINS`) are milder
 versions, calibrated on dev data so that its WER is 1.3-2.5x the clean WER, near the source-only
 figures of the CMatch paper (docs/benchmarks.md, "Paper-regime domains"):

@@ -127,7 +127,10 @@ PRESETS: dict[str, Preset] = {
         description="spoken digit strings: English in 10 device/noise domains (6 hard, 4 paper-regime), "
         "5 source and 4 target languages clean; espeak-ng only (pip packages)",
         langs=(
-            _plan("en", "source", (1000, 100, 150), (40, 8, 12), DOMAINS),
+            # 600 test utterances (about 2,800 words): the paper-regime domains differ from clean by a
+            # few points, which 150 could not resolve. Test texts are drawn last, so train, dev and the
+            # first 150 test utterances are the same as with 150.
+            _plan("en", "source", (1000, 100, 600), (40, 8, 12), DOMAINS),
             *(_plan(lang, "source", (200, 30, 50), (16, 4, 6)) for lang in ("de", "fr", "es", "it", "pl")),
             *(_plan(lang, "target", (50, 30, 100), (8, 4, 8)) for lang in ("ro", "cs", "uk", "ar")),
         ),
