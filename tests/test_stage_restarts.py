@@ -128,7 +128,8 @@ def test_pseudo_label_killed_then_rerun_equals_an_uninterrupted_run(
                 "--mode", "ctc_greedy", "--lang", "en")  # fmt: skip
 
     start = time.monotonic()
-    ref = _start(*args(tmp_path / "ref"))
+    # the same name as the killed run's: the unlabelled part's subfolder is named after it
+    ref = _start(*args(tmp_path / "ref" / "pl"))
     assert ref.wait(timeout=300) == 0, ref.stderr.read().decode()[-2000:]
     wall = time.monotonic() - start
     out = tmp_path / "pl"
@@ -140,7 +141,7 @@ def test_pseudo_label_killed_then_rerun_equals_an_uninterrupted_run(
     )
     assert not (out / "pseudo_label.yaml").exists()  # nothing that looks finished ...
     assert cli(*args(out)) == 0  # ... so the rerun does the work
-    ref_files = _files(tmp_path / "ref")
+    ref_files = _files(tmp_path / "ref" / "pl")
     assert ref_files and _files(out) == ref_files
 
 
