@@ -296,7 +296,7 @@ def test_cmatch_adaptation_run_saves_a_config_that_rebuilds_and_logs_every_term(
     saved = yaml.safe_load((exp / "config.yaml").read_text())
     assert saved["adapt"]["method"] == "cmatch" and saved["adapt"]["labels"] == "ctc_align"
     assert saved["adapt"]["weights"] == {"ctc": 0.15, "att": 0.35, "ctc_target": 0.15, "att_target": 0.35,
-                                       "cmatch": 0.1}  # fmt: skip
+                                       "cmatch": 0.02}  # fmt: skip
     ck = torch.load(exp / "checkpoints" / "last.pt", weights_only=False)
     assert ck["method"]["ema_seen"].any()  # running class means are part of the checkpoint
     log = (exp / "train.log").read_text()

@@ -58,16 +58,19 @@ def test_mini_recipe_end_to_end(tmp_path: Path) -> None:
     assert "en_test_clean" in results and "en_test_farfield" in results
     assert (recipe / "exp" / "report" / "report.html").stat().st_size > 10_000
     assert "| clean" in proc.stdout or "en_test_clean" in proc.stdout  # the table is printed
-    # stages 7-10: pseudo-labels of the phone domain, CMatch adaptation, its table against source-only
-    pseudo = recipe / "exp" / "pseudo" / "en_train_phone"
+    # stages 7-10: pseudo-labels of the room domain (the paper's regime), CMatch adaptation, its table
+    # against source-only
+    pseudo = recipe / "exp" / "pseudo" / "en_train_room"
     kept = len((pseudo / "text").read_text().splitlines())
     assert kept == 700 and len((pseudo / "confidence").read_text().splitlines()) == 1000
-    adapted = recipe / "exp" / "adapt" / "cmatch_ctc_align_phone"
-    for test_set in ("en_test_phone", "en_test_clean"):
+    assert len((pseudo / "en_train_room_unlabelled" / "wav.scp").read_text().splitlines()) == 300
+    adapted = recipe / "exp" / "adapt" / "cmatch_frame_average_room"
+    assert (recipe / "exp" / "tiny_clean" / "decode.yaml").exists()  # the decoding chosen on dev
+    for test_set in ("en_test_room", "en_test_clean"):
         assert (adapted / f"decode_{test_set}" / "score" / "wer.json").exists()
     table = (recipe / "exp" / "report_adapt" / "RESULTS.md").read_text()
-    assert "CMatch (ctc_align)" in table and "Source-only" in table and "phone" in table
-    assert "CMatch (ctc_align)" in proc.stdout  # printed at the end of the run
+    assert "CMatch (frame_average)" in table and "Source-only" in table and "room" in table
+    assert "CMatch (frame_average)" in proc.stdout  # printed at the end of the run
     # every stage is idempotent: a rerun of the same command skips all work and succeeds
     rerun = ["./run.sh", "--stage", "2", "--stop_stage", "5", "--speed_perturb", ""]
     again = subprocess.run(rerun, cwd=recipe, env=env, capture_output=True, text=True, timeout=600)
