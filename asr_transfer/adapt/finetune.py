@@ -1,4 +1,4 @@
-"""Supervised transfer to a new language (methods.md section 3): ``head``, ``full``, ``adapter``.
+"""Supervised transfer to a new language (Hou et al., IEEE/ACM TASLP 2021): ``head``, ``full``, ``adapter``.
 
 Each method only chooses what trains (and, for ``adapter``, adds the target's adapter set);
 the loss is the base :class:`~asr_transfer.adapt.Method`'s CTC + attention loss. Config keys
@@ -23,7 +23,7 @@ class TransferOptions(Options):
 
     Attributes:
         lang: the target language (its head is new; add-language sets it).
-        bottleneck: adapter bottleneck (``adapter`` only; methods.md: 64 for d_model 256).
+        bottleneck: adapter bottleneck (``adapter`` only; the paper: 64 for d_model 256).
         where: the stacks whose slots get the adapter (``adapter`` only).
     """
 

@@ -1,4 +1,4 @@
-"""MetaAdapter (methods.md section 3): meta-learn one adapter over the source languages, then
+"""MetaAdapter (Hou et al., IEEE/ACM TASLP 2021): meta-learn one adapter over the source languages, then
 fine-tune it on the target.
 
 ``meta_train`` (an ``asr-transfer train`` run on the sources, from the multilingual model):
@@ -146,7 +146,7 @@ class MetaTrainOptions(Options):
     """The ``adapt:`` section of ``meta_train``.
 
     Attributes:
-        bottleneck: the shared adapter's bottleneck (methods.md: 64).
+        bottleneck: the shared adapter's bottleneck (the paper: 64).
         where: the stacks whose slots get it.
         algorithm: ``fomaml`` or ``reptile``.
         inner_steps: SGD steps on the support half per task.

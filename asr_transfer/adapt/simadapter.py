@@ -1,4 +1,4 @@
-"""SimAdapter and SimAdapter+ (methods.md section 3): per-layer attention fusion of the source
+"""SimAdapter and SimAdapter+ (Hou et al., IEEE/ACM TASLP 2021): per-layer attention fusion of the source
 languages' adapters and the target's own.
 
 The source adapters come from a ``source_adapters`` experiment (``adapt.sources``), the target's

@@ -1,6 +1,6 @@
 """``source_adapters``: one adapter per source language on the frozen multilingual body.
 
-Stage 1 of SimAdapter (methods.md section 3). The run is an ordinary ``asr-transfer train`` on
+Stage 1 of SimAdapter (Hou et al., IEEE/ACM TASLP 2021). The run is an ordinary ``asr-transfer train`` on
 the source languages' data, started from the multilingual model (``train.init``): every batch
 holds one language, whose adapter alone is enabled for it, so each language updates only its own
 adapter and head (the others get no gradient; Adam leaves parameters without one untouched).
@@ -27,7 +27,7 @@ class SourceAdapterOptions(Options):
 
     Attributes:
         langs: the source languages (default: every head of the model).
-        bottleneck: adapter bottleneck (methods.md: 128 for source languages at d_model 256).
+        bottleneck: adapter bottleneck (the paper: 128 for source languages at d_model 256).
         where: the stacks whose slots get the adapters.
     """
 

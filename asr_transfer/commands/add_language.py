@@ -43,7 +43,7 @@ from asr_transfer.util.atomic import write_text
 
 ACCEPTS_OVERRIDES = True
 SUMMARY = "add_language.yaml"
-#: target tokenizer unless the config says otherwise (methods.md: 100 units for targets)
+#: target tokenizer unless the config says otherwise (the paper: 100 units for targets)
 TOKENIZER_DEFAULTS = {"kind": "unigram", "vocab_size": 100}
 
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Cross-lingual transfer (methods.md section 3): a multilingual source model, then every target
+# Cross-lingual transfer (Hou et al., IEEE/ACM TASLP 2021): a multilingual source model, then every target
 # language by every method (head | full | adapter | metaadapter | simadapter | simadapter+), on the
 # synthetic corpus.
 #   0 synthesise corpus (or --corpus DIR of an existing one)   1 validate data dirs
@@ -41,7 +41,7 @@ meta_config=conf/train/xling_meta.yaml
 adapt_config=""      # default by preset: conf/train/xling_adapt.yaml, xling_adapt_150.yaml
 decode_config=conf/decode/ctc_greedy.yaml
 source_token_type=unigram  # char | unigram | bpe
-nbpe_source=150    # methods.md; SentencePiece stops at what the text supports
+nbpe_source=150    # the paper; SentencePiece stops at what the text supports
 pretrain_args=""
 src_adapter_args=""
 meta_args=""
