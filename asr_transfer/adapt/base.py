@@ -140,7 +140,7 @@ class Method(torch.nn.Module):
         ``tokenizers`` (language -> tokenizer) are the experiment's.
         """
         self.tokenizers = dict(tokenizers or {})
-        ctc = model.ctc_weight if self.opts.ctc_share is None else self.opts.ctc_share
+        ctc = self.ctc_share(model)
         for term, pair in (("ctc", ctc), ("att", 1 - ctc)):
             if term in self.weights and self.weights[term] is None:
                 self.weights[term] = pair
@@ -149,6 +149,10 @@ class Method(torch.nn.Module):
             model.unfreeze(self.opts.train_only)
         if self.opts.freeze:
             model.freeze(self.opts.freeze)
+
+    def ctc_share(self, model: HybridASR) -> float:
+        """The CTC share of the supervised terms: ``adapt.ctc_share``, else the model's CTC weight."""
+        return model.ctc_weight if self.opts.ctc_share is None else self.opts.ctc_share
 
     def weight(self, term: str, ctx: Context) -> float:
         """The weight of ``term`` at this point of training."""

@@ -70,7 +70,7 @@ class SelfTraining(Method):
         return bool(self.opts.self_training)
 
     def setup(self, model: HybridASR, tokenizers: Mapping[str, Tokenizer] | None = None) -> None:
-        ctc = model.ctc_weight if self.opts.ctc_share is None else self.opts.ctc_share
+        ctc = self.ctc_share(model)
         share = 2 if self.opts.self_training else 1
         pairs = {"ctc": ctc, "att": 1 - ctc, "ctc_target": ctc, "att_target": 1 - ctc}
         for term, value in pairs.items():

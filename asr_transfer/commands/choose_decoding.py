@@ -24,9 +24,11 @@ import torch
 import yaml
 
 from asr_transfer.data.kaldi import DataError, read_table
-from asr_transfer.decode.search import CHOICE_FILE, DecodeConfig
+from asr_transfer.decode.search import DecodeConfig
 from asr_transfer.decode.transcribe import Recognizer
 from asr_transfer.score.scoring import score_texts
+from asr_transfer.train.init import DECODING_FILE
+from asr_transfer.util.atomic import write_text
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -67,15 +69,13 @@ def choose(exp: Path, data_dirs: list[Path], candidates: list[Path], device: str
         results.append({"config": str(path), "wer": round(wer, 4), "decode": asdict(rec.decode_cfg)})
     best = min(results, key=lambda r: r["wer"])  # min keeps the first of equal values
     summary = {"data": [str(d) for d in data_dirs], "candidates": results, "chosen": best["config"]}
-    (work / "summary.yaml").write_text(yaml.safe_dump(summary, sort_keys=False), encoding="utf-8")
-    tmp = exp / (CHOICE_FILE + ".tmp")
-    tmp.write_text(
+    write_text(work / "summary.yaml", yaml.safe_dump(summary, sort_keys=False))
+    write_text(
+        exp / DECODING_FILE,
         f"# chosen on {', '.join(summary['data'])} by asr-transfer choose-decoding "
         f"(dev WER {best['wer']:.2f} %; every candidate in choose_decoding/summary.yaml)\n"
         + yaml.safe_dump(best["decode"], sort_keys=False),
-        encoding="utf-8",
     )
-    tmp.replace(exp / CHOICE_FILE)
     return summary
 
 
@@ -87,5 +87,5 @@ def run(args: argparse.Namespace) -> int:
         return 1
     for r in summary["candidates"]:
         print(f"choose-decoding: {r['config']}: dev WER {r['wer']:.2f} %")
-    print(f"choose-decoding: {args.exp / CHOICE_FILE} <- {summary['chosen']}")
+    print(f"choose-decoding: {args.exp / DECODING_FILE} <- {summary['chosen']}")
     return 0

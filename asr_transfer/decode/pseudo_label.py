@@ -12,10 +12,10 @@ Written to ``OUT/``: the kept utterances as a data dir (``wav.scp``, ``text``, `
 ``confidence`` and ``hyp_all`` for every decoded utterance; ``pseudo_label.yaml`` saying how it
 was made; and ``OUT/<name>_unlabelled/``, a data dir without ``text`` of the utterances not kept,
 which the methods whose terms need no labels (MMD, ADV, CMatch with ``ctc_pred``) still use
-(``--data.target_unlabelled``). ``<unk>`` is dropped from the hypotheses. Confidences are length-normalised
-(:func:`asr_transfer.decode.search.decode_batch_scored`): the reference ranks raw beam scores,
-which favours short utterances. Ties are broken by utterance id and empty hypotheses are never
-kept, so the selection is deterministic and no kept label is empty.
+(``--data.target_unlabelled``). ``<unk>`` is dropped from the hypotheses. Confidences are
+length-normalised (:func:`asr_transfer.decode.search.decode_batch_scored`): the reference ranks
+raw beam scores, which favours short utterances. Ties are broken by utterance id and empty
+hypotheses are never kept, so the selection is deterministic and no kept label is empty.
 
 The target's own ``text`` is never opened (:func:`asr_transfer.data.kaldi.load_data_dir` with
 ``skip_text``): unsupervised adaptation must not see target transcripts. The result is built in

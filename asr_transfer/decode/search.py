@@ -20,9 +20,7 @@ from asr_transfer.decode.batch_beam import batch_beam_search
 from asr_transfer.decode.greedy import ctc_confidence, ctc_greedy
 from asr_transfer.decode.scorer import DecoderScorer
 from asr_transfer.model.asr import HybridASR
-
-#: an experiment's recorded decoding (``asr-transfer choose-decoding``), used when no config is given
-CHOICE_FILE = "decode.yaml"
+from asr_transfer.train.init import DECODING_FILE
 
 
 @dataclass
@@ -71,20 +69,10 @@ class DecodeConfig:
             >>> DecodeConfig.for_exp("/nonexistent", [], ["--beam_size", "3"]).beam_size
             3
         """
-        recorded = Path(exp) / CHOICE_FILE
+        recorded = Path(exp) / DECODING_FILE
         if not paths and recorded.is_file():
             paths = [str(recorded)]
         return cls.from_config(paths, overrides)
-
-    @property
-    def ctc_share(self) -> float:
-        """The share of CTC in this decoding's scores: 1 for CTC greedy, else the CTC weight.
-
-        Example:
-            >>> DecodeConfig("ctc_greedy").ctc_share, DecodeConfig("beam", ctc_weight=0.3).ctc_share
-            (1.0, 0.3)
-        """
-        return 1.0 if self.mode == "ctc_greedy" else self.ctc_weight
 
 
 @torch.inference_mode()

@@ -12,7 +12,8 @@ from pathlib import Path
 import torch
 import yaml
 
-#: the base experiment's recorded decoding (written by ``asr-transfer choose-decoding``)
+#: an experiment's recorded decoding (``asr-transfer choose-decoding``): what ``decode``,
+#: ``pseudo-label`` and ``Recognizer`` use when given no config, and what an adaptation inherits
 DECODING_FILE = "decode.yaml"
 
 
@@ -53,7 +54,7 @@ def recorded_decoding(init: str | Path) -> tuple[Path, float] | None:
     """The decoding recorded beside the ``train.init`` checkpoint, and its CTC share; ``None`` if none.
 
     The CTC share is what the adapted model's supervised terms should weigh CTC by: 1 for CTC
-    greedy decoding, else the joint beam's CTC weight (as ``DecodeConfig.ctc_share``).
+    greedy decoding, else the joint beam's CTC weight.
 
     Example:
         >>> import tempfile
