@@ -197,12 +197,12 @@ adapt() {
     return
   fi
   # the label-free terms (MMD, ADV, CMatch ctc_pred) also see the audio left without a pseudo-label
-  local rest=()
-  [ -d "$pl/en_train_${d}_unlabelled" ] && rest=(--data.target_unlabelled "[{dump: $pl/en_train_${d}_unlabelled, lang: en}]")
-  # the source experiment's own config (model, frontend, tokenizer, source data) is the base
-  # shellcheck disable=SC2086
+  local rest=() unlabelled=$pl/en_train_${d}_unlabelled
+  [ -d "$unlabelled" ] && rest=(--data.target_unlabelled "[{dump: $unlabelled, lang: en}]")
   local tuned=()
   [ -f "$adapt_tuned/$m.yaml" ] && tuned=(--config "$adapt_tuned/$m.yaml")
+  # the source experiment's own config (model, frontend, tokenizer, source data) is the base
+  # shellcheck disable=SC2086
   asr-transfer train --config "$exp/config.yaml" --config "$adapt_config" --config "conf/adapt/$m.yaml" \
     "${tuned[@]}" --exp "$out" --train.init "$from/model.pt" --train.init_espnet null \
     --data.target "[{dump: $pl/en_train_$d, lang: en}]" \
