@@ -60,7 +60,7 @@ class Options:
         freeze: glob patterns of parameters frozen after ``train_only``.
         ctc_share: the CTC share of the supervised terms (the attention term gets the rest);
             ``None``: the model's CTC weight. The loop sets it from the decoding recorded in the
-            starting experiment for the two-domain methods, so they adapt what is decoded.
+            starting experiment for the domain-adaptation methods, so they adapt what is decoded.
     """
 
     method: str = "supervised"

@@ -161,7 +161,11 @@ def starting_model(cfg: dict, exp: Path, opts: TrainOptions) -> tuple[HybridASR,
 
 
 def set_up_method(
-    cfg: dict, model: HybridASR, toks: dict[str, Tokenizer], info: DistInfo, decoding: tuple | None = None
+    cfg: dict,
+    model: HybridASR,
+    toks: dict[str, Tokenizer],
+    info: DistInfo,
+    decoding: tuple[Path, float] | None = None,
 ) -> Method:
     """Build ``cfg``'s method and let it set the model up; record what it resolved in ``cfg``.
 
@@ -172,7 +176,7 @@ def set_up_method(
     if info.world_size > 1 and not method.supports_multiprocess:
         raise RuntimeError(f"{method.name} runs in one process (run it without torchrun)")
     # adapting to a new domain: adapt what the base experiment decodes with (CTC alone, or the beam's mix)
-    if decoding and "target" in method.streams and method.opts.ctc_share is None:
+    if decoding and method.kind == "uda" and method.opts.ctc_share is None:
         method.opts.ctc_share = decoding[1]
     method.setup(model, toks)
     # written after the method set the model up, with its resolved options, so the experiment rebuilds
@@ -182,7 +186,9 @@ def set_up_method(
     return method
 
 
-def write_experiment(cfg: dict, exp: Path, toks: dict[str, Tokenizer], decoding: tuple | None = None) -> None:
+def write_experiment(
+    cfg: dict, exp: Path, toks: dict[str, Tokenizer], decoding: tuple[Path, float] | None = None
+) -> None:
     """The config, command line, log file, tokenizers and the base's recorded ``decoding`` (if any) of
     the experiment (main process only)."""
     (exp / "checkpoints").mkdir(parents=True, exist_ok=True)
