@@ -47,7 +47,7 @@ def write_report(
     The sections of a kind of experiment appear when such experiments are given: the unsupervised
     adaptation tables (:mod:`asr_transfer.score.adapt_table`) for adapted systems, the cross-lingual
     table (:mod:`asr_transfer.score.crossling`) for ``add-language`` runs. ``notes``: lines of text
-    for the top; ``own_lang``: the systems were scored each decode in its own language (say so).
+    for the top; ``own_lang``: each decode was scored in its own language (the report says so).
     """
     comps = comparisons(systems, options)
     adapt = adapt or AdaptOptions()
