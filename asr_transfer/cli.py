@@ -29,8 +29,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "choose-decoding": ("choose_decoding", "choose an experiment's decoding on dev data"),
     "average": ("average", "average the best checkpoints"),
     "score": ("score", "WER/CER/SER with S/D/I and bootstrap intervals"),
-    "report": ("report", "Markdown + HTML comparison report"),
-    "crossling-report": ("crossling_report", "cross-lingual table: targets x methods"),
+    "report": ("report", "Markdown + HTML report of any experiments: WER, adaptation, cross-lingual"),
 }
 
 

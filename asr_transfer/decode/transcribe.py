@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from asr_transfer.config import load_config
-from asr_transfer.data.audio import load_audio
+from asr_transfer.data.audio import SAMPLE_RATE, load_any_audio
 from asr_transfer.data.frontend import Frontend, KaldiFbank, build_frontend
 from asr_transfer.decode.search import DecodeConfig, decode_batch_scored
 from asr_transfer.model.asr import HybridASR, build_model
@@ -29,7 +30,13 @@ class Recognizer:
         rec = Recognizer.from_exp("exp/multi", adapter=["exp/ro_adapter/ro.adapter"])
         rec.load_adapter("exp/cs_adapter/cs.adapter")
         rec.transcribe("ro.flac", lang="ro"), rec.transcribe("cs.flac", lang="cs")
+
+    :meth:`transcribe` takes any sample rate and channel count (a 44.1 kHz stereo phone recording,
+    an 8 kHz call) and says once on stderr how it converted them.
     """
+
+    #: the rate the model's features are computed at (the data dirs it was trained on are checked for it)
+    sample_rate = SAMPLE_RATE
 
     def __init__(
         self,
@@ -47,6 +54,8 @@ class Recognizer:
         #: language -> adapter set enabled when decoding it; other languages get the model's own
         self.adapter_of: dict[str, str | None] = {}
         self.default_enabled = model.enabled_adapters()
+        #: (rate, channels) of the recordings converted so far: each kind is noted once
+        self._noted: set[tuple[int, int]] = set()
 
     def load_adapter(self, path: str | Path) -> str:
         """Load an adapter file (adapter + head + tokenizer of one language); return its language.
@@ -115,5 +124,14 @@ class Recognizer:
         return [self.tokenizers[lang].decode(seq) for seq in ids], scores
 
     def transcribe(self, path: str | Path, lang: str | None = None) -> str:
-        """Transcribe one audio file (16 kHz mono WAV/FLAC)."""
-        return self.transcribe_waves([load_audio(path)], lang)[0]
+        """Transcribe one audio file of any rate and channel count soundfile reads (WAV, FLAC, OGG,
+        MP3 where libsndfile has it): channels averaged, resampled to :attr:`sample_rate`.
+
+        The first file of each rate and channel count that needed converting is named on stderr
+        with what was done (audio below the model's rate: upsampled, and WER will suffer).
+        """
+        wave, how = load_any_audio(path, sample_rate=self.sample_rate)
+        if how.changed and (how.sample_rate, how.channels) not in self._noted:
+            self._noted.add((how.sample_rate, how.channels))
+            print(f"note: {how.note(path)} (said once for every file like it)", file=sys.stderr)
+        return self.transcribe_waves([wave], lang)[0]
