@@ -84,6 +84,7 @@ for p in $pairs; do
   tasks+=("${p%%:*}_clean:${p#*:}_clean")
 done
 for n in $noises; do tasks+=("${noise_device}_clean:${noise_device}_$n"); done
+[ ${#tasks[@]} -gt 0 ] || { echo "$0: no adaptation task: give --pairs or --noises" >&2; exit 2; }
 sources=$(for t in "${tasks[@]}"; do echo "${t%%:*}"; done | awk '!seen[$0]++')
 targets_of() { for t in "${tasks[@]}"; do [ "${t%%:*}" = "$1" ] && echo "${t#*:}"; done; return 0; }
 dir() { echo "$data/${accent}_$1_$2"; }   # dir SPLIT DOMAIN
