@@ -7,6 +7,7 @@ rendering at 16 kHz mono, ReSpeaker the room rendering at 48 kHz stereo."""
 from __future__ import annotations
 
 import csv
+import importlib.util
 import os
 import subprocess
 import sys
@@ -15,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-from conftest import REPO
+from conftest import REPO, cli
 from scipy.signal import resample_poly
 
 from asr_transfer.data.kaldi import load_data_dir
@@ -70,6 +71,55 @@ def run(recipe: Path, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
         ["./run.sh", *args], cwd=recipe, env=env, capture_output=True, text=True, timeout=600
     )
+
+
+def load_paper_table():
+    path = REPO / "recipes/libriadapt/local/paper_table.py"
+    spec = importlib.util.spec_from_file_location("libriadapt_paper_table", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_paper_table_rows_averages_and_missing_cells(tmp_path: Path) -> None:
+    """The paper's table from scored decodes: a device pair and a noise task from two source models,
+    plain-mean averages, reductions of the averages, and a missing decode named."""
+    ref = tmp_path / "ref"
+    ref.write_text("u1 a b c d\n")
+    hyps = {  # (source, method or "", target) -> hypothesis of the one 4-word utterance
+        ("matrix_clean", "", "pseye_clean"): "a b x y",  # 50 %
+        ("matrix_clean", "self_training", "pseye_clean"): "a b c y",  # 25 %
+        ("respeaker_clean", "", "respeaker_rain"): "x y z w",  # 100 %
+        ("respeaker_clean", "self_training", "respeaker_rain"): "a y z w",  # 75 %
+    }
+    for (source, method, target), hyp in hyps.items():
+        exp = tmp_path / "exp" / f"tiny_{source}"
+        if method:
+            exp = tmp_path / "exp" / "adapt" / f"tiny_{source}" / f"{method}_{target}"
+            exp.mkdir(parents=True, exist_ok=True)
+            (exp / "config.yaml").write_text("adapt: {method: self_training, name: Self-training}\n")
+        decode = exp / f"decode_en-us_test_{target}"
+        decode.mkdir(parents=True)
+        (decode / "text").write_text(f"u1 {hyp}\n")
+        assert cli("score", ref, decode / "text", "--out", decode / "score", "--resamples", "10") == 0
+    table = load_paper_table()
+    tasks = ["matrix_clean:pseye_clean", "respeaker_clean:respeaker_rain"]
+    md = table.paper_table(tmp_path / "exp", "tiny", "en-us", tasks, ["self_training"])
+    assert "| task | Source-only | Self-training |" in md
+    for row in ("| M→P | 50.00 | **25.00** |", "| R: clean→rain | 100.00 | **75.00** |",
+                "| Average (devices) | 50.00 | **25.00** |", "| Average (noise) | 100.00 | **75.00** |",
+                "| Average | 75.00 | **50.00** |", "| Average | +33.3 |"):  # fmt: skip
+        assert row in md, md
+    assert "Missing" not in md
+    # a task not decoded yet: its cells and the noise averages are '–', and the file is named
+    out = tmp_path / "RESULTS.md"
+    args = ["--exp", str(tmp_path / "exp"), "--model", "tiny", "--tasks", *tasks,
+            "respeaker_clean:respeaker_wind", "--methods", "self_training", "--out", str(out)]  # fmt: skip
+    assert table.main(args) == 0
+    md = out.read_text(encoding="utf-8")
+    assert "| R: clean→wind | – | – |" in md and "| Average (noise) | – | – |" in md
+    assert "| Average (devices) | 50.00 | **25.00** |" in md
+    assert "tiny_respeaker_clean/decode_en-us_test_respeaker_wind/score/wer.json" in md
 
 
 @pytest.mark.slow
