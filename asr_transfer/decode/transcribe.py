@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from pathlib import Path
 
@@ -33,6 +34,9 @@ class Recognizer:
 
     :meth:`transcribe` takes any sample rate and channel count (a 44.1 kHz stereo phone recording,
     an 8 kHz call) and says once on stderr how it converted them.
+
+    Test-time adaptation (SUTA, :mod:`asr_transfer.decode.tta`) on top of the recorded decoding,
+    per utterance and undone after each: ``Recognizer.from_exp("exp/src", tta="suta")``.
     """
 
     #: the rate the model's features are computed at (the data dirs it was trained on are checked for it)
@@ -76,10 +80,12 @@ class Recognizer:
         decode: DecodeConfig | None = None,
         device: str | torch.device = "cpu",
         adapter: str | Path | list[str | Path] | None = None,
+        tta: str | None = None,
     ) -> Recognizer:
         """Build from ``EXP/config.yaml`` (model and frontend), ``EXP/tokenizers/<lang>`` and
         ``EXP/<checkpoint>`` (strict load), then load the ``adapter`` file(s). ``decode`` defaults
-        to the decoding recorded in ``EXP/decode.yaml`` (``asr-transfer choose-decoding``)."""
+        to the decoding recorded in ``EXP/decode.yaml`` (``asr-transfer choose-decoding``); ``tta``
+        replaces its test-time adaptation (``suta``, or ``none``)."""
         exp = Path(exp_dir)
         cfg = load_config([exp / "config.yaml"])
         toks = {p.name: Tokenizer.load(p) for p in sorted((exp / "tokenizers").iterdir())}
@@ -89,6 +95,8 @@ class Recognizer:
             raise FileNotFoundError(f"no checkpoint {path}: has training finished?")
         model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True)["model"])
         decode = decode or DecodeConfig.for_exp(exp, [], [])  # the experiment's recorded decoding
+        if tta is not None:
+            decode = dataclasses.replace(decode, tta=tta)
         rec = cls(model, toks, decode, device, build_frontend(cfg.get("features")))
         for path in [adapter] if isinstance(adapter, str | Path) else adapter or []:
             rec.load_adapter(path)
