@@ -89,6 +89,10 @@ def test_suta_works_with_the_joint_beam_and_the_frontend_too(tiny_exp: Path, tin
     vocab = rec.tokenizers["en"].vocab_size
     assert len(hyps) == 2 and all(0 < t < vocab - 1 for seq in hyps for t in seq)
     assert all(torch.equal(v, rec.model.state_dict()[k]) for k, v in before.items())
+    # the Recognizer option: SUTA on top of the experiment's recorded decoding
+    with_tta = Recognizer.from_exp(tiny_exp, tta="suta").decode_cfg
+    assert dataclasses.replace(with_tta, tta="none") == Recognizer.from_exp(tiny_exp).decode_cfg
+    assert with_tta.tta == "suta"
 
 
 def test_decode_cli_takes_tta_flags_records_them_and_rejects_unknown_ones(
