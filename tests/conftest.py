@@ -47,7 +47,16 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 def cli(*args: str | os.PathLike) -> int:
-    """Run an ``asr-transfer`` subcommand in-process."""
+    """Run an ``asr-transfer`` subcommand in-process with ``--debug``: an error raises, so a test can
+    check its type and message (the one-line form of ``main`` without it: tests/test_cli.py)."""
+    from asr_transfer.cli import main
+
+    return main(["--debug", *map(str, args)])
+
+
+def cli_as_user(*args: str | os.PathLike) -> int:
+    """Run an ``asr-transfer`` subcommand in-process as a user does: an expected error is one line on
+    stderr and status 2."""
     from asr_transfer.cli import main
 
     return main([str(a) for a in args])

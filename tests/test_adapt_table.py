@@ -233,7 +233,7 @@ def test_regime_table_without_adapted_systems_and_its_errors(
     assert "Unsupervised adaptation" not in md and list(table(md, "Regime of the target domains")) == [
         "phone"
     ]
-    assert main(["report", str(root / "source"), "--out", str(out), "--pseudo-labels", str(tmp_path)]) == 1
+    assert main(["report", str(root / "source"), "--out", str(out), "--pseudo-labels", str(tmp_path)]) == 2
     assert "not a pseudo-label dir (no pseudo_label.yaml)" in capsys.readouterr().err
 
 
@@ -259,14 +259,14 @@ def test_no_adapted_system_no_section_and_clear_errors(
         "--out",
         str(out),
     ]
-    assert main(args) == 1
+    assert main(args) == 2
     err = capsys.readouterr().err
     assert "cmatch_rain2 are both 'CMatch (ctc_align)' adapted to 'rain'" in err
     # adapted systems only: no source model
-    assert main(["report", str(root / "cmatch_rain"), "--out", str(out), "--resamples", "50"]) == 1
+    assert main(["report", str(root / "cmatch_rain"), "--out", str(out), "--resamples", "50"]) == 2
     assert "no source model" in capsys.readouterr().err
     (root / "mmd_rain" / "config.yaml").write_text("adapt: {method: mmd, target: null}\n")
-    assert main(["report", str(root / "source"), str(root / "mmd_rain"), "--out", str(out)]) == 1
+    assert main(["report", str(root / "source"), str(root / "mmd_rain"), "--out", str(out)]) == 2
     assert f"{root / 'mmd_rain' / 'config.yaml'}: 'adapt' needs a 'target' domain" in capsys.readouterr().err
 
 

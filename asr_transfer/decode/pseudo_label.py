@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import math
 import shutil
-import sys
 from dataclasses import asdict
 from pathlib import Path
 
@@ -169,24 +168,16 @@ def run(args: argparse.Namespace) -> int:
         print(f"pseudo-label: {out} exists, skipped (--overwrite to redo)")
         return 0
     if out.exists() and not args.overwrite:
-        print(
-            f"asr-transfer pseudo-label: error: {out} exists but is not a finished pseudo-label dir "
-            "(no pseudo_label.yaml); remove it or pass --overwrite",
-            file=sys.stderr,
+        raise FileExistsError(
+            f"{out} exists but is not a finished pseudo-label dir (no {SUMMARY}); "
+            "remove it or pass --overwrite"
         )
-        return 1
-    try:
-        if not (args.exp / "config.yaml").is_file():
-            raise FileNotFoundError(
-                f"{args.exp / 'config.yaml'}: missing: is {args.exp} a trained experiment?"
-            )
-        cfg = DecodeConfig.for_exp(args.exp, args.config, args.overrides)
-        rec = Recognizer.from_exp(args.exp, args.checkpoint, cfg, args.device)
-        made_by = {"exp": str(args.exp), "checkpoint": args.checkpoint, "decode": asdict(cfg)}
-        summary = write_pseudo_labels(rec, args.data, out, args.keep, args.lang, made_by)
-    except (DataError, ValueError, OSError) as err:
-        print(f"asr-transfer pseudo-label: error: {err}", file=sys.stderr)
-        return 1
+    if not (args.exp / "config.yaml").is_file():
+        raise FileNotFoundError(f"{args.exp / 'config.yaml'}: missing: is {args.exp} a trained experiment?")
+    cfg = DecodeConfig.for_exp(args.exp, args.config, args.overrides)
+    rec = Recognizer.from_exp(args.exp, args.checkpoint, cfg, args.device)
+    made_by = {"exp": str(args.exp), "checkpoint": args.checkpoint, "decode": asdict(cfg)}
+    summary = write_pseudo_labels(rec, args.data, out, args.keep, args.lang, made_by)
     print(
         f"pseudo-label: {args.data} -> {out}: kept {summary['kept']} of {summary['total']} "
         f"(mean confidence {summary['mean_confidence']['kept']:.3f})"
