@@ -28,8 +28,11 @@ def refs(domain: str) -> dict[str, str]:
     }
 
 
-def decode(exp: Path, domain: str, p_err: float, dataset: str | None = None) -> dict[str, str]:
-    """Write exp/decode_<dataset>/ as `asr-transfer decode` does; returns the hypotheses."""
+def decode(
+    exp: Path, domain: str, p_err: float, dataset: str | None = None, utt2domain: bool = True
+) -> dict[str, str]:
+    """Write exp/decode_<dataset>/ as `asr-transfer decode` does (``utt2domain`` only when the data dir
+    has one, which a plain Kaldi dir does not); returns the hypotheses."""
     rng = random.Random(f"{exp.name}-{domain}")
     ref = refs(domain)
     hyp = {}
@@ -38,15 +41,18 @@ def decode(exp: Path, domain: str, p_err: float, dataset: str | None = None) -> 
         if rng.random() < p_err:
             words.insert(rng.randrange(len(words)), rng.choice(VOCAB))
         hyp[utt] = " ".join(words)
-    d = exp / f"decode_{dataset or 'en_test_' + domain}"
+    dataset = dataset or f"en_test_{domain}"
+    d = exp / f"decode_{dataset}"
     d.mkdir(parents=True)
     for name, table in (
         ("ref", ref),
         ("text", hyp),
         ("utt2spk", {u: u.split("-")[0] for u in ref}),
-        ("utt2domain", {u: domain for u in ref}),
+        ("utt2domain", {u: domain for u in ref} if utt2domain else None),
     ):
-        (d / name).write_text("".join(f"{u} {v}\n" for u, v in sorted(table.items())))
+        if table is not None:
+            (d / name).write_text("".join(f"{u} {v}\n" for u, v in sorted(table.items())))
+    (d / "decode.yaml").write_text(yaml.safe_dump({"mode": "ctc_greedy", "data": f"data/{dataset}"}))
     return hyp
 
 
@@ -235,6 +241,47 @@ def test_regime_table_without_adapted_systems_and_its_errors(
     ]
     assert main(["report", str(root / "source"), "--out", str(out), "--pseudo-labels", str(tmp_path)]) == 2
     assert "not a pseudo-label dir (no pseudo_label.yaml)" in capsys.readouterr().err
+
+
+def plain_system(root: Path, name: str, adapt: str | None, decodes: dict[str, tuple[str, float, bool]]):
+    """An experiment whose decodes are of plain dirs: ``{dataset: (domain, p_err, has utt2domain)}``."""
+    exp = root / name
+    exp.mkdir(parents=True)
+    (exp / "config.yaml").write_text(f"adapt: {adapt or '{method: supervised}'}\n")
+    return {ds: decode(exp, d, p, dataset=ds, utt2domain=has) for ds, (d, p, has) in decodes.items()}
+
+
+@pytest.mark.parametrize("clean_has_utt2domain", [True, False])
+def test_plain_dirs_take_the_domain_from_the_adapted_experiment(
+    tmp_path: Path, capsys, clean_has_utt2domain: bool
+) -> None:
+    # the target's dirs hold wav.scp, text, utt2spk only; its name says nothing about the domain
+    root, c = tmp_path / "exp", clean_has_utt2domain
+    src = plain_system(
+        root, "source", None, {"en_test_clean": ("clean", 0.4, c), "shop_test": ("phone", 0.5, False)}
+    )
+    mmd = plain_system(root, "mmd", "{method: mmd, target: kiosk}",
+                       {"en_test_clean": ("clean", 0.45, c), "shop_test": ("phone", 0.3, False)})  # fmt: skip
+    out = tmp_path / "r"
+    assert (
+        main(["report", str(root / "source"), str(root / "mmd"), "--out", str(out), "--resamples", "50"]) == 0
+    )
+    md = (out / "RESULTS.md").read_text()
+    w = table(md, "Unsupervised adaptation: WER (%) on the target domains")
+    assert w["kiosk"]["Source-only"].strip("*") == f"{wer(['phone'], [src['shop_test']]):.2f}"
+    assert w["kiosk"]["MMD"].strip("*") == f"{wer(['phone'], [mmd['shop_test']]):.2f}"
+    f = table(md, "Forgetting: source-domain test WER (%)")
+    assert f["MMD"]["clean WER after adaptation (mean)"] == f"{wer(['clean'], [mmd['en_test_clean']]):.2f}"
+    assert "No test decode" not in md
+    # two unplaceable test decodes: the note names the file that would place them
+    decode(root / "mmd", "phone", 0.3, dataset="mall_test", utt2domain=False)
+    assert (
+        main(["report", str(root / "source"), str(root / "mmd"), "--out", str(out), "--resamples", "50"]) == 0
+    )
+    md = (out / "RESULTS.md").read_text()
+    assert "No test decode of the target domain for: MMD → kiosk (" in md
+    assert "2 test decodes without utt2domain (mall_test, shop_test)" in md
+    assert "add utt2domain to data/mall_test or data/shop_test" in md
 
 
 def read_hyp(exp: Path, domain: str) -> dict[str, str]:

@@ -83,9 +83,7 @@ def decode_target(
 ) -> tuple[dict[str, str], dict[str, float], str]:
     """Hypotheses and confidences of every utterance of ``data`` (batches of similar length), and the
     language head used (``lang``, else ``utt2lang``, else the model's only head)."""
-    if lang is None and data.utt2lang:
-        lang = next(iter(data.utt2lang.values()))
-    lang = rec.default_lang(lang)
+    lang = rec.lang_of(data, lang)
     where = {u: f"{data.path / 'wav.scp'}:{i}" for i, u in enumerate(data.utts, start=1)}  # sorted on load
     # lengths from the headers (which also catches unreadable audio early); audio is read batch by batch
     frames = {u: audio_info(data.wav[u], where=where[u]).frames for u in data.utts}
