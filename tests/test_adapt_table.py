@@ -321,6 +321,7 @@ CHROMIUM = shutil.which("chromium")
 
 
 @pytest.mark.slow
+@pytest.mark.system_tool
 @pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed")
 def test_adaptation_tables_render_in_headless_chromium(exp_tree: tuple[Path, dict], tmp_path: Path) -> None:
     root, hyps = exp_tree
