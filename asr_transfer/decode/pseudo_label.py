@@ -1,6 +1,6 @@
 """``asr-transfer pseudo-label``: label target audio with the source model, keep the confident part.
 
-Step 2 of the unsupervised adaptation pipeline (docs: CMatch, self-training). The target data dir
+Step 2 of the unsupervised adaptation pipeline (docs/methods.md, section 2.1). The target data dir
 is decoded once and its most confident fraction ``--keep`` (default 0.7, as the paper) becomes a new
 Kaldi data dir whose ``text`` holds the pseudo transcripts::
 
