@@ -166,24 +166,30 @@ def test_libri_adapt_devices_custom_noise_list_and_source_domain(tmp_path: Path)
     )
 
 
-def pseudo_labels(root: Path, domain: str, p_err: float, keep: int) -> tuple[Path, dict[str, str]]:
-    """A target data dir with its true transcripts and, as `asr-transfer pseudo-label` writes it, a
-    pseudo-label dir of it keeping ``keep`` labels (one left empty); returns it and all labels."""
+def pseudo_labels(
+    root: Path, domain: str, p_err: float, keep: int, name: str | None = None, utt2domain: bool = True
+) -> tuple[Path, dict[str, str]]:
+    """A target data dir (``name``, default ``en_train_<domain>``) with its true transcripts and, as
+    `asr-transfer pseudo-label` writes it, a pseudo-label dir of it keeping ``keep`` labels (one left
+    empty); returns it and all labels. Without ``utt2domain``: a plain Kaldi dir, and its labels."""
     truth = refs(domain)
     common = {"wav": {u: f"/a/{u}.flac" for u in truth}, "utt2spk": {u: u.split("-")[0] for u in truth}}
-    data = root / "data" / f"en_train_{domain}"
-    write_data_dir(data, text=truth, utt2domain=dict.fromkeys(truth, domain), **common)
+    name = name or f"en_train_{domain}"
+    data = root / "data" / name
+    write_data_dir(
+        data, text=truth, utt2domain=dict.fromkeys(truth, domain) if utt2domain else None, **common
+    )
     rng = random.Random(domain)
     hyp_all = {u: " ".join(w for w in t.split() if rng.random() > p_err) for u, t in truth.items()}
     hyp_all[min(truth)] = ""
     kept = sorted(u for u in truth if hyp_all[u])[:keep]
-    out = root / "pseudo" / f"en_train_{domain}"
+    out = root / "pseudo" / name
     write_data_dir(
         out,
         wav={u: common["wav"][u] for u in kept},
         text={u: hyp_all[u] for u in kept},
         utt2spk={u: common["utt2spk"][u] for u in kept},
-        utt2domain=dict.fromkeys(kept, domain),
+        utt2domain=dict.fromkeys(kept, domain) if utt2domain else None,
     )
     write_table(out / "hyp_all", hyp_all)
     (out / "pseudo_label.yaml").write_text(yaml.safe_dump({"data": str(data), "keep": 0.7}))
@@ -273,6 +279,17 @@ def test_plain_dirs_take_the_domain_from_the_adapted_experiment(
     f = table(md, "Forgetting: source-domain test WER (%)")
     assert f["MMD"]["clean WER after adaptation (mean)"] == f"{wer(['clean'], [mmd['en_test_clean']]):.2f}"
     assert "No test decode" not in md
+    # pseudo-labels of a plain dir: the domain its name says, else an error naming the file to add
+    named, _ = pseudo_labels(tmp_path, "phone", 0.2, keep=17, name="en_train_kiosk", utt2domain=False)
+    args = ["report", str(root / "source"), str(root / "mmd"), "--out", str(out), "--resamples", "50"]
+    assert main([*args, "--pseudo-labels", str(named)]) == 0
+    regime = table((out / "RESULTS.md").read_text(), "Regime of the target domains")
+    assert list(regime) == ["kiosk"] and regime["kiosk"]["pseudo-labels kept"] == "17 of 24"
+    unnamed, _ = pseudo_labels(tmp_path, "phone", 0.2, keep=17, name="shop_train", utt2domain=False)
+    capsys.readouterr()
+    assert main([*args, "--pseudo-labels", str(unnamed)]) == 2
+    err = capsys.readouterr().err
+    assert f"add utt2domain to {tmp_path / 'data' / 'shop_train'}" in err and err.count("\n") == 1
     # two unplaceable test decodes: the note names the file that would place them
     decode(root / "mmd", "phone", 0.3, dataset="mall_test", utt2domain=False)
     assert (

@@ -412,12 +412,15 @@ class PseudoLabelScore:
     all_wer: float
 
 
-def pseudo_label_score(path: Path, options: ScoreOptions) -> PseudoLabelScore:
+def pseudo_label_score(
+    path: Path, options: ScoreOptions, domains: set[str] = frozenset()
+) -> PseudoLabelScore:
     """Score the pseudo-labels in ``path`` against the true transcripts of the dir they label.
 
     That dir is ``data`` in ``path/pseudo_label.yaml``, as the labeller was given it (a relative path
     is read from the current directory, where the recipe runs both). Utterances the labeller left
-    empty count as all deletions in the WER of all labels.
+    empty count as all deletions in the WER of all labels. Their domain is ``utt2domain``'s or, for
+    a plain dir without one, the one of ``domains`` that the labelled dir is named after.
     """
     from asr_transfer.decode.pseudo_label import SUMMARY  # here: that module loads torch
 
@@ -429,9 +432,22 @@ def pseudo_label_score(path: Path, options: ScoreOptions) -> PseudoLabelScore:
         raise DataError(f"{summary_file}: names no labelled data dir ('data')")
     truth = load_data_dir(Path(summary["data"])).text
     labels = load_data_dir(path)
-    domains = set(labels.utt2domain.values()) if labels.utt2domain else set()
-    if len(domains) != 1:
-        raise DataError(f"{path}: pseudo-labels of one domain expected (utt2domain), found {sorted(domains)}")
+    if labels.utt2domain:
+        found = set(labels.utt2domain.values())
+        if len(found) != 1:
+            raise DataError(
+                f"{path}: pseudo-labels of one domain expected (utt2domain), found {sorted(found)}"
+            )
+        domain = found.pop()
+    else:
+        named = _named_after(Path(summary["data"]).name, set(domains))
+        if named is None:
+            raise DataError(
+                f"{path}: no utt2domain, and {summary['data']} is not named after one of the domains "
+                f"{', '.join(sorted(domains)) or '(none)'}: add utt2domain to {summary['data']} and "
+                "label it again"
+            )
+        domain = named
     every = read_table(path / "hyp_all", allow_empty_value=True)
 
     def wer(hyps: dict[str, str]) -> float:
@@ -442,7 +458,7 @@ def pseudo_label_score(path: Path, options: ScoreOptions) -> PseudoLabelScore:
             )
         return score_texts({u: truth[u] for u in hyps}, hyps, normalizer=options.normalizer).total.wer
 
-    return PseudoLabelScore(domains.pop(), len(labels.text), len(every), wer(labels.text), wer(every))
+    return PseudoLabelScore(domain, len(labels.text), len(every), wer(labels.text), wer(every))
 
 
 def regime_table(systems: list[System], options: ScoreOptions, opts: AdaptOptions) -> Table | None:
@@ -455,8 +471,9 @@ def regime_table(systems: list[System], options: ScoreOptions, opts: AdaptOption
     adapts = {s.name: adapt_section(s.path) for s in systems}
     source = next((s for s in systems if not adapts[s.name]), None)
     pseudo: dict[str, PseudoLabelScore] = {}
+    named = {str(a["target"]) for a in adapts.values() if a}
     for path in opts.pseudo_labels:
-        score = pseudo_label_score(path, options)
+        score = pseudo_label_score(path, options, named)
         if score.domain in pseudo:
             raise ValueError(
                 f"two pseudo-label dirs of domain '{score.domain}' (the second: {path}): give one"
