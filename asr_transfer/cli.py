@@ -18,10 +18,12 @@ import sys
 
 import yaml
 
+from asr_transfer.util.errors import InputError
+
 #: what bad input raises: our DataError, AdapterFileError, ESPnetLoadError (ValueErrors), missing or
-#: unwritable files, a missing speech engine (FileNotFoundError), malformed YAML. Anything else is a
-#: bug and keeps its traceback.
-EXPECTED = (ValueError, OSError, yaml.YAMLError)
+#: unwritable files, a missing speech engine (FileNotFoundError), malformed YAML, and InputError
+#: (:mod:`asr_transfer.util.errors`). Anything else is a bug and keeps its traceback.
+EXPECTED = (ValueError, OSError, yaml.YAMLError, InputError)
 
 #: subcommand -> (module in :mod:`asr_transfer.commands`, one-line help)
 SUBCOMMANDS: dict[str, tuple[str, str]] = {

@@ -14,6 +14,7 @@ from asr_transfer.data.kaldi import DataDir
 from asr_transfer.decode.search import DecodeConfig, decode_batch_scored
 from asr_transfer.model.asr import HybridASR, build_model
 from asr_transfer.text.tokenizer import Tokenizer
+from asr_transfer.train.checkpoint import load_model_state
 
 
 class Recognizer:
@@ -79,7 +80,7 @@ class Recognizer:
         path = exp / checkpoint
         if not path.exists():
             raise FileNotFoundError(f"no checkpoint {path}: has training finished?")
-        model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True)["model"])
+        model.load_state_dict(load_model_state(path))
         decode = decode or DecodeConfig.for_exp(exp, [], [])  # the experiment's recorded decoding
         rec = cls(model, toks, decode, device, build_frontend(cfg.get("features")))
         for path in [adapter] if isinstance(adapter, str | Path) else adapter or []:
