@@ -100,3 +100,9 @@ def test_one_line_names_the_file_and_line_of_yaml_and_data_errors(tmp_path: Path
     assert main(["features", str(data), "--out", str(tmp_path / "dump")]) == 2
     err = capsys.readouterr().err  # the first problem; validate-data lists every one
     assert err.count("\n") == 1 and f"{data / 'wav.scp'}:2: id 'a' is out of order" in err
+    (tmp_path / "x.pt").write_text("not a checkpoint")
+    assert main(["average", str(tmp_path / "x.pt"), "--out", str(tmp_path / "avg.pt")]) == 2
+    assert capsys.readouterr().err == (
+        f"asr-transfer average: error: {tmp_path / 'x.pt'}: not a model checkpoint "
+        "(not a torch file of tensors)\n"
+    )
