@@ -299,6 +299,13 @@ def test_plain_dirs_take_the_domain_from_the_adapted_experiment(
     assert "No test decode of the target domain for: MMD → kiosk (" in md
     assert "2 test decodes without utt2domain (mall_test, shop_test)" in md
     assert "add utt2domain to data/mall_test or data/shop_test" in md
+    # the source model did not decode the dir the adapted experiment was tested on: which one to decode
+    shutil.rmtree(root / "mmd" / "decode_mall_test")
+    shutil.rmtree(root / "source" / "decode_shop_test")
+    assert main(args) == 0
+    md = (out / "RESULTS.md").read_text()
+    note = f"Source-only → kiosk ({root / 'source'}: no test decode of domain 'kiosk': decode data/shop_test"
+    assert note in md
 
 
 def read_hyp(exp: Path, domain: str) -> dict[str, str]:

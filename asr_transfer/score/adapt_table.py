@@ -199,22 +199,19 @@ def resolve_test_sets(
     sets = {s.name: domain_test_sets(s, opts) for s in systems}
     domains = {str(adapts[s.name]["target"]) for s in adapted} | {opts.source_domain}
     why: dict[tuple[str, str], str] = {}
-    placed: dict[str, set[tuple[str, str | None]]] = {}  # target -> (dataset, data dir) of its test set
     for s in systems:
-        target = str(adapts[s.name]["target"]) if adapts.get(s.name) else None
         unplaced = []
         for dataset in _undomained(s, opts):
             domain = _named_after(dataset, domains)
             if domain is not None and domain not in sets[s.name]:
                 sets[s.name][domain] = s.decodes[dataset][0]
-                placed.setdefault(domain, set()).add((dataset, _data_dir(s, dataset)))
             else:
                 unplaced.append(dataset)
+        target = str(adapts[s.name]["target"]) if adapts.get(s.name) else None
         if target is None or target in sets[s.name]:
             continue
         if len(unplaced) == 1:
             sets[s.name][target] = s.decodes[unplaced[0]][0]
-            placed.setdefault(target, set()).add((unplaced[0], _data_dir(s, unplaced[0])))
         elif unplaced:
             where = [_data_dir(s, d) or str(s.path / f"decode_{d}") for d in unplaced]
             why[(s.name, target)] = (
@@ -226,25 +223,26 @@ def resolve_test_sets(
                 f"{s.path}: no decode_<dataset> matching '{opts.sets}' of domain '{target}' "
                 f"(its utt2domain) or without utt2domain: decode the target's test set"
             )
+    if source is None:
+        return sets, why
+    # the source model's test set of a domain: its decode of a dir the adapted experiments tested it on
+    tested: dict[str, set[tuple[str, str | None]]] = {}  # domain -> {(dataset, data dir)}
     for s in adapted:
         for dataset, (result, _) in s.decodes.items():
-            for domain, r in sets[s.name].items():
-                if r is result:
-                    placed.setdefault(domain, set()).add((dataset, _data_dir(s, dataset)))
-    if source is not None:
-        free = set(_undomained(source, opts))
-        for target, where in sorted(placed.items()):
-            if target in sets[source.name]:
-                continue
-            for dataset, data in sorted(where, key=str):
-                if dataset in free and data in (None, _data_dir(source, dataset)):
-                    sets[source.name][target] = source.decodes[dataset][0]
-                    break
-            else:
-                names = ", ".join(sorted({f"decode_{d}" + (f" (of {p})" if p else "") for d, p in where}))
-                why[(source.name, target)] = (
-                    f"{source.path}: no {names} without utt2domain, or decode of domain '{target}'"
-                )
+            for domain in (d for d, r in sets[s.name].items() if r is result):
+                tested.setdefault(domain, set()).add((dataset, _data_dir(s, dataset)))
+    free = set(_undomained(source, opts))
+    for domain, where in sorted(tested.items()):
+        if domain in sets[source.name]:
+            continue
+        same = [d for d, data in sorted(where, key=str) if d in free and data in (None, _data_dir(source, d))]
+        if same:
+            sets[source.name][domain] = source.decodes[same[0]][0]
+        else:
+            dirs = sorted({data or f"the dir of decode_{d}" for d, data in where})
+            why[(source.name, domain)] = (
+                f"{source.path}: no test decode of domain '{domain}': decode {' and '.join(dirs)} with it"
+            )
     return sets, why
 
 
