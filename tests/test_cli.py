@@ -80,6 +80,16 @@ def test_a_real_process_says_one_line_without_noise_and_debug_shows_the_tracebac
         proc.stderr
     )
     assert "Flash Attention" not in proc.stderr + proc.stdout
+    # ... although the command did import the module that prints it (through our quiet loader)
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    code = (
+        "import sys, asr_transfer.commands.decode; "
+        "print(type(sys.modules['espnet.nets.pytorch_backend.transformer.attention'].__loader__).__name__)"
+    )
+    imported = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120
+    )
+    assert (imported.stdout, imported.stderr) == ("_QuietLoader\n", "")
     debug = _run("--debug", "score", str(tmp_path / "ref"), str(tmp_path / "hyp"))
     assert debug.returncode == 1 and "Traceback" in debug.stderr and str(tmp_path / "ref") in debug.stderr
 
