@@ -41,11 +41,11 @@ def bad_arguments(tmp: Path) -> dict[str, list[str]]:
         "decode": ["--exp", m, "--data", m],
         "transcribe": [m, "--exp", m],
         "pseudo-label": ["--exp", m, "--data", m, "--out", out],
+        "distance": ["--exp", m, "--data", m, "--source", m],
         "choose-decoding": ["--exp", m, "--data", m, "--candidates", m],
         "average": [m, "--out", out],
         "score": [m, m],
         "report": [m, "--out", out],
-        "crossling-report": [m, "--out", out],
     }
 
 
