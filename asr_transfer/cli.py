@@ -3,6 +3,11 @@
 Every subcommand module defines ``add_arguments(parser)`` and ``run(args) -> int``;
 modules are imported only when their subcommand runs, so ``asr-transfer score``
 does not pay for importing torch and ESPnet.
+
+Bad input never ends in a traceback: an expected error (a bad data dir, a missing file, an invalid
+option or YAML; see :data:`EXPECTED`) raised by any subcommand is printed as one line
+``asr-transfer <command>: error: <file:line or option: what>`` and the exit status is 2.
+``asr-transfer --debug <command> ...`` shows the traceback instead.
 """
 
 from __future__ import annotations
@@ -10,6 +15,15 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+
+import yaml
+
+from asr_transfer.util.errors import InputError
+
+#: what bad input raises: our DataError, AdapterFileError, ESPnetLoadError (ValueErrors), missing or
+#: unwritable files, a missing speech engine (FileNotFoundError), malformed YAML, and InputError
+#: (:mod:`asr_transfer.util.errors`). Anything else is a bug and keeps its traceback.
+EXPECTED = (ValueError, OSError, yaml.YAMLError, InputError)
 
 #: subcommand -> (module in :mod:`asr_transfer.commands`, one-line help)
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
@@ -42,15 +56,41 @@ def build_parser() -> argparse.ArgumentParser:
         True
     """
     parser = argparse.ArgumentParser(prog="asr-transfer", description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--debug", action="store_true", help="show the traceback of an error instead of its one-line message"
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (_, help_) in SUBCOMMANDS.items():
         sub.add_parser(name, help=help_, add_help=False)
     return parser
 
 
+def one_line(err: BaseException) -> str:
+    """An expected error as one line: the file and line it names, and what is wrong.
+
+    Example:
+        >>> one_line(FileNotFoundError(2, "No such file or directory", "exp/x/config.yaml"))
+        'exp/x/config.yaml: No such file or directory'
+        >>> one_line(ValueError("a/text:3: empty line\\na/text:9: empty line"))
+        'a/text:3: empty line (and 1 more problem; asr-transfer --debug shows them all)'
+    """
+    if isinstance(err, OSError) and err.filename is not None and err.strerror:
+        return f"{err.filename}: {err.strerror}"
+    if isinstance(err, yaml.MarkedYAMLError) and err.problem_mark is not None:
+        mark = err.problem_mark
+        return f"{mark.name}:{mark.line + 1}:{mark.column + 1}: invalid YAML: {err.problem}"
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()] or [type(err).__name__]
+    more = len(lines) - 1
+    return lines[0] + (
+        f" (and {more} more problem{'s' * (more > 1)}; asr-transfer --debug shows them all)" if more else ""
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the console script."""
-    argv = sys.argv[1:] if argv is None else argv
+    """Entry point of the console script: 0 on success, 2 on bad input (one line on stderr)."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    debug = bool(argv) and argv[0] == "--debug"
+    argv = argv[debug:]
     if not argv or argv[0] not in SUBCOMMANDS:
         build_parser().parse_args(argv or ["--help"])
         return 2
@@ -64,7 +104,14 @@ def main(argv: list[str] | None = None) -> int:
         args.overrides = overrides
     else:
         args = parser.parse_args(rest)
-    return int(module.run(args) or 0)
+    try:
+        return int(module.run(args) or 0)
+    except EXPECTED as err:
+        if debug:
+            raise
+        sys.stdout.flush()  # what the command printed comes before its error
+        print(f"asr-transfer {name}: error: {one_line(err)}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

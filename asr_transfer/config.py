@@ -114,8 +114,18 @@ def parse_overrides(args: list[str]) -> list[tuple[str, Any]]:
             i += 1
         else:
             raise ValueError(f"cannot parse override {arg!r}: use --key value or key=value")
-        out.append((key, yaml_load(raw)))
+        try:
+            out.append((key, yaml_load(raw)))
+        except yaml.YAMLError as err:
+            raise ValueError(f"override --{key}: {raw!r} is not a YAML value: {_problem(err)}") from None
     return out
+
+
+def _problem(err: yaml.YAMLError) -> str:
+    """What a YAML error says, in one line (its position is given by the caller)."""
+    if isinstance(err, yaml.MarkedYAMLError):
+        return ": ".join(filter(None, [err.context, err.problem]))
+    return " ".join(str(err).split())
 
 
 def load_config(paths: list[str | os.PathLike], overrides: list[str] | None = None) -> dict:
@@ -146,7 +156,9 @@ def _load_yaml(path: Path) -> dict:
     except FileNotFoundError:
         raise FileNotFoundError(f"config file not found: {path}") from None
     except yaml.YAMLError as err:
-        raise ValueError(f"{path}: invalid YAML: {err}") from None
+        mark = getattr(err, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
+        raise ValueError(f"{where}: invalid YAML: {_problem(err)}") from None
     if not isinstance(data, dict):
         raise ValueError(f"{path}: a config must be a mapping, got {type(data).__name__}")
     merged: dict = {}

@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import pytest
+import soundfile as sf
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
@@ -16,6 +17,7 @@ torch.set_num_threads(1)
 
 #: In CI (``CI=true``) the system tools are installed by ./test.sh, so a test marked ``system_tool``
 #: that skips for a missing tool is an error there; elsewhere it stays a skip with its reason.
+#: MP3 in libsndfile counts as one: the pinned soundfile wheel bundles a libsndfile that has it.
 TOOLS_REQUIRED = os.environ.get("CI", "").lower() in ("true", "1")
 
 
@@ -23,7 +25,8 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
         "system_tool: needs a system tool that ./test.sh installs as root (sctk, chromium, the speech "
-        "engines); skipped without it, an error when CI=true",
+        "engines) or MP3 in libsndfile (the pinned soundfile wheel's); skipped without it, an error when "
+        "CI=true",
     )
 
 
@@ -46,8 +49,26 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(skip)
 
 
+#: soundfile 0.14.0 (setup.cfg) bundles libsndfile 1.2.2, which reads and writes MP3; a soundfile
+#: using an older system libsndfile (< 1.1) cannot
+MP3 = pytest.mark.skipif(
+    "MP3" not in sf.available_formats(),
+    reason=f"libsndfile {sf.__libsndfile_version__} cannot write MP3 (the pinned soundfile wheel's can: "
+    "tools/setup_env.sh)",
+)
+
+
 def cli(*args: str | os.PathLike) -> int:
-    """Run an ``asr-transfer`` subcommand in-process."""
+    """Run an ``asr-transfer`` subcommand in-process with ``--debug``: an error raises, so a test can
+    check its type and message (the one-line form of ``main`` without it: tests/test_cli.py)."""
+    from asr_transfer.cli import main
+
+    return main(["--debug", *map(str, args)])
+
+
+def cli_as_user(*args: str | os.PathLike) -> int:
+    """Run an ``asr-transfer`` subcommand in-process as a user does: an expected error is one line on
+    stderr and status 2."""
     from asr_transfer.cli import main
 
     return main([str(a) for a in args])

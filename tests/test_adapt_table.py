@@ -28,8 +28,11 @@ def refs(domain: str) -> dict[str, str]:
     }
 
 
-def decode(exp: Path, domain: str, p_err: float, dataset: str | None = None) -> dict[str, str]:
-    """Write exp/decode_<dataset>/ as `asr-transfer decode` does; returns the hypotheses."""
+def decode(
+    exp: Path, domain: str, p_err: float, dataset: str | None = None, utt2domain: bool = True
+) -> dict[str, str]:
+    """Write exp/decode_<dataset>/ as `asr-transfer decode` does (``utt2domain`` only when the data dir
+    has one, which a plain Kaldi dir does not); returns the hypotheses."""
     rng = random.Random(f"{exp.name}-{domain}")
     ref = refs(domain)
     hyp = {}
@@ -38,15 +41,18 @@ def decode(exp: Path, domain: str, p_err: float, dataset: str | None = None) -> 
         if rng.random() < p_err:
             words.insert(rng.randrange(len(words)), rng.choice(VOCAB))
         hyp[utt] = " ".join(words)
-    d = exp / f"decode_{dataset or 'en_test_' + domain}"
+    dataset = dataset or f"en_test_{domain}"
+    d = exp / f"decode_{dataset}"
     d.mkdir(parents=True)
     for name, table in (
         ("ref", ref),
         ("text", hyp),
         ("utt2spk", {u: u.split("-")[0] for u in ref}),
-        ("utt2domain", {u: domain for u in ref}),
+        ("utt2domain", {u: domain for u in ref} if utt2domain else None),
     ):
-        (d / name).write_text("".join(f"{u} {v}\n" for u, v in sorted(table.items())))
+        if table is not None:
+            (d / name).write_text("".join(f"{u} {v}\n" for u, v in sorted(table.items())))
+    (d / "decode.yaml").write_text(yaml.safe_dump({"mode": "ctc_greedy", "data": f"data/{dataset}"}))
     return hyp
 
 
@@ -160,24 +166,30 @@ def test_libri_adapt_devices_custom_noise_list_and_source_domain(tmp_path: Path)
     )
 
 
-def pseudo_labels(root: Path, domain: str, p_err: float, keep: int) -> tuple[Path, dict[str, str]]:
-    """A target data dir with its true transcripts and, as `asr-transfer pseudo-label` writes it, a
-    pseudo-label dir of it keeping ``keep`` labels (one left empty); returns it and all labels."""
+def pseudo_labels(
+    root: Path, domain: str, p_err: float, keep: int, name: str | None = None, utt2domain: bool = True
+) -> tuple[Path, dict[str, str]]:
+    """A target data dir (``name``, default ``en_train_<domain>``) with its true transcripts and, as
+    `asr-transfer pseudo-label` writes it, a pseudo-label dir of it keeping ``keep`` labels (one left
+    empty); returns it and all labels. Without ``utt2domain``: a plain Kaldi dir, and its labels."""
     truth = refs(domain)
     common = {"wav": {u: f"/a/{u}.flac" for u in truth}, "utt2spk": {u: u.split("-")[0] for u in truth}}
-    data = root / "data" / f"en_train_{domain}"
-    write_data_dir(data, text=truth, utt2domain=dict.fromkeys(truth, domain), **common)
+    name = name or f"en_train_{domain}"
+    data = root / "data" / name
+    write_data_dir(
+        data, text=truth, utt2domain=dict.fromkeys(truth, domain) if utt2domain else None, **common
+    )
     rng = random.Random(domain)
     hyp_all = {u: " ".join(w for w in t.split() if rng.random() > p_err) for u, t in truth.items()}
     hyp_all[min(truth)] = ""
     kept = sorted(u for u in truth if hyp_all[u])[:keep]
-    out = root / "pseudo" / f"en_train_{domain}"
+    out = root / "pseudo" / name
     write_data_dir(
         out,
         wav={u: common["wav"][u] for u in kept},
         text={u: hyp_all[u] for u in kept},
         utt2spk={u: common["utt2spk"][u] for u in kept},
-        utt2domain=dict.fromkeys(kept, domain),
+        utt2domain=dict.fromkeys(kept, domain) if utt2domain else None,
     )
     write_table(out / "hyp_all", hyp_all)
     (out / "pseudo_label.yaml").write_text(yaml.safe_dump({"data": str(data), "keep": 0.7}))
@@ -233,8 +245,67 @@ def test_regime_table_without_adapted_systems_and_its_errors(
     assert "Unsupervised adaptation" not in md and list(table(md, "Regime of the target domains")) == [
         "phone"
     ]
-    assert main(["report", str(root / "source"), "--out", str(out), "--pseudo-labels", str(tmp_path)]) == 1
+    assert main(["report", str(root / "source"), "--out", str(out), "--pseudo-labels", str(tmp_path)]) == 2
     assert "not a pseudo-label dir (no pseudo_label.yaml)" in capsys.readouterr().err
+
+
+def plain_system(root: Path, name: str, adapt: str | None, decodes: dict[str, tuple[str, float, bool]]):
+    """An experiment whose decodes are of plain dirs: ``{dataset: (domain, p_err, has utt2domain)}``."""
+    exp = root / name
+    exp.mkdir(parents=True)
+    (exp / "config.yaml").write_text(f"adapt: {adapt or '{method: supervised}'}\n")
+    return {ds: decode(exp, d, p, dataset=ds, utt2domain=has) for ds, (d, p, has) in decodes.items()}
+
+
+@pytest.mark.parametrize("clean_has_utt2domain", [True, False])
+def test_plain_dirs_take_the_domain_from_the_adapted_experiment(
+    tmp_path: Path, capsys, clean_has_utt2domain: bool
+) -> None:
+    # the target's dirs hold wav.scp, text, utt2spk only; its name says nothing about the domain
+    root, c = tmp_path / "exp", clean_has_utt2domain
+    src = plain_system(
+        root, "source", None, {"en_test_clean": ("clean", 0.4, c), "shop_test": ("phone", 0.5, False)}
+    )
+    mmd = plain_system(root, "mmd", "{method: mmd, target: kiosk}",
+                       {"en_test_clean": ("clean", 0.45, c), "shop_test": ("phone", 0.3, False)})  # fmt: skip
+    out = tmp_path / "r"
+    assert (
+        main(["report", str(root / "source"), str(root / "mmd"), "--out", str(out), "--resamples", "50"]) == 0
+    )
+    md = (out / "RESULTS.md").read_text()
+    w = table(md, "Unsupervised adaptation: WER (%) on the target domains")
+    assert w["kiosk"]["Source-only"].strip("*") == f"{wer(['phone'], [src['shop_test']]):.2f}"
+    assert w["kiosk"]["MMD"].strip("*") == f"{wer(['phone'], [mmd['shop_test']]):.2f}"
+    f = table(md, "Forgetting: source-domain test WER (%)")
+    assert f["MMD"]["clean WER after adaptation (mean)"] == f"{wer(['clean'], [mmd['en_test_clean']]):.2f}"
+    assert "No test decode" not in md
+    # pseudo-labels of a plain dir: the domain its name says, else an error naming the file to add
+    named, _ = pseudo_labels(tmp_path, "phone", 0.2, keep=17, name="en_train_kiosk", utt2domain=False)
+    args = ["report", str(root / "source"), str(root / "mmd"), "--out", str(out), "--resamples", "50"]
+    assert main([*args, "--pseudo-labels", str(named)]) == 0
+    regime = table((out / "RESULTS.md").read_text(), "Regime of the target domains")
+    assert list(regime) == ["kiosk"] and regime["kiosk"]["pseudo-labels kept"] == "17 of 24"
+    unnamed, _ = pseudo_labels(tmp_path, "phone", 0.2, keep=17, name="shop_train", utt2domain=False)
+    capsys.readouterr()
+    assert main([*args, "--pseudo-labels", str(unnamed)]) == 2
+    err = capsys.readouterr().err
+    assert f"add utt2domain to {tmp_path / 'data' / 'shop_train'}" in err and err.count("\n") == 1
+    # two unplaceable test decodes: the note names the file that would place them
+    decode(root / "mmd", "phone", 0.3, dataset="mall_test", utt2domain=False)
+    assert (
+        main(["report", str(root / "source"), str(root / "mmd"), "--out", str(out), "--resamples", "50"]) == 0
+    )
+    md = (out / "RESULTS.md").read_text()
+    assert "No test decode of the target domain for: MMD → kiosk (" in md
+    assert "2 test decodes without utt2domain (mall_test, shop_test)" in md
+    assert "add utt2domain to data/mall_test or data/shop_test" in md
+    # the source model did not decode the dir the adapted experiment was tested on: which one to decode
+    shutil.rmtree(root / "mmd" / "decode_mall_test")
+    shutil.rmtree(root / "source" / "decode_shop_test")
+    assert main(args) == 0
+    md = (out / "RESULTS.md").read_text()
+    note = f"Source-only → kiosk ({root / 'source'}: no test decode of domain 'kiosk': decode data/shop_test"
+    assert note in md
 
 
 def read_hyp(exp: Path, domain: str) -> dict[str, str]:
@@ -264,14 +335,14 @@ def test_no_adapted_system_no_section_and_clear_errors(
         "--out",
         str(out),
     ]
-    assert main(args) == 1
+    assert main(args) == 2
     err = capsys.readouterr().err
     assert "cmatch_rain2 are both 'CMatch (ctc_align)' adapted to 'rain'" in err
     # adapted systems only: no source model
-    assert main(["report", str(root / "cmatch_rain"), "--out", str(out), "--resamples", "50"]) == 1
+    assert main(["report", str(root / "cmatch_rain"), "--out", str(out), "--resamples", "50"]) == 2
     assert "no source model" in capsys.readouterr().err
     (root / "mmd_rain" / "config.yaml").write_text("adapt: {method: mmd, target: null}\n")
-    assert main(["report", str(root / "source"), str(root / "mmd_rain"), "--out", str(out)]) == 1
+    assert main(["report", str(root / "source"), str(root / "mmd_rain"), "--out", str(out)]) == 2
     assert f"{root / 'mmd_rain' / 'config.yaml'}: 'adapt' needs a 'target' domain" in capsys.readouterr().err
 
 
@@ -279,6 +350,7 @@ CHROMIUM = shutil.which("chromium")
 
 
 @pytest.mark.slow
+@pytest.mark.system_tool
 @pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed")
 def test_adaptation_tables_render_in_headless_chromium(exp_tree: tuple[Path, dict], tmp_path: Path) -> None:
     root, hyps = exp_tree

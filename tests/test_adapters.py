@@ -16,7 +16,7 @@ import pytest
 import safetensors.torch
 import torch
 import yaml
-from conftest import REPO, cli
+from conftest import REPO, cli, cli_as_user
 
 from asr_transfer.decode import DecodeConfig, Recognizer
 from asr_transfer.model import build_model
@@ -193,9 +193,9 @@ def test_a_hostile_adapter_file_runs_nothing_wherever_it_is_loaded(
         Recognizer.from_exp(exp, adapter=evil)
     errors["Recognizer"] = str(err.value)
     capsys.readouterr()
-    assert cli("decode", "--exp", exp, "--data", tmp_path / "data", "--adapter", evil) == 1
+    assert cli_as_user("decode", "--exp", exp, "--data", tmp_path / "data", "--adapter", evil) == 2
     errors["decode"] = capsys.readouterr().err
-    assert cli("convert-adapter", old_evil, tmp_path / "converted.adapter") == 1
+    assert cli_as_user("convert-adapter", old_evil, tmp_path / "converted.adapter") == 2
     errors["convert-adapter"] = capsys.readouterr().err
 
     assert not marker.exists()

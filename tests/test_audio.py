@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import soundfile as sf
+from conftest import MP3
 
 from asr_transfer.data.audio import AudioError, audio_info, convert_audio, load_audio, resample, write_audio
 
@@ -71,9 +72,8 @@ def test_resample_keeps_the_tone():
     assert len(y) == 16000 and np.argmax(spectrum) == 440
 
 
-@pytest.mark.skipif(
-    "MP3" not in sf.available_formats(), reason="this libsndfile cannot write MP3 (needs >= 1.1)"
-)
+@pytest.mark.system_tool
+@MP3
 def test_convert_stereo_48k_mp3_to_16k_mono_flac(tmp_path):
     x = tone(1.0, rate=48000)
     sf.write(tmp_path / "a.mp3", np.stack([x, x], axis=1), 48000)

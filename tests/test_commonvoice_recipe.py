@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import soundfile as sf
-from conftest import REPO
+from conftest import MP3, REPO
 from scipy.signal import resample_poly
 
 from asr_transfer.data.kaldi import load_data_dir
@@ -36,7 +36,8 @@ def make_cv_tree(corpus: Path, root: Path, langs: tuple[str, ...]) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.skipif("MP3" not in sf.available_formats(), reason="this libsndfile cannot write MP3")
+@pytest.mark.system_tool
+@MP3
 def test_commonvoice_recipe_on_a_tiny_release(tiny_corpus: Path, tmp_path: Path) -> None:
     make_cv_tree(tiny_corpus, tmp_path / "cv-corpus", ("en", "de", "ro"))
     recipe = tmp_path / "commonvoice"

@@ -32,8 +32,12 @@ def test_override_values_are_yaml_typed_and_errors_are_clear(tmp_path: Path) -> 
         parse_overrides(["--a"])
     bad = tmp_path / "bad.yaml"
     bad.write_text("a: [1,\n")
-    with pytest.raises(ValueError, match="bad.yaml: invalid YAML"):
+    with pytest.raises(
+        ValueError, match="bad.yaml:2:1: invalid YAML: while parsing a flow node: expected the node"
+    ):
         load_config([bad])
+    with pytest.raises(ValueError, match="override --a.b: '\\[1' is not a YAML value"):
+        parse_overrides(["--a.b", "[1"])
 
 
 def test_resolved_config_round_trips(tmp_path: Path) -> None:

@@ -18,9 +18,12 @@ from conftest import REPO
 CHROMIUM = shutil.which("chromium")
 
 
-@pytest.mark.slow
-def test_crossling_recipe_shortened(tmp_path: Path) -> None:
-    recipe = tmp_path / "crossling"
+@pytest.fixture(scope="module")
+def crossling_run(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> tuple[Path, subprocess.CompletedProcess, list, dict]:
+    """The shortened recipe, run once for the tests of this module: (recipe dir, process, args, env)."""
+    recipe = tmp_path_factory.mktemp("crossling") / "crossling"
     recipe.mkdir()
     (recipe / "run.sh").write_bytes((REPO / "recipes/crossling/run.sh").read_bytes())
     (recipe / "run.sh").chmod(0o755)
@@ -40,7 +43,14 @@ def test_crossling_recipe_shortened(tmp_path: Path) -> None:
         ["./run.sh", *args], cwd=recipe, env=env, capture_output=True, text=True, timeout=1800
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return recipe, proc, args, env
 
+
+@pytest.mark.slow
+def test_crossling_recipe_shortened(
+    crossling_run: tuple[Path, subprocess.CompletedProcess, list, dict],
+) -> None:
+    recipe, proc, args, env = crossling_run
     results = (recipe / "exp/report/RESULTS.md").read_text(encoding="utf-8")
     header = next(line for line in results.splitlines() if line.startswith("| target"))
     assert header.split("|")[2:6] == [" Full-FT ", " Adapter ", " MetaAdapter ", " SimAdapter "]
@@ -60,8 +70,6 @@ def test_crossling_recipe_shortened(tmp_path: Path) -> None:
     for run in ("src_adapters", "meta"):  # the source-side runs of stage 4
         assert (recipe / f"exp/{run}/model.pt").is_file()
     assert "SimAdapter fusion weights" in results and (recipe / "exp/report/fusion_weights.png").is_file()
-    if CHROMIUM:  # the report, fusion-weight plot included, renders in a browser
-        _check_in_chromium(recipe / "exp/report/report.html", tmp_path)
     # idempotent: a rerun skips every finished step
     again = subprocess.run(["./run.sh", "--stage", "2", *args], cwd=recipe, env=env, capture_output=True,
                            text=True, timeout=600)  # fmt: skip
@@ -69,17 +77,24 @@ def test_crossling_recipe_shortened(tmp_path: Path) -> None:
     assert again.stdout.count("skipped") >= 6, again.stdout
 
 
-def _check_in_chromium(page: Path, tmp: Path) -> None:
+@pytest.mark.slow
+@pytest.mark.system_tool
+@pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed")
+def test_crossling_report_renders_in_headless_chromium(
+    crossling_run: tuple[Path, subprocess.CompletedProcess, list, dict], tmp_path: Path
+) -> None:
+    """The report, fusion-weight plot included, renders in a browser."""
     import numpy as np
     from PIL import Image
 
+    page = crossling_run[0] / "exp/report/report.html"
     flags = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
              "--disable-component-update", "--disable-sync", "--no-first-run",
-             f"--user-data-dir={tmp / 'profile'}"]  # fmt: skip
+             f"--user-data-dir={tmp_path / 'profile'}"]  # fmt: skip
     dom = subprocess.run([*flags, "--dump-dom", page.as_uri()], check=True, capture_output=True, timeout=120,
                          text=True).stdout  # fmt: skip
     assert "SimAdapter fusion weights (mean attention" in dom and 'alt="fusion weights"' in dom
-    shot = tmp / "shot.png"
+    shot = tmp_path / "shot.png"
     subprocess.run([*flags, f"--screenshot={shot}", "--window-size=1200,3000", page.as_uri()], check=True,
                    capture_output=True, timeout=120)  # fmt: skip
     pixels = np.asarray(Image.open(shot).convert("L"), dtype=np.float64)

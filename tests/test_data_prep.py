@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+from conftest import MP3
 
 from asr_transfer.cli import main as cli_main
 from asr_transfer.data.kaldi import load_data_dir, read_table
@@ -146,9 +147,6 @@ CV_ROWS = {  # split -> (client_id, clip, sentence)
     "test": [("d" * 128, "common_voice_ro_300.mp3", "Întâi ușa.")],
 }
 
-needs_mp3 = pytest.mark.skipif(
-    "MP3" not in sf.available_formats(), reason="this libsndfile cannot write MP3 (needs >= 1.1)"
-)
 
 
 def make_commonvoice(root: Path) -> None:
@@ -169,7 +167,8 @@ def make_commonvoice(root: Path) -> None:
     )
 
 
-@needs_mp3
+@pytest.mark.system_tool
+@MP3
 @pytest.mark.parametrize("jobs", [1, 2])
 def test_commonvoice_prep_writes_valid_dirs(tmp_path, capsys, jobs):
     prep = load_script("commonvoice")
@@ -199,7 +198,8 @@ def test_commonvoice_prep_writes_valid_dirs(tmp_path, capsys, jobs):
     assert "3 of 3 data dirs OK" in capsys.readouterr().out
 
 
-@needs_mp3
+@pytest.mark.system_tool
+@MP3
 def test_commonvoice_reuses_converted_clips_and_reports_broken_ones(tmp_path, capsys):
     prep = load_script("commonvoice")
     root, out = tmp_path / "cv", tmp_path / "data"

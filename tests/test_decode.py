@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
 import torch
-from conftest import cli
+import yaml
+from conftest import cli, cli_as_user
 
+from asr_transfer.config import load_config
 from asr_transfer.data.audio import load_any_audio, load_audio, resample
 from asr_transfer.data.kaldi import read_table
 from asr_transfer.decode import DecodeConfig, Recognizer, decode_batch
 from asr_transfer.decode.greedy import ctc_greedy
+from asr_transfer.model import build_model
+from asr_transfer.text.tokenizer import Tokenizer
 
 
 def test_ctc_greedy_merges_repeats_drops_blanks_and_respects_lengths() -> None:
@@ -51,6 +56,51 @@ def test_decode_cli_writes_kaldi_text_trn_and_reference(
     before = (out / "text").stat().st_mtime_ns
     assert cli("decode", "--exp", tiny_exp, "--data", data, "--mode", "ctc_greedy") == 0
     assert (out / "text").stat().st_mtime_ns == before
+
+
+def plain_dir(src: Path, out: Path) -> Path:
+    """A copy of a data dir with only the files Kaldi requires of it: wav.scp, text, utt2spk."""
+    out.mkdir(parents=True)
+    for name in ("wav.scp", "text", "utt2spk"):
+        shutil.copyfile(src / name, out / name)
+    return out
+
+
+def test_a_plain_dir_decodes_with_the_recorded_decoding_and_the_only_head(
+    tiny_exp: Path, tiny_corpus: Path, tmp_path: Path
+) -> None:
+    exp = tmp_path / "exp"
+    shutil.copytree(tiny_exp, exp, ignore=shutil.ignore_patterns("decode_*"))
+    # as asr-transfer choose-decoding records it; not the default (beam, batch 16)
+    (exp / "decode.yaml").write_text("mode: ctc_greedy\nbatch_size: 3\n")
+    data = plain_dir(tiny_corpus / "en_test_phone", tmp_path / "kiosk_test")
+    assert cli("decode", "--exp", exp, "--data", data) == 0
+    out = exp / "decode_kiosk_test"
+    made = yaml.safe_load((out / "decode.yaml").read_text())
+    assert (made["mode"], made["batch_size"], made["lang"]) == ("ctc_greedy", 3, "en")
+    assert read_table(out / "ref") == read_table(data / "text") and not (out / "utt2domain").exists()
+
+
+def test_a_plain_dir_and_a_model_of_two_heads_need_lang(
+    tiny_exp: Path, tiny_corpus: Path, tmp_path: Path, capsys
+) -> None:
+    exp = tmp_path / "two_heads"  # the tiny model with a second (untrained) head, el
+    for lang in ("el", "en"):
+        shutil.copytree(tiny_exp / "tokenizers" / "en", exp / "tokenizers" / lang)
+    shutil.copyfile(tiny_exp / "config.yaml", exp / "config.yaml")
+    sizes = {lang: Tokenizer.load(exp / "tokenizers" / lang).vocab_size for lang in ("el", "en")}
+    model = build_model(load_config([exp / "config.yaml"])["model"], sizes)
+    model.load_state_dict(torch.load(tiny_exp / "model.pt")["model"], strict=False)
+    torch.save({"model": model.state_dict()}, exp / "model.pt")
+    data = plain_dir(tiny_corpus / "en_test_phone", tmp_path / "kiosk_test")
+    assert cli_as_user("decode", "--exp", exp, "--data", data, "--mode", "ctc_greedy") == 2
+    assert capsys.readouterr().err == (
+        f"asr-transfer decode: error: {data}: no utt2lang, and the model has heads el, en: "
+        "pass --lang (one of them)\n"
+    )
+    assert not (exp / "decode_kiosk_test").exists()
+    assert cli("decode", "--exp", exp, "--data", data, "--mode", "ctc_greedy", "--lang", "en") == 0
+    assert yaml.safe_load((exp / "decode_kiosk_test" / "decode.yaml").read_text())["lang"] == "en"
 
 
 def test_transcribe_a_wav_file(tiny_exp: Path, tiny_corpus: Path) -> None:

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import cli
+from conftest import cli, cli_as_user
 
 
 def test_distance_is_zero_for_the_source_itself_and_correlates_with_measured_wer(
@@ -18,7 +18,7 @@ def test_distance_is_zero_for_the_source_itself_and_correlates_with_measured_wer
     assert cli(*dec, "--mode", "ctc_greedy", "--device", "cpu") == 0
     capsys.readouterr()
     args = ["distance", "--exp", tiny_exp, "--source", source, "--out", tmp_path / "report"]
-    assert cli(*args, "--data", source, *targets, "--wer-from", tmp_path / "dec") == 1
+    assert cli_as_user(*args, "--data", source, *targets, "--wer-from", tmp_path / "dec") == 2
     assert "--wer-from: no decode" in capsys.readouterr().err  # the source dir was not decoded
     assert cli(*args, "--data", source, *targets) == 0
     rows = {r["data"]: r for r in json.loads((tmp_path / "report" / "distance.json").read_text())["rows"]}
@@ -36,9 +36,9 @@ def test_distance_is_zero_for_the_source_itself_and_correlates_with_measured_wer
 
 
 def test_distance_names_a_missing_data_dir(tiny_exp: Path, tiny_corpus: Path, tmp_path: Path, capsys) -> None:
-    code = cli(
+    code = cli_as_user(
         "distance", "--exp", tiny_exp, "--source", tiny_corpus / "en_dev_clean", "--data", tmp_path / "nope"
     )
-    assert code == 1
+    assert code == 2
     err = capsys.readouterr().err
     assert err.startswith("asr-transfer distance: error:") and "nope" in err

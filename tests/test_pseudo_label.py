@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from conftest import cli
+from conftest import cli, cli_as_user
 
 from asr_transfer.data.audio import load_audio
 from asr_transfer.data.kaldi import load_data_dir, read_table
@@ -119,7 +119,8 @@ def test_a_killed_run_leaves_nothing_that_looks_finished(
     (target / "wav.scp").write_text(
         "".join(f"{u} {broken if u == bad else p}\n" for u, p in sorted(wav.items()))
     )
-    assert cli("pseudo-label", "--exp", tiny_exp, "--data", target, "--out", out, "--mode", "ctc_greedy") == 1
+    args = ["--exp", tiny_exp, "--data", target, "--out", out, "--mode", "ctc_greedy"]
+    assert cli_as_user("pseudo-label", *args) == 2
     assert not out.exists()
     (target / "wav.scp").write_text("".join(f"{u} {p}\n" for u, p in sorted(wav.items())))
     assert cli("pseudo-label", "--exp", tiny_exp, "--data", target, "--out", out, "--mode", "ctc_greedy") == 0
@@ -128,10 +129,8 @@ def test_a_killed_run_leaves_nothing_that_looks_finished(
 
 def test_clear_errors_name_the_file(tiny_exp: Path, target: Path, tmp_path: Path, capsys) -> None:
     def run(exp: Path, data: Path) -> str:
-        assert (
-            cli("pseudo-label", "--exp", exp, "--data", data, "--out", tmp_path / "o", "--mode", "ctc_greedy")
-            == 1
-        )
+        args = ["--exp", exp, "--data", data, "--out", tmp_path / "o", "--mode", "ctc_greedy"]
+        assert cli_as_user("pseudo-label", *args) == 2
         return capsys.readouterr().err
 
     assert f"{tmp_path / 'nope' / 'config.yaml'}: missing" in run(tmp_path / "nope", target)

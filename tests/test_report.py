@@ -144,11 +144,11 @@ def test_report_single_system_without_tensorboard(tmp_path):
 
 
 def test_report_errors_are_clear(tmp_path, capsys):
-    assert main(["report", str(tmp_path), "--out", str(tmp_path / "r")]) == 1
+    assert main(["report", str(tmp_path), "--out", str(tmp_path / "r")]) == 2
     assert "no decode_<dataset>/text" in capsys.readouterr().err
     exp = make_system(tmp_path / "exp", "bad", 0.2, tensorboard=False)
     (exp / "decode_en_test_phone" / "text").write_text("nobody hello\n")
-    assert main(["report", str(exp), "--out", str(tmp_path / "r")]) == 1
+    assert main(["report", str(exp), "--out", str(tmp_path / "r")]) == 2
     assert "decode_en_test_phone/text:1: utterance id 'nobody'" in capsys.readouterr().err
 
 

@@ -145,7 +145,7 @@ def test_cli_writes_trn_result_and_json(tmp_path, capsys):
 )
 def test_bad_input_names_file_and_line(tmp_path, capsys, ref_text, hyp_text, message):
     ref, hyp = _write(tmp_path / "ref", ref_text), _write(tmp_path / "hyp", hyp_text)
-    assert main(["score", str(ref), str(hyp), "--resamples", "10"]) == 1
+    assert main(["score", str(ref), str(hyp), "--resamples", "10"]) == 2
     assert re.search(message, capsys.readouterr().err)
 
 
@@ -169,7 +169,7 @@ def test_empty_reference_scored_like_sclite_by_default_with_a_warning(tmp_path, 
 )
 def test_strict_option_refuses_empty_references(tmp_path, capsys, ref_text, message):
     ref, hyp = _write(tmp_path / "ref", ref_text), _write(tmp_path / "hyp", "a x\n")
-    assert main(["score", str(ref), str(hyp), "--strict-empty-ref", "--resamples", "10"]) == 1
+    assert main(["score", str(ref), str(hyp), "--strict-empty-ref", "--resamples", "10"]) == 2
     assert re.search(message, capsys.readouterr().err)
 
 

@@ -22,7 +22,7 @@ import kaldiio
 import numpy as np
 import pytest
 import soundfile as sf
-from conftest import REPO, cli
+from conftest import REPO, cli, cli_as_user
 
 from asr_transfer.data.kaldi import DataError, load_data_dir, write_data_dir
 
@@ -224,7 +224,7 @@ def test_read_only_output_is_a_clear_error(tiny_corpus: Path, unwritable: Path, 
         match=rf"features: cannot write the dump {unwritable / data.name}: .*(Read-only|Permission)",
     ):
         cli("features", data, "--out", unwritable)
-    assert cli("synth", "--preset", "tiny", "--out", unwritable / "c", "--jobs", "1") == 2
+    assert cli_as_user("synth", "--preset", "tiny", "--out", unwritable / "c", "--jobs", "1") == 2
     err = capsys.readouterr().err
     assert f"asr-transfer synth: error: cannot write {unwritable / 'c'}" in err
 

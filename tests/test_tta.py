@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from conftest import cli
+from conftest import cli, cli_as_user
 
 from asr_transfer.data.audio import load_audio
 from asr_transfer.data.kaldi import read_table
@@ -106,7 +106,7 @@ def test_decode_cli_takes_tta_flags_records_them_and_rejects_unknown_ones(
     assert sorted(read_table(tmp_path / "decode_en_test_phone" / "text", allow_empty_value=True)) == sorted(
         read_table(data / "text")
     )
-    assert cli(*args, "--overwrite", "--tta", "tent") == 1
+    assert cli_as_user(*args, "--overwrite", "--tta", "tent") == 2
     assert "unknown test-time adaptation 'tent'" in capsys.readouterr().err
-    assert cli(*args, "--overwrite", "--tta", "suta", "--tta_params", "decoder") == 1
+    assert cli_as_user(*args, "--overwrite", "--tta", "suta", "--tta_params", "decoder") == 2
     assert "tta_params 'decoder'" in capsys.readouterr().err

@@ -7,7 +7,8 @@ minimised by the discriminator and, through the gradient-reversal layer, maximis
 by the encoder with the DANN ramp ``2 / (1 + exp(-10 p)) - 1`` of training progress ``p``, after
 a warm-up (``disc_warmup``) in which only the discriminator learns. Model selection on dev data
 leaves the discriminator's loss out (as every matching term, :meth:`SelfTraining.weight`), so it
-does not prefer the epochs in which the discriminator wins.
+does not prefer the epochs in which the discriminator wins. Equations, options and why each
+departure from the authors' code: docs/methods.md, section 2.4.
 """
 
 from __future__ import annotations

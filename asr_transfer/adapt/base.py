@@ -17,7 +17,8 @@ trained by the loop's optimiser and saved in its checkpoints) that:
 
 Options live in one typed place per method (a dataclass); a key the method does
 not know is an error naming it, and the resolved options are written back into
-the saved config.
+the saved config. What every method computes, and its options: docs/methods.md
+(the shared options: section 1).
 """
 
 from __future__ import annotations

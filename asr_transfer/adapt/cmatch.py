@@ -16,6 +16,8 @@ the tokenizer and are never matched. For every unit seen in at least ``min_frame
 on both sides, ``d_c = ||mean_S(c) - mean_T(c)||^2``; the loss is the mean of ``d_c``
 (all class means in one ``index_add``). With ``ema > 0`` a unit missing from one side of
 the batch is matched against that side's running (detached) mean, so rare units are matched too.
+Equations, options and where the labellings differ from the authors' code: docs/methods.md,
+section 2.5 (2.5.1-2.5.3 for the three labellings).
 """
 
 from __future__ import annotations

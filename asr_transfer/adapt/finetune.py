@@ -3,7 +3,7 @@
 Each method only chooses what trains (and, for ``adapter``, adds the target's adapter set);
 the loss is the base :class:`~asr_transfer.adapt.Method`'s CTC + attention loss. Config keys
 (the ``adapt:`` section): ``lang`` (the target language, whose head is new), ``bottleneck`` and
-``where`` (adapter only).
+``where`` (adapter only). What each trains: docs/methods.md, sections 3.1-3.4.
 """
 
 from __future__ import annotations

@@ -18,7 +18,8 @@ persisted in ``model.adapters``.
 
 ``metaadapter`` (through ``asr-transfer add-language``): copies ``meta`` from the ``meta_train``
 experiment (``adapt.meta``) as the target's adapter, named by its language, and trains it with
-the target's fresh head, like ``adapter``.
+the target's fresh head, like ``adapter``. Equations, options and how the inner and outer steps
+differ from the authors' (their inner step is Adam, ours plain SGD): docs/methods.md, section 3.5.
 """
 
 from __future__ import annotations

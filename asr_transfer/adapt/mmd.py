@@ -3,7 +3,8 @@
 An utterance embedding is the mean of its encoder frames over the true length
 (padding masked out; the authors' code averaged the padding in). The kernel is a
 sum of Gaussians ``exp(-d / (sigma0 * 2^k))``, ``k = -2..2``, with ``sigma0`` the
-mean pairwise squared distance of the step's embeddings (detached).
+mean pairwise squared distance of the step's embeddings (detached). Equations and options:
+docs/methods.md, section 2.3.
 """
 
 from __future__ import annotations

@@ -9,7 +9,8 @@ weight for joint decoding; the model's CTC weight when unset). With ``per_token`
 terms are per output token rather than per utterance, so their scale does not depend on the
 corpus's utterance length and a matching weight moves between corpora (the papers' LibriSpeech
 utterances have ~180 characters, a spoken-digit string ~5 units). Subclasses add a matching term
-in :meth:`match`.
+in :meth:`match`. The loss, its options and how they differ from the authors' code:
+docs/methods.md, section 2.2 (model selection on dev data: section 2.6).
 """
 
 from __future__ import annotations

@@ -12,6 +12,8 @@ train. Loss terms: ``ctc`` and ``att``; ``value_reg``, ``||W_v - I||^2`` summed 
 not fused). The attention given to each adapter is logged as the zero-weight terms
 ``fusion.<name>`` (mean over layers and frames); :func:`measure_fusion_weights` gives it per layer
 for the report's plot. Everything (adapters, fusion spec) is persisted in ``model.adapters``.
+Equations, options and why the fusion and the guide differ from the authors' code:
+docs/methods.md, sections 3.6 and 3.7.
 """
 
 from __future__ import annotations

@@ -6,6 +6,7 @@ holds one language, whose adapter alone is enabled for it, so each language upda
 adapter and head (the others get no gradient; Adam leaves parameters without one untouched).
 The adapters are named by their languages and persisted in ``model.adapters``; SimAdapter
 copies them from this experiment (:func:`~asr_transfer.model.adapters.import_adapters`).
+See docs/methods.md, section 3.6.
 """
 
 from __future__ import annotations

@@ -20,7 +20,6 @@ import argparse
 import copy
 from pathlib import Path
 
-import torch
 import yaml
 
 from asr_transfer.adapt import METHODS, build_method, methods_of_kind
@@ -39,8 +38,10 @@ from asr_transfer.score.api import ScoreOptions, load_or_score
 from asr_transfer.score.crossling import SUMMARY
 from asr_transfer.text.normalize import CHARSETS, Normalizer
 from asr_transfer.text.tokenizer import Tokenizer
+from asr_transfer.train.checkpoint import load_model_state
 from asr_transfer.train.loop import train as train_loop
 from asr_transfer.util.atomic import write_text
+from asr_transfer.util.errors import InputError
 
 ACCEPTS_OVERRIDES = True
 #: target tokenizer unless the config says otherwise (the paper: 100 units for targets)
@@ -188,10 +189,10 @@ def prepare(args: argparse.Namespace) -> tuple[dict, Tokenizer, dict[str, Path]]
         dumps[split] = out
     cfg = build_config(base_cfg, args, exp, dumps)
     # a rerun resumes an unfinished run: only from the same base (the path may hold another model now)
-    base_fp = body_fingerprint(torch.load(base / "model.pt", map_location="cpu", weights_only=True)["model"])
+    base_fp = body_fingerprint(load_model_state(base / "model.pt"))
     record = exp / "base_fingerprint"
     if record.is_file() and record.read_text().strip() != base_fp:
-        raise RuntimeError(
+        raise InputError(
             f"{record}: {exp} was started from another base model than {base / 'model.pt'} "
             f"({record.read_text().strip()} != {base_fp}); remove {exp} to start again"
         )
@@ -234,7 +235,7 @@ def write_adapter_file(args: argparse.Namespace, model: HybridASR, tok: Tokenize
     exp, base = Path(args.exp), Path(args.base)
     base_fp = (exp / "base_fingerprint").read_text().strip()
     if model.fingerprint() != base_fp:
-        raise RuntimeError(
+        raise InputError(
             f"{exp / 'model.pt'}: its shared body differs from {base / 'model.pt'}'s: trained on another "
             f"base (remove {exp} to start again), or the body trained during {args.method}"
         )

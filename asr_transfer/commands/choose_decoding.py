@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import shutil
-import sys
 from dataclasses import asdict
 from pathlib import Path
 
@@ -80,11 +79,7 @@ def choose(exp: Path, data_dirs: list[Path], candidates: list[Path], device: str
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        summary = choose(args.exp, args.data, args.candidates, args.device)
-    except (DataError, ValueError, OSError) as err:
-        print(f"asr-transfer choose-decoding: error: {err}", file=sys.stderr)
-        return 1
+    summary = choose(args.exp, args.data, args.candidates, args.device)
     for r in summary["candidates"]:
         print(f"choose-decoding: {r['config']}: dev WER {r['wer']:.2f} %")
     print(f"choose-decoding: {args.exp / DECODING_FILE} <- {summary['chosen']}")

@@ -9,9 +9,8 @@ Run it on files from sources you trust: the safe unpickler is a guard, not a lic
 from __future__ import annotations
 
 import argparse
-import sys
 
-from asr_transfer.model.adapters import FORMAT, OLD_FORMAT, AdapterFileError, convert_adapter_file
+from asr_transfer.model.adapters import FORMAT, OLD_FORMAT, convert_adapter_file
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -20,10 +19,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        path = convert_adapter_file(args.old, args.new)
-    except (AdapterFileError, FileNotFoundError) as err:
-        print(f"asr-transfer convert-adapter: error: {err}", file=sys.stderr)
-        return 1
+    path = convert_adapter_file(args.old, args.new)
     print(f"convert-adapter: {args.old} -> {path} ({FORMAT})")
     return 0

@@ -8,7 +8,6 @@ rerun unless ``--overwrite``.
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 import torch
@@ -16,7 +15,6 @@ import torch
 from asr_transfer.decode.data_dir import decode_dir
 from asr_transfer.decode.search import DecodeConfig
 from asr_transfer.decode.transcribe import Recognizer
-from asr_transfer.model.adapters import AdapterFileError
 
 ACCEPTS_OVERRIDES = True
 
@@ -40,18 +38,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        rec = Recognizer.from_exp(
-            args.exp,
-            args.checkpoint,
-            DecodeConfig.for_exp(args.exp, args.config, args.overrides),
-            args.device,
-            adapter=args.adapter,
-        )
-    # a bad --adapter, --exp or decode option (--tta ...): its message says all
-    except (AdapterFileError, FileNotFoundError, ValueError) as err:
-        print(f"asr-transfer decode: error: {err}", file=sys.stderr)
-        return 1
+    rec = Recognizer.from_exp(
+        args.exp,
+        args.checkpoint,
+        DecodeConfig.for_exp(args.exp, args.config, args.overrides),
+        args.device,
+        adapter=args.adapter,
+    )
     for data_dir in map(Path, args.data):
         out = Path(args.out_root or args.exp) / f"decode_{data_dir.name}"
         if (out / "text").exists() and not args.overwrite:

@@ -12,11 +12,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
-
-from asr_transfer.data.kaldi import DataError
 
 MEASURE_HELP = {
     "mmd": "MMD^2 of mean-pooled encoder outputs",
@@ -48,23 +45,19 @@ def run(args: argparse.Namespace) -> int:
     from asr_transfer.decode.transcribe import Recognizer
     from asr_transfer.score.distance import MEASURES, distances, encode_dir, median_bandwidth
 
-    try:
-        rec = Recognizer.from_exp(args.exp, args.checkpoint, device=args.device)
-        lang = rec.default_lang(args.lang)
-        start = time.perf_counter()
-        source = encode_dir(rec, Path(args.source), lang, args.utts)
-        bandwidth = median_bandwidth(source.pooled)
-        rows = []
-        for d in map(Path, args.data):
-            target = encode_dir(rec, d, lang, args.utts)
-            rows.append({"data": d.name, "utts": len(target.pooled), **distances(target, source, bandwidth)})
-        elapsed = time.perf_counter() - start
-        if args.wer_from:
-            for r in rows:
-                r["wer"] = _wer(args.wer_from / f"decode_{r['data']}")
-    except (DataError, ValueError, FileNotFoundError) as err:
-        print(f"asr-transfer distance: error: {err}", file=sys.stderr)
-        return 1
+    rec = Recognizer.from_exp(args.exp, args.checkpoint, device=args.device)
+    lang = rec.default_lang(args.lang)
+    start = time.perf_counter()
+    source = encode_dir(rec, Path(args.source), lang, args.utts)
+    bandwidth = median_bandwidth(source.pooled)
+    rows = []
+    for d in map(Path, args.data):
+        target = encode_dir(rec, d, lang, args.utts)
+        rows.append({"data": d.name, "utts": len(target.pooled), **distances(target, source, bandwidth)})
+    elapsed = time.perf_counter() - start
+    if args.wer_from:
+        for r in rows:
+            r["wer"] = _wer(args.wer_from / f"decode_{r['data']}")
     table = _table(rows, MEASURES, args.wer_from is not None)
     rho = _correlations(rows, MEASURES) if args.wer_from else {}
     lines = ["| " + " | ".join(table[0]) + " |", "|" + "---|" * len(table[0])]

@@ -11,7 +11,6 @@ import argparse
 import sys
 from pathlib import Path
 
-from asr_transfer.data.kaldi import DataError
 from asr_transfer.score import bootstrap
 from asr_transfer.score.api import ScoreOptions, empty_references, score_files
 from asr_transfer.score.formats import kaldi_lines, summary_table
@@ -85,11 +84,7 @@ def warn_empty_references(result: ScoreResult, ref: Path) -> None:
 
 def run(args: argparse.Namespace) -> int:
     side = {"spk": args.utt2spk, "domain": args.utt2domain, "lang": args.utt2lang}
-    try:
-        result, cis = score_files(args.ref, args.hyp, options_from(args), out=args.out, side=side)
-    except DataError as err:
-        print(f"asr-transfer score: error: {err}", file=sys.stderr)
-        return 1
+    result, cis = score_files(args.ref, args.hyp, options_from(args), out=args.out, side=side)
     warn_empty_references(result, args.ref)
     missing = result.missing
     if missing:

@@ -10,7 +10,6 @@ sentence sources (``recipes/common/get_texts.sh [DIR]``, then ``--text-dir DIR``
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 
 from asr_transfer.synth.noise import NOISE_ENV, NoiseBankError, find_noise_dir
@@ -52,20 +51,18 @@ def run(args: argparse.Namespace) -> int:
 
     preset = PRESETS[args.preset]
     start = time.perf_counter()
+    noise_dir = find_noise_dir(args.noise_dir)
+    needs_text = any(lp.text == "sentences" for lp in preset.langs)
+    text_dir = find_text_dir(args.text_dir) if needs_text else None
     try:
-        noise_dir = find_noise_dir(args.noise_dir)
-        needs_text = any(lp.text == "sentences" for lp in preset.langs)
-        text_dir = find_text_dir(args.text_dir) if needs_text else None
         corpus = generate(
             preset, args.out, seed=args.seed, jobs=args.jobs, noise_dir=noise_dir, text_dir=text_dir
         )
-    except (NoiseBankError, TextSourceError, EngineMissing) as err:
-        print(f"asr-transfer synth: error: {err}", file=sys.stderr)
-        return 2
-    except OSError as err:  # a read-only output folder, a full disk
+    except (EngineMissing, NoiseBankError, TextSourceError):
+        raise  # missing files too (OSErrors), but their messages say what to install
+    except OSError as err:  # a read-only output folder, a full disk: say it was the writing
         where = err.filename or args.out
-        print(f"asr-transfer synth: error: cannot write {where}: {err.strerror or err}", file=sys.stderr)
-        return 2
+        raise OSError(f"cannot write {where}: {err.strerror or err}") from err
     totals = corpus["totals"]
     print(
         f"synth {preset.name}: {totals['utterances']} utterances, {totals['files']} files, "

@@ -37,9 +37,8 @@ def run(args: argparse.Namespace) -> int:
     )
     try:
         lang = rec.default_lang(args.lang)
-    except ValueError as err:
-        print(f"asr-transfer transcribe: error: --exp {args.exp}: {err}", file=sys.stderr)
-        return 1
+    except ValueError as err:  # a bad --lang: one line and status 2, as every bad option
+        raise ValueError(f"--exp {args.exp}: {err}") from None
     failed = 0
     for path in args.audio:
         try:

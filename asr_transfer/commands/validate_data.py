@@ -1,7 +1,7 @@
 """``asr-transfer validate-data``: check Kaldi data dirs; print every problem, then a summary.
 
 The checks are :func:`~asr_transfer.data.validate.validate_data_dir`'s; the exit status is 1 when
-any directory has an error.
+any directory has an error, 2 when a DIR given is not a directory at all (nothing is checked).
 
 Example:
     asr-transfer validate-data data/en_train_clean data/en_test_phone
@@ -35,6 +35,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    absent = [str(d) for d in args.dirs if not d.is_dir()]
+    if absent:  # a mistyped argument, not a data dir with problems
+        raise FileNotFoundError(f"not a directory: {', '.join(absent)}")
     failed = 0
     reports = []
     for directory in args.dirs:

@@ -1,7 +1,8 @@
 """Kaldi data directories: read and write the ``<id> <value>`` tables, load a whole dir.
 
-A data dir holds ``wav.scp``, ``text``, ``utt2spk``, ``spk2utt`` and optionally ``utt2dur``,
-``utt2lang`` and ``utt2domain``. Every problem is reported as ``<file>:<line>: <what>`` so a user
+A data dir holds ``wav.scp``, ``text`` and ``utt2spk``, and optionally ``spk2utt`` (derived from
+``utt2spk`` when absent, checked against it when present), ``utt2dur``, ``utt2lang`` and
+``utt2domain``. Every problem is reported as ``<file>:<line>: <what>`` so a user
 can jump straight to it; :func:`check_data_dir` collects all problems, :func:`load_data_dir`
 raises them as one :class:`DataError`.
 """
@@ -238,7 +239,7 @@ def _order_problems(file: Path, entries: list[Entry]) -> list[str]:
 
 def _spk2utt_problems(file: Path, utt2spk: dict[str, str]) -> list[str]:
     if not file.exists():
-        return [f"{file}: missing file"]
+        return []  # nothing here reads it: it is utt2spk inverted (utils/utt2spk_to_spk2utt.pl)
     entries, problems = parse_table(file)
     problems = problems + _order_problems(file, entries)
     expected = _spk2utt(utt2spk)

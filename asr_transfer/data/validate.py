@@ -1,8 +1,8 @@
 """Check Kaldi data dirs and list every problem with file and line (``asr-transfer validate-data``).
 
 Checks: sorted, unique ids in every table; every utterance in ``wav.scp`` has a transcript and a
-speaker; ``spk2utt`` matches ``utt2spk``; utterance ids start with their speaker id; audio exists,
-decodes, is 16 kHz mono, not empty and finite (no NaN/inf samples); ``utt2dur`` agrees with the
+speaker; ``spk2utt`` (when present) matches ``utt2spk``; utterance ids start with their speaker id;
+audio exists, decodes, is 16 kHz mono, not empty and finite (no NaN/inf samples); ``utt2dur`` agrees with the
 audio; transcripts, normalised as training normalises them (:class:`Normalizer`: case, punctuation),
 use only the language's characters (language from ``--lang`` or ``utt2lang``; digits are errors:
 the tokenizers have no digits, numbers must be spelt out). Every message names the file, line and

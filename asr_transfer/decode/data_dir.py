@@ -26,8 +26,7 @@ def decode_dir(rec: Recognizer, data_dir: Path, out: Path, lang: str | None) -> 
     """Decode one data dir into ``out``; return the real-time factor (decode seconds / audio seconds)."""
     data = load_data_dir(data_dir, require_text=False)
     line_of = {u: i for i, u in enumerate(data.wav, start=1)}
-    if lang is None and data.utt2lang:
-        lang = next(iter(data.utt2lang.values()))
+    lang = rec.lang_of(data, lang)  # before reading any audio: a missing --lang fails at once
     waves = {
         u: load_audio(data.wav[u], where=f"{data_dir / 'wav.scp'}:{line_of[u]}: utterance '{u}'")
         for u in data.utts

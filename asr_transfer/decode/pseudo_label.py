@@ -1,6 +1,6 @@
 """``asr-transfer pseudo-label``: label target audio with the source model, keep the confident part.
 
-Step 2 of the unsupervised adaptation pipeline (docs: CMatch, self-training). The target data dir
+Step 2 of the unsupervised adaptation pipeline (docs/methods.md, section 2.1). The target data dir
 is decoded once and its most confident fraction ``--keep`` (default 0.7, as the paper) becomes a new
 Kaldi data dir whose ``text`` holds the pseudo transcripts::
 
@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import math
 import shutil
-import sys
 from dataclasses import asdict
 from pathlib import Path
 
@@ -84,9 +83,7 @@ def decode_target(
 ) -> tuple[dict[str, str], dict[str, float], str]:
     """Hypotheses and confidences of every utterance of ``data`` (batches of similar length), and the
     language head used (``lang``, else ``utt2lang``, else the model's only head)."""
-    if lang is None and data.utt2lang:
-        lang = next(iter(data.utt2lang.values()))
-    lang = rec.default_lang(lang)
+    lang = rec.lang_of(data, lang)
     where = {u: f"{data.path / 'wav.scp'}:{i}" for i, u in enumerate(data.utts, start=1)}  # sorted on load
     # lengths from the headers (which also catches unreadable audio early); audio is read batch by batch
     frames = {u: audio_info(data.wav[u], where=where[u]).frames for u in data.utts}
@@ -169,24 +166,16 @@ def run(args: argparse.Namespace) -> int:
         print(f"pseudo-label: {out} exists, skipped (--overwrite to redo)")
         return 0
     if out.exists() and not args.overwrite:
-        print(
-            f"asr-transfer pseudo-label: error: {out} exists but is not a finished pseudo-label dir "
-            "(no pseudo_label.yaml); remove it or pass --overwrite",
-            file=sys.stderr,
+        raise FileExistsError(
+            f"{out} exists but is not a finished pseudo-label dir (no {SUMMARY}); "
+            "remove it or pass --overwrite"
         )
-        return 1
-    try:
-        if not (args.exp / "config.yaml").is_file():
-            raise FileNotFoundError(
-                f"{args.exp / 'config.yaml'}: missing: is {args.exp} a trained experiment?"
-            )
-        cfg = DecodeConfig.for_exp(args.exp, args.config, args.overrides)
-        rec = Recognizer.from_exp(args.exp, args.checkpoint, cfg, args.device)
-        made_by = {"exp": str(args.exp), "checkpoint": args.checkpoint, "decode": asdict(cfg)}
-        summary = write_pseudo_labels(rec, args.data, out, args.keep, args.lang, made_by)
-    except (DataError, ValueError, OSError) as err:
-        print(f"asr-transfer pseudo-label: error: {err}", file=sys.stderr)
-        return 1
+    if not (args.exp / "config.yaml").is_file():
+        raise FileNotFoundError(f"{args.exp / 'config.yaml'}: missing: is {args.exp} a trained experiment?")
+    cfg = DecodeConfig.for_exp(args.exp, args.config, args.overrides)
+    rec = Recognizer.from_exp(args.exp, args.checkpoint, cfg, args.device)
+    made_by = {"exp": str(args.exp), "checkpoint": args.checkpoint, "decode": asdict(cfg)}
+    summary = write_pseudo_labels(rec, args.data, out, args.keep, args.lang, made_by)
     print(
         f"pseudo-label: {args.data} -> {out}: kept {summary['kept']} of {summary['total']} "
         f"(mean confidence {summary['mean_confidence']['kept']:.3f})"

@@ -12,9 +12,11 @@ import torch
 from asr_transfer.config import load_config
 from asr_transfer.data.audio import SAMPLE_RATE, load_any_audio
 from asr_transfer.data.frontend import Frontend, KaldiFbank, build_frontend
+from asr_transfer.data.kaldi import DataDir
 from asr_transfer.decode.search import DecodeConfig, decode_batch_scored
 from asr_transfer.model.asr import HybridASR, build_model
 from asr_transfer.text.tokenizer import Tokenizer
+from asr_transfer.train.checkpoint import load_model_state
 
 
 class Recognizer:
@@ -93,7 +95,7 @@ class Recognizer:
         path = exp / checkpoint
         if not path.exists():
             raise FileNotFoundError(f"no checkpoint {path}: has training finished?")
-        model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True)["model"])
+        model.load_state_dict(load_model_state(path))
         decode = decode or DecodeConfig.for_exp(exp, [], [])  # the experiment's recorded decoding
         if tta is not None:
             decode = dataclasses.replace(decode, tta=tta)
@@ -103,13 +105,27 @@ class Recognizer:
         return rec
 
     def default_lang(self, lang: str | None) -> str:
+        """``lang``, checked, or the model's only head; a :class:`ValueError` listing the heads."""
+        heads = ", ".join(sorted(self.tokenizers))
         if lang is None:
             if len(self.tokenizers) != 1:
-                raise ValueError(f"model has heads {sorted(self.tokenizers)}: say which language")
+                raise ValueError(f"the model has heads {heads}: pass --lang (one of them)")
             return next(iter(self.tokenizers))
         if lang not in self.tokenizers:
-            raise ValueError(f"no head for language {lang!r}; the model has {sorted(self.tokenizers)}")
+            raise ValueError(f"no head for language {lang!r}; the model has heads {heads}")
         return lang
+
+    def lang_of(self, data: DataDir, lang: str | None) -> str:
+        """The head that decodes a data dir: ``lang`` (``--lang``), else its ``utt2lang``, else the
+        model's only head. A dir without ``utt2lang`` for a model with several heads is a one-line
+        error naming the dir and the heads."""
+        if lang is None and data.utt2lang:
+            lang = next(iter(data.utt2lang.values()))
+        try:
+            return self.default_lang(lang)
+        except ValueError as err:
+            why = "no utt2lang, and " if lang is None else ""
+            raise ValueError(f"{data.path}: {why}{err}") from None
 
     def transcribe_waves(self, waves: list[np.ndarray], lang: str | None = None) -> list[str]:
         """Decode 16 kHz float waveforms in one padded batch."""

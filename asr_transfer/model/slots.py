@@ -46,7 +46,8 @@ class Slot(torch.nn.Module):
 class Adapter(torch.nn.Module):
     """Residual bottleneck adapter: ``z + W_up ReLU(W_down LayerNorm(z))``, no biases.
 
-    ``W_up`` starts at zero so a freshly added adapter leaves the model unchanged.
+    ``W_up`` starts at zero so a freshly added adapter leaves the model unchanged
+    (docs/methods.md, section 3.1).
 
     Example:
         >>> a = Adapter(d_model=8, bottleneck=4)
@@ -74,6 +75,7 @@ class Fusion(torch.nn.Module):
     ``alpha = softmax_k(q . k_k / tau)`` per frame, and the output is
     ``h + W_v sum_k alpha_k (a_k - h)``. ``W_v`` starts at the identity, so one fused adapter
     gives exactly that adapter's output; ``tau`` is ``sqrt(D)`` or learnt (``temperature``).
+    How this differs from the authors' fusion, and why: docs/methods.md, section 3.6.
     The last attention weights are kept (:attr:`last_alpha`, ``(B, T, K)``) for the guide loss and
     for the plot of which language helps the target; :attr:`alpha_sum` accumulates them when
     :attr:`record` is on.

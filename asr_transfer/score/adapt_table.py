@@ -14,11 +14,16 @@ named by ``adapt.name`` when set, else e.g. ``MMD`` or ``CMatch (ctc_align)`` (`
 Rows are the target domains.
 
 The test set of domain D of a system is its ``decode_<dataset>`` whose dataset name matches
-``--adaptation-sets`` and whose utterances are all in domain D (``utt2domain``). A method's cell for
-D is the WER of that method's experiment adapted to D, on D's test set. The Average rows (all
-targets; devices and noise separately when both occur) pool the utterances of their domains, so
-the relative reduction of an average is a ratio of pooled error rates with one paired bootstrap
-over all its utterances. A domain in ``--noise-domains`` counts as noise, any other as a device
+``--adaptation-sets`` and whose utterances are all in domain D (``utt2domain``). Plain Kaldi dirs
+have no ``utt2domain``; a test decode without one takes its domain from the experiments
+(:func:`resolve_test_sets`): the domain its dataset is named after (``en_test_kiosk``: kiosk),
+else, for an adapted experiment with a single such decode, its ``adapt.target``; the source
+model's decode of the same data dir then is the source model's test set of that domain. A
+method's cell for D is the WER of that method's experiment adapted to D, on D's test set; a
+missing one is named in a note, with the file that would place it. The Average rows (all targets;
+devices and noise separately when both occur) pool the utterances of their domains, so the
+relative reduction of an average is a ratio of pooled error rates with one paired bootstrap over
+all its utterances. A domain in ``--noise-domains`` counts as noise, any other as a device
 (Libri-Adapt microphone names work unchanged). Forgetting: the source-domain test WER of a
 method's adapted experiments (their mean) next to the source model's.
 
@@ -34,6 +39,8 @@ from __future__ import annotations
 
 import fnmatch
 import math
+import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -160,6 +167,96 @@ def domain_test_sets(system: System, opts: AdaptOptions) -> dict[str, ScoreResul
     return out
 
 
+def _undomained(system: System, opts: AdaptOptions) -> list[str]:
+    """Datasets of a system's test decodes (name matching ``opts.sets``) that have no ``utt2domain``."""
+    return [
+        dataset
+        for dataset, (result, _) in sorted(system.decodes.items())
+        if fnmatch.fnmatchcase(dataset, opts.sets) and all(u.domain is None for u in result.utts)
+    ]
+
+
+def _data_dir(system: System, dataset: str) -> str | None:
+    """The data dir ``asr-transfer decode`` decoded into ``decode_<dataset>`` (its ``decode.yaml``)."""
+    made = system.path / f"decode_{dataset}" / "decode.yaml"
+    data = (yaml_load(made.read_text(encoding="utf-8")) or {}).get("data") if made.is_file() else None
+    return os.path.normpath(data) if data else None
+
+
+def _named_after(dataset: str, domains: set[str]) -> str | None:
+    """The one domain among ``domains`` that is a ``_``/``-``/``.``-separated part of ``dataset``.
+
+    Example:
+        >>> _named_after("en_test_kiosk", {"kiosk", "clean"}), _named_after("test_a", {"kiosk"})
+        ('kiosk', None)
+    """
+    found = set(re.split(r"[_.-]", dataset)) & domains
+    return found.pop() if len(found) == 1 else None
+
+
+def resolve_test_sets(
+    source: System | None, adapted: list[System], adapts: dict[str, dict | None], opts: AdaptOptions
+) -> tuple[dict[str, dict[str, ScoreResult]], dict[tuple[str, str], str]]:
+    """``{system: {domain: scored test decode}}`` of the source model and the adapted systems, and
+    ``{(system, domain): why there is none}`` for each adapted system's target domain left without one.
+
+    A test decode with ``utt2domain`` is placed by it (:func:`domain_test_sets`). One without (a plain
+    Kaldi dir) is placed in the domain its dataset is named after, among the target domains and
+    ``opts.source_domain``; an adapted experiment's target still without a test set takes the
+    experiment's single unplaced test decode. The source model's test set of a target is then its
+    decode of the same dataset (the same data dir, by ``decode.yaml``) as the adapted experiments'.
+    """
+    systems = ([source] if source else []) + adapted
+    sets = {s.name: domain_test_sets(s, opts) for s in systems}
+    domains = {str(adapts[s.name]["target"]) for s in adapted} | {opts.source_domain}
+    why: dict[tuple[str, str], str] = {}
+    for s in systems:
+        unplaced = []
+        for dataset in _undomained(s, opts):
+            domain = _named_after(dataset, domains)
+            if domain is not None and domain not in sets[s.name]:
+                sets[s.name][domain] = s.decodes[dataset][0]
+            else:
+                unplaced.append(dataset)
+        target = str(adapts[s.name]["target"]) if adapts.get(s.name) else None
+        if target is None or target in sets[s.name]:
+            continue
+        if len(unplaced) == 1:
+            sets[s.name][target] = s.decodes[unplaced[0]][0]
+        elif unplaced:
+            where = [_data_dir(s, d) or str(s.path / f"decode_{d}") for d in unplaced]
+            why[(s.name, target)] = (
+                f"{s.path}: {len(unplaced)} test decodes without utt2domain ({', '.join(unplaced)}), none "
+                f"named after '{target}': add utt2domain to {' or '.join(where)} and decode again"
+            )
+        else:
+            why[(s.name, target)] = (
+                f"{s.path}: no decode_<dataset> matching '{opts.sets}' of domain '{target}' "
+                f"(its utt2domain) or without utt2domain: decode the target's test set"
+            )
+    if source is None:
+        return sets, why
+    # the source model's test set of a domain: its decode of a dir the adapted experiments tested it on
+    tested: dict[str, set[tuple[str, str | None]]] = {}  # domain -> {(dataset, data dir)}
+    for s in adapted:
+        for dataset, (result, _) in s.decodes.items():
+            for domain in (d for d, r in sets[s.name].items() if r is result):
+                tested.setdefault(domain, set()).add((dataset, _data_dir(s, dataset)))
+    free = set(_undomained(source, opts))
+    for domain, where in sorted(tested.items()):
+        if domain in sets[source.name]:
+            continue
+        same = [d for d, data in sorted(where, key=str) if d in free and data in (None, _data_dir(source, d))]
+        if same:
+            sets[source.name][domain] = source.decodes[same[0]][0]
+        else:
+            dirs = sorted({data or f"the dir of decode_{d}" for d, data in where})
+            why[(source.name, domain)] = (
+                f"{source.path}: no test decode of domain '{domain}': decode {' and '.join(dirs)} with it"
+            )
+    return sets, why
+
+
 def _pooled(results: list[ScoreResult], unit: str) -> dict[tuple, tuple[int, int]]:
     """Bootstrap units over several decodes: utterances keyed by (decode, utt); a speaker stays one unit
     across decodes (their errors are correlated)."""
@@ -220,7 +317,7 @@ def adaptation_tables(
     columns = sorted(methods.values(), key=lambda m: m.order)
     noise = set(opts.noise_domains)
     targets = sorted({t for m in columns for t in m.by_target}, key=lambda d: (d in noise, d))
-    sets = {s.name: domain_test_sets(s, opts) for s in [source, *adapted]}
+    sets, why = resolve_test_sets(source, adapted, adapts, opts)
     notes: list[str] = []
 
     def results(name: str | None, domains: list[str]) -> list[ScoreResult] | None:
@@ -257,13 +354,17 @@ def adaptation_tables(
         )
         red_rows.append([label] + reductions)
     missing = [
-        f"{m.name} → {d}"
+        (f"{m.name} → {d}", why.get((m.by_target[d].name, d)))
         for m in columns
         for d in targets
         if d in m.by_target and d not in sets[m.by_target[d].name]
-    ] + [f"Source-only → {d}" for d in targets if d not in sets[source.name]]
+    ] + [(f"Source-only → {d}", why.get((source.name, d))) for d in targets if d not in sets[source.name]]
     if missing:
-        notes.append(f"No test decode of the target domain for: {', '.join(missing)}.")
+        notes.append(
+            "No test decode of the target domain for: "
+            + "; ".join(f"{cell} ({reason})" if reason else cell for cell, reason in missing)
+            + "."
+        )
 
     forgetting = _forgetting(columns, sets, sets[source.name].get(opts.source_domain), opts.source_domain)
     return AdaptationTables(
@@ -325,12 +426,15 @@ class PseudoLabelScore:
     all_wer: float
 
 
-def pseudo_label_score(path: Path, options: ScoreOptions) -> PseudoLabelScore:
+def pseudo_label_score(
+    path: Path, options: ScoreOptions, domains: set[str] = frozenset()
+) -> PseudoLabelScore:
     """Score the pseudo-labels in ``path`` against the true transcripts of the dir they label.
 
     That dir is ``data`` in ``path/pseudo_label.yaml``, as the labeller was given it (a relative path
     is read from the current directory, where the recipe runs both). Utterances the labeller left
-    empty count as all deletions in the WER of all labels.
+    empty count as all deletions in the WER of all labels. Their domain is ``utt2domain``'s or, for
+    a plain dir without one, the one of ``domains`` that the labelled dir is named after.
     """
     from asr_transfer.decode.pseudo_label import SUMMARY  # here: that module loads torch
 
@@ -342,9 +446,22 @@ def pseudo_label_score(path: Path, options: ScoreOptions) -> PseudoLabelScore:
         raise DataError(f"{summary_file}: names no labelled data dir ('data')")
     truth = load_data_dir(Path(summary["data"])).text
     labels = load_data_dir(path)
-    domains = set(labels.utt2domain.values()) if labels.utt2domain else set()
-    if len(domains) != 1:
-        raise DataError(f"{path}: pseudo-labels of one domain expected (utt2domain), found {sorted(domains)}")
+    if labels.utt2domain:
+        found = set(labels.utt2domain.values())
+        if len(found) != 1:
+            raise DataError(
+                f"{path}: pseudo-labels of one domain expected (utt2domain), found {sorted(found)}"
+            )
+        domain = found.pop()
+    else:
+        named = _named_after(Path(summary["data"]).name, set(domains))
+        if named is None:
+            raise DataError(
+                f"{path}: no utt2domain, and {summary['data']} is not named after one of the domains "
+                f"{', '.join(sorted(domains)) or '(none)'}: add utt2domain to {summary['data']} and "
+                "label it again"
+            )
+        domain = named
     every = read_table(path / "hyp_all", allow_empty_value=True)
 
     def wer(hyps: dict[str, str]) -> float:
@@ -355,7 +472,7 @@ def pseudo_label_score(path: Path, options: ScoreOptions) -> PseudoLabelScore:
             )
         return score_texts({u: truth[u] for u in hyps}, hyps, normalizer=options.normalizer).total.wer
 
-    return PseudoLabelScore(domains.pop(), len(labels.text), len(every), wer(labels.text), wer(every))
+    return PseudoLabelScore(domain, len(labels.text), len(every), wer(labels.text), wer(every))
 
 
 def regime_table(systems: list[System], options: ScoreOptions, opts: AdaptOptions) -> Table | None:
@@ -368,8 +485,9 @@ def regime_table(systems: list[System], options: ScoreOptions, opts: AdaptOption
     adapts = {s.name: adapt_section(s.path) for s in systems}
     source = next((s for s in systems if not adapts[s.name] and not _is_add_language(s)), None)
     pseudo: dict[str, PseudoLabelScore] = {}
+    named = {str(a["target"]) for a in adapts.values() if a}
     for path in opts.pseudo_labels:
-        score = pseudo_label_score(path, options)
+        score = pseudo_label_score(path, options, named)
         if score.domain in pseudo:
             raise ValueError(
                 f"two pseudo-label dirs of domain '{score.domain}' (the second: {path}): give one"
@@ -379,7 +497,8 @@ def regime_table(systems: list[System], options: ScoreOptions, opts: AdaptOption
     if source is None or not targets:
         return None
     noise = set(opts.noise_domains)
-    sets = domain_test_sets(source, opts)
+    adapted = [s for s in systems if adapts[s.name]]
+    sets = resolve_test_sets(source, adapted, adapts, opts)[0][source.name]
     src = sets.get(opts.source_domain)
     base = _wer([src]) if src else math.nan
     d = opts.source_domain

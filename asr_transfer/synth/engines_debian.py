@@ -48,8 +48,9 @@ LICENCES = {
 }
 
 
-class EngineMissing(RuntimeError):
-    """A speech engine or voice the corpus needs is not installed."""
+class EngineMissing(FileNotFoundError):
+    """A speech engine or voice the corpus needs is not installed (a missing program or voice file,
+    so ``asr-transfer`` reports it as bad input, in one line)."""
 
 
 def check(engine: str, voice: str) -> None:

@@ -18,6 +18,8 @@ import shutil
 
 import torch
 
+from asr_transfer.util.errors import InputError
+
 
 def required_compiler(device: torch.device) -> str:
     """The compiler Inductor calls for ``device``: ``$CXX``/``g++`` on CPU, ``$CC``/``gcc`` on GPU.
@@ -46,7 +48,7 @@ def compile_model(model: torch.nn.Module, device: torch.device, enabled: bool = 
         return model
     compiler = required_compiler(device)
     if shutil.which(compiler) is None:
-        raise RuntimeError(
+        raise InputError(
             f"train.compile: torch.compile builds {device.type} kernels with {compiler!r}, which is not "
             f"installed here (apt-get install {'g++' if device.type == 'cpu' else 'gcc'}, or set "
             f"{'CXX' if device.type == 'cpu' else 'CC'}); or set train.compile false"

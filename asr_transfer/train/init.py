@@ -12,6 +12,9 @@ from pathlib import Path
 import torch
 import yaml
 
+from asr_transfer.train.checkpoint import load_model_state
+from asr_transfer.util.errors import InputError
+
 #: an experiment's recorded decoding (``asr-transfer choose-decoding``): what ``decode``,
 #: ``pseudo-label`` and ``Recognizer`` use when given no config, and what an adaptation inherits
 DECODING_FILE = "decode.yaml"
@@ -36,13 +39,13 @@ def init_from_base(model: torch.nn.Module, path: str | Path) -> list[str]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"train.init: no checkpoint {path}")
-    state = torch.load(path, map_location="cpu", weights_only=True)["model"]
+    state = load_model_state(path)
     base_langs = {k.split(".")[1] for k in state if k.startswith("heads.")}
     missing, unexpected = model.load_state_dict(state, strict=False)
     new_langs = sorted({k.split(".")[1] for k in missing if k.startswith("heads.")} - base_langs)
     other = [k for k in missing if not (k.startswith("heads.") and k.split(".")[1] in new_langs)]
     if other or unexpected:
-        raise RuntimeError(
+        raise InputError(
             f"{path}: does not fit the model: missing {other[:8]}{' ...' if len(other) > 8 else ''}, "
             f"unexpected {unexpected[:8]}{' ...' if len(unexpected) > 8 else ''} "
             "(only the heads of new languages may be missing)"

@@ -53,6 +53,7 @@ from asr_transfer.train.optim import build_optimizer
 from asr_transfer.train.options import TrainOptions
 from asr_transfer.train.schedule import build_schedule
 from asr_transfer.util.atomic import save_torch, write_text
+from asr_transfer.util.errors import InputError
 
 log = logging.getLogger("asr_transfer.train")
 
@@ -174,7 +175,7 @@ def set_up_method(
     """
     method = build_method(cfg.get("adapt"))
     if info.world_size > 1 and not method.supports_multiprocess:
-        raise RuntimeError(f"{method.name} runs in one process (run it without torchrun)")
+        raise InputError(f"{method.name} runs in one process (run it without torchrun)")
     # adapting to a new domain: adapt what the base experiment decodes with (CTC alone, or the beam's mix)
     if decoding and method.kind == "uda" and method.opts.ctc_share is None:
         method.opts.ctc_share = decoding[1]
