@@ -45,7 +45,7 @@ def test_no_config_trains_a_minimum_selects_by_dev_and_keeps_the_adapter_small(
     run = summary["training"]
     # the fine-tuning schedule, not the base's (mini.yaml: Noam, lr 4e-3, 1 epoch here)
     train = cfg["train"]
-    assert train["scheduler"]["type"] == "warmup_decay" and train["lr"] == DEFAULTS.lr["adapter"]
+    assert train["scheduler"]["type"] == "warmup_exp" and train["lr"] == DEFAULTS.lr["adapter"]
     assert train["patience"] == DEFAULTS.patience and train["device"] == "cpu"  # where the base ran
     # past the minimum number of steps, whatever the dev loss did early on
     assert run["steps"] >= DEFAULTS.min_steps

@@ -68,8 +68,10 @@ class FineTuneDefaults:
         steps_per_epoch: the batch is this fraction of the training frames, so every target
             gets about this many optimiser steps an epoch ...
         max_batch_frames: ... but never more than this (nor less than the longest utterance).
-        warmup_steps: linear warm-up, then cosine decay over ``max_epochs`` to ``final_ratio``.
-        final_ratio: the learning rate at the end of ``max_epochs``, as a share of the peak.
+        warmup_steps: linear warm-up, then ...
+        half_life_epochs: ... the learning rate halves every this many epochs (a decay that does not
+            depend on the maximum: a run the dev set stops early has decayed as its length says) ...
+        final_ratio: ... down to this share of the peak.
         max_epochs: the most epochs (raised to ``2 x min_epochs`` for a very small target).
         patience: stop after this many epochs without a new best dev loss ...
         min_steps: ... but not before this many optimiser steps.
@@ -104,6 +106,7 @@ class FineTuneDefaults:
     steps_per_epoch: int = 16
     max_batch_frames: int = 20000
     warmup_steps: int = 20
+    half_life_epochs: int = 3
     final_ratio: float = 0.05
     max_epochs: int = 20
     patience: int = 3
@@ -126,8 +129,9 @@ class FineTuneDefaults:
             "accum_grad": 1,
             "grad_clip": 5.0,
             "scheduler": {
-                "type": "warmup_decay",
+                "type": "warmup_exp",
                 "warmup_steps": self.warmup_steps,
+                "half_life_steps": self.half_life_epochs * steps,
                 "final_ratio": self.final_ratio,
             },  # fmt: skip
             "epochs": max(self.max_epochs, 2 * min_epochs),
@@ -144,7 +148,8 @@ class FineTuneDefaults:
             f"({lrs}); batch = 1/{self.steps_per_epoch} of the training frames (about "
             f"{self.steps_per_epoch} steps an epoch), at most {self.max_batch_frames:,} frames, at least "
             f"the longest utterance; warm-up {self.warmup_steps} steps, "
-            f"cosine decay to {self.final_ratio:g} x the peak at the last epoch; at most "
+            f"then the lr halves every {self.half_life_epochs} epochs, down to {self.final_ratio:g} x the "
+            f"peak; at most "
             f"{self.max_epochs} epochs (more on a target too small for {self.min_steps} steps in "
             f"{self.max_epochs // 2}), stopping after {self.patience} epochs without a better dev loss "
             f"but not before {self.min_steps} steps; the best {self.keep_best} epochs on dev averaged. "

@@ -28,7 +28,8 @@ class TrainOptions:
             reads the finite flag back every batch (the previous behaviour).
         num_workers: processes reading and padding batches ahead of the training step (0: on
             the training thread, the previous behaviour); the batch order is the same either way.
-        scheduler: ``{type: noam|warmup_decay|constant, ...}`` (:mod:`asr_transfer.train.schedule`).
+        scheduler: ``{type: noam|warmup_decay|warmup_exp|constant, ...}``
+            (:mod:`asr_transfer.train.schedule`).
         grad_clip: gradient-norm clipping.
         save_every_steps: optimiser steps between resumable checkpoints.
         log_every_steps: optimiser steps between TensorBoard points.
