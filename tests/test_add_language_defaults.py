@@ -3,6 +3,7 @@ dev set decides the length and the epochs kept; the adapter stays within 3 % of 
 
 from __future__ import annotations
 
+from argparse import Namespace
 from pathlib import Path
 
 import pytest
@@ -10,9 +11,7 @@ import torch
 import yaml
 from conftest import REPO, cli
 
-from asr_transfer.commands.add_language import DEFAULTS
-
-pytestmark = pytest.mark.slow  # 15 s of CPU (a minute at load 8): a base and one 100-step adaptation
+from asr_transfer.commands.add_language import DEFAULTS, build_config
 
 
 @pytest.fixture(scope="module")
@@ -31,6 +30,7 @@ def base(tiny_corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return exp
 
 
+@pytest.mark.slow  # 15 s of CPU (a minute at load 8): a base and one 100-step adaptation
 def test_no_config_trains_a_minimum_selects_by_dev_and_keeps_the_adapter_small(
     base: Path, tiny_corpus: Path, capsys: pytest.CaptureFixture
 ) -> None:
@@ -72,3 +72,32 @@ def test_help_shows_the_defaults(capsys: pytest.CaptureFixture) -> None:
     text = " ".join(capsys.readouterr().out.split())
     assert "full 0.005" in text and "adapter 0.01" in text and "--inherit-train" in text
     assert "at most 3 % of the model's parameters" in text and "3 epochs without a better dev loss" in text
+
+
+def test_the_defaults_follow_the_data_and_yield_to_a_config(tmp_path: Path) -> None:
+    dump = tmp_path / "dump"
+    dump.mkdir()
+    (dump / "utt2num_frames").write_text("".join(f"u{i} 200\n" for i in range(150)))
+    base_cfg = {"model": {}, "data": {"tokenizers": {}},
+                "train": {"device": "cpu", "num_threads": 1, "epochs": 7,
+                          "scheduler": {"type": "noam", "warmup_steps": 56}}}  # fmt: skip
+    args = Namespace(base=str(tmp_path / "base"), lang="ro", method="full", config=[], overrides=[],
+                     inherit_train=False)  # fmt: skip
+
+    def train_section(*overrides: str) -> dict:
+        args.overrides = list(overrides)
+        return build_config(base_cfg, args, tmp_path / "exp", {"train": dump, "dev": dump}, None)["train"]
+
+    ours = train_section()
+    # 150 x 200 frames: 1/16 a batch, 16 steps an epoch; Full-FT's lr; where the base ran, not its schedule
+    assert (ours["lr"], ours["max_batch_frames"], ours["epochs"], ours["min_epochs"]) == (0.005, 1875, 20, 7)
+    assert ours["scheduler"] == {"type": "warmup_exp", "warmup_steps": 20, "half_life_steps": 48,
+                                 "final_ratio": 0.05}  # fmt: skip
+    assert (ours["device"], ours["num_threads"]) == ("cpu", 1)
+    # a key of the schedule is changed; another kind of schedule replaces ours whole
+    assert train_section("--train.scheduler.warmup_steps", "5")["scheduler"]["half_life_steps"] == 48
+    noam = train_section("--train.scheduler", "{type: noam, warmup_steps: 50}")
+    assert noam["scheduler"] == {"type": "noam", "warmup_steps": 50}
+    # --inherit-train: the base's own section, as before the defaults existed
+    args.inherit_train = True
+    assert train_section()["epochs"] == 7 and train_section()["scheduler"]["type"] == "noam"

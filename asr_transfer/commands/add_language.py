@@ -256,6 +256,10 @@ def build_config(
             **DEFAULTS.train_section(args.method, frames),
         }
     extra = load_config(args.config, args.overrides)
+    ours = cfg["train"].get("scheduler") or {}
+    given = (extra.get("train") or {}).get("scheduler") or {}
+    if given.get("type", ours.get("type")) != ours.get("type"):
+        cfg["train"].pop("scheduler")  # another kind of schedule: none of our keys apply to it
     cfg = deep_merge(cfg, extra)
     base = Path(args.base)
     toks = {lang: str(base / "tokenizers" / lang) for lang in sorted(base_cfg["data"]["tokenizers"])}
