@@ -11,6 +11,7 @@ import torch
 import yaml
 from conftest import REPO, cli
 
+from asr_transfer.adapt import methods_of_kind
 from asr_transfer.commands.add_language import DEFAULTS, build_config
 
 
@@ -88,6 +89,7 @@ def test_the_defaults_follow_the_data_and_yield_to_a_config(tmp_path: Path) -> N
         args.overrides = list(overrides)
         return build_config(base_cfg, args, tmp_path / "exp", {"train": dump, "dev": dump}, None)["train"]
 
+    assert set(DEFAULTS.lr) == set(methods_of_kind("new_language"))
     ours = train_section()
     # 150 x 200 frames: 1/16 a batch, 16 steps an epoch; Full-FT's lr; where the base ran, not its schedule
     assert (ours["lr"], ours["max_batch_frames"], ours["epochs"], ours["min_epochs"]) == (0.005, 1875, 20, 7)

@@ -64,7 +64,8 @@ class FineTuneDefaults:
     turned into rules where they depend on the amount of data.
 
     Attributes:
-        lr: peak learning rate per method (the ``xling`` sweep on the ro dev set).
+        lr: peak learning rate per method (the ``xling`` sweep on the ro dev set); every
+            new-language method has one.
         steps_per_epoch: the batch is this fraction of the training frames, so every target
             gets about this many optimiser steps an epoch ...
         max_batch_frames: ... but never more than this (nor less than the longest utterance).
@@ -79,8 +80,8 @@ class FineTuneDefaults:
         adapter_share: ``adapter``'s bottleneck is the largest multiple of 8 (else the largest
             size) with which the adapter and the target head are at most this share of the
             model's parameters.
-        still_falling: a run that ends at ``max_epochs`` with its last epoch's dev loss this
-            much (relative) below the previous one is reported as unfinished.
+        still_falling: a run that ends at ``max_epochs`` with its dev loss falling by this much
+            (relative) an epoch over its last 3 epochs is reported as unfinished.
         poor_wer: a dev WER (%) above this is reported as unusable.
 
     Example:
@@ -101,7 +102,7 @@ class FineTuneDefaults:
             "metaadapter": 1e-2,
             "simadapter": 1e-2,
             "simadapter+": 1e-2,
-        }  # fmt: skip
+        }
     )
     steps_per_epoch: int = 16
     max_batch_frames: int = 20000
@@ -133,7 +134,7 @@ class FineTuneDefaults:
                 "warmup_steps": self.warmup_steps,
                 "half_life_steps": self.half_life_epochs * steps,
                 "final_ratio": self.final_ratio,
-            },  # fmt: skip
+            },
             "epochs": max(self.max_epochs, 2 * min_epochs),
             "min_epochs": min_epochs,
             "patience": self.patience,
