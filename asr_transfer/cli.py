@@ -32,7 +32,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "features": ("features", "dump fbank features and CMVN stats"),
     "tokenizer": ("tokenizer", "train a char or SentencePiece tokenizer"),
     "train": ("train", "train (or adapt) a model"),
-    "add-language": ("add_language", "a new language from a base model: head|full|adapter"),
+    "add-language": ("add_language", "a new language from a base model: head, full, (meta/sim)adapter"),
     "convert-adapter": (
         "convert_adapter",
         "rewrite an old (pickled) adapter file you trust in the current format",

@@ -141,3 +141,24 @@ def test_stage_6_adds_a_methods_own_config_after_the_shared_one(tmp_path: Path) 
     shared, own = "--config conf/train/xling_adapt_150.yaml", "--config conf/train/xling_adapt_150/full.yaml"
     assert shared in full and own in full and full.index(shared) < full.index(own)
     assert shared in meta and "xling_adapt_150/" not in meta and "--adapt.meta exp/meta" in meta
+
+
+def test_stage_6_without_a_config_leaves_add_language_to_its_defaults(tmp_path: Path) -> None:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "asr-transfer").write_text('#!/bin/sh\necho "$@" >> "$CALLS"\n')
+    (bin_dir / "asr-transfer").chmod(0o755)
+    recipe = tmp_path / "crossling"
+    recipe.mkdir()
+    (recipe / "run.sh").write_bytes((REPO / "recipes/crossling/run.sh").read_bytes())
+    (recipe / "conf").symlink_to(REPO / "conf")
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "CALLS": str(tmp_path / "calls")}
+    proc = subprocess.run(
+        ["bash", "./run.sh", "--preset", "xling", "--stage", "6", "--stop_stage", "6", "--targets", "ro",
+         "--methods", "full adapter", "--adapt_config", "none"],
+        cwd=recipe, env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    calls = (tmp_path / "calls").read_text().splitlines()
+    assert len(calls) == 2 and not any("--config" in call for call in calls), calls
+    assert all("--decode-config conf/decode/ctc_greedy.yaml" in call for call in calls)

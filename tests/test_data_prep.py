@@ -148,7 +148,6 @@ CV_ROWS = {  # split -> (client_id, clip, sentence)
 }
 
 
-
 def make_commonvoice(root: Path) -> None:
     """<root>/ro/{train,dev,test,validated}.tsv and <root>/ro/clips/*.mp3 (48 kHz mono MP3, as released)."""
     lang = root / "ro"

@@ -143,6 +143,8 @@ def main(argv: list[str] | None = None) -> None:
             "8",
             "--tokenizer.kind",
             "char",
+            # the base's schedule, as before add-language had defaults of its own: the hashes compare
+            "--inherit-train",
         )
     for name, exp in runs.items():
         print(name, model_hash(exp / "model.pt"))

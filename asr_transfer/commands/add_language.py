@@ -5,25 +5,31 @@
         on a small corpus SentencePiece stops at the units the text supports)
     features of train/dev with the base experiment's frontend
     the one training loop: base weights + a fresh target head; the method chooses what trains;
+        a fine-tuning schedule (:class:`FineTuneDefaults`): the dev loss decides when it stops,
         the best epochs on the target dev set are averaged
     decode + score the dev set; write EXP/add_language.yaml (the finished marker) and, for
         ``adapter``, ``metaadapter`` and ``head``, the small file EXP/<lang>.adapter (adapter + head +
         tokenizer); for ``simadapter`` and ``simadapter+`` the dev set's mean fusion weights per
-        layer and fused adapter (``fusion_weights``, the report's plot)
+        layer and fused adapter (``fusion_weights``, the report's plot); warnings when the run looks
+        unfinished or unusable, as the last lines printed and under ``warnings`` in the yaml
 
-The config is the base experiment's, then ``--config`` files, then ``--a.b value`` overrides.
+The config is the base experiment's model, frontend and tokenizers with the fine-tuning defaults
+as ``train:`` (the base's own ``train:`` section with ``--inherit-train``), then ``--config``
+files, then ``--a.b value`` overrides.
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
+import math
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
 
 from asr_transfer.adapt import METHODS, build_method, methods_of_kind
-from asr_transfer.adapt.finetune import trainable_share
+from asr_transfer.adapt.finetune import TransferOptions, trainable_share
 from asr_transfer.config import deep_merge, load_config
 from asr_transfer.data.dataset import load_dump
 from asr_transfer.data.dump import dump_features
@@ -33,22 +39,136 @@ from asr_transfer.decode.data_dir import decode_dir
 from asr_transfer.decode.search import DecodeConfig
 from asr_transfer.decode.transcribe import Recognizer
 from asr_transfer.model.adapters import body_fingerprint
-from asr_transfer.model.asr import HybridASR
+from asr_transfer.model.asr import HybridASR, build_model
 from asr_transfer.score.api import ScoreOptions, load_or_score
 from asr_transfer.score.crossling import SUMMARY
 from asr_transfer.text.normalize import CHARSETS, Normalizer
 from asr_transfer.text.tokenizer import Tokenizer
 from asr_transfer.train.checkpoint import load_model_state
-from asr_transfer.train.loop import train as train_loop
+from asr_transfer.train.loop import Trainer
 from asr_transfer.util.atomic import write_text
 from asr_transfer.util.errors import InputError
 
 ACCEPTS_OVERRIDES = True
 #: target tokenizer unless the config says otherwise (the paper: 100 units for targets)
 TOKENIZER_DEFAULTS = {"kind": "unigram", "vocab_size": 100}
+#: keys of the base's ``train:`` section that say where it ran, not how: kept without --inherit-train
+ENVIRONMENT_KEYS = ("device", "num_threads", "num_workers", "bf16", "compile", "fused_optimizer")
+
+
+@dataclass(frozen=True)
+class FineTuneDefaults:
+    """What ``add-language`` trains with unless a ``--config`` or an override says otherwise.
+
+    A fine-tuning schedule for a trained body and a fresh head, not the base's training schedule:
+    the values are those the ``xling`` sweep chose (docs/benchmarks.md, 150 training utterances),
+    turned into rules where they depend on the amount of data.
+
+    Attributes:
+        lr: peak learning rate per method (the ``xling`` sweep on the ro dev set); every
+            new-language method has one.
+        steps_per_epoch: the batch is this fraction of the training frames, so every target
+            gets about this many optimiser steps an epoch ...
+        max_batch_frames: ... but never more than this (nor less than the longest utterance).
+        warmup_steps: linear warm-up, then ...
+        half_life_epochs: ... the learning rate halves every this many epochs (a decay that does not
+            depend on the maximum: a run the dev set stops early has decayed as its length says) ...
+        final_ratio: ... down to this share of the peak.
+        max_epochs: the most epochs (raised to ``2 x min_epochs`` for a very small target).
+        patience: stop after this many epochs without a new best dev loss ...
+        min_steps: ... but not before this many optimiser steps.
+        keep_best: the best epochs on the dev set, averaged into the model.
+        adapter_share: ``adapter``'s bottleneck is the largest multiple of 8 (else the largest
+            size) with which the adapter and the target head are at most this share of the
+            model's parameters.
+        still_falling: a run that ends at ``max_epochs`` with its dev loss falling by this much
+            (relative) an epoch over its last 3 epochs is reported as unfinished.
+        poor_wer: a dev WER (%) above this is reported as unusable.
+
+    Example:
+        >>> d = FineTuneDefaults()
+        >>> t = d.train_section("full", [200] * 150)     # 150 utterances of 2 s
+        >>> t["lr"], t["max_batch_frames"], t["epochs"], t["min_epochs"], t["patience"]
+        (0.005, 1875, 20, 7, 3)
+        >>> t = d.train_section("adapter", [200] * 3)  # 3 utterances: 1 a step, 34 epochs for 100 steps
+        >>> t["max_batch_frames"], t["min_epochs"], t["epochs"]
+        (200, 34, 68)
+    """
+
+    lr: dict[str, float] = field(
+        default_factory=lambda: {
+            "head": 1e-2,
+            "full": 5e-3,
+            "adapter": 1e-2,
+            "metaadapter": 1e-2,
+            "simadapter": 1e-2,
+            "simadapter+": 1e-2,
+        }
+    )
+    steps_per_epoch: int = 16
+    max_batch_frames: int = 20000
+    warmup_steps: int = 20
+    half_life_epochs: int = 3
+    final_ratio: float = 0.05
+    max_epochs: int = 20
+    patience: int = 3
+    min_steps: int = 100
+    keep_best: int = 3
+    adapter_share: float = 0.03
+    still_falling: float = 0.02
+    poor_wer: float = 80.0
+
+    def train_section(self, method: str, frames: list[int]) -> dict:
+        """The ``train:`` section for ``method`` on training utterances of ``frames`` input frames."""
+        batch = sum(frames) // self.steps_per_epoch
+        batch = max(min(batch, self.max_batch_frames), max(frames))
+        steps = math.ceil(sum(frames) / batch)  # at least: padding makes a few more
+        min_epochs = math.ceil(self.min_steps / steps)
+        return {
+            "seed": 1,
+            "lr": self.lr[method],
+            "max_batch_frames": batch,
+            "accum_grad": 1,
+            "grad_clip": 5.0,
+            "scheduler": {
+                "type": "warmup_exp",
+                "warmup_steps": self.warmup_steps,
+                "half_life_steps": self.half_life_epochs * steps,
+                "final_ratio": self.final_ratio,
+            },
+            "epochs": max(self.max_epochs, 2 * min_epochs),
+            "min_epochs": min_epochs,
+            "patience": self.patience,
+            "keep_best": self.keep_best,
+        }
+
+    def help(self) -> str:
+        """The defaults in words (``--help``)."""
+        lrs = ", ".join(f"{m} {v:g}" for m, v in self.lr.items())
+        return (
+            "defaults without --config (a fine-tuning schedule, not the base's): peak lr per method "
+            f"({lrs}); batch = 1/{self.steps_per_epoch} of the training frames (about "
+            f"{self.steps_per_epoch} steps an epoch), at most {self.max_batch_frames:,} frames, at least "
+            f"the longest utterance; warm-up {self.warmup_steps} steps, "
+            f"then the lr halves every {self.half_life_epochs} epochs, down to {self.final_ratio:g} x the "
+            f"peak; at most "
+            f"{self.max_epochs} epochs (more on a target too small for {self.min_steps} steps in "
+            f"{self.max_epochs // 2}), stopping after {self.patience} epochs without a better dev loss "
+            f"but not before {self.min_steps} steps; the best {self.keep_best} epochs on dev averaged. "
+            f"adapter: bottleneck = the largest multiple of 8 with which adapter + target head train "
+            f"at most {100 * self.adapter_share:g} % of the model's parameters (metaadapter: the "
+            f"--adapt.meta experiment's size). Warnings (last lines, and add_language.yaml) when the "
+            f"run ends at the last epoch with the dev loss still falling by {100 * self.still_falling:g} "
+            f"% or more an epoch, or the dev WER is above {self.poor_wer:g} %. Any of it: --train.KEY "
+            f"VALUE, --adapt.bottleneck N, or a --config."
+        )
+
+
+DEFAULTS = FineTuneDefaults()
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.epilog = DEFAULTS.help()
     parser.add_argument("--base", required=True, help="trained (multilingual) base experiment dir")
     parser.add_argument("--lang", required=True, help="target language code (the new head's name)")
     parser.add_argument("--train", required=True, help="Kaldi data dir of target training speech")
@@ -57,7 +177,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--method", required=True, help="head | full | adapter | metaadapter | simadapter | simadapter+"
     )
     parser.add_argument("--exp", required=True, help="output experiment dir")
-    parser.add_argument("--config", action="append", default=[], help="YAML merged over the base's config")
+    parser.add_argument("--config", action="append", default=[], help="YAML merged over the defaults")
+    parser.add_argument(
+        "--inherit-train",
+        action="store_true",
+        help="start from the base's own train: section (its schedule) instead of the fine-tuning defaults",
+    )
     parser.add_argument(
         "--decode-config",
         action="append",
@@ -112,12 +237,32 @@ def target_tokenizer(train: Path, dev: Path, lang: str, cfg: dict) -> Tokenizer:
     return tok
 
 
-def build_config(base_cfg: dict, args: argparse.Namespace, exp: Path, dumps: dict[str, Path]) -> dict:
-    """The experiment's config: the base's model and frontend, the target data and the method."""
+def build_config(
+    base_cfg: dict, args: argparse.Namespace, exp: Path, dumps: dict[str, Path], tok: Tokenizer
+) -> dict:
+    """The experiment's config: the base's model and frontend, the target data and the method.
+
+    ``train:`` is :data:`DEFAULTS`' fine-tuning schedule for the method and the amount of training
+    data (with the base's device and thread settings), or the base's own with ``--inherit-train``;
+    ``adapter``'s bottleneck follows :func:`adapter_bottleneck` unless it is given.
+    """
     cfg = copy.deepcopy(base_cfg)
     cfg.pop("adapt", None)
-    cfg["train"] = {k: v for k, v in cfg.get("train", {}).items() if k not in ("init", "init_espnet")}
-    cfg = deep_merge(cfg, load_config(args.config, args.overrides))
+    base_train = cfg.get("train", {})
+    if args.inherit_train:
+        cfg["train"] = {k: v for k, v in base_train.items() if k not in ("init", "init_espnet")}
+    else:
+        frames = [int(n) for n in read_table(dumps["train"] / "utt2num_frames").values()]
+        cfg["train"] = {
+            **{k: base_train[k] for k in ENVIRONMENT_KEYS if k in base_train},
+            **DEFAULTS.train_section(args.method, frames),
+        }
+    extra = load_config(args.config, args.overrides)
+    ours = cfg["train"].get("scheduler") or {}
+    given = (extra.get("train") or {}).get("scheduler") or {}
+    if given.get("type", ours.get("type")) != ours.get("type"):
+        cfg["train"].pop("scheduler")  # another kind of schedule: none of our keys apply to it
+    cfg = deep_merge(cfg, extra)
     base = Path(args.base)
     toks = {lang: str(base / "tokenizers" / lang) for lang in sorted(base_cfg["data"]["tokenizers"])}
     cfg["data"] = {
@@ -130,7 +275,43 @@ def build_config(base_cfg: dict, args: argparse.Namespace, exp: Path, dumps: dic
     cfg["data"].pop("lang_temperature", None)
     cfg["train"]["init"] = str(base / "model.pt")
     cfg["adapt"] = {**(cfg.get("adapt") or {}), "method": args.method, "lang": args.lang}
+    if args.method == "adapter" and "bottleneck" not in (extra.get("adapt") or {}):
+        vocab = {lang: Tokenizer.load(folder).vocab_size for lang, folder in toks.items()}
+        where = cfg["adapt"].get("where", list(TransferOptions().where))
+        cfg["adapt"]["bottleneck"] = adapter_bottleneck(
+            cfg["model"], {**vocab, args.lang: tok.vocab_size}, args.lang, where, DEFAULTS.adapter_share
+        )
     return cfg
+
+
+def adapter_bottleneck(
+    model_cfg: dict, vocab_sizes: dict[str, int], lang: str, where: list[str], share: float
+) -> int:
+    """The largest multiple of 8 (else the largest size, at least 1) with which an adapter set in
+    ``where`` and the head of ``lang`` are at most ``share`` of the adapted model's parameters.
+
+    The adapter's size is linear in its bottleneck; two probe sizes give the line.
+
+    Example (a d_model 16 model; 5 % leaves room for less than 8):
+        >>> cfg = {"encoder": {"output_size": 16, "attention_heads": 2, "linear_units": 32, "num_blocks": 2},
+        ...        "decoder": {"attention_heads": 2, "linear_units": 32, "num_blocks": 1}}
+        >>> where = ["encoder", "decoder"]
+        >>> [adapter_bottleneck(cfg, {"en": 30, "ro": 5}, "ro", where, s) for s in (0.05, 0.15)]
+        [5, 24]
+    """
+    model = build_model(model_cfg, vocab_sizes)
+    total = sum(p.numel() for p in model.parameters())
+    head = sum(p.numel() for p in model.heads[lang].parameters())
+    sizes = []
+    for bottleneck in (1, 2):
+        model.add_adapter("_probe", bottleneck=bottleneck, where=where, enabled=False)
+        sizes.append(sum(p.numel() for p in model.adapter_parameters("_probe")))
+        model.remove_adapter("_probe")
+    slope = sizes[1] - sizes[0]
+    fixed = sizes[0] - slope
+    # (head + fixed + slope b) <= share (total + fixed + slope b)
+    largest = math.floor((share * (total + fixed) - head - fixed) / (slope * (1 - share)))
+    return largest // 8 * 8 if largest >= 8 else max(largest, 1)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -140,7 +321,8 @@ def run(args: argparse.Namespace) -> int:
         print((exp / SUMMARY).read_text(), end="")
         return 0
     cfg, tok, dumps = prepare(args)
-    train_loop(cfg, exp)
+    trainer = Trainer(cfg, exp)
+    trainer.run()
     # the finished experiment, rebuilt from its saved config exactly as decoding will
     # CTC greedy unless told otherwise: the mini recipe's choice on dev data, and fast on a CPU
     dcfg = (
@@ -152,6 +334,8 @@ def run(args: argparse.Namespace) -> int:
     decode_dir(rec, dev, exp / f"decode_{dev.name}", args.lang)
     result, _ = load_or_score(exp / f"decode_{dev.name}", ScoreOptions(normalizer=Normalizer(args.lang)))
     summary["dev_wer"] = result.total.wer
+    summary["training"] = training_record(trainer)
+    summary["warnings"] = diagnose(summary)
     write_text(exp / SUMMARY, yaml.safe_dump(summary, sort_keys=False))
     trained = f"{summary['trainable_params']:,} of {summary['total_params']:,} parameters trained"
     adapter_file = (
@@ -163,7 +347,69 @@ def run(args: argparse.Namespace) -> int:
         f"add-language: {args.lang} by {args.method}: dev WER {summary['dev_wer']:.2f} %, "
         f"{trained} ({100 * summary['trainable_share']:.2f} %){adapter_file}"
     )
+    for warning in summary["warnings"]:
+        print(f"add-language: WARNING: {warning}")
     return 0
+
+
+def training_record(trainer: Trainer) -> dict:
+    """How the run went: its length, why it stopped, the epochs averaged, every epoch's dev loss."""
+    st, opts = trainer.state, trainer.opts
+    epochs = len(st.dev_losses)
+    return {
+        "epochs": epochs,
+        "max_epochs": opts.epochs,
+        "stopped": "patience" if epochs < opts.epochs else "max_epochs",
+        "steps": st.step,
+        "lr": opts.lr,
+        "max_batch_frames": opts.max_batch_frames,
+        "averaged_epochs": sorted(e for _, e in st.best),
+        "dev_losses": [round(loss, 4) for loss in st.dev_losses],
+    }
+
+
+def diagnose(summary: dict, defaults: FineTuneDefaults = DEFAULTS) -> list[str]:
+    """Warnings about a finished run (its ``add_language.yaml``): it stopped while the dev loss still
+    fell fast, its dev WER is useless, or an adapter method trains more than its share.
+
+    "Still falling fast": the run used its last epoch and the dev loss fell by at least
+    ``defaults.still_falling`` (relative) an epoch over its last (up to) 3 epochs.
+
+    Example:
+        >>> run = {"stopped": "max_epochs", "dev_losses": [40.0, 30.0, 24.0, 20.0]}
+        >>> s = {"method": "adapter", "trainable_share": 0.073, "dev_wer": 86.63, "training": run}
+        >>> [w.split(":")[0] for w in diagnose(s)]  # doctest: +NORMALIZE_WHITESPACE
+        ['the dev loss was still falling fast at the last epoch', 'dev WER 86.63 % is above 80 %',
+         'adapter trains 7.30 % of the parameters, more than 3 %']
+        >>> diagnose({**s, "trainable_share": 0.029, "dev_wer": 27.7,
+        ...           "training": {**run, "stopped": "patience"}})
+        []
+    """
+    out = []
+    losses, training = summary["training"]["dev_losses"], summary["training"]
+    span = min(3, len(losses) - 1)
+    if training["stopped"] == "max_epochs" and span >= 1:
+        first, last = losses[-1 - span], losses[-1]
+        fall = (first - last) / abs(first) / span
+        if fall >= defaults.still_falling:
+            out.append(
+                f"the dev loss was still falling fast at the last epoch: {first:.3f} -> {last:.3f} over the "
+                f"last {span} epochs ({100 * fall:.1f} % an epoch); the model is likely under-trained: give "
+                f"it more epochs (--train.epochs) or a higher peak lr (--train.lr)"
+            )
+    if summary["dev_wer"] > defaults.poor_wer:
+        out.append(
+            f"dev WER {summary['dev_wer']:.2f} % is above {defaults.poor_wer:g} %: the model is not usable "
+            f"as it is; check the training data, then the schedule (add-language --help lists the defaults)"
+        )
+    share = summary["trainable_share"]
+    if summary["method"] in ("adapter", "metaadapter") and share > defaults.adapter_share:
+        out.append(
+            f"{summary['method']} trains {100 * share:.2f} % of the parameters, more than "
+            f"{100 * defaults.adapter_share:g} %: the target head alone is too large a share of this model "
+            f"(adapter), or the --adapt.meta experiment's adapter is (metaadapter)"
+        )
+    return out
 
 
 def prepare(args: argparse.Namespace) -> tuple[dict, Tokenizer, dict[str, Path]]:
@@ -187,7 +433,7 @@ def prepare(args: argparse.Namespace) -> tuple[dict, Tokenizer, dict[str, Path]]
         else:
             dump_features(d, out, features=features)
         dumps[split] = out
-    cfg = build_config(base_cfg, args, exp, dumps)
+    cfg = build_config(base_cfg, args, exp, dumps, tok)
     # a rerun resumes an unfinished run: only from the same base (the path may hold another model now)
     base_fp = body_fingerprint(load_model_state(base / "model.pt"))
     record = exp / "base_fingerprint"

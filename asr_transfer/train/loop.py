@@ -213,12 +213,14 @@ class TrainState:
         step: optimiser steps done in all.
         skipped: updates skipped for a non-finite loss.
         best: ``(dev loss, epoch)`` of the epochs kept, best first.
+        dev_losses: every finished epoch's dev loss, in order (what ``add-language`` judges the run by;
+            absent from checkpoints written before it was kept).
 
     Example:
         >>> old = {"epoch": 2, "batch": 5, "step": 9, "skipped": 0, "best": [(1.5, 1)]}  # a dict, as saved
         >>> state = TrainState.from_saved(old)
-        >>> state.batch, TrainState.from_saved(state.to_saved()) == state
-        (5, True)
+        >>> state.batch, state.dev_losses, TrainState.from_saved(state.to_saved()) == state
+        (5, [], True)
     """
 
     epoch: int = 1
@@ -226,6 +228,7 @@ class TrainState:
     step: int = 0
     skipped: int = 0
     best: list[tuple[float, int]] = field(default_factory=list)
+    dev_losses: list[float] = field(default_factory=list)
 
     @classmethod
     def from_saved(cls, saved: dict) -> TrainState:
@@ -293,6 +296,8 @@ class Trainer:
 
     def out_of_patience(self) -> bool:
         """Whether ``train.patience`` epochs have passed since the best dev loss (never without patience)."""
+        if self.state.epoch <= self.opts.min_epochs:
+            return False
         return _out_of_patience(self.state.best, self.state.epoch, self.opts.patience)
 
     def resume(self) -> None:
@@ -409,6 +414,7 @@ class Trainer:
             self.writer.add_scalar("train/padding_share", share, st.step)
             save_torch({"model": self.model.state_dict()}, self.ckpt_dir / f"epoch{st.epoch}.pt")
         st.best = sorted([*st.best, (dev["loss"], st.epoch)])
+        st.dev_losses.append(float(dev["loss"]))
         if self.info.is_main:
             for _, old in st.best[keep:]:
                 (self.ckpt_dir / f"epoch{old}.pt").unlink(missing_ok=True)

@@ -28,7 +28,8 @@ class TrainOptions:
             reads the finite flag back every batch (the previous behaviour).
         num_workers: processes reading and padding batches ahead of the training step (0: on
             the training thread, the previous behaviour); the batch order is the same either way.
-        scheduler: ``{type: noam|warmup_decay|constant, ...}`` (:mod:`asr_transfer.train.schedule`).
+        scheduler: ``{type: noam|warmup_decay|warmup_exp|constant, ...}``
+            (:mod:`asr_transfer.train.schedule`).
         grad_clip: gradient-norm clipping.
         save_every_steps: optimiser steps between resumable checkpoints.
         log_every_steps: optimiser steps between TensorBoard points.
@@ -36,6 +37,8 @@ class TrainOptions:
         patience: stop after this many epochs without a new best dev loss (``epochs`` is then the
             most); ``None``: run every epoch. Adaptation's length is chosen this way, on the
             method's unsupervised dev criterion.
+        min_epochs: patience stops no run before this many epochs (``add-language`` sets it so a
+            small target still trains a minimum number of steps).
         num_threads: torch CPU threads (``None``: torch's default).
         bf16: bf16 autocast on GPUs.
         compile: ``torch.compile`` the model's forward (:mod:`asr_transfer.train.compile`; needs a
@@ -69,6 +72,7 @@ class TrainOptions:
     log_every_steps: int = 10
     keep_best: int = 5
     patience: int | None = None
+    min_epochs: int = 0
     num_threads: int | None = None
     bf16: bool = True
     compile: bool = False

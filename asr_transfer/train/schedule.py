@@ -44,13 +44,37 @@ def warmup_decay(warmup_steps: int, total_steps: int, final_ratio: float = 0.05)
     return factor
 
 
+def warmup_exp(warmup_steps: int, half_life_steps: int, final_ratio: float = 0.05) -> Callable[[int], float]:
+    """Linear warm-up, then the peak halves every ``half_life_steps``, down to ``final_ratio`` of it.
+
+    Unlike :func:`warmup_decay` it does not depend on the run's length: a run that the dev set stops
+    early (``train.patience``) has decayed as far as its length says, not as far as its maximum does.
+
+    Example:
+        >>> f = warmup_exp(10, 20, final_ratio=0.2)
+        >>> [round(f(s), 2) for s in (5, 10, 30, 50, 200)]
+        [0.5, 1.0, 0.5, 0.25, 0.2]
+    """
+
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return max(step, 1) / warmup_steps
+        return max(final_ratio, 0.5 ** ((step - warmup_steps) / half_life_steps))
+
+    return factor
+
+
 def build_schedule(cfg: dict, total_steps: int) -> Callable[[int], float]:
-    """From the ``train.scheduler`` config section (``type``: noam | warmup_decay | constant)."""
+    """From the ``train.scheduler`` config section (``type``: noam | warmup_decay | warmup_exp | constant)."""
     kind = cfg.get("type", "noam")
     if kind == "noam":
         return noam(cfg.get("warmup_steps", 25000))
     if kind == "warmup_decay":
         return warmup_decay(cfg.get("warmup_steps", 500), total_steps, cfg.get("final_ratio", 0.05))
+    if kind == "warmup_exp":
+        if "half_life_steps" not in cfg:
+            raise ValueError("train.scheduler.half_life_steps: warmup_exp needs it (steps per halving)")
+        return warmup_exp(cfg.get("warmup_steps", 500), cfg["half_life_steps"], cfg.get("final_ratio", 0.05))
     if kind == "constant":
         return lambda step: 1.0
-    raise ValueError(f"unknown scheduler type {kind!r}: use noam, warmup_decay or constant")
+    raise ValueError(f"unknown scheduler type {kind!r}: use noam, warmup_decay, warmup_exp or constant")

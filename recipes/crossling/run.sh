@@ -38,7 +38,7 @@ model_config=conf/model/tiny.yaml
 pretrain_config=""   # default by preset: conf/train/xling_pretrain.yaml, xling_pretrain_xling.yaml
 src_adapter_config=conf/train/xling_source_adapters.yaml
 meta_config=conf/train/xling_meta.yaml
-adapt_config=""      # default by preset: conf/train/xling_adapt.yaml, xling_adapt_150.yaml
+adapt_config=""      # default by preset: conf/train/xling_adapt.yaml, xling_adapt_150.yaml; none: add-language's own
 decode_config=conf/decode/ctc_greedy.yaml
 source_token_type=unigram  # char | unigram | bpe
 nbpe_source=150    # the paper; SentencePiece stops at what the text supports
@@ -162,10 +162,12 @@ if [ "$stage" -le 6 ] && [ "$stop_stage" -ge 6 ]; then
       if [ "${#from[@]}" -ge 4 ] && [ ! -f "${from[3]}/add_language.yaml" ]; then
         echo "$0: $m for $l fuses ${from[3]}, which is not finished: list its method earlier" >&2; exit 2
       fi
+      conf=(--config "$adapt_config")
+      [ "$adapt_config" = none ] && conf=()  # add-language's defaults (add-language --help)
       # shellcheck disable=SC2086
       asr-transfer add-language --base "$exp" --lang "$l" --method "$m" --exp "exp/${l}_$m" \
         --train "$data/${l}_train_$domain" --dev "$data/${l}_dev_$domain" \
-        --config "$adapt_config" --decode-config "$decode_config" "${from[@]}" "${own[@]}" $adapt_args
+        "${conf[@]}" --decode-config "$decode_config" "${from[@]}" "${own[@]}" $adapt_args
     done
   done
 fi

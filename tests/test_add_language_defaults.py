@@ -1,0 +1,105 @@
+"""add-language without a config (issue 21): a fine-tuning schedule of its own, not the base's; the
+dev set decides the length and the epochs kept; the adapter stays within 3 % of the parameters."""
+
+from __future__ import annotations
+
+from argparse import Namespace
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from conftest import REPO, cli
+
+from asr_transfer.adapt import methods_of_kind
+from asr_transfer.commands.add_language import DEFAULTS, build_config
+
+
+@pytest.fixture(scope="module")
+def base(tiny_corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny model as the recipes build it (not shrunk: the 3 % budget is about its real size), on de."""
+    root = tmp_path_factory.mktemp("defaults")
+    train, dev = tiny_corpus / "de_train_clean", tiny_corpus / "de_dev_clean"
+    assert cli("features", train, dev, "--out", root / "dump", "--cmvn", root / "cmvn.npz") == 0
+    assert cli("tokenizer", train, "--lang", "de", "--kind", "char", "--out", root / "tok_de") == 0
+    exp = root / "base"
+    assert cli("train", "--config", REPO / "conf/model/tiny.yaml", "--config", REPO / "conf/train/mini.yaml",
+               "--exp", exp, "--data.train", f"[{{dump: {root}/dump/{train.name}, lang: de}}]",
+               "--data.dev", f"[{{dump: {root}/dump/{dev.name}, lang: de}}]",
+               "--data.tokenizers", f"{{de: {root}/tok_de}}", "--data.cmvn", root / "cmvn.npz",
+               "--train.epochs", "1", "--train.num_threads", "1", "--train.device", "cpu") == 0  # fmt: skip
+    return exp
+
+
+@pytest.mark.slow  # 15 s of CPU (a minute at load 8): a base and one 100-step adaptation
+def test_no_config_trains_a_minimum_selects_by_dev_and_keeps_the_adapter_small(
+    base: Path, tiny_corpus: Path, capsys: pytest.CaptureFixture
+) -> None:
+    exp = base.parent / "ro_adapter"
+    # no --config, no schedule flag: only the letters the 3 training utterances lack (the alphabet)
+    assert cli("add-language", "--base", base, "--lang", "ro", "--method", "adapter", "--exp", exp,
+               "--train", tiny_corpus / "ro_train_clean", "--dev", tiny_corpus / "ro_dev_clean",
+               "--tokenizer.kind", "char") == 0  # fmt: skip
+    out = capsys.readouterr().out
+    summary = yaml.safe_load((exp / "add_language.yaml").read_text())
+    cfg = yaml.safe_load((exp / "config.yaml").read_text())
+    run = summary["training"]
+    # the fine-tuning schedule, not the base's (mini.yaml: Noam, lr 4e-3, 1 epoch here)
+    train = cfg["train"]
+    assert train["scheduler"]["type"] == "warmup_exp" and train["lr"] == DEFAULTS.lr["adapter"]
+    assert train["patience"] == DEFAULTS.patience and train["device"] == "cpu"  # where the base ran
+    # past the minimum number of steps, whatever the dev loss did early on
+    assert run["steps"] >= DEFAULTS.min_steps
+    assert len(run["dev_losses"]) == run["epochs"] <= run["max_epochs"]
+    # selected by dev: the averaged epochs are the best ones by dev loss, and model.pt is their average
+    k = DEFAULTS.keep_best
+    best = sorted(range(1, run["epochs"] + 1), key=lambda e: run["dev_losses"][e - 1])[:k]
+    assert run["averaged_epochs"] == sorted(best)
+    assert sorted(torch.load(exp / "model.pt", weights_only=True)["averaged_epochs"]) == sorted(best)
+    if run["stopped"] == "patience":  # stopped: the last `patience` epochs brought no better dev loss
+        assert min(run["dev_losses"][-DEFAULTS.patience :]) >= min(run["dev_losses"])
+    # the adapter within 3 % of the parameters (the multiple-of-8 rule: 8 on this model and vocabulary)
+    assert summary["trainable_share"] <= DEFAULTS.adapter_share
+    assert cfg["adapt"]["bottleneck"] % 8 == 0 and cfg["adapt"]["bottleneck"] >= 8
+    # a 3-utterance language is useless: said in the last line and in the yaml
+    assert summary["dev_wer"] > DEFAULTS.poor_wer
+    assert any(w.startswith("dev WER") for w in summary["warnings"])
+    assert out.strip().splitlines()[-1].startswith("add-language: WARNING:")
+
+
+def test_help_shows_the_defaults(capsys: pytest.CaptureFixture) -> None:
+    with pytest.raises(SystemExit):
+        cli("add-language", "--help")
+    text = " ".join(capsys.readouterr().out.split())
+    assert "full 0.005" in text and "adapter 0.01" in text and "--inherit-train" in text
+    assert "at most 3 % of the model's parameters" in text and "3 epochs without a better dev loss" in text
+
+
+def test_the_defaults_follow_the_data_and_yield_to_a_config(tmp_path: Path) -> None:
+    dump = tmp_path / "dump"
+    dump.mkdir()
+    (dump / "utt2num_frames").write_text("".join(f"u{i} 200\n" for i in range(150)))
+    base_cfg = {"model": {}, "data": {"tokenizers": {}},
+                "train": {"device": "cpu", "num_threads": 1, "epochs": 7,
+                          "scheduler": {"type": "noam", "warmup_steps": 56}}}  # fmt: skip
+    args = Namespace(base=str(tmp_path / "base"), lang="ro", method="full", config=[], overrides=[],
+                     inherit_train=False)  # fmt: skip
+
+    def train_section(*overrides: str) -> dict:
+        args.overrides = list(overrides)
+        return build_config(base_cfg, args, tmp_path / "exp", {"train": dump, "dev": dump}, None)["train"]
+
+    assert set(DEFAULTS.lr) == set(methods_of_kind("new_language"))
+    ours = train_section()
+    # 150 x 200 frames: 1/16 a batch, 16 steps an epoch; Full-FT's lr; where the base ran, not its schedule
+    assert (ours["lr"], ours["max_batch_frames"], ours["epochs"], ours["min_epochs"]) == (0.005, 1875, 20, 7)
+    assert ours["scheduler"] == {"type": "warmup_exp", "warmup_steps": 20, "half_life_steps": 48,
+                                 "final_ratio": 0.05}  # fmt: skip
+    assert (ours["device"], ours["num_threads"]) == ("cpu", 1)
+    # a key of the schedule is changed; another kind of schedule replaces ours whole
+    assert train_section("--train.scheduler.warmup_steps", "5")["scheduler"]["half_life_steps"] == 48
+    noam = train_section("--train.scheduler", "{type: noam, warmup_steps: 50}")
+    assert noam["scheduler"] == {"type": "noam", "warmup_steps": 50}
+    # --inherit-train: the base's own section, as before the defaults existed
+    args.inherit_train = True
+    assert train_section()["epochs"] == 7 and train_section()["scheduler"]["type"] == "noam"
