@@ -99,7 +99,8 @@ def decode_batch_scored(
     """
     model.eval()
     model.fast_subsampling()
-    enc_out, enc_lens, _ = model.encode(feats, feat_lens)
+    # each utterance's lengths and masks as if decoded alone: the batch does not change its result
+    enc_out, enc_lens, _ = model.encode(feats, feat_lens, exact_lengths=True)
     if cfg.mode == "ctc_greedy":
         logp = model.ctc_log_probs(enc_out, lang)  # (B, T, V)
         return ctc_greedy(logp, enc_lens), ctc_confidence(logp, enc_lens).tolist()
