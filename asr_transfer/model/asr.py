@@ -148,7 +148,8 @@ class HybridASR(torch.nn.Module):
         attention, the CTC posteriors and the decoder then read them, so an utterance's output
         depends on its batch. Training keeps that (ESPnet's trainer does the same). With
         ``exact_lengths`` (decoding) each utterance gets the lengths and masks it has alone
-        (:meth:`subsampled_lengths`): ESPnet's one-utterance result, whatever the batch.
+        (:meth:`subsampled_lengths`), and Conformer convolutions see zeros past its end, as alone:
+        ESPnet's one-utterance result (up to float rounding), whatever the batch.
         """
         x = self.cmvn(feats)
         feat_lens = feat_lens.to(x.device)
@@ -159,20 +160,35 @@ class HybridASR(torch.nn.Module):
         if x.size(1) < 7:
             raise ValueError(f"input of {x.size(1)} frames is too short for 4x subsampling (needs 7)")
         x, masks = self.encoder.embed(x, masks)
+        hooks = []
         if exact_lengths:
             masks = ~pad_mask(self.subsampled_lengths(feat_lens), masks.size(-1))[:, None, :]
+            # a Conformer block's depthwise convolution reads its neighbours over the padding, which
+            # it sees as zeros (its own padding) when the utterance is alone: zero the padding there
+            padding = ~masks  # (B, 1, T'), True at padded frames; the convolution's input is (B, C, T')
+            hooks = [
+                block.conv_module.depthwise_conv.register_forward_pre_hook(
+                    lambda _, args: (args[0].masked_fill(padding, 0.0),)
+                )
+                for block in self.encoder.encoders
+                if getattr(block, "conv_module", None) is not None
+            ]
         layers: dict[int, torch.Tensor] = {}
-        for i, (block, slot) in enumerate(zip(self.encoder.encoders, self.enc_slots), start=1):
-            x, masks = block(x, masks)
-            # Conformer blocks carry (x, pos_emb); slots and taps see x only
-            if isinstance(x, tuple):
-                x = (slot(x[0]), x[1])
-                if i in return_layers:
-                    layers[i] = x[0]
-            else:
-                x = slot(x)
-                if i in return_layers:
-                    layers[i] = x
+        try:
+            for i, (block, slot) in enumerate(zip(self.encoder.encoders, self.enc_slots), start=1):
+                x, masks = block(x, masks)
+                # Conformer blocks carry (x, pos_emb); slots and taps see x only
+                if isinstance(x, tuple):
+                    x = (slot(x[0]), x[1])
+                    if i in return_layers:
+                        layers[i] = x[0]
+                else:
+                    x = slot(x)
+                    if i in return_layers:
+                        layers[i] = x
+        finally:
+            for hook in hooks:
+                hook.remove()
         if isinstance(x, tuple):
             x = x[0]
         x = self.encoder.after_norm(x)
