@@ -79,7 +79,14 @@ class DecodeConfig:
 def decode_batch(
     model: HybridASR, feats: torch.Tensor, feat_lens: torch.Tensor, lang: str, cfg: DecodeConfig
 ) -> list[list[int]]:
-    """``(B, T, 80)`` features -> token id sequences (no sos/eos/blank)."""
+    """``(B, T, 80)`` features -> token id sequences (no sos/eos/blank).
+
+    Each utterance gets the hypothesis it gets alone, whatever its batch, up to float rounding (a
+    padded batch's matrix products round differently, ~1e-6, which can only flip near-exact score
+    ties): the encoder uses each utterance's own lengths and masks (``exact_lengths``) and the search
+    scores, ends and stops each utterance on its own frames. Features must be those of each
+    utterance alone (a frontend over a padded batch of audio may change the last frames).
+    """
     return decode_batch_scored(model, feats, feat_lens, lang, cfg)[0]
 
 
