@@ -210,7 +210,9 @@ def test_exp_trained_by_espnet_asr_train_gives_the_same_ctc_posteriors(espnet_tr
 
 
 @pytest.mark.slow
-def test_espnet_exp_decodes_a_batch_like_each_utterance_alone(espnet_trained: dict, tiny_corpus: Path) -> None:
+def test_espnet_exp_decodes_a_batch_like_each_utterance_alone(
+    espnet_trained: dict, tiny_corpus: Path
+) -> None:
     """ESPnet's frontend per utterance, then batch 16 = batch 1 (= ESPnet's one-utterance decoding).
 
     ESPnet's batched subsampling masks would count 1-2 frames of padding into the shorter ones.

@@ -63,7 +63,10 @@ class ESPnetFrontend:
     """
 
     def __init__(
-        self, frontend: str = "default", frontend_conf: dict | None = None, module: torch.nn.Module | None = None
+        self,
+        frontend: str = "default",
+        frontend_conf: dict | None = None,
+        module: torch.nn.Module | None = None,
     ) -> None:
         self.module = (module or espnet_frontend_module(frontend, frontend_conf)).eval()
         self.dim = self.module.output_size()
