@@ -271,6 +271,11 @@ def test_mini_recipe_starts_training_from_an_espnet_experiment(
     assert (exp0 / "tokenizers" / "en" / "tokens.txt").read_text().splitlines() == (
         espnet_trained["tokens"].read_text().splitlines()
     )
+    # stage 5 chose the ESPnet model's own decoding on dev, and decoded the test sets with it
+    chosen = yaml.safe_load((exp0 / "choose_decoding" / "summary.yaml").read_text())
+    assert len(chosen["candidates"]) == 2 and (exp0 / "decode.yaml").is_file()
+    used = yaml.safe_load((exp0 / "decode_en_test_clean" / "decode.yaml").read_text())
+    assert used["mode"] == yaml.safe_load((exp0 / "decode.yaml").read_text())["mode"]
     test = tiny_corpus / "en_test_clean"
     hyps = (exp0 / "decode_en_test_clean" / "text").read_text().splitlines()
     assert len(hyps) == len((test / "wav.scp").read_text().splitlines())
