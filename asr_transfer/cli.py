@@ -26,11 +26,11 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "decode": ("decode", "decode data dirs to Kaldi text and trn"),
     "transcribe": ("transcribe", "transcribe wav files"),
     "pseudo-label": ("pseudo_label", "pseudo-label target audio, keep the confident"),
+    "distance": ("distance", "how far target audio is from the source model's domain, before training"),
     "choose-decoding": ("choose_decoding", "choose an experiment's decoding on dev data"),
     "average": ("average", "average the best checkpoints"),
     "score": ("score", "WER/CER/SER with S/D/I and bootstrap intervals"),
-    "report": ("report", "Markdown + HTML comparison report"),
-    "crossling-report": ("crossling_report", "cross-lingual table: targets x methods"),
+    "report": ("report", "Markdown + HTML report of any experiments: WER, adaptation, cross-lingual"),
 }
 
 

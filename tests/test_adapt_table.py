@@ -249,6 +249,11 @@ def test_no_adapted_system_no_section_and_clear_errors(
     out = tmp_path / "r"
     assert main(["report", str(root / "source"), "--out", str(out), "--resamples", "50"]) == 0
     assert "Unsupervised adaptation" not in (out / "RESULTS.md").read_text()
+    # a source-side run of the new-language methods names no target domain, and is no adaptation
+    system(root, "src_adapters", "{method: source_adapters}", {"clean": 0.3})
+    args = ["report", str(root / "source"), str(root / "src_adapters"), "--resamples", "50"]
+    assert main([*args, "--out", str(out)]) == 0
+    assert "Unsupervised adaptation" not in (out / "RESULTS.md").read_text()
     # two experiments of one method for one target
     shutil.copytree(root / "cmatch_rain", root / "cmatch_rain2")
     args = [

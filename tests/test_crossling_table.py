@@ -1,4 +1,5 @@
-"""The cross-lingual table: targets x methods, average and share rows, bootstrap against Full-FT."""
+"""The cross-lingual table (targets x methods, average and share rows, bootstrap against Full-FT), and
+`asr-transfer report` over add-language experiments, which renders it with the base model's WERs."""
 
 from __future__ import annotations
 
@@ -6,48 +7,91 @@ from pathlib import Path
 
 import yaml
 
+from asr_transfer.cli import main
 from asr_transfer.score import crossling
+from asr_transfer.score.api import ScoreOptions
+from asr_transfer.score.report import load_systems
 
 REF = {f"u{i}": "unu doi trei patru" for i in range(40)}
 
 
-def _exp(root: Path, lang: str, method: str, wrong: int, share: float) -> Path:
-    """An add-language experiment whose test hypotheses get one word wrong in ``wrong`` utterances."""
-    exp = root / f"{lang}_{method}"
-    d = exp / f"decode_{lang}_test_clean"
+def _decode(exp: Path, dataset: str, lang: str, wrong: int) -> None:
+    """``exp/decode_<dataset>`` as `asr-transfer decode` writes it, ``wrong`` utterances one word off."""
+    d = exp / f"decode_{dataset}"
     d.mkdir(parents=True)
     hyp = {u: ("unu doi trei cinci" if i < wrong else t) for i, (u, t) in enumerate(REF.items())}
     (d / "ref").write_text("".join(f"{u} {t}\n" for u, t in REF.items()))
     (d / "text").write_text("".join(f"{u} {t}\n" for u, t in hyp.items()))
-    summary = {"lang": lang, "method": method, "trainable_share": share}
+    (d / "decode.yaml").write_text(yaml.safe_dump({"mode": "ctc_greedy", "lang": lang}))
+
+
+def _exp(root: Path, lang: str, method: str, wrong: int, share: float, tested: bool = True) -> Path:
+    """An add-language experiment from the base ``root/multi``: its config (whose ``adapt`` names the
+    method and no target domain), its summary, and a decoded test set (else only the dev set)."""
+    exp = root / f"{lang}_{method}"
+    _decode(exp, f"{lang}_test_clean" if tested else f"{lang}_dev_clean", lang, wrong)
+    (exp / "config.yaml").write_text(yaml.safe_dump({"adapt": {"method": method, "lang": lang}}))
+    # the base as add-language records it: as given, relative to where it ran (beside the experiments)
+    summary = {"lang": lang, "method": method, "base": "multi", "trainable_share": share}
     if method == "adapter":
         summary["adapter_file_share"] = 0.03
     (exp / "add_language.yaml").write_text(yaml.safe_dump(summary))
     return exp
 
 
-def test_table_rows_columns_average_shares_and_intervals(tmp_path: Path) -> None:
-    exps = [
-        _exp(tmp_path, "ro", "adapter", 4, 0.025),
-        _exp(tmp_path, "ro", "full", 4, 1.0),
-        _exp(tmp_path, "ro", "head", 30, 0.01),
-        _exp(tmp_path, "cs", "full", 8, 1.0),
-        _exp(tmp_path, "cs", "adapter", 6, 0.025),
-        _exp(tmp_path, "cs", "head", 30, 0.01),
+def _experiments(root: Path) -> list[Path]:
+    return [
+        _exp(root, "ro", "adapter", 4, 0.025),
+        _exp(root, "ro", "full", 4, 1.0),
+        _exp(root, "ro", "head", 30, 0.01),
+        _exp(root, "cs", "full", 8, 1.0),
+        _exp(root, "cs", "adapter", 6, 0.025),
+        _exp(root, "cs", "head", 30, 0.01),
     ]
-    cells = crossling.collect(exps)
+
+
+def test_table_rows_columns_average_shares_and_intervals(tmp_path: Path) -> None:
+    systems = load_systems(_experiments(tmp_path), ScoreOptions(n_resamples=100), own_lang=True)
+    cells, notes = crossling.collect(systems)
+    assert notes == []
     (header, rows), diff = crossling.tables(cells, n_resamples=500)
     assert header == ["target", "Head", "Full-FT", "Adapter"]  # the paper's column order
     by = {r[0]: r for r in rows}
-    assert by["ro"][2].startswith("2.50 [") and by["cs"][2].startswith("5.00 [")  # 4 / 160 and 8 / 160 words
-    assert by["**average** (2)"][3].startswith("3.12 [")  # (2.50 + 3.75) / 2
+    # 4 / 160 and 8 / 160 words; the best of each row in bold (a tie: both)
+    assert by["ro"][2].startswith("**2.50 [") and by["ro"][3].startswith("**2.50 [")
+    assert by["cs"][2].startswith("5.00 [") and by["cs"][3].startswith("**3.75 [")
+    assert by["average (2)"][3].startswith("**3.12 [")  # (2.50 + 3.75) / 2
     assert by["trainable params (%)"][1:] == ["1.00", "100.00", "2.50"]
     assert by["file / model file (%)"][1:] == ["–", "–", "3.00"]
     dh, drows = diff
     d = {r[0]: r for r in drows}
     assert d["ro"][2] == "–" and d["ro"][3].startswith("+0.00 [")
     assert d["cs"][1].endswith("†")  # head: 30 of 40 utterances wrong against 8: significant
-    md, html = crossling.write(cells, tmp_path / "report", notes=["a note"])
-    text = md.read_text()
-    assert "| ro |" in text and "Difference to Full-FT" in text and "a note" in text
-    assert "<table>" in html.read_text()
+
+
+def test_report_over_add_language_experiments_gives_the_crosslingual_table(tmp_path: Path, capsys) -> None:
+    exps = _experiments(tmp_path)
+    exps.append(_exp(tmp_path, "cs", "metaadapter", 5, 0.025, tested=False))  # not decoded on test yet
+    base = tmp_path / "multi"
+    base.mkdir()
+    (base / "config.yaml").write_text("model: {}\n")
+    _decode(base, "en_test_clean", "en", 2)
+    _decode(base, "de_test_clean", "de", 10)
+    out = tmp_path / "report"
+    args = ["report", *map(str, exps), "--out", str(out), "--resamples", "200", "--note", "Targets: ro cs."]
+    assert main(args) == 0
+    assert capsys.readouterr().err == ""
+    md = (out / "RESULTS.md").read_text(encoding="utf-8")
+    assert "Targets: ro cs." in md
+    names = " | ".join(e.name for e in exps)
+    assert f"| dataset | {names} |" in md  # the per-set table of every report
+    table = md.split("## Cross-lingual transfer: WER (%) per target language and method\n", 1)[1]
+    assert "| target | Head | Full-FT | Adapter |" in table.split("\n## ", 1)[0]
+    assert "| ro | 18.75 [" in table  # head: 30 of 40 utterances one word of four off
+    assert f"Not decoded on the target's test set yet: {tmp_path / 'cs_metaadapter'}" in md
+    assert "## Difference to Full-FT" in md
+    # the base named by add_language.yaml, found beside the experiments: its own WERs per language
+    source = md.split("## Base model multi: test WER (%) per source language\n", 1)[1].split("\n## ", 1)[0]
+    assert "| en_test_clean | 1.25 [" in source and "| de_test_clean | 6.25 [" in source
+    assert "Unsupervised adaptation" not in md
+    assert "<h2>Cross-lingual transfer" in (out / "report.html").read_text(encoding="utf-8")

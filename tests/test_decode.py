@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
+import soundfile as sf
 import torch
 from conftest import cli
 
+from asr_transfer.data.audio import load_any_audio, load_audio, resample
 from asr_transfer.data.kaldi import read_table
 from asr_transfer.decode import DecodeConfig, Recognizer, decode_batch
 from asr_transfer.decode.greedy import ctc_greedy
@@ -65,6 +68,43 @@ def test_transcribe_cli_prints_one_line_per_file(tiny_exp: Path, tiny_corpus: Pa
     assert cli("transcribe", *wavs, "--exp", tiny_exp, "--mode", "ctc_greedy") == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert [line.split("\t")[0] for line in lines] == wavs
+
+
+def test_transcribe_takes_what_users_record(
+    tiny_exp: Path, tiny_corpus: Path, tmp_path: Path, capsys
+) -> None:
+    """A real 16 kHz utterance as a 44.1 kHz stereo and a 48 kHz file decodes as the original; as an
+    8 kHz call it decodes too, and the upsampling is said once on stderr."""
+    original = next(iter(read_table(tiny_corpus / "en_test_clean" / "wav.scp").values()))
+    x = load_audio(original)
+    y = resample(x, 16000, 44100)
+    # channels that differ but average to the utterance: averaged, not the first channel taken
+    side = 0.1 * np.sin(2 * np.pi * 300 * np.arange(len(y)) / 44100)
+    files = {"44k": tmp_path / "phone.wav", "48k": tmp_path / "mic.flac", "8k": tmp_path / "call.wav"}
+    sf.write(files["44k"], np.stack([y + side, y - side], axis=1), 44100, subtype="PCM_16")
+    sf.write(files["48k"], resample(x, 16000, 48000), 48000, subtype="PCM_16")
+    sf.write(files["8k"], resample(x, 16000, 8000), 8000, subtype="PCM_16")
+    sf.write(tmp_path / "call2.wav", resample(x[::-1].copy(), 16000, 8000), 8000, subtype="PCM_16")
+    (tmp_path / "broken.wav").write_bytes(b"not audio" * 100)
+
+    back, how = load_any_audio(files["44k"])
+    assert (how.sample_rate, how.channels) == (44100, 2)
+    n = min(len(back), len(x))
+    assert abs(len(back) - len(x)) <= 1 and np.corrcoef(back[:n], x[:n])[0, 1] > 0.99
+
+    paths = [original, *files.values(), tmp_path / "call2.wav", tmp_path / "broken.wav"]
+    assert cli("transcribe", *paths, "--exp", tiny_exp, "--mode", "ctc_greedy") == 1  # broken.wav
+    out = capsys.readouterr()
+    hyp = dict(line.split("\t") for line in out.out.splitlines())
+    assert hyp[original] and hyp[str(files["44k"])] == hyp[str(files["48k"])] == hyp[original]
+    assert str(files["8k"]) in hyp and str(tmp_path / "call2.wav") in hyp
+    err = out.err
+    assert f"{files['44k']}: 2 channels averaged to mono; 44100 Hz audio resampled to 16000 Hz" in err
+    assert f"{files['48k']}: 48000 Hz audio resampled to 16000 Hz" in err
+    assert f"{files['8k']}: 8000 Hz audio upsampled to 16000 Hz" in err and "WER will suffer" in err
+    assert err.count("upsampled") == 1  # once for the two 8 kHz files
+    assert f"error: {tmp_path / 'broken.wav'}: corrupt or unreadable audio" in err
+    assert "Traceback" not in err
 
 
 @pytest.mark.parametrize("encoder", ["transformer", "conformer"])

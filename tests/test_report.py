@@ -93,6 +93,27 @@ def test_report_compares_systems(tmp_path, two_systems, capsys):
     assert json.loads((score / "wer.json").read_text())["missing"] == ["spk2-en_test_mix-09"]
 
 
+def test_bold_marks_the_best_of_at_least_two_values(tmp_path, two_systems):
+    base, adapted = two_systems
+    # a test set only the adapted system decoded: one value, nothing for it to be best of
+    only = adapted / "decode_en_test_only"
+    only.mkdir()
+    for name in ("ref", "text", "utt2spk"):
+        (only / name).write_text((adapted / "decode_en_test_phone" / name).read_text())
+    out = tmp_path / "report"
+    assert main(["report", str(base), str(adapted), "--out", str(out), "--resamples", "50"]) == 0
+    md = (out / "RESULTS.md").read_text()
+
+    def cells(dataset: str) -> list[str]:
+        row = next(line for line in md.splitlines() if line.startswith(f"| {dataset} |"))  # main table first
+        return [c.strip() for c in row.strip("|").split("|")][1:]
+
+    assert cells("en_test_only")[0] == "–" and "**" not in "".join(cells("en_test_only"))
+    assert [c.startswith("**") for c in cells("en_test_phone")] == [False, True]
+    page = (out / "report.html").read_text()
+    assert "<b>" not in page.split("<td>en_test_only</td>", 1)[1].split("</tr>", 1)[0]
+
+
 def test_report_reuses_cache_and_rescores_changed_hypotheses(tmp_path):
     exp = make_system(tmp_path / "exp", "only", 0.2, tensorboard=False)
     args = ["report", str(exp), "--out", str(tmp_path / "r"), "--resamples", "100"]

@@ -36,13 +36,13 @@ from asr_transfer.decode.transcribe import Recognizer
 from asr_transfer.model.adapters import body_fingerprint
 from asr_transfer.model.asr import HybridASR
 from asr_transfer.score.api import ScoreOptions, load_or_score
+from asr_transfer.score.crossling import SUMMARY
 from asr_transfer.text.normalize import CHARSETS, Normalizer
 from asr_transfer.text.tokenizer import Tokenizer
 from asr_transfer.train.loop import train as train_loop
 from asr_transfer.util.atomic import write_text
 
 ACCEPTS_OVERRIDES = True
-SUMMARY = "add_language.yaml"
 #: target tokenizer unless the config says otherwise (the paper: 100 units for targets)
 TOKENIZER_DEFAULTS = {"kind": "unigram", "vocab_size": 100}
 

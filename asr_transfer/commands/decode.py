@@ -48,7 +48,8 @@ def run(args: argparse.Namespace) -> int:
             args.device,
             adapter=args.adapter,
         )
-    except (AdapterFileError, FileNotFoundError) as err:  # a bad --adapter or --exp: its message says all
+    # a bad --adapter, --exp or decode option (--tta ...): its message says all
+    except (AdapterFileError, FileNotFoundError, ValueError) as err:
         print(f"asr-transfer decode: error: {err}", file=sys.stderr)
         return 1
     for data_dir in map(Path, args.data):

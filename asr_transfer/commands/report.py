@@ -1,9 +1,17 @@
-"""``asr-transfer report EXP_DIR... --out DIR``: RESULTS.md and report.html comparing systems.
+"""``asr-transfer report EXP_DIR... --out DIR``: RESULTS.md and report.html comparing experiments.
 
-Each EXP_DIR is ``exp/<system>`` (or a folder of them); the first system is the
-baseline. Decodes not yet scored are scored and cached in ``decode_<dataset>/score/``.
-When a system's ``config.yaml`` has an ``adapt`` section, the unsupervised adaptation tables are
-added (:mod:`asr_transfer.score.adapt_table`; the source model is the first system without one).
+One report for any set of experiments: each EXP_DIR is ``exp/<system>`` (or a folder of them); the
+first system is the baseline. Decodes not yet scored are scored and cached in
+``decode_<dataset>/score/``, each in its own language unless ``--lang`` says otherwise. Every report
+has the per-set WER table; the tables of a kind of experiment are added when such experiments are
+given:
+
+- unsupervised adaptation (a ``config.yaml`` whose ``adapt`` names a domain-adaptation method): the
+  adaptation tables (:mod:`asr_transfer.score.adapt_table`; the source model is the first system
+  that is neither adapted nor an add-language run);
+- ``add-language`` runs (``add_language.yaml``): the cross-lingual table, targets x methods
+  (:mod:`asr_transfer.score.crossling`), with the base model's own WERs, the base being the one
+  their ``add_language.yaml`` names.
 """
 
 from __future__ import annotations
@@ -25,7 +33,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="exp/<system> dirs, baseline first (or a dir holding several)",
     )
     parser.add_argument("--out", type=Path, required=True, help="where RESULTS.md and report.html go")
+    parser.add_argument("--note", action="append", default=[], help="a line of text for the report's top")
     add_options(parser)
+    # a report may span languages (a multilingual base, add-language targets): each decode its own
+    parser.set_defaults(lang=None)
     group = parser.add_argument_group(
         "unsupervised adaptation tables (when a system has adapt: in its config)"
     )
@@ -60,9 +71,10 @@ def run(args: argparse.Namespace) -> int:
     adapt = AdaptOptions(
         args.source_domain, tuple(args.noise_domains), args.adaptation_sets, tuple(args.pseudo_labels)
     )
+    own_lang = args.lang is None
     try:
-        systems = load_systems(args.exp_dirs, options)
-        md_path, html_path = write_report(systems, options, args.out, adapt)
+        systems = load_systems(args.exp_dirs, options, own_lang)
+        md_path, html_path = write_report(systems, options, args.out, adapt, args.note, own_lang)
     except (DataError, ValueError, OSError) as err:
         print(f"asr-transfer report: error: {err}", file=sys.stderr)
         return 1

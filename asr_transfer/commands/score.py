@@ -35,7 +35,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def add_options(parser: argparse.ArgumentParser) -> None:
     """Normalisation and bootstrap options, shared with ``asr-transfer report``."""
-    parser.add_argument("--lang", default="en", help="language of the normalisation rules (default: en)")
+    parser.add_argument(
+        "--lang",
+        default="en",
+        help="language of the normalisation rules (default: en; report: each decode's own language)",
+    )
     parser.add_argument("--unicode-form", default="NFC", choices=["NFC", "NFD", "NFKC", "NFKD", "none"])
     parser.add_argument("--no-lowercase", action="store_true", help="keep case")
     parser.add_argument("--keep-punct", action="store_true", help="keep punctuation")
@@ -59,7 +63,7 @@ def add_options(parser: argparse.ArgumentParser) -> None:
 
 def options_from(args: argparse.Namespace) -> ScoreOptions:
     normalizer = Normalizer(
-        args.lang,
+        args.lang or "en",
         None if args.unicode_form == "none" else args.unicode_form,
         lowercase=not args.no_lowercase,
         remove_punct=not args.keep_punct,

@@ -1,5 +1,8 @@
 """Audio I/O with soundfile: 16 kHz mono float32, with errors that name the file.
 
+Training and decoding data are read strictly (:func:`load_audio`: 16 kHz mono, anything else an
+error); what users record is converted (:func:`load_any_audio`: any rate, any channel count).
+
 Every error is an :class:`AudioError` whose message starts with ``where`` (e.g.
 ``data/x/wav.scp:12: utterance 's1-a'``) when given, then the audio path, then the problem.
 Samples that are not finite (NaN, inf: possible in float WAVs) are errors wherever samples are
@@ -210,6 +213,72 @@ def resample(samples: np.ndarray, orig_rate: int, target_rate: int = SAMPLE_RATE
     return resample_poly(samples, target_rate // g, orig_rate // g).astype(np.float32)
 
 
+@dataclass(frozen=True)
+class Converted:
+    """What :func:`load_any_audio` did to a file: its own rate and channel count."""
+
+    sample_rate: int
+    channels: int
+    target_rate: int
+
+    @property
+    def changed(self) -> bool:
+        return self.sample_rate != self.target_rate or self.channels != 1
+
+    def note(self, path: str | os.PathLike) -> str:
+        """One line for the user, or ``""`` when nothing was changed.
+
+        Example:
+            >>> Converted(8000, 1, 16000).note("call.wav")  # doctest: +ELLIPSIS
+            'call.wav: 8000 Hz audio upsampled to 16000 Hz: ... will suffer'
+        """
+        if not self.changed:
+            return ""
+        done = [f"{self.channels} channels averaged to mono"] if self.channels != 1 else []
+        if self.sample_rate < self.target_rate:
+            # upsampling adds no information: the band above the recording's Nyquist stays empty
+            done.append(
+                f"{self.sample_rate} Hz audio upsampled to {self.target_rate} Hz: the model was trained on "
+                f"{self.target_rate} Hz speech and hears nothing above {self.sample_rate // 2} Hz here, so "
+                "WER will suffer"
+            )
+        elif self.sample_rate > self.target_rate:
+            done.append(f"{self.sample_rate} Hz audio resampled to {self.target_rate} Hz")
+        return f"{path}: " + "; ".join(done)
+
+
+def load_any_audio(
+    path: str | os.PathLike, *, sample_rate: int = SAMPLE_RATE, where: str = ""
+) -> tuple[np.ndarray, Converted]:
+    """Decode any soundfile-readable file (WAV, FLAC, OGG, MP3 where libsndfile has it): channels
+    averaged to mono, resampled to ``sample_rate``; also what was done (:class:`Converted`).
+
+    For what users record (``asr-transfer transcribe``, :meth:`Recognizer.transcribe`); training
+    data stays strict (:func:`load_audio`, ``validate-data``). Errors are :class:`AudioError`
+    naming the file.
+
+    Example:
+        >>> import tempfile, numpy as np, soundfile as sf
+        >>> p = tempfile.mkdtemp() + "/a.wav"
+        >>> sf.write(p, np.zeros((44100, 2), dtype=np.float32), 44100)
+        >>> x, how = load_any_audio(p)
+        >>> x.shape, how.sample_rate, how.channels
+        ((16000,), 44100, 2)
+    """
+    with _open(path, where, None, mono=False) as f:
+        rate, channels = f.samplerate, f.channels
+        try:
+            with _quiet_decoders():
+                samples = f.read(dtype="float32", always_2d=True)
+        except (sf.LibsndfileError, RuntimeError) as err:
+            raise AudioError(f"{_prefix(path, where)}: corrupt or unreadable audio ({err})") from None
+    if samples.size == 0:
+        raise AudioError(f"{_prefix(path, where)}: corrupt audio: no samples could be decoded")
+    _check_finite(samples, path, where)
+    mono = samples[:, 0] if channels == 1 else samples.mean(axis=1)
+    return resample(mono, rate, sample_rate), Converted(rate, channels, sample_rate)
+
+
 def convert_audio(src: str | os.PathLike, dst: str | os.PathLike, *, sample_rate: int = SAMPLE_RATE) -> int:
     """Decode any soundfile-readable file (MP3 too), downmix to mono, resample, write ``dst``.
 
@@ -218,16 +287,6 @@ def convert_audio(src: str | os.PathLike, dst: str | os.PathLike, *, sample_rate
     The output format follows ``dst``'s extension (FLAC recommended). Raises :class:`AudioError`
     naming ``src`` when it is missing, unreadable or empty.
     """
-    with _open(src, "", None, mono=False) as f:
-        rate = f.samplerate
-        try:
-            with _quiet_decoders():
-                samples = f.read(dtype="float32", always_2d=True)
-        except (sf.LibsndfileError, RuntimeError) as err:
-            raise AudioError(f"{src}: corrupt or unreadable audio ({err})") from None
-    if samples.size == 0:
-        raise AudioError(f"{src}: corrupt audio: no samples could be decoded")
-    _check_finite(samples, src, "")
-    mono = resample(samples.mean(axis=1), rate, sample_rate)
+    mono, _ = load_any_audio(src, sample_rate=sample_rate)
     write_audio(dst, mono, sample_rate)
     return len(mono)

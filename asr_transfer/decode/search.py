@@ -16,6 +16,7 @@ from espnet.nets.batch_beam_search import BatchBeamSearch
 from espnet.nets.scorers.ctc import CTCPrefixScorer
 from espnet.nets.scorers.length_bonus import LengthBonus
 
+from asr_transfer.decode import tta
 from asr_transfer.decode.batch_beam import batch_beam_search
 from asr_transfer.decode.greedy import ctc_confidence, ctc_greedy
 from asr_transfer.decode.scorer import DecoderScorer
@@ -33,6 +34,14 @@ class DecodeConfig:
     ESPnet's length bonus per token. ``maxlen_ratio``: maximum output length as a fraction of the
     encoder frames; 0 means the encoder length with ESPnet's end detection. ``batch_size``:
     utterances per batch.
+
+    ``tta``: test-time adaptation before decoding (``none`` or ``suta``, see
+    :mod:`asr_transfer.decode.tta`): ``tta_steps`` Adam steps at ``tta_lr`` on the parameter groups
+    ``tta_params`` (comma-separated: ``ln``, ``frontend``, ``encoder``), per ``tta_scope``
+    (``utterance`` or ``batch``), of ``tta_em_weight`` x entropy (over non-blank frames when
+    ``tta_non_blank``) + ``tta_mcc_weight`` x minimum class confusion of the CTC posteriors
+    smoothed by ``tta_temperature``. The defaults are ``conf/decode/ctc_greedy_suta.yaml``'s, chosen
+    on dev data (the paper's entropy is over non-blank frames: ``tta_non_blank: true``).
     """
 
     mode: str = "beam"
@@ -41,6 +50,18 @@ class DecodeConfig:
     length_penalty: float = 0.0
     maxlen_ratio: float = 0.0
     batch_size: int = 16
+    tta: str = "none"
+    tta_steps: int = 3
+    tta_lr: float = 3e-3
+    tta_params: str = "ln"
+    tta_scope: str = "utterance"
+    tta_temperature: float = 2.5
+    tta_em_weight: float = 0.3
+    tta_mcc_weight: float = 0.7
+    tta_non_blank: bool = False
+
+    def __post_init__(self) -> None:
+        tta.check_options(self)
 
     @classmethod
     def from_config(cls, paths: list[str], overrides: list[str]) -> DecodeConfig:
@@ -106,8 +127,11 @@ def decode_batch_scored(
     """
     model.eval()
     model.fast_subsampling()
-    # each utterance's lengths and masks as if decoded alone: the batch does not change its result
-    enc_out, enc_lens, _ = model.encode(feats, feat_lens, exact_lengths=True)
+    if cfg.tta == "none":
+        # each utterance's lengths and masks as if decoded alone: the batch does not change its result
+        enc_out, enc_lens, _ = model.encode(feats, feat_lens, exact_lengths=True)
+    else:
+        enc_out, enc_lens = tta.adapted_encode(model, feats, feat_lens, lang, cfg)
     if cfg.mode == "ctc_greedy":
         logp = model.ctc_log_probs(enc_out, lang)  # (B, T, V)
         return ctc_greedy(logp, enc_lens), ctc_confidence(logp, enc_lens).tolist()

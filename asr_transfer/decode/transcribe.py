@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
+import sys
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from asr_transfer.config import load_config
-from asr_transfer.data.audio import load_audio
+from asr_transfer.data.audio import SAMPLE_RATE, load_any_audio
 from asr_transfer.data.frontend import ESPnetFrontend, Frontend, KaldiFbank, build_frontend
 from asr_transfer.decode.search import DecodeConfig, decode_batch_scored
 from asr_transfer.model.asr import HybridASR, build_model
@@ -29,7 +31,16 @@ class Recognizer:
         rec = Recognizer.from_exp("exp/multi", adapter=["exp/ro_adapter/ro.adapter"])
         rec.load_adapter("exp/cs_adapter/cs.adapter")
         rec.transcribe("ro.flac", lang="ro"), rec.transcribe("cs.flac", lang="cs")
+
+    :meth:`transcribe` takes any sample rate and channel count (a 44.1 kHz stereo phone recording,
+    an 8 kHz call) and says once on stderr how it converted them.
+
+    Test-time adaptation (SUTA, :mod:`asr_transfer.decode.tta`) on top of the recorded decoding,
+    per utterance and undone after each: ``Recognizer.from_exp("exp/src", tta="suta")``.
     """
+
+    #: the rate the model's features are computed at (the data dirs it was trained on are checked for it)
+    sample_rate = SAMPLE_RATE
 
     def __init__(
         self,
@@ -47,6 +58,8 @@ class Recognizer:
         #: language -> adapter set enabled when decoding it; other languages get the model's own
         self.adapter_of: dict[str, str | None] = {}
         self.default_enabled = model.enabled_adapters()
+        #: (rate, channels) of the recordings converted so far: each kind is noted once
+        self._noted: set[tuple[int, int]] = set()
 
     def load_adapter(self, path: str | Path) -> str:
         """Load an adapter file (adapter + head + tokenizer of one language); return its language.
@@ -67,10 +80,12 @@ class Recognizer:
         decode: DecodeConfig | None = None,
         device: str | torch.device = "cpu",
         adapter: str | Path | list[str | Path] | None = None,
+        tta: str | None = None,
     ) -> Recognizer:
         """Build from ``EXP/config.yaml`` (model and frontend), ``EXP/tokenizers/<lang>`` and
         ``EXP/<checkpoint>`` (strict load), then load the ``adapter`` file(s). ``decode`` defaults
-        to the decoding recorded in ``EXP/decode.yaml`` (``asr-transfer choose-decoding``)."""
+        to the decoding recorded in ``EXP/decode.yaml`` (``asr-transfer choose-decoding``); ``tta``
+        replaces its test-time adaptation (``suta``, or ``none``)."""
         exp = Path(exp_dir)
         cfg = load_config([exp / "config.yaml"])
         toks = {p.name: Tokenizer.load(p) for p in sorted((exp / "tokenizers").iterdir())}
@@ -80,6 +95,8 @@ class Recognizer:
             raise FileNotFoundError(f"no checkpoint {path}: has training finished?")
         model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True)["model"])
         decode = decode or DecodeConfig.for_exp(exp, [], [])  # the experiment's recorded decoding
+        if tta is not None:
+            decode = dataclasses.replace(decode, tta=tta)
         rec = cls(model, toks, decode, device, build_frontend(cfg.get("features")))
         for path in [adapter] if isinstance(adapter, str | Path) else adapter or []:
             rec.load_adapter(path)
@@ -139,5 +156,14 @@ class Recognizer:
         return [self.tokenizers[lang].decode(seq) for seq in ids], scores
 
     def transcribe(self, path: str | Path, lang: str | None = None) -> str:
-        """Transcribe one audio file (16 kHz mono WAV/FLAC)."""
-        return self.transcribe_waves([load_audio(path)], lang)[0]
+        """Transcribe one audio file of any rate and channel count soundfile reads (WAV, FLAC, OGG,
+        MP3 where libsndfile has it): channels averaged, resampled to :attr:`sample_rate`.
+
+        The first file of each rate and channel count that needed converting is named on stderr
+        with what was done (audio below the model's rate: upsampled, and WER will suffer).
+        """
+        wave, how = load_any_audio(path, sample_rate=self.sample_rate)
+        if how.changed and (how.sample_rate, how.channels) not in self._noted:
+            self._noted.add((how.sample_rate, how.channels))
+            print(f"note: {how.note(path)} (said once for every file like it)", file=sys.stderr)
+        return self.transcribe_waves([wave], lang)[0]

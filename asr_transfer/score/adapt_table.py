@@ -41,9 +41,9 @@ import numpy as np
 
 from asr_transfer.config import yaml_load
 from asr_transfer.data.kaldi import DataError, load_data_dir, read_table
-from asr_transfer.score import bootstrap
+from asr_transfer.score import bootstrap, crossling
 from asr_transfer.score.api import ScoreOptions
-from asr_transfer.score.report import System
+from asr_transfer.score.report import System, best
 from asr_transfer.score.scoring import ScoreResult, score_texts, unit_counts
 
 Table = tuple[list[str], list[list[str]]]
@@ -81,14 +81,17 @@ class Method:
 
 
 def adapt_section(path: Path) -> dict | None:
-    """The ``adapt`` section of ``path/config.yaml`` when it names an adaptation method, else ``None``
-    (no config, no section, or plain ``supervised`` training, which the loop records too); an
-    adaptation method without a ``target`` domain is an error naming the file."""
+    """The ``adapt`` section of ``path/config.yaml`` when it names a domain-adaptation method, else
+    ``None`` (no config, no section, plain ``supervised`` training, which the loop records too, an
+    ``add-language`` run or a source-side run for one: the cross-lingual table's experiments); a
+    domain-adaptation method without a ``target`` domain is an error naming the file."""
     config = path / "config.yaml"
-    if not config.is_file():
+    if not config.is_file() or (path / crossling.SUMMARY).is_file():
         return None
     adapt = (yaml_load(config.read_text(encoding="utf-8")) or {}).get("adapt")
     if adapt is None or (isinstance(adapt, dict) and adapt.get("method", "supervised") == "supervised"):
+        return None
+    if isinstance(adapt, dict) and not adapt.get("target") and not _is_uda(str(adapt.get("method"))):
         return None
     if not isinstance(adapt, dict) or not adapt.get("target"):
         raise ValueError(
@@ -96,6 +99,14 @@ def adapt_section(path: Path) -> dict | None:
             f"got {adapt!r}"
         )
     return adapt
+
+
+def _is_uda(method: str) -> bool:
+    """Whether ``method`` is a domain-adaptation method (or unknown here: then the error says more)."""
+    # imported only for a section without a target: the methods' registry loads torch and ESPnet
+    from asr_transfer.adapt import METHODS
+
+    return method not in METHODS or METHODS[method].kind == "uda"
 
 
 def method_name(adapt: dict) -> str:
@@ -202,7 +213,7 @@ def adaptation_tables(
     adapted = [s for s in systems if adapts[s.name]]
     if not adapted:
         return None
-    source = next((s for s in systems if not adapts[s.name]), None)
+    source = next((s for s in systems if not adapts[s.name] and not _is_add_language(s)), None)
     if source is None:
         raise ValueError("adapted systems but no source model: give the source experiment (no 'adapt') too")
     methods = _methods(adapted, adapts)
@@ -240,9 +251,9 @@ def adaptation_tables(
             res = results(m.name, domains)
             wers.append(_wer(res) if res else math.nan)
             reductions.append(_reduction(base, res, options) if base and res else "–")
-        best = np.nanmin(wers) if not all(math.isnan(w) for w in wers) else math.nan
+        top = best(wers)
         wer_rows.append(
-            [label] + ["–" if math.isnan(w) else (f"**{w:.2f}**" if w == best else f"{w:.2f}") for w in wers]
+            [label] + ["–" if math.isnan(w) else (f"**{w:.2f}**" if w == top else f"{w:.2f}") for w in wers]
         )
         red_rows.append([label] + reductions)
     missing = [
@@ -258,6 +269,11 @@ def adaptation_tables(
     return AdaptationTables(
         source.name, (header, wer_rows), (header[:1] + header[2:], red_rows), forgetting, notes
     )
+
+
+def _is_add_language(system: System) -> bool:
+    """An ``add-language`` run: never the source model of the adaptation tables."""
+    return (system.path / crossling.SUMMARY).is_file()
 
 
 def _methods(adapted: list[System], adapts: dict[str, dict]) -> dict[str, Method]:
@@ -350,7 +366,7 @@ def regime_table(systems: list[System], options: ScoreOptions, opts: AdaptOption
     are neither, or no source model (a system without ``adapt``).
     """
     adapts = {s.name: adapt_section(s.path) for s in systems}
-    source = next((s for s in systems if not adapts[s.name]), None)
+    source = next((s for s in systems if not adapts[s.name] and not _is_add_language(s)), None)
     pseudo: dict[str, PseudoLabelScore] = {}
     for path in opts.pseudo_labels:
         score = pseudo_label_score(path, options)

@@ -1,33 +1,32 @@
 """The cross-lingual table of the adapter paper: rows = target languages, columns = methods.
 
-Each experiment is an ``add-language`` output (``add_language.yaml`` says its language and
-method) with a decoded test set ``decode_<lang>_test*``. Cells are test WER (%) with 95 %
-bootstrap intervals; below them, the average over languages, each method's trainable share of
-the parameters and (adapters) its file's share of the full model file. A second table gives the
-paired-bootstrap difference of every method against Full-FT, per language and on the average
-(the average's resamples are the mean of the languages' resamples, drawn independently). For
-SimAdapter and SimAdapter+ experiments, a heatmap of the fusion weights per layer and language.
+A section of ``asr-transfer report``, added whenever an experiment given is an ``add-language``
+output (``add_language.yaml`` says its language, method and base model) with a decoded test set
+``decode_<lang>_test*``. Cells are test WER (%) with 95 % bootstrap intervals; below them, the
+average over languages, each method's trainable share of the parameters and (adapters) its file's
+share of the full model file. A second table gives the paired-bootstrap difference of every method
+against Full-FT, per language and on the average (the average's resamples are the mean of the
+languages' resamples, drawn independently). The base model's own test WERs per source language
+follow (the base named in ``add_language.yaml``), and for SimAdapter and SimAdapter+ experiments a
+heatmap of the fusion weights per layer and language.
 """
 
 from __future__ import annotations
 
-import base64
-import html
+import fnmatch
 import math
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 import yaml
 
 from asr_transfer.score import bootstrap
-from asr_transfer.score.api import ScoreOptions, load_or_score
-from asr_transfer.score.render import _CSS, _html_table, _md_table
-from asr_transfer.score.report import Table
+from asr_transfer.score.report import System, Table, best
 from asr_transfer.score.scoring import unit_counts
-from asr_transfer.text.normalize import Normalizer
 
+#: what ``asr-transfer add-language`` writes into a finished experiment (language, method, base, sizes)
+SUMMARY = "add_language.yaml"
 #: column order and titles; later methods (MetaAdapter, SimAdapter) get their columns when they appear
 METHOD_TITLES = {
     "head": "Head",
@@ -57,21 +56,51 @@ class Cell:
         return 100.0 * errors / words
 
 
-def collect(exps: list[Path], options: ScoreOptions | None = None) -> dict[tuple[str, str], Cell]:
-    """``{(lang, method): Cell}`` from add-language experiment dirs (their test-set decodes)."""
-    cells: dict[tuple[str, str], Cell] = {}
-    for exp in exps:
-        summary = yaml.safe_load((exp / "add_language.yaml").read_text())
+def summary_of(path: Path) -> dict | None:
+    """``add_language.yaml`` of an experiment dir, or ``None`` when it is no finished add-language run."""
+    file = path / SUMMARY
+    return yaml.safe_load(file.read_text(encoding="utf-8")) if file.is_file() else None
+
+
+def collect(systems: list[System], unit: str = "utt") -> tuple[dict[tuple[str, str], Cell], list[str]]:
+    """``{(lang, method): Cell}`` of the add-language systems among ``systems`` (their first test-set
+    decode, as scored for the report), and notes on the ones left out (no test decode yet)."""
+    out: dict[tuple[str, str], Cell] = {}
+    undecoded = []
+    for system in systems:
+        summary = summary_of(system.path)
+        if summary is None:
+            continue
         lang, method = summary["lang"], summary["method"]
-        decodes = sorted(d for d in exp.glob(f"decode_{lang}_test*") if (d / "text").is_file())
-        if not decodes:
-            raise FileNotFoundError(f"{exp}: no decode_{lang}_test*/text: decode the target's test set first")
-        opts = options or ScoreOptions(normalizer=Normalizer(lang))
-        result, _ = load_or_score(decodes[0], opts)
-        if (lang, method) in cells:
-            raise ValueError(f"{exp}: a second experiment for {lang} / {method}")
-        cells[(lang, method)] = Cell(unit_counts(result, opts.unit), summary)
-    return cells
+        tests = sorted(n for n in system.decodes if fnmatch.fnmatchcase(n, f"{lang}_test*"))
+        if not tests:
+            undecoded.append(f"{system.path} (decode_{lang}_test*)")
+            continue
+        if (lang, method) in out:
+            raise ValueError(f"{system.path}: a second experiment for {lang} / {method}")
+        out[(lang, method)] = Cell(unit_counts(system.decodes[tests[0]][0], unit), summary)
+    notes = [f"Not decoded on the target's test set yet: {', '.join(undecoded)}."] if undecoded else []
+    return out, notes
+
+
+def base_dirs(systems: list[System]) -> list[Path]:
+    """The base experiments named in the add-language systems' ``add_language.yaml``, found on disk.
+
+    ``base`` is recorded as ``add-language --base`` was given: absolute, or relative to where it ran;
+    that is looked for above the experiment dir (``exp/ro_adapter`` and ``exp/multi`` side by side),
+    then from the current directory. A base found nowhere is left out.
+    """
+    found: list[Path] = []
+    for system in systems:
+        summary = summary_of(system.path)
+        if summary is None or not summary.get("base"):
+            continue
+        base = Path(summary["base"])
+        where = [base] if base.is_absolute() else [q / base for q in system.path.resolve().parents] + [base]
+        hit = next((d.resolve() for d in where if (d / "config.yaml").is_file()), None)
+        if hit is not None and hit not in found:
+            found.append(hit)
+    return found
 
 
 def _resamples(
@@ -104,17 +133,21 @@ def tables(
     header = ["target"] + [METHOD_TITLES.get(m, m) for m in methods]
     rows = []
     for lang in langs:
+        wers = [cells[(lang, m)].wer if (lang, m) in cells else math.nan for m in methods]
+        top = best(wers)
         row = [lang]
-        for i, m in enumerate(methods):
-            cell = cells.get((lang, m))
-            row.append(
-                "–" if cell is None else ci(cell.wer, rates[lang][i]) if lang in rates else f"{cell.wer:.2f}"
-            )
+        for i, w in enumerate(wers):
+            text = "–" if math.isnan(w) else ci(w, rates[lang][i]) if lang in rates else f"{w:.2f}"
+            row.append(f"**{text}**" if w == top else text)
         rows.append(row)
     if complete:
         mean = np.mean([rates[lang] for lang in complete], axis=0)  # (methods, n)
-        avg = [np.mean([cells[(lang, m)].wer for lang in complete]) for m in methods]
-        rows.append([f"**average** ({len(complete)})"] + [ci(a, mean[i]) for i, a in enumerate(avg)])
+        avg = [float(np.mean([cells[(lang, m)].wer for lang in complete])) for m in methods]
+        top = best(avg)
+        rows.append(
+            [f"average ({len(complete)})"]
+            + [f"**{ci(a, mean[i])}**" if a == top else ci(a, mean[i]) for i, a in enumerate(avg)]
+        )
     share = [_mean_of(cells, m, "trainable_share") for m in methods]
     rows.append(["trainable params (%)"] + [_pct(s) for s in share])
     rows.append(["file / model file (%)"] + [_pct(_mean_of(cells, m, "adapter_file_share")) for m in methods])
@@ -125,7 +158,7 @@ def tables(
     diff_rows = []
     for lang in [*complete, "average"]:
         r = mean if lang == "average" else rates[lang]
-        row = [lang if lang != "average" else f"**average** ({len(complete)})"]
+        row = [lang if lang != "average" else f"average ({len(complete)})"]
         for i, m in enumerate(methods):
             if m == BASELINE:
                 row.append("–")
@@ -150,79 +183,21 @@ def _pct(x: float) -> str:
     return "–" if math.isnan(x) else f"{100 * x:.2f}"
 
 
-def write(
-    cells: dict[tuple[str, str], Cell], out: Path, source: Table | None = None, notes: list[str] = ()
-) -> tuple[Path, Path]:
-    """``out/RESULTS.md`` and ``out/report.html`` with the tables (and the source model's WERs)."""
-    main, diff = tables(cells)
-    parts: list[tuple[str, str | Table]] = [
-        (
-            "note",
-            f"Generated {datetime.now(UTC):%Y-%m-%d %H:%M} UTC. Test-set WER (%) with 95% bootstrap "
-            f"intervals over utterances ({bootstrap.N_RESAMPLES} resamples, seed {bootstrap.SEED}); "
-            "model selection on each target's dev set.",
-        ),  # fmt: skip
-        *(("note", n) for n in notes),
-        ("h", "Cross-lingual transfer: WER (%) per target language and method"),
-        ("table", main),
-    ]
-    if diff is not None:
-        parts += [
-            ("h", "Difference to Full-FT (WER points, paired bootstrap)"),
-            ("note", "Negative = better than Full-FT. † = the 95% interval of the difference excludes 0."),
-            ("table", diff),
-        ]
-    if source is not None:
-        parts += [("h", "Multilingual source model: test WER (%) per source language"), ("table", source)]
-    panels = {
+def fusion_panels(cells: dict[tuple[str, str], Cell]) -> dict[str, dict]:
+    """``{"<lang> / <method>": fusion weights}`` of the SimAdapter experiments (for the heatmap)."""
+    return {
         f"{lang} / {METHOD_TITLES.get(m, m)}": c.summary["fusion_weights"]
         for (lang, m), c in sorted(cells.items())
         if c.summary.get("fusion_weights")
     }
-    if panels:
-        from asr_transfer.score.plots import fusion_weights
-
-        parts += [
-            ("h", "SimAdapter fusion weights (mean attention on the target's dev set)"),
-            ("note", FUSION_NOTE),
-            ("img", fusion_weights(panels)),
-        ]
-    md, body = [], []
-    for kind, item in parts:
-        if kind == "h":
-            md.append(f"\n## {item}\n")
-            body.append(f"<h2>{html.escape(item)}</h2>")
-        elif kind == "note":
-            md.append(f"{item}\n")
-            body.append(f"<p class='note'>{html.escape(item)}</p>")
-        elif kind == "img":
-            out.mkdir(parents=True, exist_ok=True)
-            (out / "fusion_weights.png").write_bytes(base64.b64decode(item))
-            md.append("![fusion weights](fusion_weights.png)\n")
-            body.append(f"<img alt='fusion weights' src='data:image/png;base64,{item}'>")
-        else:
-            md.append(_md_table(item))
-            body.append(_html_table(item))
-    out.mkdir(parents=True, exist_ok=True)
-    title = "Cross-lingual transfer"
-    md_path, html_path = out / "RESULTS.md", out / "report.html"
-    md_path.write_text(f"# {title}\n" + "\n".join(md), encoding="utf-8")
-    html_path.write_text(
-        f"<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'><title>{title}</title>"
-        f"<style>{_CSS}</style></head><body><h1>{title}</h1>\n" + "\n".join(body) + "\n</body></html>\n",
-        encoding="utf-8",
-    )
-    return md_path, html_path
 
 
-def source_table(exp: Path) -> Table:
-    """Per-language test WER of the multilingual source model (its ``decode_<lang>_test*`` dirs)."""
+def source_table(base: System) -> Table:
+    """Per-language test WER of the multilingual base model (its ``decode_*_test*`` decodes)."""
     rows = []
-    for d in sorted(exp.glob("decode_*_test*")):
-        if (d / "text").is_file():
-            lang = d.name.removeprefix("decode_").split("_")[0]
-            result, data = load_or_score(d, ScoreOptions(normalizer=Normalizer(lang)))
+    for name, (result, data) in sorted(base.decodes.items()):
+        if fnmatch.fnmatchcase(name, "*_test*"):
             ci = data["total"].get("wer_ci") or {}
             span = f" [{ci['low']:.2f}, {ci['high']:.2f}]" if ci else ""
-            rows.append([d.name.removeprefix("decode_"), f"{result.total.wer:.2f}{span}"])
+            rows.append([name, f"{result.total.wer:.2f}{span}"])
     return ["test set", "WER (%)"], rows

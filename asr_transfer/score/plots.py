@@ -58,6 +58,24 @@ def wer_bars(systems: list[System]) -> str:
     return to_png(fig)
 
 
+def distance_bars(rows: list[dict], measures: tuple[str, ...]) -> str:
+    """One panel per domain-distance measure (``asr-transfer distance``): a bar per data dir, and
+    the measured WER on a second axis when the rows carry one."""
+    fig, axes = plt.subplots(1, len(measures), figsize=(3.2 * len(measures), 3.2), squeeze=False)
+    names = [r["data"] for r in rows]
+    x = np.arange(len(rows))
+    for ax, m in zip(axes[0], measures, strict=True):
+        ax.bar(x, [r[m] for r in rows], color="tab:blue")
+        ax.set_title(m)
+        ax.set_xticks(x, names, rotation=45, ha="right", fontsize="small")
+        if all("wer" in r for r in rows):
+            wer = ax.twinx()
+            wer.plot(x, [r["wer"] for r in rows], "o", color="tab:red")
+            wer.set_ylabel("WER (%)", color="tab:red")
+    fig.tight_layout()
+    return to_png(fig)
+
+
 def sdi_bars(systems: list[System]) -> str:
     """Substitution, deletion and insertion rates (percent of reference words), stacked."""
     bars = [

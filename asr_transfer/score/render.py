@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import base64
 import html
 import re
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 
-from asr_transfer.score import plots
+from asr_transfer.score import crossling, plots
 from asr_transfer.score.adapt_table import AdaptationTables, AdaptOptions, adaptation_tables, regime_table
 from asr_transfer.score.api import ScoreOptions
 from asr_transfer.score.environment import environment, system_facts
@@ -19,6 +21,7 @@ from asr_transfer.score.report import (
     comparisons,
     confusion_table,
     group_table,
+    load_systems,
     significance_table,
     wer_table,
     worst_utterances,
@@ -32,18 +35,29 @@ overflow-x:auto}img{max-width:100%;border:1px solid #eee}h2{border-bottom:1px so
 
 
 def write_report(
-    systems: list[System], options: ScoreOptions, out: Path, adapt: AdaptOptions | None = None
+    systems: list[System],
+    options: ScoreOptions,
+    out: Path,
+    adapt: AdaptOptions | None = None,
+    notes: list[str] | tuple[str, ...] = (),
+    own_lang: bool = False,
 ) -> tuple[Path, Path]:
     """Render every section to Markdown and HTML in ``out``; returns both paths.
 
-    The adaptation section (:mod:`asr_transfer.score.adapt_table`) appears when a system is adapted.
+    The sections of a kind of experiment appear when such experiments are given: the unsupervised
+    adaptation tables (:mod:`asr_transfer.score.adapt_table`) for adapted systems, the cross-lingual
+    table (:mod:`asr_transfer.score.crossling`) for ``add-language`` runs. ``notes``: lines of text
+    for the top; ``own_lang``: each decode was scored in its own language (the report says so).
     """
     comps = comparisons(systems, options)
     adapt = adapt or AdaptOptions()
     adaptation = adaptation_tables(systems, options, adapt)
     regime = regime_table(systems, options, adapt)
+    cells, crossling_notes = crossling.collect(systems, options.unit)
     doc = _Doc()
-    _wer_section(doc, systems, options, comps)
+    _wer_section(doc, systems, options, comps, notes, own_lang)
+    if cells or crossling_notes:
+        _crossling_section(doc, systems, cells, crossling_notes, options, out, own_lang)
     if adaptation:
         _adaptation_section(doc, adaptation, options)
     if regime:
@@ -105,23 +119,73 @@ class _Doc:
         return md_path, html_path
 
 
-def _wer_section(doc: _Doc, systems: list[System], options: ScoreOptions, comps: dict) -> None:
-    """How the report was made, then the WER table and its plot."""
+def _wer_section(
+    doc: _Doc, systems: list[System], options: ScoreOptions, comps: dict, notes: Iterable[str], own_lang: bool
+) -> None:
+    """How the report was made, the user's notes, then the WER table and its plot."""
     norm = options.normalizer
+    lang = "each decode's own (decode.yaml, utt2lang; else en)" if own_lang else norm.lang
     doc.note(
-        f"Generated {datetime.now(UTC):%Y-%m-%d %H:%M} UTC. Normalisation: lang={norm.lang}, "
+        f"Generated {datetime.now(UTC):%Y-%m-%d %H:%M} UTC. Normalisation: lang={lang}, "
         f"Unicode {norm.unicode_form}, lowercase={norm.lowercase}, punctuation removed={norm.remove_punct}. "
         f"Intervals: 95% paired bootstrap over {'speakers' if options.unit == 'spk' else 'utterances'}, "
         f"{options.n_resamples} resamples, seed {options.seed}."
     )
+    for text in notes:
+        doc.note(text)
     doc.heading("WER (%)")
     if len(systems) > 1:
         doc.note(
-            f"Best per row in bold. † = differs from the baseline **{systems[0].name}** (95% interval of the "
-            f"difference excludes 0). Average: unweighted mean over the datasets all systems decoded."
+            f"Best per row in bold (of at least two values). † = differs from the baseline "
+            f"**{systems[0].name}** (95% interval of the difference excludes 0). Average: unweighted mean "
+            "over the datasets all systems decoded."
         )
     doc.table(wer_table(systems, comps))
     doc.image(plots.wer_bars(systems), "WER per dataset and system")
+
+
+def _crossling_section(
+    doc: _Doc,
+    systems: list[System],
+    cells: dict[tuple[str, str], crossling.Cell],
+    notes: list[str],
+    options: ScoreOptions,
+    out: Path,
+    own_lang: bool,
+) -> None:
+    """Targets x methods with the difference to Full-FT, the base models' own WERs, fusion weights."""
+    doc.heading("Cross-lingual transfer: WER (%) per target language and method")
+    doc.note(
+        "Each add-language experiment on its target's test set (the first decode_<lang>_test*), with 95% "
+        f"bootstrap intervals over {'speakers' if options.unit == 'spk' else 'utterances'}; model "
+        "selection on each target's dev set. Best per row in bold (of at least two values)."
+    )
+    for text in notes:
+        doc.note(text)
+    if not cells:
+        return
+    main, diff = crossling.tables(cells, options.n_resamples, options.seed)
+    doc.table(main)
+    if diff is not None:
+        doc.heading("Difference to Full-FT (WER points, paired bootstrap)")
+        doc.note("Negative = better than Full-FT. † = the 95% interval of the difference excludes 0.")
+        doc.table(diff)
+    given = {s.path.resolve(): s for s in systems}
+    for base in crossling.base_dirs(systems):
+        doc.heading(f"Base model {base.name}: test WER (%) per source language")
+        if base not in given and not any(base.glob("decode_*/text")):
+            doc.note(f"{base} has no decodes: decode its source languages' test sets to see them here.")
+            continue
+        doc.table(crossling.source_table(given.get(base) or load_systems([base], options, own_lang)[0]))
+    panels = crossling.fusion_panels(cells)
+    if panels:
+        doc.heading("SimAdapter fusion weights (mean attention on the target's dev set)")
+        doc.note(crossling.FUSION_NOTE)
+        png = plots.fusion_weights(panels)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "fusion_weights.png").write_bytes(base64.b64decode(png))
+        doc.md.append("![fusion weights](fusion_weights.png)\n")
+        doc.image(png, "fusion weights")
 
 
 def _adaptation_section(doc: _Doc, a: AdaptationTables, options: ScoreOptions) -> None:
@@ -129,8 +193,8 @@ def _adaptation_section(doc: _Doc, a: AdaptationTables, options: ScoreOptions) -
     doc.heading("Unsupervised adaptation: WER (%) on the target domains")
     doc.note(
         f"Source-only = the source model **{a.source}**; every other column = that method's experiment "
-        "adapted to the row's domain, on that domain's test set. Best per row in bold. Averages pool "
-        "the utterances of their domains."
+        "adapted to the row's domain, on that domain's test set. Best per row in bold (of at least two "
+        "values). Averages pool the utterances of their domains."
     )
     for text in a.notes:
         doc.note(text)

@@ -8,12 +8,14 @@ the first system given is the baseline every other system is tested against
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import jiwer
 import numpy as np
+import yaml
 
+from asr_transfer.data.kaldi import read_table
 from asr_transfer.score import bootstrap
 from asr_transfer.score.api import ScoreOptions, load_or_score
 from asr_transfer.score.scoring import ScoreResult, UttScore, unit_counts
@@ -43,16 +45,43 @@ def find_systems(paths: list[Path]) -> list[Path]:
     return found
 
 
-def load_systems(paths: list[Path], options: ScoreOptions) -> list[System]:
-    """Score (or read the cached scores of) every decode of every experiment dir."""
+def load_systems(paths: list[Path], options: ScoreOptions, own_lang: bool = False) -> list[System]:
+    """Score (or read the cached scores of) every decode of every experiment dir.
+
+    With ``own_lang``, each decode is normalised by the rules of its own language
+    (:func:`decode_lang`; English when it names none) instead of ``options.normalizer.lang``.
+    """
     systems = []
     for path in find_systems(paths):
         system = System(path.name, path)
         for d in sorted(path.glob("decode_*")):
             if (d / "text").is_file() and (d / "ref").is_file():
-                system.decodes[d.name.removeprefix("decode_")] = load_or_score(d, options)
+                opts = options
+                if own_lang:
+                    norm = replace(options.normalizer, lang=decode_lang(d) or "en")
+                    opts = replace(options, normalizer=norm)
+                system.decodes[d.name.removeprefix("decode_")] = load_or_score(d, opts)
         systems.append(system)
     return systems
+
+
+def decode_lang(decode_dir: Path) -> str | None:
+    """The language a decode is in: ``lang`` in its ``decode.yaml`` (``asr-transfer decode``), else
+    the one language of its ``utt2lang``; ``None`` when neither says.
+
+    Example:
+        >>> import tempfile
+        >>> d = Path(tempfile.mkdtemp())
+        >>> _ = (d / "utt2lang").write_text("u1 ro\\nu2 ro\\n")
+        >>> decode_lang(d)
+        'ro'
+    """
+    made = decode_dir / "decode.yaml"
+    lang = (yaml.safe_load(made.read_text(encoding="utf-8")) or {}).get("lang") if made.is_file() else None
+    if lang is None and (decode_dir / "utt2lang").is_file():
+        langs = set(read_table(decode_dir / "utt2lang").values())
+        lang = langs.pop() if len(langs) == 1 else None
+    return lang
 
 
 def datasets(systems: list[System]) -> list[str]:
@@ -87,6 +116,7 @@ def wer_table(systems: list[System], comps: dict[tuple[str, str], bootstrap.Comp
     rows = []
     for name in names:
         wers = [s.decodes[name][0].total.wer if name in s.decodes else math.nan for s in systems]
+        top = best(wers)
         cells = []
         for s, w in zip(systems, wers, strict=True):
             if math.isnan(w):
@@ -98,15 +128,13 @@ def wer_table(systems: list[System], comps: dict[tuple[str, str], bootstrap.Comp
                 text += f" [{ci['low']:.2f}, {ci['high']:.2f}]" if ci else ""
             comp = comps.get((s.name, name))
             text += " †" if comp and comp.significant else ""
-            cells.append(_bold(text) if len(systems) > 1 and w == np.nanmin(wers) else text)
+            cells.append(_bold(text) if w == top else text)
         rows.append([name] + cells)
     complete = [n for n in names if all(n in s.decodes for s in systems)]
     if len(complete) > 1:
         avgs = [float(np.mean([s.decodes[n][0].total.wer for n in complete])) for s in systems]
-        rows.append(
-            ["average"]
-            + [_bold(f"{a:.2f}") if len(systems) > 1 and a == min(avgs) else f"{a:.2f}" for a in avgs]
-        )
+        top = best(avgs)
+        rows.append(["average"] + [_bold(f"{a:.2f}") if a == top else f"{a:.2f}" for a in avgs])
     return header, rows
 
 
@@ -234,6 +262,18 @@ def aligned(u: UttScore) -> str:
         f"{tag}{' '.join(parts)}".rstrip()
         for tag, parts in (("REF: ", ref_t), ("HYP: ", hyp_t), ("     ", ops))
     )
+
+
+def best(values: list[float]) -> float | None:
+    """The value a WER row marks in bold: the lowest of at least two that are not NaN, else ``None``
+    (a row that only one system decoded has nothing to compare).
+
+    Example:
+        >>> best([3.0, 2.5, math.nan]), best([3.0, math.nan]), best([4.0])
+        (2.5, None, None)
+    """
+    finite = [v for v in values if not math.isnan(v)]
+    return min(finite) if len(finite) >= 2 else None
 
 
 def _bold(text: str) -> str:

@@ -184,6 +184,9 @@ if [ "$stage" -le 8 ] && [ "$stop_stage" -ge 8 ]; then
   log "8: report"
   exps=()
   for l in $targets; do for m in $methods; do exps+=("exp/${l}_$m"); done; done
-  asr-transfer crossling-report "${exps[@]}" --source "$exp" --out exp/report \
+  # the base model's own WERs per source language come with the table: add_language.yaml names it
+  asr-transfer report "${exps[@]}" --out exp/report \
     --note "Sources: $sources. Targets: $targets. Corpus: $corpus ($preset)."
+  echo
+  cat exp/report/RESULTS.md
 fi

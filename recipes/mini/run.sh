@@ -216,6 +216,10 @@ if [ "$stage" -le 8 ] && [ "$stop_stage" -ge 8 ] && [ -n "$adapt_domains" ]; the
     for m in $adapt_methods; do
       [ -f "conf/adapt/$m.yaml" ] || { echo "$0: no such method config conf/adapt/$m.yaml" >&2; exit 2; }
       final=exp/adapt/${m}_$d
+      if [ -f "$final/model.pt" ]; then  # the last round finished: no earlier round is redone
+        echo "  $final/model.pt exists, skipped"
+        continue
+      fi
       from=$exp pl=$dump/pseudo
       for round in $(seq 1 "$pl_rounds"); do
         out=$final; [ "$round" -lt "$pl_rounds" ] && out=exp/adapt/${m}_${d}_round$round
