@@ -12,7 +12,7 @@ Usage:
 
 ``--systems`` picks ours (ESPnet's ``Speech2Text`` always runs: it is the reference); ``beam1`` is
 ``beam`` with one utterance per batch (unpadded input). ``--json`` also writes the table, with the
-settings, machine and hypotheses agreement, to a file. Small, quick run: ``--utts 8 --repeats 1
+settings, machine, hypotheses agreement and WER, to a file. Small, quick run: ``--utts 8 --repeats 1
 --systems beam`` (with ``--exp``, or ``--train-epochs 1 --train-utts 50`` for a barely trained model).
 
 Both systems decode the same utterances (``en_test_clean`` of a synth corpus) with the same
@@ -24,6 +24,10 @@ with cuda; a few epochs of a mini-corpus subset; not timed). Times cover feature
 frontend on both sides) and decoding, after one warm-up utterance; the systems take turns
 ``--repeats`` times and the median is reported; RTF = processing seconds / audio seconds. Beside
 wall seconds, the process's CPU seconds (all threads) and their ratio: on a shared machine they vary less.
+Our side runs the frontend on each utterance's own samples and pads the features (as ``Recognizer``
+does): ESPnet's frontend over a zero-padded batch changes the last frames of the shorter utterances,
+and ``Speech2Text`` decodes one unpadded utterance per call. WER: each system's hypotheses (through the
+experiment's token list) against the normalised ``text`` of the data dir.
 """
 
 from __future__ import annotations
@@ -132,27 +136,29 @@ def main() -> int:
         exp = args.exp or train_exp(
             corpus.resolve(), work, args.config, args.train_epochs, args.train_utts, args.threads, args.device
         )
-        waves = _test_waves(corpus, args.utts)
-        rows = run(exp, waves, args)
+        waves, refs = _test_waves(corpus, args.utts)
+        rows = run(exp, waves, refs, args)
     _print(rows, waves, args)
     if args.json:
         _write_json(args.json, rows, waves, args, exp)
     return 0
 
 
-def _test_waves(corpus: Path, n: int) -> list[np.ndarray]:
+def _test_waves(corpus: Path, n: int) -> tuple[list[np.ndarray], list[str]]:
+    """The first ``n`` ``en_test_clean`` waveforms and their reference texts."""
     from asr_transfer.data.audio import load_audio
     from asr_transfer.data.kaldi import load_data_dir
 
     data = load_data_dir(corpus / "data" / "en_test_clean")
-    return [load_audio(data.wav[u]) for u in data.utts[:n]]
+    return [load_audio(data.wav[u]) for u in data.utts[:n]], [data.text[u] for u in data.utts[:n]]
 
 
-def run(exp: Path, waves: list[np.ndarray], args: argparse.Namespace) -> list[dict]:
+def run(exp: Path, waves: list[np.ndarray], refs: list[str], args: argparse.Namespace) -> list[dict]:
     from espnet2.bin.asr_inference import Speech2Text
 
     from asr_transfer.decode.search import DecodeConfig, decode_batch
     from asr_transfer.model.espnet_loader import default_checkpoint, load_espnet_exp
+    from asr_transfer.score.scoring import score_texts
 
     ckpt = default_checkpoint(exp)
     device = torch.device(args.device)
@@ -165,7 +171,7 @@ def run(exp: Path, waves: list[np.ndarray], args: argparse.Namespace) -> list[di
         lm_weight=0.0,
         nbest=1,
     )
-    model, _, frontend = load_espnet_exp(exp, ckpt)
+    model, tokenizer, frontend = load_espnet_exp(exp, ckpt)
     model.to(device)
     frontend.to(device)
 
@@ -179,11 +185,15 @@ def run(exp: Path, waves: list[np.ndarray], args: argparse.Namespace) -> list[di
         def decode(batch: list[np.ndarray]) -> list[list[int]]:
             out = []
             for i in range(0, len(batch), batch_size):
-                chunk = [torch.from_numpy(w) for w in batch[i : i + batch_size]]
-                lens = torch.tensor([len(w) for w in chunk], device=device)
-                speech = torch.nn.utils.rnn.pad_sequence(chunk, batch_first=True).to(device)
-                feats, feat_lens = frontend(speech, lens)
-                out += decode_batch(model, feats, feat_lens, "en", cfg)
+                # the frontend on each utterance's own samples (ESPnet's over a zero-padded batch
+                # changes the shorter ones' last frames), then one padded batch of features
+                feats = [
+                    frontend(w[None], torch.tensor([w.numel()], device=device))[0][0]
+                    for w in (torch.from_numpy(w).to(device) for w in batch[i : i + batch_size])
+                ]
+                feat_lens = torch.tensor([len(f) for f in feats], device=device)
+                padded = torch.nn.utils.rnn.pad_sequence(feats, batch_first=True)
+                out += decode_batch(model, padded, feat_lens, "en", cfg)
             return out
 
         return decode
@@ -209,12 +219,18 @@ def run(exp: Path, waves: list[np.ndarray], args: argparse.Namespace) -> list[di
             cpu[name].append(time.process_time() - start_cpu)
             by_utt = dict(zip(idx, out))
             hyps[name] = [by_utt[i] for i in range(len(waves))]
+    ref = {str(i): text for i, text in enumerate(refs)}
+
+    def wer(seqs: list[list[int]]) -> float:
+        return score_texts(ref, {str(i): tokenizer.decode(s) for i, s in enumerate(seqs)}).total.wer
+
     return [
         {
             "name": name,
             "seconds": statistics.median(times[name]),
             "cpu_seconds": statistics.median(cpu[name]),
             "hyps": hyps[name],
+            "wer": wer(hyps[name]),
         }
         for name in times
     ]
@@ -231,14 +247,14 @@ def _print(rows: list[dict], waves: list[np.ndarray], args: argparse.Namespace) 
     # CPU seconds (this process, all threads) are less at the mercy of other jobs than wall seconds
     print(
         f"{'system':<32} {'seconds':>8} {'RTF':>8} {'x ESPnet':>9} {'CPU s':>7} {'x ESPnet CPU':>13} "
-        f"{'same hyps as ESPnet':>20}"
+        f"{'same hyps as ESPnet':>20} {'WER %':>6}"
     )
     for r in rows:
         same = sum(a == b for a, b in zip(r["hyps"], ref["hyps"]))
         print(
             f"{r['name']:<32} {r['seconds']:>8.2f} {r['seconds'] / audio:>8.4f} "
             f"{ref['seconds'] / r['seconds']:>9.1f} {r['cpu_seconds']:>7.2f} "
-            f"{ref['cpu_seconds'] / r['cpu_seconds']:>13.1f} {same:>14}/{len(waves)}"
+            f"{ref['cpu_seconds'] / r['cpu_seconds']:>13.1f} {same:>14}/{len(waves)} {r['wer']:>6.2f}"
         )
 
 
@@ -273,6 +289,7 @@ def _write_json(
                 "cpu_seconds": round(r["cpu_seconds"], 4),
                 "x_espnet_cpu": round(ref["cpu_seconds"] / r["cpu_seconds"], 2),
                 "same_hyps_as_espnet": sum(a == b for a, b in zip(r["hyps"], ref["hyps"])),
+                "wer": round(r["wer"], 2),
             }
             for r in rows
         ],

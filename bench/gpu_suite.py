@@ -583,13 +583,14 @@ def render_markdown(result: dict) -> str:
             f"Decoding ({dec.get('utts', '?')} utterances, {dec.get('audio_s', '?')} s of audio, "
             f"model {dec['model']}, beam {dec['beam']}):",
             "",
-            "| system | seconds | RTF | x ESPnet | same hyps as ESPnet |",
-            "|---|---:|---:|---:|---:|",
+            "| system | seconds | RTF | x ESPnet | same hyps as ESPnet | WER % |",
+            "|---|---:|---:|---:|---:|---:|",
         ]
         for sys_name, r in dec["systems"].items():
+            wer = f"{r['wer']:.2f}" if "wer" in r else "–"  # JSON of older runs has none
             lines.append(
                 f"| {sys_name} | {r['seconds']:.2f} | {r['rtf']:.4f} | {r['x_espnet']:.1f} "
-                f"| {r['same_as_espnet']:.0f}/{r['utts']:.0f} |"
+                f"| {r['same_as_espnet']:.0f}/{r['utts']:.0f} | {wer} |"
             )
     return "\n".join(lines) + "\n"
 

@@ -71,6 +71,23 @@ def test_a_batch_of_mixed_lengths_decodes_like_each_utterance_alone(encoded: tup
     assert together == alone
 
 
+def test_a_batch_of_audio_decodes_like_each_utterance_alone(tiny_exp: Path, tiny_corpus: Path) -> None:
+    """The whole path (fbank per utterance, padded batch, encoder, search): batch 16 = batch 1.
+
+    Fails with ESPnet's batched subsampling masks, which count padding frames into the shorter
+    utterances (the encoder lengths then differ from the unbatched ones by 1-2 frames).
+    """
+    waves = []
+    for name in ("en_test_clean", "en_dev_clean", "en_train_clean", "de_test_clean", "ro_test_clean"):
+        data = load_data_dir(tiny_corpus / name)
+        waves += [load_audio(data.wav[u]) for u in data.utts]
+    waves = waves[:16]
+    rec = Recognizer.from_exp(tiny_exp, decode=DecodeConfig(mode="beam", beam_size=4, ctc_weight=0.3))
+    assert len(waves) == 16 and len({len(w) for w in waves}) > 8
+    together = rec.transcribe_waves(waves)
+    assert together == [rec.transcribe_waves([w])[0] for w in waves] and any(together)
+
+
 def test_an_empty_batch_gives_no_hypotheses(encoded: tuple) -> None:
     rec, enc_out, enc_lens = encoded
     assert batch_beam_search(rec.model, enc_out[:0], enc_lens[:0], "en") == []

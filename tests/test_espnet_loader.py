@@ -209,6 +209,27 @@ def test_exp_trained_by_espnet_asr_train_gives_the_same_ctc_posteriors(espnet_tr
     assert (logp - logp_ref).abs()[valid_frames].max() < 1e-5
 
 
+@pytest.mark.slow
+def test_espnet_exp_decodes_a_batch_like_each_utterance_alone(
+    espnet_trained: dict, tiny_corpus: Path
+) -> None:
+    """ESPnet's frontend per utterance, then batch 16 = batch 1 (= ESPnet's one-utterance decoding).
+
+    ESPnet's batched subsampling masks would count 1-2 frames of padding into the shorter ones.
+    """
+    from asr_transfer.decode import DecodeConfig, Recognizer
+
+    rec = Recognizer.from_espnet_exp(espnet_trained["exp"], decode=DecodeConfig(beam_size=4, ctc_weight=0.3))
+    waves = [
+        load_audio(line.split()[1])
+        for name in ("en_test_clean", "en_dev_clean", "en_train_clean", "de_test_clean", "ro_test_clean")
+        for line in (tiny_corpus / name / "wav.scp").read_text().splitlines()
+    ][:16]
+    assert len(waves) == 16 and len({len(w) for w in waves}) > 8
+    together = rec.transcribe_waves(waves)
+    assert together == [rec.transcribe_waves([w])[0] for w in waves] and any(together)
+
+
 def _run_recipe(recipe: Path, *args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
     proc = subprocess.run(
@@ -250,6 +271,11 @@ def test_mini_recipe_starts_training_from_an_espnet_experiment(
     assert (exp0 / "tokenizers" / "en" / "tokens.txt").read_text().splitlines() == (
         espnet_trained["tokens"].read_text().splitlines()
     )
+    # stage 5 chose the ESPnet model's own decoding on dev, and decoded the test sets with it
+    chosen = yaml.safe_load((exp0 / "choose_decoding" / "summary.yaml").read_text())
+    assert len(chosen["candidates"]) == 2 and (exp0 / "decode.yaml").is_file()
+    used = yaml.safe_load((exp0 / "decode_en_test_clean" / "decode.yaml").read_text())
+    assert used["mode"] == yaml.safe_load((exp0 / "decode.yaml").read_text())["mode"]
     test = tiny_corpus / "en_test_clean"
     hyps = (exp0 / "decode_en_test_clean" / "text").read_text().splitlines()
     assert len(hyps) == len((test / "wav.scp").read_text().splitlines())

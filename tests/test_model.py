@@ -192,3 +192,32 @@ def test_device_side_masks_targets_and_accuracy_equal_espnets() -> None:
     ys_out = mine[1]
     got = accuracy(logits, ys_out, -1).item()
     assert got == pytest.approx(th_accuracy(logits.view(-1, 10), ys_out, ignore_label=-1))
+
+
+@pytest.mark.parametrize("input_layer", ["conv2d", "conv2d1", "conv2d2", "conv2d6", "conv2d8"])
+def test_subsampled_lengths_are_espnets_for_an_unpadded_utterance(input_layer: str) -> None:
+    model = build_model({**CFG, "encoder": {**CFG["encoder"], "input_layer": input_layer}}, {"en": 12})
+    lens = torch.arange(15, 40)
+    alone = [int(model.encoder.embed(torch.zeros(1, n, 80), torch.ones(1, 1, n, dtype=torch.bool))[1].sum())
+             for n in lens.tolist()]  # fmt: skip
+    assert model.subsampled_lengths(lens).tolist() == alone
+
+
+@pytest.mark.parametrize("encoder", ["transformer", "conformer"])
+def test_exact_lengths_encode_each_utterance_of_a_batch_as_alone(encoder: str) -> None:
+    """ESPnet's batched masks count padding frames into the shorter utterances (and a Conformer's
+    convolutions read past their end); ``exact_lengths`` gives the unpadded result."""
+    conformer = {"pos_enc_layer_type": "rel_pos", "selfattention_layer_type": "rel_selfattn",
+                 "rel_pos_type": "latest", "use_cnn_module": True, "cnn_module_kernel": 7}  # fmt: skip
+    enc = {**CFG["encoder"], "type": encoder, **(conformer if encoder == "conformer" else {})}
+    model = build_model({**CFG, "encoder": enc}, {"en": 12}).eval()
+    torch.manual_seed(0)
+    feats, lens = torch.randn(3, 80, 80), torch.tensor([80, 61, 50])
+    with torch.no_grad():
+        out, out_lens, _ = model.encode(feats, lens, exact_lengths=True)
+        batched_lens = model.encode(feats, lens)[1]
+        alone = [model.encode(feats[b : b + 1, :n], lens[b : b + 1]) for b, n in enumerate(lens.tolist())]
+    assert out_lens.tolist() == [int(a[1]) for a in alone] == [19, 14, 11]
+    assert batched_lens.tolist() == [19, 16, 13]  # ESPnet's batched masks: 2 frames of padding each
+    for b, (ref, n, _) in enumerate(alone):
+        assert (out[b, : int(n)] - ref[0]).abs().max() < 1e-5

@@ -50,14 +50,25 @@ class KaldiFbank:
 class ESPnetFrontend:
     """ESPnet2's frontend applied to one utterance: ``(N,)`` -> ``(T, D)``.
 
+    One utterance at a time, on its own samples: over a zero-padded batch ESPnet's STFT frames the
+    shorter utterances' ends with padding instead of its reflection, so their last frames would depend
+    on the batch (ESPnet's ``Speech2Text`` also runs it on one unpadded utterance). ``module``: an
+    already built frontend (e.g. the one :func:`~asr_transfer.model.espnet_loader.load_espnet_exp`
+    returns) instead of one built from ``frontend``/``frontend_conf``.
+
     Example:
         >>> f = ESPnetFrontend("default", {"n_fft": 512, "hop_length": 160, "n_mels": 80})
         >>> f(np.zeros(16000, dtype=np.float32)).shape
         torch.Size([101, 80])
     """
 
-    def __init__(self, frontend: str = "default", frontend_conf: dict | None = None) -> None:
-        self.module = espnet_frontend_module(frontend, frontend_conf).eval()
+    def __init__(
+        self,
+        frontend: str = "default",
+        frontend_conf: dict | None = None,
+        module: torch.nn.Module | None = None,
+    ) -> None:
+        self.module = (module or espnet_frontend_module(frontend, frontend_conf)).eval()
         self.dim = self.module.output_size()
 
     @torch.no_grad()

@@ -100,7 +100,14 @@ class DecodeConfig:
 def decode_batch(
     model: HybridASR, feats: torch.Tensor, feat_lens: torch.Tensor, lang: str, cfg: DecodeConfig
 ) -> list[list[int]]:
-    """``(B, T, 80)`` features -> token id sequences (no sos/eos/blank)."""
+    """``(B, T, 80)`` features -> token id sequences (no sos/eos/blank).
+
+    Each utterance gets the hypothesis it gets alone, whatever its batch, up to float rounding (a
+    padded batch's matrix products round differently, ~1e-6, which can only flip near-exact score
+    ties): the encoder uses each utterance's own lengths and masks (``exact_lengths``) and the search
+    scores, ends and stops each utterance on its own frames. Features must be those of each
+    utterance alone (a frontend over a padded batch of audio may change the last frames).
+    """
     return decode_batch_scored(model, feats, feat_lens, lang, cfg)[0]
 
 
@@ -121,7 +128,8 @@ def decode_batch_scored(
     model.eval()
     model.fast_subsampling()
     if cfg.tta == "none":
-        enc_out, enc_lens, _ = model.encode(feats, feat_lens)
+        # each utterance's lengths and masks as if decoded alone: the batch does not change its result
+        enc_out, enc_lens, _ = model.encode(feats, feat_lens, exact_lengths=True)
     else:
         enc_out, enc_lens = tta.adapted_encode(model, feats, feat_lens, lang, cfg)
     if cfg.mode == "ctc_greedy":

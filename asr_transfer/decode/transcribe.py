@@ -11,7 +11,7 @@ import torch
 
 from asr_transfer.config import load_config
 from asr_transfer.data.audio import SAMPLE_RATE, load_any_audio
-from asr_transfer.data.frontend import Frontend, KaldiFbank, build_frontend
+from asr_transfer.data.frontend import ESPnetFrontend, Frontend, KaldiFbank, build_frontend
 from asr_transfer.data.kaldi import DataDir
 from asr_transfer.decode.search import DecodeConfig, decode_batch_scored
 from asr_transfer.model.asr import HybridASR, build_model
@@ -104,6 +104,29 @@ class Recognizer:
             rec.load_adapter(path)
         return rec
 
+    @classmethod
+    def from_espnet_exp(
+        cls,
+        exp_dir: str | Path,
+        checkpoint: str | Path | None = None,
+        decode: DecodeConfig | None = None,
+        device: str | torch.device = "cpu",
+        lang: str = "en",
+    ) -> Recognizer:
+        """Decode with an ESPnet2 ASR experiment as it is (no training by us), through its own frontend.
+
+        Example (with an experiment trained by ``espnet2.bin.asr_train``)::
+
+            rec = Recognizer.from_espnet_exp("exp/asr_train_raw_en_char")
+            rec.transcribe_waves(waves)   # = one utterance at a time, = ESPnet's Speech2Text
+        """
+        from asr_transfer.model.espnet_loader import ESPnetLoadError, load_espnet_exp
+
+        model, tok, frontend = load_espnet_exp(exp_dir, checkpoint, lang)
+        if frontend is None:
+            raise ESPnetLoadError(f"{exp_dir}: trained on precomputed features, it cannot decode audio")
+        return cls(model, {lang: tok}, decode, device, ESPnetFrontend(module=frontend))
+
     def default_lang(self, lang: str | None) -> str:
         """``lang``, checked, or the model's only head; a :class:`ValueError` listing the heads."""
         heads = ", ".join(sorted(self.tokenizers))
@@ -128,7 +151,8 @@ class Recognizer:
             raise ValueError(f"{data.path}: {why}{err}") from None
 
     def transcribe_waves(self, waves: list[np.ndarray], lang: str | None = None) -> list[str]:
-        """Decode 16 kHz float waveforms in one padded batch."""
+        """Decode 16 kHz float waveforms in one padded batch (each gets its one-at-a-time result:
+        features per utterance, lengths as alone; see :func:`~asr_transfer.decode.search.decode_batch`)."""
         return self.transcribe_waves_scored(waves, lang)[0]
 
     def transcribe_waves_scored(

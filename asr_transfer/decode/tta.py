@@ -152,13 +152,13 @@ def adapted_encode(
                 x, n = x.clone(), n.clone()
                 optim = torch.optim.Adam(params, lr=cfg.tta_lr)
                 for _ in range(cfg.tta_steps):
-                    enc, enc_lens, _ = model.encode(x, n)
+                    enc, enc_lens, _ = model.encode(x, n, exact_lengths=True)
                     loss = suta_loss(ctc_layer(enc), enc_lens, cfg)
                     optim.zero_grad(set_to_none=True)
                     loss.backward()
                     optim.step()
                 with torch.no_grad():
-                    enc, enc_lens, _ = model.encode(x, n)
+                    enc, enc_lens, _ = model.encode(x, n, exact_lengths=True)
                     outs.append(enc)
                     lens.append(enc_lens)
                     _restore(params, source)

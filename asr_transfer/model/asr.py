@@ -135,9 +135,22 @@ class HybridASR(torch.nn.Module):
 
     # encoder -----------------------------------------------------------------------
     def encode(
-        self, feats: torch.Tensor, feat_lens: torch.Tensor, return_layers: tuple[int, ...] = ()
+        self,
+        feats: torch.Tensor,
+        feat_lens: torch.Tensor,
+        return_layers: tuple[int, ...] = (),
+        exact_lengths: bool = False,
     ) -> tuple[torch.Tensor, torch.Tensor, dict[int, torch.Tensor]]:
-        """``(B, T, 80)`` features -> ``(B, T', D)`` encoder output, ``(B,)`` lengths, tapped layers."""
+        """``(B, T, 80)`` features -> ``(B, T', D)`` encoder output, ``(B,)`` lengths, tapped layers.
+
+        ESPnet's subsampling cuts its output mask out of the padded batch's mask, which counts 1-2
+        frames of padding into every utterance shorter than the batch's longest: the encoder's
+        attention, the CTC posteriors and the decoder then read them, so an utterance's output
+        depends on its batch. Training keeps that (ESPnet's trainer does the same). With
+        ``exact_lengths`` (decoding) each utterance gets the lengths and masks it has alone
+        (:meth:`subsampled_lengths`), and Conformer convolutions see zeros past its end, as alone:
+        ESPnet's one-utterance result (up to float rounding), whatever the batch.
+        """
         x = self.cmvn(feats)
         feat_lens = feat_lens.to(x.device)
         x = x.masked_fill(pad_mask(feat_lens, x.size(1)).unsqueeze(-1), 0.0)
@@ -147,22 +160,59 @@ class HybridASR(torch.nn.Module):
         if x.size(1) < 7:
             raise ValueError(f"input of {x.size(1)} frames is too short for 4x subsampling (needs 7)")
         x, masks = self.encoder.embed(x, masks)
+        hooks = []
+        if exact_lengths:
+            masks = ~pad_mask(self.subsampled_lengths(feat_lens), masks.size(-1))[:, None, :]
+            # a Conformer block's depthwise convolution reads its neighbours over the padding, which
+            # it sees as zeros (its own padding) when the utterance is alone: zero the padding there
+            padding = ~masks  # (B, 1, T'), True at padded frames; the convolution's input is (B, C, T')
+            hooks = [
+                block.conv_module.depthwise_conv.register_forward_pre_hook(
+                    lambda _, args: (args[0].masked_fill(padding, 0.0),)
+                )
+                for block in self.encoder.encoders
+                if getattr(block, "conv_module", None) is not None
+            ]
         layers: dict[int, torch.Tensor] = {}
-        for i, (block, slot) in enumerate(zip(self.encoder.encoders, self.enc_slots), start=1):
-            x, masks = block(x, masks)
-            # Conformer blocks carry (x, pos_emb); slots and taps see x only
-            if isinstance(x, tuple):
-                x = (slot(x[0]), x[1])
-                if i in return_layers:
-                    layers[i] = x[0]
-            else:
-                x = slot(x)
-                if i in return_layers:
-                    layers[i] = x
+        try:
+            for i, (block, slot) in enumerate(zip(self.encoder.encoders, self.enc_slots), start=1):
+                x, masks = block(x, masks)
+                # Conformer blocks carry (x, pos_emb); slots and taps see x only
+                if isinstance(x, tuple):
+                    x = (slot(x[0]), x[1])
+                    if i in return_layers:
+                        layers[i] = x[0]
+                else:
+                    x = slot(x)
+                    if i in return_layers:
+                        layers[i] = x
+        finally:
+            for hook in hooks:
+                hook.remove()
         if isinstance(x, tuple):
             x = x[0]
         x = self.encoder.after_norm(x)
         return x, masks.squeeze(1).sum(1), layers
+
+    def subsampled_lengths(self, feat_lens: torch.Tensor) -> torch.Tensor:
+        """``(B,)`` input frames -> ``(B,)`` encoder frames of each utterance when alone in its batch.
+
+        The time arithmetic of the subsampling's convolutions, which is what ESPnet's masks give for
+        an unpadded utterance (its output frames are those whose inputs are all real frames).
+
+        Example:
+            >>> model = build_model({"encoder": {"output_size": 16, "attention_heads": 2, "linear_units": 32,
+            ...                      "num_blocks": 1}, "decoder": {"attention_heads": 2, "linear_units": 32,
+            ...                      "num_blocks": 1}}, {"en": 5})
+            >>> model.subsampled_lengths(torch.tensor([7, 50, 51])).tolist()
+            [1, 11, 12]
+        """
+        lens = feat_lens
+        for conv in self.encoder.embed.modules():
+            if isinstance(conv, torch.nn.Conv2d):  # (time, frequency) kernels, in the order they run
+                k, s, p, d = conv.kernel_size[0], conv.stride[0], conv.padding[0], conv.dilation[0]
+                lens = torch.div(lens + 2 * p - d * (k - 1) - 1, s, rounding_mode="floor") + 1
+        return lens
 
     def fast_subsampling(self) -> None:
         """Speed up the input subsampling convs for inference (~45 % less CPU there on a CPU).

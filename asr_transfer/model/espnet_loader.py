@@ -16,7 +16,9 @@ The load is strict: any key missing on either side raises (a silent
 
 ESPnet computes its features inside the model (``DefaultFrontend``: STFT +
 log-mel), which differ from our Kaldi fbank, so the frontend is returned too:
-``feats, lens = frontend(speech, speech_lens)`` then ``model.encode(feats, lens)``.
+``feats, lens = frontend(speech, speech_lens)`` then ``model.encode(feats, lens)``. To decode,
+:meth:`asr_transfer.decode.Recognizer.from_espnet_exp` runs it on each utterance's own samples
+(over a zero-padded batch its last frames would depend on the batch) and pads the features.
 """
 
 from __future__ import annotations
@@ -64,8 +66,8 @@ def load_espnet_exp(
     Example (with an experiment trained by ``espnet2.bin.asr_train``)::
 
         model, tok, frontend = load_espnet_exp("exp/asr_train_raw_en_char")
-        feats, lens = frontend(speech, speech_lens)          # (B, N) 16 kHz -> (B, T, 80)
-        enc, enc_lens, _ = model.encode(feats, lens)
+        feats, lens = frontend(speech, speech_lens)          # (1, N) 16 kHz -> (1, T, 80)
+        enc, enc_lens, _ = model.encode(feats, lens, exact_lengths=True)
         ids = ctc_greedy(model.ctc_log_probs(enc, "en"), enc_lens)
     """
     cfg, exp_dir = read_espnet_config(exp_dir_or_config)
