@@ -120,8 +120,9 @@ def test_preset_selects_its_pretraining_and_adapt_configs(preset: str, pretrain:
         assert (REPO / "conf/train" / name).is_file()
 
 
-def test_stage_6_adds_a_methods_own_config_after_the_shared_one(tmp_path: Path) -> None:
-    # a stand-in asr-transfer that records its arguments: what stage 6 asks of add-language
+def stage_6_calls(tmp_path: Path, *args: str) -> list[str]:
+    """Run the crossling recipe's stage 6 (xling, target ro) with a stand-in asr-transfer that records
+    its arguments: what stage 6 asks of add-language, one line per call."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     (bin_dir / "asr-transfer").write_text('#!/bin/sh\necho "$@" >> "$CALLS"\n')
@@ -133,32 +134,21 @@ def test_stage_6_adds_a_methods_own_config_after_the_shared_one(tmp_path: Path) 
     env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "CALLS": str(tmp_path / "calls")}
     proc = subprocess.run(
         ["bash", "./run.sh", "--preset", "xling", "--stage", "6", "--stop_stage", "6", "--targets", "ro",
-         "--methods", "full metaadapter"],
+         *args],
         cwd=recipe, env=env, capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
-    full, meta = (tmp_path / "calls").read_text().splitlines()
+    return (tmp_path / "calls").read_text().splitlines()
+
+
+def test_stage_6_adds_a_methods_own_config_after_the_shared_one(tmp_path: Path) -> None:
+    full, meta = stage_6_calls(tmp_path, "--methods", "full metaadapter")
     shared, own = "--config conf/train/xling_adapt_150.yaml", "--config conf/train/xling_adapt_150/full.yaml"
     assert shared in full and own in full and full.index(shared) < full.index(own)
     assert shared in meta and "xling_adapt_150/" not in meta and "--adapt.meta exp/meta" in meta
 
 
 def test_stage_6_without_a_config_leaves_add_language_to_its_defaults(tmp_path: Path) -> None:
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    (bin_dir / "asr-transfer").write_text('#!/bin/sh\necho "$@" >> "$CALLS"\n')
-    (bin_dir / "asr-transfer").chmod(0o755)
-    recipe = tmp_path / "crossling"
-    recipe.mkdir()
-    (recipe / "run.sh").write_bytes((REPO / "recipes/crossling/run.sh").read_bytes())
-    (recipe / "conf").symlink_to(REPO / "conf")
-    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "CALLS": str(tmp_path / "calls")}
-    proc = subprocess.run(
-        ["bash", "./run.sh", "--preset", "xling", "--stage", "6", "--stop_stage", "6", "--targets", "ro",
-         "--methods", "full adapter", "--adapt_config", "none"],
-        cwd=recipe, env=env, capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
-    assert proc.returncode == 0, proc.stderr
-    calls = (tmp_path / "calls").read_text().splitlines()
+    calls = stage_6_calls(tmp_path, "--methods", "full adapter", "--adapt_config", "none")
     assert len(calls) == 2 and not any("--config" in call for call in calls), calls
     assert all("--decode-config conf/decode/ctc_greedy.yaml" in call for call in calls)
