@@ -7,8 +7,8 @@ average over languages, each method's trainable share of the parameters and (ada
 share of the full model file. A second table gives the paired-bootstrap difference of every method
 against Full-FT, per language and on the average (the average's resamples are the mean of the
 languages' resamples, drawn independently). The base model's own test WERs per source language
-follow (the base named in ``add_language.yaml``), and for SimAdapter and SimAdapter+ experiments a
-heatmap of the fusion weights per layer and language.
+follow (the base named in ``add_language.yaml``), and for SimAdapter and SimAdapter+ experiments the
+fusion weights per layer and language: a table per experiment and a heatmap.
 """
 
 from __future__ import annotations
@@ -39,7 +39,8 @@ METHOD_TITLES = {
 BASELINE = "full"
 FUSION_NOTE = (
     "Rows: fusion layers (encoder blocks enc1..., decoder blocks dec1...); columns: the fused adapters "
-    "(source languages, then the target's own). Which languages help the target, and where."
+    "(source languages, then the target's own); `sources`: their sum. Which languages help the target, and "
+    "where."
 )
 
 
@@ -190,6 +191,26 @@ def fusion_panels(cells: dict[tuple[str, str], Cell]) -> dict[str, dict]:
         for (lang, m), c in sorted(cells.items())
         if c.summary.get("fusion_weights")
     }
+
+
+def fusion_table(weights: dict[str, dict[str, float]]) -> Table:
+    """One panel's mean attention per fusion layer (rows) and fused adapter (columns), and the sources' share.
+
+    The sources' share is what the layer gives to every choice but the last (the target's own adapter,
+    fused last) and the un-adapted output (``<base>``).
+
+    Example:
+        >>> header, rows = fusion_table({"enc1": {"de": 0.25, "ro": 0.75}, "dec1": {"de": 0.1, "ro": 0.9}})
+        >>> header, rows[0]
+        (['layer', 'de', 'ro', 'sources'], ['enc1', '0.250', '0.750', '0.250'])
+    """
+    names = list(next(iter(weights.values())))
+    own = (names[-1], "<base>")
+    rows = [
+        [layer, *(f"{w[n]:.3f}" for n in names), f"{sum(v for n, v in w.items() if n not in own):.3f}"]
+        for layer, w in weights.items()
+    ]
+    return ["layer", *names, "sources"], rows
 
 
 def source_table(base: System) -> Table:
