@@ -6,6 +6,7 @@ run is in docs/benchmarks.md."""
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -14,6 +15,11 @@ from pathlib import Path
 import pytest
 import yaml
 from conftest import REPO
+
+from asr_transfer.adapt import build_method
+from asr_transfer.config import load_config
+from asr_transfer.synth.presets import PRESETS
+from asr_transfer.train.options import TrainOptions
 
 CHROMIUM = shutil.which("chromium")
 
@@ -118,6 +124,37 @@ def test_preset_selects_its_pretraining_and_adapt_configs(preset: str, pretrain:
     assert f"adapt_config=conf/train/{adapt}" in proc.stderr
     for name in (pretrain, adapt):
         assert (REPO / "conf/train" / name).is_file()
+
+
+@pytest.mark.parametrize("preset", ["mini", "xling", "standard"])
+def test_preset_selects_its_own_sources_and_targets(preset: str) -> None:
+    proc = subprocess.run(
+        ["bash", "-x", "./run.sh", "--preset", preset, "--stage", "100"],
+        cwd=REPO / "recipes/crossling", capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    chosen = dict(re.findall(r"^\+ (sources|targets)='([a-z ]+)'$", proc.stderr, re.M))
+    plans = PRESETS[preset].langs
+    # English is the source language of the CMatch recipes, not of this one
+    assert set(chosen["sources"].split()) == {p.lang for p in plans if p.role == "source" and p.lang != "en"}
+    assert set(chosen["targets"].split()) == {p.lang for p in plans if p.role == "target"}
+    assert ("br" in chosen["targets"].split()) == (preset == "standard")
+    # given languages win over the preset's
+    given = subprocess.run(
+        ["bash", "-x", "./run.sh", "--preset", preset, "--stage", "100", "--targets", "ro"],
+        cwd=REPO / "recipes/crossling", capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert "+ targets=ro" in given.stderr and f"+ targets='{chosen['targets']}'" not in given.stderr
+
+
+def test_source_adapters_and_meta_training_stop_on_their_dev_criterion() -> None:
+    for name in ("xling_source_adapters.yaml", "xling_meta.yaml"):
+        cfg = load_config([REPO / "conf/train" / name])
+        train = TrainOptions.from_config(cfg["train"])
+        assert train.patience == 3 and train.epochs >= 20, name
+        build_method(cfg["adapt"])  # every key a known option
+    meta = build_method(load_config([REPO / "conf/train/xling_meta.yaml"])["adapt"]).opts
+    assert (meta.inner_optim, meta.inner_betas, meta.inner_lr) == ("adam", [0.0, 0.999], 0.01)
 
 
 def stage_6_calls(tmp_path: Path, *args: str) -> list[str]:

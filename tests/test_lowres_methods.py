@@ -52,11 +52,12 @@ def test_one_fomaml_update_equals_the_hand_computed_one() -> None:
     assert torch.allclose(expected, torch.tensor([18.0, -6.0]))
 
     params = dict(lin.named_parameters())
-    loss, grads = meta_gradient(lin, params, _quad, (xs, ys), (xq, yq), inner_steps=1, inner_lr=lr)
+    sgd = {"inner_optim": "sgd"}
+    loss, grads = meta_gradient(lin, params, _quad, (xs, ys), (xq, yq), inner_steps=1, inner_lr=lr, **sgd)
     assert torch.allclose(grads["weight"][0], expected)
     assert loss.item() == pytest.approx(9.0)
     # through the loop's path: the term's gradient is the outer gradient, two tasks averaged
-    loss2, grads2 = meta_gradient(lin, params, _quad, (xq, yq), (xs, ys), inner_steps=1, inner_lr=lr)
+    loss2, grads2 = meta_gradient(lin, params, _quad, (xq, yq), (xs, ys), inner_steps=1, inner_lr=lr, **sgd)
     for lo, g in ((loss, grads), (loss2, grads2)):
         (as_gradient(lo, params, g) / 2).backward()
     assert torch.allclose(lin.weight.grad, (grads["weight"] + grads2["weight"]) / 2)
@@ -66,9 +67,41 @@ def test_one_fomaml_update_equals_the_hand_computed_one() -> None:
     assert torch.allclose(lin.weight, torch.tensor([[0.5, -1.0]]) - 0.01 * lin.weight.grad)
     # Reptile: the outer gradient is theta - theta' after the inner steps on support then query
     _, rep = meta_gradient(lin, {"weight": torch.tensor([[0.5, -1.0]])}, _quad, (xs, ys), (xq, yq), 1, lr,
-                           "reptile")  # fmt: skip
+                           "reptile", "sgd")  # fmt: skip
     w_after = w_inner - lr * 2 * (w_inner @ xq[0] - yq[0, 0]) * xq[0]
     assert torch.allclose(rep["weight"][0], w - w_after)
+
+
+def test_the_default_inner_step_is_the_authors_adam_without_momentum() -> None:
+    # torch.optim.Adam with betas (0, 0.999), fresh, on the same task is the reference
+    xs, ys = torch.tensor([[1.0, 2.0]]), torch.tensor([[1.0]])
+    xq, yq = torch.tensor([[3.0, -1.0]]), torch.tensor([[0.0]])
+    lin = torch.nn.Linear(2, 1, bias=False)
+    w0 = torch.tensor([[0.5, -1.0]])
+    with torch.no_grad():
+        lin.weight.copy_(w0)
+    ref = torch.optim.Adam(lin.parameters(), lr=0.01, betas=(0.0, 0.999))
+    for batch in ((xs, ys), (xs, ys), (xq, yq)):  # Reptile: two inner steps on the support, one on the query
+        ref.zero_grad()
+        _quad(lin, dict(lin.named_parameters()), batch).backward()
+        ref.step()
+    method = build_method({"method": "meta_train", "algorithm": "reptile", "inner_steps": 2})
+    o = method.opts
+    assert (o.inner_optim, o.inner_betas, o.inner_lr) == ("adam", [0.0, 0.999], 0.01)
+    _, rep = meta_gradient(lin, {"weight": w0}, _quad, (xs, ys), (xq, yq), 2, o.inner_lr, o.algorithm,
+                           o.inner_optim, tuple(o.inner_betas))  # fmt: skip
+    assert torch.allclose(rep["weight"], w0 - lin.weight.detach(), atol=1e-6)
+    # each step moves every weight by about the learning rate whatever the gradient's size, where
+    # plain SGD on a small gradient hardly moves: 3 steps of 0.01 against 3 x 0.01 x the gradient
+    tiny = (xs * 1e-3, ys * 1e-3)
+    _, adam = meta_gradient(lin, {"weight": w0}, _quad, tiny, tiny, 2, 0.01, "reptile")
+    _, sgd = meta_gradient(lin, {"weight": w0}, _quad, tiny, tiny, 2, 0.01, "reptile", "sgd")
+    assert torch.allclose(adam["weight"].abs(), torch.full((1, 2), 0.03), rtol=0.05)
+    assert sgd["weight"].abs().max() < 1e-6
+    with pytest.raises(ValueError, match="adapt.inner_optim 'rmsprop'"):
+        build_method({"method": "meta_train", "inner_optim": "rmsprop"})
+    with pytest.raises(ValueError, match="adapt.inner_betas"):
+        build_method({"method": "meta_train", "inner_betas": [0.9]})
 
 
 def test_inner_state_does_not_leak_between_tasks() -> None:

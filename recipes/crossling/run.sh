@@ -13,6 +13,7 @@
 # Every stage is idempotent: finished work is skipped, training resumes after a kill.
 # Usage: ./run.sh [--stage N] [--stop_stage N] [--preset mini|xling|standard] [--corpus DIR]
 #                 [--sources "de fr es it pl"] [--targets "ro cs uk ar"] [--methods "head full adapter"]
+# (--sources and --targets default to the preset's: standard adds the sources ru nl pt and the target br)
 #                 [--pretrain_args "--train.epochs 5"] [--adapt_args "--train.epochs 10 --adapt.bottleneck 8"]
 #                 [--src_adapter_args "--train.epochs 2"] [--meta_args "--adapt.algorithm reptile"]
 # A method's own settings (its learning rate chosen on dev data, SimAdapter's guide weight...) go
@@ -31,8 +32,8 @@ seed=1
 jobs=2
 noise_dir=""       # default: ASR_TRANSFER_NOISE_DIR or the repository's data/noise
 corpus=corpus
-sources="de fr es it pl"
-targets="ro cs uk ar"   # standard: add br
+sources=""         # default by preset: its source languages but English (mini, xling: de fr es it pl;
+targets=""         # standard: + ru nl pt); its targets (mini, xling: ro cs uk ar; standard: + br)
 methods="head full adapter"
 model_config=conf/model/tiny.yaml
 pretrain_config=""   # default by preset: conf/train/xling_pretrain.yaml, xling_pretrain_xling.yaml
@@ -61,6 +62,10 @@ case $preset in
          adapt_config=${adapt_config:-conf/train/xling_adapt_150.yaml} ;;
   *) pretrain_config=${pretrain_config:-conf/train/xling_pretrain.yaml}
      adapt_config=${adapt_config:-conf/train/xling_adapt.yaml} ;;
+esac
+case $preset in  # the preset's languages (asr_transfer/synth/presets.py); English is the CMatch recipes'
+  standard) sources=${sources:-"de fr es it pl ru nl pt"}; targets=${targets:-"ro cs uk ar br"} ;;
+  *) sources=${sources:-"de fr es it pl"}; targets=${targets:-"ro cs uk ar"} ;;
 esac
 
 log() { echo "[$(date +%H:%M:%S)] stage $*"; }
