@@ -173,7 +173,12 @@ class SimAdapter(TransferMethod):
         if langs:
             import_adapters(model, self.opts.sources, {src: src for src in langs})
         import_adapters(model, target, {lang: lang}, heads={lang: lang})
-        where = model.adapter_specs[lang]["where"]
+        # a fusion layer needs every adapter it fuses in its slot: the stacks they all have
+        where = [
+            w
+            for w in model.adapter_specs[lang]["where"]
+            if all(w in model.adapter_specs[s]["where"] for s in langs)
+        ]
         fuses = [*langs, lang] if self.opts.fuse_target else list(langs)
         model.add_adapter(FUSION, type="fusion", fuses=fuses, where=where, enabled=False,
                           temperature=self.opts.temperature, with_base=bool(self.opts.with_base))  # fmt: skip
