@@ -165,7 +165,7 @@ def stage_6_calls(tmp_path: Path, *args: str) -> list[str]:
     (bin_dir / "asr-transfer").write_text('#!/bin/sh\necho "$@" >> "$CALLS"\n')
     (bin_dir / "asr-transfer").chmod(0o755)
     recipe = tmp_path / "crossling"
-    recipe.mkdir()
+    recipe.mkdir(exist_ok=True)
     (recipe / "run.sh").write_bytes((REPO / "recipes/crossling/run.sh").read_bytes())
     (recipe / "conf").symlink_to(REPO / "conf")
     env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "CALLS": str(tmp_path / "calls")}
@@ -189,3 +189,13 @@ def test_stage_6_without_a_config_leaves_add_language_to_its_defaults(tmp_path: 
     calls = stage_6_calls(tmp_path, "--methods", "full adapter", "--adapt_config", "none")
     assert len(calls) == 2 and not any("--config" in call for call in calls), calls
     assert all("--decode-config conf/decode/ctc_greedy.yaml" in call for call in calls)
+
+
+def test_stage_6_runs_the_fusion_ablation_over_the_target_adapter_alone(tmp_path: Path) -> None:
+    finished = tmp_path / "crossling" / "exp" / "ro_adapter"
+    finished.mkdir(parents=True)
+    (finished / "add_language.yaml").write_text("lang: ro\n")
+    (alone,) = stage_6_calls(tmp_path, "--methods", "simadapter_alone")
+    assert "--method simadapter --exp exp/ro_simadapter_alone" in alone
+    assert "--adapt.use_sources false --adapt.target_adapter exp/ro_adapter" in alone
+    assert "--adapt.sources" not in alone

@@ -117,3 +117,18 @@ def test_report_gives_the_fusion_weights_per_layer_as_a_table(tmp_path: Path, ca
         "| enc1 | 0.300 | 0.100 | 0.600 | 0.400 |" in fusion
         and "| dec1 | 0.050 | 0.000 | 0.950 | 0.050 |" in fusion
     )
+
+
+def test_the_fusion_ablation_gets_a_column_of_its_own(tmp_path: Path) -> None:
+    exps = _experiments(tmp_path)
+    for name, use_sources, wrong in (("simadapter", True, 3), ("simadapter_alone", False, 5)):
+        exp = _exp(tmp_path / name, "ro", "simadapter", wrong, 0.12)
+        adapt = {"method": "simadapter", "lang": "ro", "use_sources": use_sources}
+        (exp / "config.yaml").write_text(yaml.safe_dump({"adapt": adapt}))
+        exps.append(exp)
+    systems = load_systems(exps, ScoreOptions(n_resamples=100), own_lang=True)
+    cells, _ = crossling.collect(systems)
+    (header, rows), _ = crossling.tables(cells, n_resamples=200)
+    assert header[-2:] == ["SimAdapter", "SimAdapter, target alone"]
+    ro = next(r for r in rows if r[0] == "ro")
+    assert ro[-2].startswith("**1.88 [") and ro[-1].startswith("3.12 [")  # 3 and 5 words of 160: the best

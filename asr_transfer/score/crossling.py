@@ -35,6 +35,9 @@ METHOD_TITLES = {
     "metaadapter": "MetaAdapter",
     "simadapter": "SimAdapter",
     "simadapter+": "SimAdapter+",
+    # the fusion ablation (adapt.use_sources false): the same fusion layers over the target's adapter alone
+    "simadapter_alone": "SimAdapter, target alone",
+    "simadapter+_alone": "SimAdapter+, target alone",
 }
 BASELINE = "full"
 FUSION_NOTE = (
@@ -63,6 +66,18 @@ def summary_of(path: Path) -> dict | None:
     return yaml.safe_load(file.read_text(encoding="utf-8")) if file.is_file() else None
 
 
+def column(path: Path, summary: dict) -> str:
+    """The table column of an add-language experiment: its method, ``<method>_alone`` for SimAdapter's
+    fusion ablation (``adapt.use_sources: false`` in its config)."""
+    method = summary["method"]
+    cfg = path / "config.yaml"
+    if method.startswith("simadapter") and cfg.is_file():
+        adapt = (yaml.safe_load(cfg.read_text(encoding="utf-8")) or {}).get("adapt") or {}
+        if adapt.get("use_sources") is False:
+            return f"{method}_alone"
+    return method
+
+
 def collect(systems: list[System], unit: str = "utt") -> tuple[dict[tuple[str, str], Cell], list[str]]:
     """``{(lang, method): Cell}`` of the add-language systems among ``systems`` (their first test-set
     decode, as scored for the report), and notes on the ones left out (no test decode yet)."""
@@ -72,7 +87,7 @@ def collect(systems: list[System], unit: str = "utt") -> tuple[dict[tuple[str, s
         summary = summary_of(system.path)
         if summary is None:
             continue
-        lang, method = summary["lang"], summary["method"]
+        lang, method = summary["lang"], column(system.path, summary)
         tests = sorted(n for n in system.decodes if fnmatch.fnmatchcase(n, f"{lang}_test*"))
         if not tests:
             undecoded.append(f"{system.path} (decode_{lang}_test*)")
@@ -189,7 +204,8 @@ def fusion_panels(cells: dict[tuple[str, str], Cell]) -> dict[str, dict]:
     return {
         f"{lang} / {METHOD_TITLES.get(m, m)}": c.summary["fusion_weights"]
         for (lang, m), c in sorted(cells.items())
-        if c.summary.get("fusion_weights")
+        # a fusion over one adapter (the ablation) gives it all the attention: nothing to show
+        if c.summary.get("fusion_weights") and len(next(iter(c.summary["fusion_weights"].values()))) > 1
     }
 
 
