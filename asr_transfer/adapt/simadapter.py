@@ -55,8 +55,8 @@ class SimAdapterOptions(TransferOptions):
         with_base: also attend to the un-adapted block output.
         temperature: ``sqrt_d`` (scores / sqrt(D)) or ``learnt``.
         guide: ``mean_ce`` (the authors' form: per layer, cross-entropy of ``exp(mean attention)``
-            against the target, summed over the layers; bounded below by about 1.04 per layer with
-            six choices, a gentle pull) or ``frame_nll`` (``-log alpha_target`` per frame, averaged
+            against the target, summed over the layers; bounded, 0.64 to 2.36 per layer with six
+            choices: a gentle pull on the mean) or ``frame_nll`` (``-log alpha_target`` per frame, averaged
             over frames and layers: a strong pull that collapses the attention onto the target).
         guide_decay: ``none`` (the authors') or ``linear`` (the guide weight falls to 0 over training).
         use_sources: fuse the source adapters (``false``: the ablation, fusion over the target's
