@@ -135,6 +135,12 @@ class Method(torch.nn.Module):
         """
         return len(self.streams) > 1 or any(True for _ in self.parameters())
 
+    @property
+    def domain_adapter(self) -> str | None:
+        """The per-domain adapter the method trains on a frozen base, or ``None`` (the loop writes it
+        as ``EXP/<name>.adapter`` when training ends)."""
+        return None
+
     def setup(self, model: HybridASR, tokenizers: Mapping[str, Tokenizer] | None = None) -> None:
         """Add modules and choose the trainable parameters; resolve weights that depend on the model.
 

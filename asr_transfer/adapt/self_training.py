@@ -11,23 +11,34 @@ corpus's utterance length and a matching weight moves between corpora (the paper
 utterances have ~180 characters, a spoken-digit string ~5 units). Subclasses add a matching term
 in :meth:`match`. The loss, its options and how they differ from the authors' code:
 docs/methods.md, section 2.2 (model selection on dev data: section 2.6).
+
+With ``train: adapter`` (any of these methods) the base stays frozen and only a per-domain adapter
+named by ``target`` trains, in the slots after the encoder blocks (``where``), so it changes the
+features that MMD, ADV and CMatch match. Only the target stream runs through it: the source stream
+is the base alone, as the source domain is decoded (without the adapter), so the matching terms
+pull the adapted target features towards the base's source features. The adapter is written as
+``EXP/<target>.adapter`` when training ends (docs/methods.md, section 2.7).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import contextlib
+import re
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import ClassVar
 
 import torch
 
-from asr_transfer.adapt.base import Context, Method, Options, forward, supervised_terms
+from asr_transfer.adapt.base import Context, Method, Options, forward, supervised_terms, unwrap
 from asr_transfer.data.dataset import Batch
 from asr_transfer.model.asr import HybridASR, ModelOutput
 from asr_transfer.text.tokenizer import Tokenizer
 
 #: the terms that need labels (transcripts on the source, pseudo-labels on the target)
 SUPERVISED_TERMS = ("ctc", "att", "ctc_target", "att_target")
+#: ``adapt.train``: the whole model, or a per-domain adapter on the frozen base
+TRAIN_CHOICES = ("model", "adapter")
 
 
 @dataclass
@@ -40,11 +51,19 @@ class DomainOptions(Options):
         layers: encoder layers whose output is matched: ``-1`` is the final encoder output
             (after its LayerNorm), ``k >= 1`` the output of block ``k``.
         per_token: supervised terms per output token instead of per utterance.
+        train: ``model`` (every parameter trains) or ``adapter`` (the base is frozen; a domain
+            adapter named by ``target`` trains and is written as ``EXP/<target>.adapter``).
+        bottleneck: the domain adapter's bottleneck (``train: adapter``).
+        where: the stacks whose slots get the domain adapter (``train: adapter``); the encoder
+            holds the features the matching terms compare.
     """
 
     self_training: bool = True
     layers: list[int] = field(default_factory=lambda: [-1])
     per_token: bool = True
+    train: str = "model"
+    bottleneck: int = 32
+    where: list[str] = field(default_factory=lambda: ["encoder"])
 
 
 class SelfTraining(Method):
@@ -71,6 +90,7 @@ class SelfTraining(Method):
         return bool(self.opts.self_training)
 
     def setup(self, model: HybridASR, tokenizers: Mapping[str, Tokenizer] | None = None) -> None:
+        self.check_train_option()
         ctc = self.ctc_share(model)
         share = 2 if self.opts.self_training else 1
         pairs = {"ctc": ctc, "att": 1 - ctc, "ctc_target": ctc, "att_target": 1 - ctc}
@@ -85,6 +105,50 @@ class SelfTraining(Method):
             raise ValueError(
                 f"adapt.layers: no encoder block {bad[0]} (the model has {len(model.enc_slots)})"
             )
+        if self.domain_adapter:
+            # as add-language's adapter: added after the base's own adapters, the base frozen
+            name = self.domain_adapter
+            base_enabled = model.enabled_adapters()
+            model.add_adapter(name, bottleneck=int(self.opts.bottleneck), where=tuple(self.opts.where),
+                              enabled=False)  # fmt: skip
+            model.set_enabled([*base_enabled, name])
+            model.freeze()
+            model.unfreeze_adapters([name])
+
+    def check_train_option(self) -> None:
+        """A clear error for a bad ``adapt.train`` or an adapter without a usable ``adapt.target``."""
+        o = self.opts
+        if o.train not in TRAIN_CHOICES:
+            raise ValueError(f"adapt.train: {o.train!r}; choose from {', '.join(TRAIN_CHOICES)}")
+        if o.train != "adapter":
+            return
+        if not o.target or not re.fullmatch(r"[A-Za-z0-9_-]+", o.target):
+            raise ValueError(
+                f"adapt.train adapter: adapt.target names the domain adapter (and its file "
+                f"<target>.adapter): letters, digits, _ and - only, got {o.target!r}"
+            )
+        if o.train_only or o.freeze:
+            raise ValueError("adapt.train adapter trains the adapter alone: adapt.train_only/freeze are for model")
+
+    @property
+    def domain_adapter(self) -> str | None:
+        """The name of the domain adapter trained (``adapt.target``), or ``None`` when the model trains."""
+        return self.opts.target if self.opts.train == "adapter" else None
+
+    @contextlib.contextmanager
+    def base_only(self, model: torch.nn.Module) -> Iterator[None]:
+        """With a domain adapter: the adapter off and no gradient (nothing of the base trains)."""
+        if not self.domain_adapter:
+            yield
+            return
+        inner = unwrap(model)
+        enabled = inner.enabled_adapters()
+        inner.set_enabled([n for n in enabled if n != self.domain_adapter])
+        try:
+            with torch.no_grad():
+                yield
+        finally:
+            inner.set_enabled(enabled)
 
     def weight(self, term: str, ctx: Context) -> float:
         # The dev criterion (epoch selection, and the tuning grid's choice) is the supervised terms
@@ -107,7 +171,9 @@ class SelfTraining(Method):
     def compute_objectives(
         self, model: torch.nn.Module, batches: dict[str, Batch], ctx: Context
     ) -> dict[str, torch.Tensor]:
-        out_s = forward(model, batches["source"], self.taps)
+        # with a domain adapter the source is read as it is decoded: by the base alone
+        with self.base_only(model):
+            out_s = forward(model, batches["source"], self.taps)
         terms = self.supervised(out_s, batches["source"])
         if "target" not in batches:  # dev data of the source domain only
             return terms

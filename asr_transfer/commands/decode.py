@@ -32,8 +32,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         nargs="+",
         default=[],
         help="adapter files (add-language --method adapter) loaded into EXP's model; each data dir's "
-        "language (utt2lang or --lang) enables its own adapter, without reloading the model",
+        "language (utt2lang or --lang) enables its own adapter, without reloading the model. Domain "
+        "adapter files (train --adapt.train adapter) likewise: each utterance's domain (utt2domain or "
+        "--domain) enables its own, any other domain is decoded by the base alone",
     )
+    parser.add_argument("--domain", help="the domain of every utterance (default: utt2domain)")
     parser.add_argument("--out-root", help="write decode_<dir> here (default: EXP)")
 
 
@@ -50,6 +53,6 @@ def run(args: argparse.Namespace) -> int:
         if (out / "text").exists() and not args.overwrite:
             print(f"decode: {out} exists, skipped")
             continue
-        rtf = decode_dir(rec, data_dir, out, args.lang)
+        rtf = decode_dir(rec, data_dir, out, args.lang, args.domain)
         print(f"decode: {data_dir} -> {out} (RTF {rtf:.3f})")
     return 0

@@ -34,6 +34,13 @@ class Recognizer:
         rec.load_adapter("exp/cs_adapter/cs.adapter")
         rec.transcribe("ro.flac", lang="ro"), rec.transcribe("cs.flac", lang="cs")
 
+    The same for devices: a domain adapter file (a domain-adaptation method trained with
+    ``--adapt.train adapter``) is enabled for audio of its domain, and any other audio is decoded by
+    the base as it was, so the source domain is never forgotten::
+
+        rec = Recognizer.from_exp("exp/tiny_clean", adapter=["exp/adapt/st_adapter_room/room.adapter"])
+        rec.transcribe("room.flac", domain="room"), rec.transcribe("clean.flac")
+
     :meth:`transcribe` takes any sample rate and channel count (a 44.1 kHz stereo phone recording,
     an 8 kHz call) and says once on stderr how it converted them.
 
@@ -59,16 +66,22 @@ class Recognizer:
         self.device = torch.device(device)
         #: language -> adapter set enabled when decoding it; other languages get the model's own
         self.adapter_of: dict[str, str | None] = {}
+        #: domain -> its domain adapter, enabled after the language's when decoding audio of that domain
+        self.domain_adapters: dict[str, str] = {}
         self.default_enabled = model.enabled_adapters()
         #: (rate, channels) of the recordings converted so far: each kind is noted once
         self._noted: set[tuple[int, int]] = set()
 
     def load_adapter(self, path: str | Path) -> str:
-        """Load an adapter file (adapter + head + tokenizer of one language); return its language.
+        """Load an adapter file (adapter + head + tokenizer of one language); return its language,
+        or for a domain adapter file (the adapter of one domain) its domain.
 
         The file must fit this model's body (a clear error naming the file otherwise).
         """
         data = self.model.load_adapter(path, enable=False)
+        if "domain" in data:
+            self.domain_adapters[data["domain"]] = data["name"]
+            return data["domain"]
         tok = data["tokenizer"]
         self.tokenizers[data["lang"]] = Tokenizer(tok["tokens"], tok["kind"], tok["lang"], tok["sp_model"])
         self.adapter_of[data["lang"]] = data["name"]
@@ -150,19 +163,25 @@ class Recognizer:
             why = "no utt2lang, and " if lang is None else ""
             raise ValueError(f"{data.path}: {why}{err}") from None
 
-    def transcribe_waves(self, waves: list[np.ndarray], lang: str | None = None) -> list[str]:
+    def transcribe_waves(
+        self, waves: list[np.ndarray], lang: str | None = None, domain: str | None = None
+    ) -> list[str]:
         """Decode 16 kHz float waveforms in one padded batch (each gets its one-at-a-time result:
-        features per utterance, lengths as alone; see :func:`~asr_transfer.decode.search.decode_batch`)."""
-        return self.transcribe_waves_scored(waves, lang)[0]
+        features per utterance, lengths as alone; see :func:`~asr_transfer.decode.search.decode_batch`).
+        ``domain``: the recording's domain; its domain adapter, if loaded, is enabled."""
+        return self.transcribe_waves_scored(waves, lang, domain)[0]
 
     def transcribe_waves_scored(
-        self, waves: list[np.ndarray], lang: str | None = None
+        self, waves: list[np.ndarray], lang: str | None = None, domain: str | None = None
     ) -> tuple[list[str], list[float]]:
         """Decode 16 kHz float waveforms in one padded batch; also each hypothesis's length-normalised
         confidence (see :func:`asr_transfer.decode.search.decode_batch_scored`)."""
         lang = self.default_lang(lang)
         name = self.adapter_of.get(lang)
-        self.model.set_enabled([name] if name else self.default_enabled)
+        enabled = [name] if name else list(self.default_enabled)
+        if domain in self.domain_adapters:
+            enabled.append(self.domain_adapters[domain])
+        self.model.set_enabled(enabled)
         feats = [self.frontend(w) for w in waves]
         lens = torch.tensor([f.shape[0] for f in feats])
         batch = torch.nn.utils.rnn.pad_sequence(feats, batch_first=True)
@@ -171,9 +190,10 @@ class Recognizer:
         )
         return [self.tokenizers[lang].decode(seq) for seq in ids], scores
 
-    def transcribe(self, path: str | Path, lang: str | None = None) -> str:
+    def transcribe(self, path: str | Path, lang: str | None = None, domain: str | None = None) -> str:
         """Transcribe one audio file of any rate and channel count soundfile reads (WAV, FLAC, OGG,
         MP3 where libsndfile has it): channels averaged, resampled to :attr:`sample_rate`.
+        ``domain`` (the device or condition) enables its domain adapter, if one is loaded.
 
         The first file of each rate and channel count that needed converting is named on stderr
         with what was done (audio below the model's rate: upsampled, and WER will suffer).
@@ -182,4 +202,4 @@ class Recognizer:
         if how.changed and (how.sample_rate, how.channels) not in self._noted:
             self._noted.add((how.sample_rate, how.channels))
             print(f"note: {how.note(path)} (said once for every file like it)", file=sys.stderr)
-        return self.transcribe_waves([wave], lang)[0]
+        return self.transcribe_waves([wave], lang, domain)[0]

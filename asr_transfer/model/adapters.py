@@ -17,7 +17,11 @@ New module kinds (a fusion layer for SimAdapter) register in :data:`ADAPTER_TYPE
 
 An adapter file (:data:`FORMAT`) holds one language's adapter and head weights, that language's
 tokenizer, and what is needed to check it fits a base model: the fingerprint of the shared body
-(:func:`body_fingerprint`) and its sizes. Adapter files are made to be passed around, so the file
+(:func:`body_fingerprint`) and its sizes. A *domain* adapter file (a device or noise condition,
+trained by a domain-adaptation method with ``adapt.train: adapter``) holds the adapter alone: its
+metadata names the ``domain`` (the adapter's name), the head it is used with is the base's own, so
+``head`` is empty and the base's entry also holds that head's fingerprint (:func:`head_fingerprint`).
+Adapter files are made to be passed around, so the file
 is a ``safetensors`` file, which holds only tensors and strings: reading one runs no code (a
 ``torch.save`` file is unpickled, and unpickling can run anything). Its layout:
 
@@ -25,7 +29,7 @@ is a ``safetensors`` file, which holds only tensors and strings: reading one run
   as the bytes of the uint8 tensor ``tokenizer/sp_model`` (absent for a character tokenizer);
 - header metadata ``format`` (:data:`FORMAT`) and ``asr_transfer``: one JSON string with everything
   else (name, language, adapter config, vocabulary size, base fingerprint and sizes, the
-  tokenizer's tokens, kind and language).
+  tokenizer's tokens, kind and language; for a domain adapter its ``domain``, no tokenizer).
 
 Files of the older, pickled format (:data:`OLD_FORMAT`) are never read by :func:`read_adapter_file`;
 :func:`convert_adapter_file` (``asr-transfer convert-adapter OLD NEW``) rewrites one with torch's
@@ -137,8 +141,25 @@ def body_fingerprint(state: dict[str, torch.Tensor]) -> str:
         >>> body_fingerprint(a) == body_fingerprint({**a, "encoder.w": torch.zeros(2)})
         False
     """
+    return _digest(state, [k for k in state if is_body_key(k)])
+
+
+def head_fingerprint(state: dict[str, torch.Tensor], lang: str) -> str:
+    """sha256 over the tensors of the head of ``lang``, 16 hex digits (a domain adapter is used with it).
+
+    Example:
+        >>> a = {"encoder.w": torch.ones(2), "heads.en.b": torch.zeros(1)}
+        >>> head_fingerprint(a, "en") == head_fingerprint({**a, "encoder.w": torch.zeros(2)}, "en")
+        True
+        >>> head_fingerprint(a, "en") == head_fingerprint({**a, "heads.en.b": torch.ones(1)}, "en")
+        False
+    """
+    return _digest(state, [k for k in state if k.startswith(f"heads.{lang}.")])
+
+
+def _digest(state: dict[str, torch.Tensor], keys: list[str]) -> str:
     h = hashlib.sha256()
-    for key in sorted(k for k in state if is_body_key(k)):
+    for key in sorted(keys):
         t = state[key].detach().cpu().contiguous()
         h.update(f"{key}:{t.dtype}:{tuple(t.shape)};".encode())
         h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
@@ -174,17 +195,21 @@ def check_contents(data: dict, where: str | Path) -> None:
         x.adapter: not an adapter file (missing or malformed: head, base)
     """
     name, base = data.get("name"), data.get("base")
+    # a domain adapter: named by its domain, used with the base's own head (none in the file)
+    domain = "domain" in data
     ok = {
         "name": "name" in data and isinstance(name, str | None),
         "lang": isinstance(data.get("lang"), str),
         "spec": isinstance(data.get("spec"), dict) if name else "spec" in data and data["spec"] is None,
         "adapter": _is_tensor_dict(data.get("adapter")),
-        "head": _is_tensor_dict(data.get("head")) and bool(data["head"]),
+        "head": _is_tensor_dict(data.get("head")) and bool(data["head"]) != domain,
         "vocab_size": isinstance(data.get("vocab_size"), int),
         "base": isinstance(base, dict)
         and isinstance(base.get("fingerprint"), str)
-        and isinstance(base.get("sizes"), dict),
+        and isinstance(base.get("sizes"), dict)
+        and (not domain or isinstance(base.get("head"), str)),
         "tokenizer": "tokenizer" not in data or _is_tokenizer(data["tokenizer"]),
+        "domain": not domain or (isinstance(name, str) and data["domain"] == name),
     }
     bad = [key for key, good in ok.items() if not good]
     if bad:

@@ -517,23 +517,46 @@ class HybridASR(torch.nn.Module):
         return adapter_files.body_fingerprint(self.state_dict())
 
     def save_adapter(
-        self, name: str | None, path: str | Path, lang: str | None = None, extra: dict | None = None
+        self,
+        name: str | None,
+        path: str | Path,
+        lang: str | None = None,
+        extra: dict | None = None,
+        domain: bool = False,
     ) -> Path:
         """Write adapter set ``name`` and the head of ``lang`` (default: ``name``) to a small file.
 
         ``name`` may be ``None`` for a head-only file. ``extra`` holds the tokenizer (``tokens``, ``kind``,
         ``lang``, ``sp_model`` bytes or ``None``) and JSON values: the file holds no pickle
-        (:func:`~asr_transfer.model.adapters.save_adapter_file`).
+        (:func:`~asr_transfer.model.adapters.save_adapter_file`). With ``domain`` it is a domain
+        adapter file: the adapter ``name`` (the domain) alone, used with the base's own head of
+        ``lang``, whose fingerprint it records.
+
+        Example:
+            >>> import tempfile
+            >>> m = build_model({"encoder": {"output_size": 16, "attention_heads": 2, "linear_units": 32,
+            ...                  "num_blocks": 2}, "decoder": {"attention_heads": 2, "linear_units": 32,
+            ...                  "num_blocks": 1}}, {"en": 5})
+            >>> m.add_adapter("room", bottleneck=4, where=["encoder"])
+            >>> path = m.save_adapter("room", Path(tempfile.mkdtemp()) / "room.adapter", "en", domain=True)
+            >>> data = m.load_adapter(path)
+            >>> data["domain"], data["head"], m.enabled_adapters()
+            ('room', {}, ['room'])
         """
         lang = lang or name
+        state = self.state_dict()
+        base: dict = {"fingerprint": self.fingerprint(), "sizes": self.sizes()}
+        if domain:
+            base["head"] = adapter_files.head_fingerprint(state, lang)
         payload = {
             "name": name,
             "lang": lang,
             "spec": self.adapter_specs[name] if name else None,
             "adapter": self.slot_state_dict(name) if name else {},
-            "head": {k: v.clone() for k, v in self.heads[lang].state_dict().items()},
+            "head": {} if domain else {k: v.clone() for k, v in self.heads[lang].state_dict().items()},
             "vocab_size": self.heads[lang].vocab_size,
-            "base": {"fingerprint": self.fingerprint(), "sizes": self.sizes()},
+            "base": base,
+            **({"domain": name} if domain else {}),
             **(extra or {}),
         }
         return adapter_files.save_adapter_file(payload, path)
@@ -544,14 +567,27 @@ class HybridASR(torch.nn.Module):
         The file must have been made on this model's body (same fingerprint and sizes), else an
         :class:`~asr_transfer.model.adapters.AdapterFileError` naming the file. Reading it runs
         no code from it, whoever made it (:func:`~asr_transfer.model.adapters.read_adapter_file`).
-        With ``enable`` the loaded adapter becomes the only one enabled.
+        With ``enable`` the loaded adapter becomes the only one enabled. A domain adapter file
+        (``data["domain"]``) leaves the heads alone: it must fit this model's head of its language.
         """
         data = adapter_files.read_adapter_file(path)
         adapter_files.check_fits(data, path, self.fingerprint(), self.sizes())
-        name = data["name"]
+        name, lang = data["name"], data["lang"]
         # everything is checked before the model changes: a bad file leaves it as it was
-        head = LanguageHead(data["vocab_size"], self.d_model)
-        head.load_state_dict(data["head"])
+        head = None
+        if "domain" in data:
+            if lang not in self.heads:
+                raise adapter_files.AdapterFileError(
+                    f"{path}: a domain adapter for the {lang} head; the model has {sorted(self.heads)}"
+                )
+            ours = adapter_files.head_fingerprint(self.state_dict(), lang)
+            if data["base"]["head"] != ours:
+                raise adapter_files.AdapterFileError(
+                    f"{path}: made for a {lang} head {data['base']['head']}, this model's is {ours}"
+                )
+        else:
+            head = LanguageHead(data["vocab_size"], self.d_model)
+            head.load_state_dict(data["head"])
         if name:
             spec = adapter_files.normalise_spec(name, data["spec"])
             module = adapter_files.ADAPTER_TYPES[spec["type"]](self.d_model, bottleneck=spec["bottleneck"])
@@ -571,7 +607,8 @@ class HybridASR(torch.nn.Module):
                     f"{path}: adapter {name!r} does not match its spec {spec}"
                 )
         device = next(self.parameters()).device
-        self.heads[data["lang"]] = head.to(device)
+        if head is not None:
+            self.heads[lang] = head.to(device)
         if name:
             self.remove_adapter(name)
             self.add_adapter(name, **{k: spec[k] for k in ("type", "bottleneck", "where")}, enabled=False)

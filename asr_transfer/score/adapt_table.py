@@ -126,12 +126,16 @@ def method_name(adapt: dict) -> str:
         'CMatch (ctc_pred)'
         >>> method_name({"method": "mmd", "target": "rain"}), method_name({"method": "adv", "name": "DANN"})
         ('MMD', 'DANN')
+        >>> method_name({"method": "mmd", "target": "rain", "train": "adapter"})  # a domain adapter only
+        'MMD + adapter'
     """
     if adapt.get("name"):
-        return str(adapt["name"])
-    name = _NAMES.get(adapt["method"], str(adapt["method"]))
-    labels = _labels(adapt) if adapt["method"] == "cmatch" else None
-    return f"{name} ({labels})" if labels else name
+        name = str(adapt["name"])
+    else:
+        name = _NAMES.get(adapt["method"], str(adapt["method"]))
+        labels = _labels(adapt) if adapt["method"] == "cmatch" else None
+        name = f"{name} ({labels})" if labels else name
+    return f"{name} + adapter" if adapt.get("train") == "adapter" else name
 
 
 def _labels(adapt: dict) -> str | None:

@@ -15,7 +15,7 @@
             every save_every_steps optimiser steps: save_checkpoint (atomic, the position in the epoch)
         validate: the method's dev loss (dev data only)
         end_epoch: padding share, keep the best k, checkpoint
-    finish: average the best k into model.pt
+    finish: average the best k into model.pt; a method's domain adapter into EXP/<domain>.adapter
 
 A killed run restarts from ``last.pt`` at the batch after the last saved step,
 with the same batch order, RNG state and optimiser state.
@@ -44,7 +44,7 @@ from asr_transfer.data.frontend import check_record
 from asr_transfer.data.loader import padding_frames, step_loader
 from asr_transfer.model.asr import HybridASR, build_model
 from asr_transfer.text.tokenizer import Tokenizer
-from asr_transfer.train.checkpoint import average_checkpoints
+from asr_transfer.train.checkpoint import average_checkpoints, load_model_state
 from asr_transfer.train.compile import compile_model
 from asr_transfer.train.dist import DistInfo, all_reduce_sum, init_distributed
 from asr_transfer.train.init import DECODING_FILE, init_from_base, recorded_decoding
@@ -260,6 +260,8 @@ class Trainer:
         self.model, self.toks = starting_model(cfg, self.exp, opts)
         decoding = recorded_decoding(opts.init) if opts.init else None
         self.method = set_up_method(cfg, self.model, self.toks, info, decoding)
+        # the base a domain adapter trains on: it must come out of training bit for bit the same
+        self.base_fingerprint = self.model.fingerprint() if self.method.domain_adapter else None
         self.train_streams, self.dev_streams = load_streams(cfg, self.method, self.toks, opts.max_utt_frames)
         if info.is_main:
             write_experiment(cfg, self.exp, self.toks, decoding)
@@ -438,11 +440,31 @@ class Trainer:
             best = [self.ckpt_dir / f"epoch{e}.pt" for e in epochs]
             save_torch({"model": average_checkpoints(best), "averaged_epochs": epochs}, final)
             log.info("averaged epochs %s -> %s", epochs, final)
+            if self.method.domain_adapter:
+                self.write_domain_adapter(final)
             self.writer.close()
         if self.info.world_size > 1:
             torch.distributed.barrier()
             torch.distributed.destroy_process_group()
         return final
+
+
+    def write_domain_adapter(self, final: Path) -> Path:
+        """``EXP/<domain>.adapter``: the domain adapter of the averaged model, checked to sit on the
+        unchanged base (its body and the head it is used with), as a small file of its own."""
+        name = self.method.domain_adapter
+        self.model.load_state_dict(load_model_state(final))
+        if self.model.fingerprint() != self.base_fingerprint:
+            raise InputError(
+                f"{final}: the base changed during adaptation ({self.base_fingerprint} -> "
+                f"{self.model.fingerprint()}): no domain adapter file written"
+            )
+        langs = sorted({entry["lang"] for entry in self.cfg["data"]["target"]})
+        if len(langs) != 1:
+            raise InputError(f"data.target: a domain adapter is for one language's head, got {langs}")
+        path = self.model.save_adapter(name, self.exp / f"{name}.adapter", langs[0], domain=True)
+        log.info("domain adapter %s -> %s (%d bytes)", name, path, path.stat().st_size)
+        return path
 
 
 def train(cfg: dict, exp_dir: str | Path) -> Path:
