@@ -128,7 +128,7 @@ class SelfTraining(Method):
                 f"<target>.adapter): letters, digits, _ and - only, got {o.target!r}"
             )
         if o.train_only or o.freeze:
-            raise ValueError("adapt.train adapter trains the adapter alone: adapt.train_only/freeze are for model")
+            raise ValueError("adapt.train adapter trains the adapter alone: no adapt.train_only/freeze")
 
     @property
     def domain_adapter(self) -> str | None:
