@@ -448,7 +448,6 @@ class Trainer:
             torch.distributed.destroy_process_group()
         return final
 
-
     def write_domain_adapter(self, final: Path) -> Path:
         """``EXP/<domain>.adapter``: the domain adapter of the averaged model, checked to sit on the
         unchanged base (its body and the head it is used with), as a small file of its own."""
