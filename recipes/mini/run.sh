@@ -21,6 +21,9 @@
 #                 rounds 2..N re-label the target with the previous round's adapted model)
 #                 [--adapt_config conf/train/adapt_noisy_student.yaml] (the shared adaptation config;
 #                 that one masks the student's input)
+#                 [--adapt_train adapter] (train a per-domain adapter on the frozen source model instead of
+#                 the whole model: exp/adapt/<method>_adapter_<domain>/<domain>.adapter; the source domain is
+#                 decoded by the source model itself, so nothing is forgotten)
 set -euo pipefail
 
 stage=0
@@ -52,6 +55,7 @@ adapt_tuned=exp/tune                  # <method>.yaml here (local/tune_adapt.sh)
 adapt_args=""
 pseudo_keep=0.7                       # most confident share of pseudo-labels kept (CMatch paper: 70 %)
 pl_rounds=1                           # pseudo-labelling rounds (2+: re-label with the adapted model)
+adapt_train=model                     # model | adapter (a domain adapter, conf/train/adapt_adapter.yaml)
 
 while [ $# -gt 0 ]; do
   name=${1#--}
@@ -74,6 +78,13 @@ else
   dump=dump
 fi
 exp=exp/$system
+case $adapt_train in
+  model) variant="" ;;
+  adapter)
+    variant=_adapter
+    [ "$pl_rounds" -eq 1 ] || { echo "$0: --adapt_train adapter takes one pseudo-labelling round" >&2; exit 2; } ;;
+  *) echo "$0: --adapt_train $adapt_train: model or adapter" >&2; exit 2 ;;
+esac
 
 if [ "$stage" -le 0 ] && [ "$stop_stage" -ge 0 ]; then
   log "0: synthesise the $preset corpus into $corpus"
@@ -203,6 +214,8 @@ adapt() {
   [ -d "$unlabelled" ] && rest=(--data.target_unlabelled "[{dump: $unlabelled, lang: en}]")
   local tuned=()
   [ -f "$adapt_tuned/$m.yaml" ] && tuned=(--config "$adapt_tuned/$m.yaml")
+  # a domain adapter: its own learning rate and bottleneck over the method's tuned matching weight
+  [ "$adapt_train" = adapter ] && tuned+=(--config conf/train/adapt_adapter.yaml)
   # the source experiment's own config (model, frontend, tokenizer, source data) is the base
   # shellcheck disable=SC2086
   asr-transfer train --config "$exp/config.yaml" --config "$adapt_config" --config "conf/adapt/$m.yaml" \
@@ -217,7 +230,7 @@ if [ "$stage" -le 8 ] && [ "$stop_stage" -ge 8 ] && [ -n "$adapt_domains" ]; the
   for d in $adapt_domains; do
     for m in $adapt_methods; do
       [ -f "conf/adapt/$m.yaml" ] || { echo "$0: no such method config conf/adapt/$m.yaml" >&2; exit 2; }
-      final=exp/adapt/${m}_$d
+      final=exp/adapt/${m}${variant}_$d
       if [ -f "$final/model.pt" ]; then  # the last round finished: no earlier round is redone
         echo "  $final/model.pt exists, skipped"
         continue
@@ -241,9 +254,16 @@ fi
 if [ "$stage" -le 9 ] && [ "$stop_stage" -ge 9 ] && [ -n "$adapt_domains" ]; then
   for d in $adapt_domains; do
     for m in $adapt_methods; do
-      log "9: decode exp/adapt/${m}_$d on en_test_$d and the source domain (forgetting)"
-      asr-transfer decode --exp "exp/adapt/${m}_$d" --data "$data/en_test_$d" "$data/en_test_clean" \
-        "${decode_opts[@]}"
+      out=exp/adapt/${m}${variant}_$d
+      log "9: decode $out on en_test_$d and the source domain (forgetting)"
+      if [ "$adapt_train" = adapter ]; then
+        # the source model with the domain adapter swapped in for audio of domain $d (utt2domain):
+        # the source domain is decoded by the source model alone
+        asr-transfer decode --exp "$exp" --adapter "$out/$d.adapter" --out-root "$out" \
+          --data "$data/en_test_$d" "$data/en_test_clean" "${decode_opts[@]}"
+      else
+        asr-transfer decode --exp "$out" --data "$data/en_test_$d" "$data/en_test_clean" "${decode_opts[@]}"
+      fi
     done
   done
 fi
@@ -254,7 +274,7 @@ if [ "$stage" -le 10 ] && [ "$stop_stage" -ge 10 ] && [ -n "$adapt_domains" ]; t
   pseudo=()  # their WER against the true transcripts: the regime table's, for the report only
   for d in $adapt_domains; do
     pseudo+=("exp/pseudo/en_train_$d")
-    for m in $adapt_methods; do adapted+=("exp/adapt/${m}_$d"); done
+    for m in $adapt_methods; do adapted+=("exp/adapt/${m}${variant}_$d"); done
   done
   asr-transfer report "$exp" "${adapted[@]}" --out exp/report_adapt --pseudo-labels "${pseudo[@]}"
   echo
