@@ -88,6 +88,15 @@ def test_train_adapter_trains_the_domain_adapter_alone_and_reads_the_source_thro
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.adapter_parameters("room"))
 
 
+def test_adapter_source_trains_the_adapter_on_the_source_stream_too() -> None:
+    model = build_model(TINY, {"en": TOK.vocab_size})
+    method = build_method({"method": "mmd", "train": "adapter", "target": "room", "adapter_source": True})
+    method.setup(model)
+    terms = method.compute_objectives(model.eval(), {"source": _batch(1), "target": _batch(2)}, Context())
+    terms["ctc"].backward()
+    assert all(p.grad is not None for p in model.adapter_parameters("room"))
+
+
 def test_a_bad_train_option_is_an_error_naming_the_key() -> None:
     model = build_model(TINY, {"en": TOK.vocab_size})
     bad = [

@@ -56,6 +56,9 @@ class DomainOptions(Options):
         bottleneck: the domain adapter's bottleneck (``train: adapter``).
         where: the stacks whose slots get the domain adapter (``train: adapter``); the encoder
             holds the features the matching terms compare.
+        adapter_source: the source stream runs through the domain adapter too, which then also
+            trains on the source transcripts (``train: adapter``); off, the source is read by the
+            base alone, as it is decoded.
     """
 
     self_training: bool = True
@@ -64,6 +67,7 @@ class DomainOptions(Options):
     train: str = "model"
     bottleneck: int = 32
     where: list[str] = field(default_factory=lambda: ["encoder"])
+    adapter_source: bool = False
 
 
 class SelfTraining(Method):
@@ -137,8 +141,9 @@ class SelfTraining(Method):
 
     @contextlib.contextmanager
     def base_only(self, model: torch.nn.Module) -> Iterator[None]:
-        """With a domain adapter: the adapter off and no gradient (nothing of the base trains)."""
-        if not self.domain_adapter:
+        """With a domain adapter: the adapter off and no gradient (nothing of the base trains), unless
+        ``adapter_source``."""
+        if not self.domain_adapter or self.opts.adapter_source:
             yield
             return
         inner = unwrap(model)
