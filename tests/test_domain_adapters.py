@@ -210,3 +210,48 @@ def test_adapter_adaptation_forgets_nothing_and_its_file_swaps_into_the_source_m
         cli(*swap, bare)
     assert cli(*swap, bare, "--domain", "phone") == 0
     assert hyps(swapped / "decode_bare") == hyps(swapped / "decode_en_test_phone")
+
+
+@pytest.mark.slow
+def test_the_recipe_adapts_with_an_adapter_and_reports_zero_forgetting(
+    tiny_setup: dict[str, Path], tiny_exp: Path, tmp_path: Path
+) -> None:
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    recipe = tmp_path / "mini"
+    (recipe / "exp").mkdir(parents=True)
+    shutil.copy(REPO / "recipes/mini/run.sh", recipe / "run.sh")
+    (recipe / "conf").symlink_to(REPO / "conf")
+    (recipe / "corpus").symlink_to(tiny_setup["data"].parent)
+    shutil.copytree(tiny_exp, recipe / "exp/tiny_clean")
+    env = {
+        **os.environ,
+        "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+        "PYTHONPATH": str(REPO),
+    }
+    # stages 5-6 decode the source model (the report's source-only column), 7-10 adapt with an adapter
+    args = ["./run.sh", "--stage", "5", "--stop_stage", "10", "--adapt_train", "adapter",
+            "--adapt_domains", "phone", "--adapt_methods", "cmatch_ctc_pred",
+            "--decode_config", "conf/decode/ctc_greedy.yaml",
+            "--adapt_args", "--train.epochs 1 --train.num_threads 1 --adapt.min_frames 1"]  # fmt: skip
+    proc = subprocess.run(args, cwd=recipe, env=env, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    out = recipe / "exp/adapt/cmatch_ctc_pred_adapter_phone"
+    assert (out / "phone.adapter").is_file()
+    saved = yaml.safe_load((out / "config.yaml").read_text())["adapt"]
+    assert saved["train"] == "adapter" and saved["bottleneck"] == 128 and saved["target"] == "phone"
+    # stage 9 decoded the source model with the adapter swapped in for the phone domain only: the
+    # source domain's hypotheses are stage 5's of the source model
+    clean = (out / "decode_en_test_clean" / "text").read_text()
+    assert clean == (recipe / "exp/tiny_clean/decode_en_test_clean/text").read_text()
+    made = yaml.safe_load((out / "decode_en_test_phone" / "decode.yaml").read_text())
+    assert made["domain_adapters"] == {"phone": "phone"}
+    table = (recipe / "exp/report_adapt/RESULTS.md").read_text()
+    assert "CMatch (ctc_pred) + adapter" in table
+    assert "| CMatch (ctc_pred) + adapter | 1 of 1 |" in table and "| +0.00 |" in table
+    bad = subprocess.run(["./run.sh", "--stage", "8", "--adapt_train", "adapters"], cwd=recipe, env=env,
+                         capture_output=True, text=True)  # fmt: skip
+    assert bad.returncode == 2 and "--adapt_train adapters: model or adapter" in bad.stderr
