@@ -55,7 +55,8 @@ class DomainOptions(Options):
             adapter named by ``target`` trains and is written as ``EXP/<target>.adapter``).
         bottleneck: the domain adapter's bottleneck (``train: adapter``).
         where: the stacks whose slots get the domain adapter (``train: adapter``); the encoder
-            holds the features the matching terms compare.
+            holds the features the matching terms compare, ``frontend`` adds the slot after the
+            convolutional subsampling.
         adapter_source: the source stream runs through the domain adapter too, which then also
             trains on the source transcripts (``train: adapter``); off, the source is read by the
             base alone, as it is decoded.
