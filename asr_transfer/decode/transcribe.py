@@ -38,7 +38,7 @@ class Recognizer:
     ``--adapt.train adapter``) is enabled for audio of its domain, and any other audio is decoded by
     the base as it was, so the source domain is never forgotten::
 
-        rec = Recognizer.from_exp("exp/tiny_clean", adapter=["exp/adapt/st_adapter_room/room.adapter"])
+        rec = Recognizer.from_exp("exp/tiny_clean", adapter=["exp/adapt/mmd_adapter_room/room.adapter"])
         rec.transcribe("room.flac", domain="room"), rec.transcribe("clean.flac")
 
     :meth:`transcribe` takes any sample rate and channel count (a 44.1 kHz stereo phone recording,
