@@ -73,6 +73,7 @@ def test_help_shows_the_defaults(capsys: pytest.CaptureFixture) -> None:
     text = " ".join(capsys.readouterr().out.split())
     assert "full 0.005" in text and "adapter 0.01" in text and "--inherit-train" in text
     assert "at most 3 % of the model's parameters" in text and "3 epochs without a better dev loss" in text
+    assert "a fixed number of epochs instead for head 12, full 12" in text
 
 
 def test_the_defaults_follow_the_data_and_yield_to_a_config(tmp_path: Path) -> None:
@@ -90,12 +91,19 @@ def test_the_defaults_follow_the_data_and_yield_to_a_config(tmp_path: Path) -> N
         return build_config(base_cfg, args, tmp_path / "exp", {"train": dump, "dev": dump}, None)["train"]
 
     assert set(DEFAULTS.lr) == set(methods_of_kind("new_language"))
+    assert set(DEFAULTS.fixed_epochs) <= set(DEFAULTS.lr)
     ours = train_section()
-    # 150 x 200 frames: 1/16 a batch, 16 steps an epoch; Full-FT's lr; where the base ran, not its schedule
-    assert (ours["lr"], ours["max_batch_frames"], ours["epochs"], ours["min_epochs"]) == (0.005, 1875, 20, 7)
+    # 150 x 200 frames: 1/16 a batch, 16 steps an epoch; Full-FT's lr and fixed length (a cosine over
+    # it, no stop on the dev loss, which stopped cs Full-FT at 45 % dev WER); where the base ran
+    assert (ours["lr"], ours["max_batch_frames"], ours["epochs"], ours["patience"]) == (0.005, 1875, 12, None)
+    assert ours["scheduler"] == {"type": "warmup_decay", "warmup_steps": 20, "final_ratio": 0.05}
+    assert (ours["device"], ours["num_threads"]) == ("cpu", 1)
+    # the adapter methods: at most 20 epochs, the dev loss stops them, not before 100 steps (7 epochs)
+    args.method = "metaadapter"
+    ours = train_section()
+    assert (ours["lr"], ours["epochs"], ours["min_epochs"], ours["patience"]) == (0.01, 20, 7, 3)
     assert ours["scheduler"] == {"type": "warmup_exp", "warmup_steps": 20, "half_life_steps": 48,
                                  "final_ratio": 0.05}  # fmt: skip
-    assert (ours["device"], ours["num_threads"]) == ("cpu", 1)
     # a key of the schedule is changed; another kind of schedule replaces ours whole
     assert train_section("--train.scheduler.warmup_steps", "5")["scheduler"]["half_life_steps"] == 48
     noam = train_section("--train.scheduler", "{type: noam, warmup_steps: 50}")
