@@ -67,6 +67,23 @@ def test_no_config_trains_a_minimum_selects_by_dev_and_keeps_the_adapter_small(
     assert out.strip().splitlines()[-1].startswith("add-language: WARNING:")
 
 
+@pytest.mark.slow  # ~30 s of CPU: 68 one-utterance epochs of the head alone
+def test_no_config_head_trains_every_epoch_and_averages_the_best(base: Path, tiny_corpus: Path) -> None:
+    exp = base.parent / "ro_head"
+    assert cli("add-language", "--base", base, "--lang", "ro", "--method", "head", "--exp", exp,
+               "--train", tiny_corpus / "ro_train_clean", "--dev", tiny_corpus / "ro_dev_clean",
+               "--tokenizer.kind", "char") == 0  # fmt: skip
+    run = yaml.safe_load((exp / "add_language.yaml").read_text())["training"]
+    train = yaml.safe_load((exp / "config.yaml").read_text())["train"]
+    # every epoch of the maximum (raised for 100 steps on 3 utterances), a cosine over them, no patience
+    assert train["scheduler"]["type"] == "warmup_decay" and train["patience"] is None
+    assert run["stopped"] == "max_epochs" and run["epochs"] == train["epochs"] >= DEFAULTS.max_epochs
+    assert run["steps"] >= 2 * DEFAULTS.min_steps
+    # the dev loss still chooses the epochs averaged
+    best = sorted(range(1, run["epochs"] + 1), key=lambda e: run["dev_losses"][e - 1])[: DEFAULTS.keep_best]
+    assert run["averaged_epochs"] == sorted(best)
+
+
 def test_help_shows_the_defaults(capsys: pytest.CaptureFixture) -> None:
     with pytest.raises(SystemExit):
         cli("add-language", "--help")
