@@ -5,7 +5,8 @@
         on a small corpus SentencePiece stops at the units the text supports)
     features of train/dev with the base experiment's frontend
     the one training loop: base weights + a fresh target head; the method chooses what trains;
-        a fine-tuning schedule (:class:`FineTuneDefaults`): the dev loss decides when it stops,
+        a fine-tuning schedule (:class:`FineTuneDefaults`): the dev loss decides when it stops
+        (but for ``head`` and ``full``, which train every epoch of a cosine schedule),
         the best epochs on the target dev set are averaged
     decode + score the dev set; write EXP/add_language.yaml (the finished marker) and, for
         ``adapter``, ``metaadapter`` and ``head``, the small file EXP/<lang>.adapter (adapter + head +
