@@ -254,6 +254,35 @@ def test_unknown_options_and_methods_are_errors_naming_the_key() -> None:
         build_method({"method": "mmd", "weights": {"cmatch": 1.0}})
 
 
+def _encoder_input(model: torch.nn.Module, feats: torch.Tensor, lens: torch.Tensor) -> torch.Tensor:
+    """What the subsampling receives, ``(B, T, 80)``: CMVN'd features, masked when training."""
+    seen = []
+    hook = model.encoder.embed.register_forward_pre_hook(lambda _, args: seen.append(args[0]))
+    with torch.no_grad():
+        model.encode(feats, lens)
+    hook.remove()
+    return seen[0]
+
+
+def test_the_adaptation_config_trains_the_student_on_masked_input_and_decodes_it_as_it_is() -> None:
+    from asr_transfer.config import load_config
+
+    configs = [REPO / "conf/model/tiny.yaml", REPO / "conf/train/adapt.yaml"]
+    cfg = load_config(configs)
+    model = build_model(cfg["model"], {"en": 12})
+    torch.manual_seed(0)
+    feats, lens = torch.randn(2, 300, 80) + 3.0, torch.tensor([300, 300])
+    # the input of decoding, pseudo-labelling and the dev criterion: no frame or band zeroed
+    x = _encoder_input(model.eval(), feats, lens)
+    assert not (x == 0).all(1).any() and not (x == 0).all(2).any()
+    # the student's: whole frequency bands and time spans zeroed (SpecAugment), other draws elsewhere
+    x = _encoder_input(model.train(), feats, lens)
+    assert (x == 0).all(1).any(), "no frequency band masked"
+    assert (x == 0).all(2).any(), "no time span masked"
+    off = load_config(configs, ["--model.specaug", "null"])
+    assert build_model(off["model"], {"en": 12}).specaug is None
+
+
 # adaptation runs of the loop ------------------------------------------------------------------------
 def pseudo_labelled_target(source: Path, data: dict[str, Path], out: Path) -> dict[str, Path]:
     """Stage 7 of the recipe: pseudo-label the target's training and dev audio, dump the features."""
