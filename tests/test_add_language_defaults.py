@@ -90,7 +90,7 @@ def test_help_shows_the_defaults(capsys: pytest.CaptureFixture) -> None:
     text = " ".join(capsys.readouterr().out.split())
     assert "full 0.005" in text and "adapter 0.01" in text and "--inherit-train" in text
     assert "at most 3 % of the model's parameters" in text and "3 epochs without a better dev loss" in text
-    assert "head and full instead train every epoch" in text
+    assert "head and full instead train every epoch" in text and "(head 24, full 24, adapter 16," in text
 
 
 def test_the_defaults_follow_the_data_and_yield_to_a_config(tmp_path: Path) -> None:
@@ -110,15 +110,17 @@ def test_the_defaults_follow_the_data_and_yield_to_a_config(tmp_path: Path) -> N
     assert set(DEFAULTS.lr) == set(methods_of_kind("new_language"))
     assert set(DEFAULTS.fixed_length) <= set(DEFAULTS.lr)
     ours = train_section()
-    # 150 x 200 frames: 1/16 a batch, 16 steps an epoch; Full-FT's lr and every epoch (a cosine over
+    # 150 x 200 frames: 1/24 a batch, 24 steps an epoch; Full-FT's lr and every epoch (a cosine over
     # them, no stop on the dev loss, which stopped cs Full-FT at 45 % dev WER); where the base ran
-    assert (ours["lr"], ours["max_batch_frames"], ours["epochs"], ours["patience"]) == (0.005, 1875, 20, None)
+    assert (ours["lr"], ours["max_batch_frames"], ours["epochs"], ours["patience"]) == (0.005, 1250, 20, None)
     assert ours["scheduler"] == {"type": "warmup_decay", "warmup_steps": 20, "final_ratio": 0.05}
     assert (ours["device"], ours["num_threads"]) == ("cpu", 1)
-    # the adapter methods: at most 20 epochs, the dev loss stops them, not before 100 steps (7 epochs)
+    # the adapter methods: 1/16 a batch, at most 20 epochs, the dev loss stops them, not before 100
+    # steps (7 epochs)
     args.method = "metaadapter"
     ours = train_section()
-    assert (ours["lr"], ours["epochs"], ours["min_epochs"], ours["patience"]) == (0.01, 20, 7, 3)
+    assert (ours["lr"], ours["max_batch_frames"], ours["epochs"]) == (0.01, 1875, 20)
+    assert (ours["min_epochs"], ours["patience"]) == (7, 3)
     assert ours["scheduler"] == {"type": "warmup_exp", "warmup_steps": 20, "half_life_steps": 48,
                                  "final_ratio": 0.05}  # fmt: skip
     # a key of the schedule is changed; another kind of schedule replaces ours whole
