@@ -82,7 +82,7 @@ class FineTuneDefaults:
         fixed_length: methods that instead train all ``max_epochs`` epochs, the rate falling from
             the peak to ``final_ratio`` of it on a cosine over the run, with no patience: Full-FT and
             Head, whose dev loss on a small dev set wavers while their dev WER still falls (issue 21:
-            cs Full-FT stopped at epoch 8 with a 45 % dev WER, 25 % after 20 cosine epochs), and which a
+            cs Full-FT stopped at epoch 8 with a 45 % dev WER, 27 % after 20 cosine epochs), and which a
             halving every ``half_life_epochs`` left short of learning rate (ar). 12, 16 and 20 epochs
             were tried; 20 was best on the dev sets (docs/benchmarks.md).
         keep_best: the best epochs on the dev set, averaged into the model.
