@@ -280,3 +280,51 @@ def test_set_trainable_still_works_with_named_adapters() -> None:
     set_trainable(model, ["*"], False)
     # 5 slots x 4 tensors (norm weight and bias, down, up)
     assert set_trainable(model, ["*.modules_by_name.ro.*"], True) == 5 * 4
+
+
+def test_a_front_end_adapter_sits_after_the_subsampling_and_rebuilds_from_its_spec(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    model = build_model(CFG, {"de": 12, "ro": 9}).eval()
+    feats, lens, ys = _batch()
+    with torch.no_grad():
+        plain = model.encode(feats, lens)[0]
+    model.add_adapter("ro", bottleneck=4, where=["frontend", "encoder"])
+    # one module after the subsampling and one per encoder block: 1 + 3 slots, none in the decoder
+    labels = [label for label, _ in model.slot_modules("ro")]
+    assert labels == ["front1", "enc1", "enc2", "enc3"]
+    front = model.front_slots[0].modules_by_name["ro"]
+    torch.nn.init.normal_(front.up.weight, std=0.3)
+    # the front-end adapter changes what the first block sees: the output moves
+    seen: list[torch.Tensor] = []
+    hook = model.encoder.encoders[0].register_forward_pre_hook(lambda _, args: seen.append(args[0]))
+    with torch.no_grad():
+        adapted = model.encode(feats, lens)[0]
+        embedded = model.encoder.embed(model.cmvn(feats), ~torch.zeros(2, 1, 60, dtype=torch.bool))[0]
+    hook.remove()
+    assert not torch.allclose(plain, adapted)
+    # (the first utterance: the second's padding is zeroed before the subsampling)
+    assert torch.allclose(seen[0][0], front(embedded)[0], atol=1e-5)
+    # in the model config like any adapter: the experiment rebuilds and loads strictly
+    cfg = {**CFG, "adapters": model.adapter_config()}
+    assert cfg["adapters"]["ro"]["where"] == ["frontend", "encoder"]
+    rebuilt = build_model(cfg, {"de": 12, "ro": 9}).eval()
+    rebuilt.load_state_dict(model.state_dict())
+    with torch.no_grad():
+        assert torch.equal(rebuilt.encode(feats, lens)[0], adapted)
+    # the base's fingerprint ignores it; its adapter file holds it and loads into a bare base
+    bare = build_model(CFG, {"de": 12})
+    bare.load_state_dict({k: v for k, v in model.state_dict().items() if not k.startswith("heads.ro.")
+                          and ".modules_by_name." not in k})  # fmt: skip
+    assert bare.fingerprint() == model.fingerprint()
+    path = model.save_adapter("ro", tmp_path / "ro.adapter")
+    assert "front_slots.0.modules_by_name.ro.up.weight" in read_adapter_file(path)["adapter"]
+    bare.load_adapter(path)
+    bare.eval()
+    with torch.no_grad():
+        assert torch.equal(bare(feats, lens, ys, "ro").loss, model(feats, lens, ys, "ro").loss)
+    model.remove_adapter("ro")
+    assert model.enabled_adapters() == [] and not model.front_slots[0].modules_by_name
+    with pytest.raises(
+        ValueError, match=r"where: \['front'\] \(choose from \['frontend', 'encoder', 'decoder'\]\)"
+    ):
+        model.add_adapter("cs", where=["front"])

@@ -6,6 +6,7 @@ run is in docs/benchmarks.md."""
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -14,6 +15,11 @@ from pathlib import Path
 import pytest
 import yaml
 from conftest import REPO
+
+from asr_transfer.adapt import build_method
+from asr_transfer.config import load_config
+from asr_transfer.synth.presets import PRESETS
+from asr_transfer.train.options import TrainOptions
 
 CHROMIUM = shutil.which("chromium")
 
@@ -120,6 +126,37 @@ def test_preset_selects_its_pretraining_and_adapt_configs(preset: str, pretrain:
         assert (REPO / "conf/train" / name).is_file()
 
 
+@pytest.mark.parametrize("preset", ["mini", "xling", "standard"])
+def test_preset_selects_its_own_sources_and_targets(preset: str) -> None:
+    proc = subprocess.run(
+        ["bash", "-x", "./run.sh", "--preset", preset, "--stage", "100"],
+        cwd=REPO / "recipes/crossling", capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    chosen = dict(re.findall(r"^\+ (sources|targets)='([a-z ]+)'$", proc.stderr, re.M))
+    plans = PRESETS[preset].langs
+    # English is the source language of the CMatch recipes, not of this one
+    assert set(chosen["sources"].split()) == {p.lang for p in plans if p.role == "source" and p.lang != "en"}
+    assert set(chosen["targets"].split()) == {p.lang for p in plans if p.role == "target"}
+    assert ("br" in chosen["targets"].split()) == (preset == "standard")
+    # given languages win over the preset's
+    given = subprocess.run(
+        ["bash", "-x", "./run.sh", "--preset", preset, "--stage", "100", "--targets", "ro"],
+        cwd=REPO / "recipes/crossling", capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert "+ targets=ro" in given.stderr and f"+ targets='{chosen['targets']}'" not in given.stderr
+
+
+def test_source_adapters_and_meta_training_stop_on_their_dev_criterion() -> None:
+    for name in ("xling_source_adapters.yaml", "xling_meta.yaml"):
+        cfg = load_config([REPO / "conf/train" / name])
+        train = TrainOptions.from_config(cfg["train"])
+        assert train.patience == 3 and train.epochs >= 20, name
+        build_method(cfg["adapt"])  # every key a known option
+    meta = build_method(load_config([REPO / "conf/train/xling_meta.yaml"])["adapt"]).opts
+    assert (meta.inner_optim, meta.inner_betas, meta.inner_lr) == ("adam", [0.0, 0.999], 0.01)
+
+
 def stage_6_calls(tmp_path: Path, *args: str) -> list[str]:
     """Run the crossling recipe's stage 6 (xling, target ro) with a stand-in asr-transfer that records
     its arguments: what stage 6 asks of add-language, one line per call."""
@@ -128,7 +165,7 @@ def stage_6_calls(tmp_path: Path, *args: str) -> list[str]:
     (bin_dir / "asr-transfer").write_text('#!/bin/sh\necho "$@" >> "$CALLS"\n')
     (bin_dir / "asr-transfer").chmod(0o755)
     recipe = tmp_path / "crossling"
-    recipe.mkdir()
+    recipe.mkdir(exist_ok=True)
     (recipe / "run.sh").write_bytes((REPO / "recipes/crossling/run.sh").read_bytes())
     (recipe / "conf").symlink_to(REPO / "conf")
     env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "CALLS": str(tmp_path / "calls")}
@@ -152,3 +189,13 @@ def test_stage_6_without_a_config_leaves_add_language_to_its_defaults(tmp_path: 
     calls = stage_6_calls(tmp_path, "--methods", "full adapter", "--adapt_config", "none")
     assert len(calls) == 2 and not any("--config" in call for call in calls), calls
     assert all("--decode-config conf/decode/ctc_greedy.yaml" in call for call in calls)
+
+
+def test_stage_6_runs_the_fusion_ablation_over_the_target_adapter_alone(tmp_path: Path) -> None:
+    finished = tmp_path / "crossling" / "exp" / "ro_adapter"
+    finished.mkdir(parents=True)
+    (finished / "add_language.yaml").write_text("lang: ro\n")
+    (alone,) = stage_6_calls(tmp_path, "--methods", "simadapter_alone")
+    assert "--method simadapter --exp exp/ro_simadapter_alone" in alone
+    assert "--adapt.use_sources false --adapt.target_adapter exp/ro_adapter" in alone
+    assert "--adapt.sources" not in alone

@@ -95,3 +95,40 @@ def test_report_over_add_language_experiments_gives_the_crosslingual_table(tmp_p
     assert "| en_test_clean | 1.25 [" in source and "| de_test_clean | 6.25 [" in source
     assert "Unsupervised adaptation" not in md
     assert "<h2>Cross-lingual transfer" in (out / "report.html").read_text(encoding="utf-8")
+
+
+def test_report_gives_the_fusion_weights_per_layer_as_a_table(tmp_path: Path, capsys) -> None:
+    exps = _experiments(tmp_path)
+    sim = _exp(tmp_path, "ro", "simadapter", 3, 0.12)
+    summary = yaml.safe_load((sim / "add_language.yaml").read_text())
+    summary["fusion_weights"] = {
+        "enc1": {"de": 0.3, "pl": 0.1, "ro": 0.6},
+        "dec1": {"de": 0.05, "pl": 0.0, "ro": 0.95},
+    }
+    (sim / "add_language.yaml").write_text(yaml.safe_dump(summary))
+    out = tmp_path / "report"
+    assert main(["report", *map(str, [*exps, sim]), "--out", str(out), "--resamples", "50"]) == 0
+    capsys.readouterr()
+    md = (out / "RESULTS.md").read_text(encoding="utf-8")
+    fusion = md.split("## SimAdapter fusion weights (mean attention on the target's dev set)\n", 1)[1]
+    assert "**ro / SimAdapter**" in fusion
+    assert "| layer | de | pl | ro | sources |" in fusion
+    assert (
+        "| enc1 | 0.300 | 0.100 | 0.600 | 0.400 |" in fusion
+        and "| dec1 | 0.050 | 0.000 | 0.950 | 0.050 |" in fusion
+    )
+
+
+def test_the_fusion_ablation_gets_a_column_of_its_own(tmp_path: Path) -> None:
+    exps = _experiments(tmp_path)
+    for name, use_sources, wrong in (("simadapter", True, 3), ("simadapter_alone", False, 5)):
+        exp = _exp(tmp_path / name, "ro", "simadapter", wrong, 0.12)
+        adapt = {"method": "simadapter", "lang": "ro", "use_sources": use_sources}
+        (exp / "config.yaml").write_text(yaml.safe_dump({"adapt": adapt}))
+        exps.append(exp)
+    systems = load_systems(exps, ScoreOptions(n_resamples=100), own_lang=True)
+    cells, _ = crossling.collect(systems)
+    (header, rows), _ = crossling.tables(cells, n_resamples=200)
+    assert header[-2:] == ["SimAdapter", "SimAdapter, target alone"]
+    ro = next(r for r in rows if r[0] == "ro")
+    assert ro[-2].startswith("**1.88 [") and ro[-1].startswith("3.12 [")  # 3 and 5 words of 160: the best

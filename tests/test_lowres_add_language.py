@@ -47,14 +47,19 @@ def runs(tiny_corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[st
                    "--exp", out[name], "--train.init", base / "model.pt", "--train.epochs", "2",
                    "--train.accum_grad", "2", "--adapt.bottleneck", "8", "--train.lr", "0.01",
                    "--train.num_threads", "1") == 0  # fmt: skip
-    for method, extra in (
-        ("adapter", []),
-        ("metaadapter", ["--adapt.meta", out["meta"]]),
-        ("simadapter", ["--adapt.sources", out["src"], "--adapt.target_adapter", root / "ro_adapter"]),
-        ("simadapter+", ["--adapt.sources", out["src"], "--adapt.target_adapter", root / "ro_metaadapter"]),
-    ):
-        out[method] = root / f"ro_{method}"
-        assert cli("add-language", "--base", base, "--lang", "ro", "--method", method, "--exp", out[method],
+    for name, method, extra in (
+        ("adapter", "adapter", []),
+        ("metaadapter", "metaadapter", ["--adapt.meta", out["meta"]]),
+        ("simadapter", "simadapter",
+         ["--adapt.sources", out["src"], "--adapt.target_adapter", root / "ro_adapter"]),
+        ("simadapter+", "simadapter+",
+         ["--adapt.sources", out["src"], "--adapt.target_adapter", root / "ro_metaadapter"]),
+        # the ablation: the same fusion over the target's adapter alone
+        ("alone", "simadapter",
+         ["--adapt.use_sources", "false", "--adapt.target_adapter", root / "ro_adapter"]),
+    ):  # fmt: skip
+        out[name] = root / f"ro_{name}"
+        assert cli("add-language", "--base", base, "--lang", "ro", "--method", method, "--exp", out[name],
                    "--train", tiny_corpus / "ro_train_clean", "--dev", tiny_corpus / "ro_dev_clean",
                    "--train.epochs", "2", "--train.lr", "0.01", "--adapt.bottleneck", "8",
                    "--tokenizer.kind", "char", *extra) == 0  # fmt: skip
@@ -112,6 +117,21 @@ def test_simadapter_trains_only_fusion_and_head_and_reports_fusion_weights(
             "--dev", tiny_corpus / "ro_dev_clean", "--adapt.sources", runs["src"],
             "--adapt.target_adapter", runs["adapter"], "--tokenizer.kind", "char")  # fmt: skip
     assert not (runs["root"] / "bad" / "add_language.yaml").exists()
+
+
+def test_the_fusion_ablation_fuses_the_target_adapter_alone_with_the_same_trainable_parameters(
+    runs: dict[str, Path],
+) -> None:
+    sim, alone = (
+        yaml.safe_load((runs[m] / "add_language.yaml").read_text()) for m in ("simadapter", "alone")
+    )
+    assert alone["trainable_params"] == sim["trainable_params"]
+    assert all(layer == {"ro": 1.0} for layer in alone["fusion_weights"].values())
+    model = Recognizer.from_exp(runs["alone"]).model
+    assert model.adapter_specs["fusion"]["fuses"] == ["ro"]
+    assert sorted(model.adapter_specs) == ["fusion", "ro"]
+    cfg = yaml.safe_load((runs["alone"] / "config.yaml").read_text())["adapt"]
+    assert (cfg["use_sources"], cfg["source_langs"], cfg["guide"]) == (False, [], "mean_ce")
 
 
 def test_simadapter_plus_rebuilds_and_decodes_from_its_folder_alone(

@@ -52,11 +52,12 @@ def test_one_fomaml_update_equals_the_hand_computed_one() -> None:
     assert torch.allclose(expected, torch.tensor([18.0, -6.0]))
 
     params = dict(lin.named_parameters())
-    loss, grads = meta_gradient(lin, params, _quad, (xs, ys), (xq, yq), inner_steps=1, inner_lr=lr)
+    sgd = {"inner_optim": "sgd"}
+    loss, grads = meta_gradient(lin, params, _quad, (xs, ys), (xq, yq), inner_steps=1, inner_lr=lr, **sgd)
     assert torch.allclose(grads["weight"][0], expected)
     assert loss.item() == pytest.approx(9.0)
     # through the loop's path: the term's gradient is the outer gradient, two tasks averaged
-    loss2, grads2 = meta_gradient(lin, params, _quad, (xq, yq), (xs, ys), inner_steps=1, inner_lr=lr)
+    loss2, grads2 = meta_gradient(lin, params, _quad, (xq, yq), (xs, ys), inner_steps=1, inner_lr=lr, **sgd)
     for lo, g in ((loss, grads), (loss2, grads2)):
         (as_gradient(lo, params, g) / 2).backward()
     assert torch.allclose(lin.weight.grad, (grads["weight"] + grads2["weight"]) / 2)
@@ -66,9 +67,41 @@ def test_one_fomaml_update_equals_the_hand_computed_one() -> None:
     assert torch.allclose(lin.weight, torch.tensor([[0.5, -1.0]]) - 0.01 * lin.weight.grad)
     # Reptile: the outer gradient is theta - theta' after the inner steps on support then query
     _, rep = meta_gradient(lin, {"weight": torch.tensor([[0.5, -1.0]])}, _quad, (xs, ys), (xq, yq), 1, lr,
-                           "reptile")  # fmt: skip
+                           "reptile", "sgd")  # fmt: skip
     w_after = w_inner - lr * 2 * (w_inner @ xq[0] - yq[0, 0]) * xq[0]
     assert torch.allclose(rep["weight"][0], w - w_after)
+
+
+def test_the_default_inner_step_is_the_authors_adam_without_momentum() -> None:
+    # torch.optim.Adam with betas (0, 0.999), fresh, on the same task is the reference
+    xs, ys = torch.tensor([[1.0, 2.0]]), torch.tensor([[1.0]])
+    xq, yq = torch.tensor([[3.0, -1.0]]), torch.tensor([[0.0]])
+    lin = torch.nn.Linear(2, 1, bias=False)
+    w0 = torch.tensor([[0.5, -1.0]])
+    with torch.no_grad():
+        lin.weight.copy_(w0)
+    ref = torch.optim.Adam(lin.parameters(), lr=0.01, betas=(0.0, 0.999))
+    for batch in ((xs, ys), (xs, ys), (xq, yq)):  # Reptile: two inner steps on the support, one on the query
+        ref.zero_grad()
+        _quad(lin, dict(lin.named_parameters()), batch).backward()
+        ref.step()
+    method = build_method({"method": "meta_train", "algorithm": "reptile", "inner_steps": 2})
+    o = method.opts
+    assert (o.inner_optim, o.inner_betas, o.inner_lr) == ("adam", [0.0, 0.999], 0.01)
+    _, rep = meta_gradient(lin, {"weight": w0}, _quad, (xs, ys), (xq, yq), 2, o.inner_lr, o.algorithm,
+                           o.inner_optim, tuple(o.inner_betas))  # fmt: skip
+    assert torch.allclose(rep["weight"], w0 - lin.weight.detach(), atol=1e-6)
+    # each step moves every weight by about the learning rate whatever the gradient's size, where
+    # plain SGD on a small gradient hardly moves: 3 steps of 0.01 against 3 x 0.01 x the gradient
+    tiny = (xs * 1e-3, ys * 1e-3)
+    _, adam = meta_gradient(lin, {"weight": w0}, _quad, tiny, tiny, 2, 0.01, "reptile")
+    _, sgd = meta_gradient(lin, {"weight": w0}, _quad, tiny, tiny, 2, 0.01, "reptile", "sgd")
+    assert torch.allclose(adam["weight"].abs(), torch.full((1, 2), 0.03), rtol=0.05)
+    assert sgd["weight"].abs().max() < 1e-6
+    with pytest.raises(ValueError, match="adapt.inner_optim 'rmsprop'"):
+        build_method({"method": "meta_train", "inner_optim": "rmsprop"})
+    with pytest.raises(ValueError, match="adapt.inner_betas"):
+        build_method({"method": "meta_train", "inner_betas": [0.9]})
 
 
 def test_inner_state_does_not_leak_between_tasks() -> None:
@@ -156,24 +189,72 @@ def test_guide_loss_is_zero_when_the_target_is_not_fused() -> None:
     model(b.feats, b.feat_lens, b.ys, "de")
     layers = [layer for _, layer in fusion_layers(model)]
     assert guide_loss(layers, "ro").item() == 0.0
-    g = guide_loss(layers, "en")
+    g = guide_loss(layers, "en", "frame_nll")
     assert g.item() > 0 and g.requires_grad  # with the target fused, it pulls the attention
     g.backward()
     assert layers[0].query.weight.grad is not None
     # at uniform attention over K choices the guide loss is log K
     f = Fusion(4, ["de", "ro", "en"])
     f.last_alpha = torch.full((1, 2, 3), 1 / 3)
-    assert guide_loss([f], "ro").item() == pytest.approx(torch.tensor(3.0).log().item())
+    assert guide_loss([f], "ro", "frame_nll").item() == pytest.approx(torch.tensor(3.0).log().item())
 
 
-def test_guide_weight_decays_and_fusion_weights_are_logged_at_zero_weight() -> None:
+def _alpha(target_share: float, k: int = 6, frames: int = 10) -> torch.Tensor:
+    """(1, frames, k) attention: every frame gives ``target_share`` to the last choice, the rest evenly."""
+    rest = (1 - target_share) / (k - 1)
+    return torch.tensor([rest] * (k - 1) + [target_share]).expand(1, frames, k).clone().requires_grad_(True)
+
+
+def test_the_default_guide_is_the_authors_bounded_cross_entropy_on_the_mean_attention() -> None:
+    names = ["de", "es", "fr", "it", "pl", "ro"]
+    layers = [Fusion(4, names), Fusion(4, names)]
+    # all the attention on the target in both layers: the minimum, log(1 + 5 e^(1 - e)) per layer, summed
+    for layer in layers:
+        layer.last_alpha = _alpha(1.0)
+    floor = torch.tensor(1 + 5 * torch.e ** (1 - torch.e)).log().item()
+    assert guide_loss(layers, "ro").item() == pytest.approx(2 * floor, abs=1e-5)
+    # it is a function of the mean over frames: half the frames on the target and half on de is the
+    # same as every frame split evenly between the two (the per-frame form tells them apart)
+    split = torch.zeros(1, 4, 6)
+    split[0, :2, 5], split[0, 2:, 0] = 1.0, 1.0
+    even = torch.zeros(1, 4, 6)
+    even[0, :, 5], even[0, :, 0] = 0.5, 0.5
+    a, b = Fusion(4, names), Fusion(4, names)
+    a.last_alpha, b.last_alpha = split, even
+    assert guide_loss([a], "ro").item() == pytest.approx(guide_loss([b], "ro").item())
+    assert guide_loss([a], "ro", "frame_nll").item() > 5 > guide_loss([b], "ro", "frame_nll").item()
+    # bounded and gentle: at 1 % attention on the target the per-frame form's gradient on the target's
+    # attention is over 100 times the authors' (which stays near 1 wherever the attention is)
+    gentle, strong = Fusion(4, names), Fusion(4, names)
+    gentle.last_alpha, strong.last_alpha = _alpha(0.01), _alpha(0.01)
+    assert guide_loss([gentle], "ro").item() < 2.4
+    guide_loss([gentle], "ro").backward()
+    guide_loss([strong], "ro", "frame_nll").backward()
+    pull = gentle.last_alpha.grad[0, :, 5].sum().abs().item()
+    assert strong.last_alpha.grad[0, :, 5].sum().abs().item() > 100 * pull > 0
+    with pytest.raises(ValueError, match="adapt.guide 'x'"):
+        guide_loss(layers, "ro", "x")
+
+
+def test_guide_form_weight_and_decay_are_adapt_options() -> None:
     method = build_method({"method": "simadapter", "lang": "ro", "sources": "x", "target_adapter": "y"})
-    assert method.weight("guide", Context(progress=0.0)) == 1.0
-    assert method.weight("guide", Context(progress=0.75)) == pytest.approx(0.25)
+    # the authors': mean_ce at weight 1 for the whole run
+    assert (method.opts.guide, method.opts.guide_decay) == ("mean_ce", "none")
+    assert method.weight("guide", Context(progress=0.9)) == 1.0
     assert method.weight("value_reg", Context()) == 0.01
     assert method.weight("fusion.de", Context()) == 0.0
-    kept = build_method({"method": "simadapter+", "guide_decay": "none"})
-    assert kept.weight("guide", Context(progress=0.9)) == 1.0 and kept.name == "simadapter+"
+    old = build_method({"method": "simadapter+", "guide": "frame_nll", "guide_decay": "linear",
+                        "weights": {"guide": 0.5}})  # fmt: skip
+    assert old.weight("guide", Context(progress=0.0)) == 0.5 and old.name == "simadapter+"
+    assert old.weight("guide", Context(progress=0.75)) == pytest.approx(0.125)
+    assert old.resolved_config()["guide"] == "frame_nll"
+    model = _model(("de", "en", "ro"))
+    with pytest.raises(ValueError, match="adapt.guide 'per_frame'"):
+        build_method({"method": "simadapter", "lang": "ro", "guide": "per_frame"}).setup(model)
+    with pytest.raises(ValueError, match="nothing to fuse"):
+        build_method(
+            {"method": "simadapter", "lang": "ro", "use_sources": False, "fuse_target": False}
+        ).setup(model)
 
 
 def test_fusion_options_learnt_temperature_and_the_unadapted_output_rebuild() -> None:

@@ -24,7 +24,8 @@ class TransferOptions(Options):
     Attributes:
         lang: the target language (its head is new; add-language sets it).
         bottleneck: adapter bottleneck (``adapter`` only; the paper: 64 for d_model 256).
-        where: the stacks whose slots get the adapter (``adapter`` only).
+        where: the stacks whose slots get the adapter (``adapter`` only): ``encoder``, ``decoder``, and
+            ``frontend`` (one adapter after the convolutional subsampling, before the blocks).
     """
 
     lang: str | None = None

@@ -3,9 +3,11 @@ fine-tune it on the target.
 
 ``meta_train`` (an ``asr-transfer train`` run on the sources, from the multilingual model):
 every step's batch is one task (one source language). Its utterances are split in halves,
-support and query; ``inner_steps`` plain SGD steps on the support adapt a **fresh functional
-copy** of the shared adapter and the task's head (``torch.func.functional_call``: no state
-dict is copied, no inner optimiser state outlives its task, the model is never modified), and
+support and query; ``inner_steps`` steps on the support adapt a **fresh functional copy** of the
+shared adapter and the task's head (``torch.func.functional_call``: no state dict is copied, no
+inner optimiser state outlives its task, the model is never modified), by the authors' inner
+optimiser, Adam with ``beta1 = 0`` (``inner_optim: adam``; each step moves every weight by about
+``inner_lr`` whatever its gradient's size) or plain SGD (``inner_optim: sgd``), and
 
 - ``fomaml``: the outer gradient is the query loss's gradient at the adapted weights;
 - ``reptile``: the inner loop also steps on the query, the outer gradient is ``theta - theta'``.
@@ -18,8 +20,8 @@ persisted in ``model.adapters``.
 
 ``metaadapter`` (through ``asr-transfer add-language``): copies ``meta`` from the ``meta_train``
 experiment (``adapt.meta``) as the target's adapter, named by its language, and trains it with
-the target's fresh head, like ``adapter``. Equations, options and how the inner and outer steps
-differ from the authors' (their inner step is Adam, ours plain SGD): docs/methods.md, section 3.5.
+the target's fresh head, like ``adapter``. Equations, options and how the outer step differs from
+the authors': docs/methods.md, section 3.5.
 """
 
 from __future__ import annotations
@@ -40,32 +42,59 @@ from asr_transfer.text.tokenizer import Tokenizer
 #: ``loss_fn(model, params, batch) -> scalar``: the model's loss with ``params`` in place of its own
 LossFn = Callable[[torch.nn.Module, dict[str, torch.Tensor], object], torch.Tensor]
 ALGORITHMS = ("fomaml", "reptile")
+INNER_OPTIMS = ("adam", "sgd")
 
 
 def inner_adapt(
-    model: torch.nn.Module, params: dict[str, torch.Tensor], loss_fn: LossFn, batches: list, lr: float
+    model: torch.nn.Module,
+    params: dict[str, torch.Tensor],
+    loss_fn: LossFn,
+    batches: list,
+    lr: float,
+    optim: str = "adam",
+    betas: tuple[float, float] = (0.0, 0.999),
+    eps: float = 1e-8,
 ) -> tuple[dict[str, torch.Tensor], list[float]]:
-    """One plain SGD step per batch, from a fresh copy of ``params``; returns the adapted weights and losses.
+    """One optimiser step per batch from a fresh copy of ``params``; returns the adapted weights and losses.
 
-    First order: each step's graph is cut, so no second derivatives are ever formed.
+    ``optim`` is ``adam`` (the authors' inner optimiser: Adam with ``betas``, their ``beta1 = 0``, its
+    state fresh for every call, so for every task) or ``sgd``. First order: each step's graph is
+    cut, so no second derivatives are ever formed.
 
-    Example:
+    Example (``f(w) = (2 w - 0)^2`` at ``w = 1``, gradient 8; SGD: ``1 - 0.1 * 8``; the first Adam step with
+    ``beta1 = 0`` moves by the learning rate whatever the gradient: ``1 - 0.1``):
         >>> lin = torch.nn.Linear(1, 1, bias=False)
         >>> w = {"weight": torch.tensor([[1.0]])}
         >>> mse = lambda m, p, b: ((functional_call(m, p, (b[0],)) - b[1]) ** 2).mean()
-        >>> fast, losses = inner_adapt(lin, w, mse, [(torch.tensor([[2.0]]), torch.tensor([[0.0]]))], 0.1)
-        >>> round(fast["weight"].item(), 4), losses, w["weight"].item()  # 1 - 0.1 * 2 * 2 * (1 * 2 - 0)
+        >>> task = [(torch.tensor([[2.0]]), torch.tensor([[0.0]]))]
+        >>> fast, losses = inner_adapt(lin, w, mse, task, 0.1, "sgd")
+        >>> round(fast["weight"].item(), 4), losses, w["weight"].item()
         (0.2, [4.0], 1.0)
+        >>> round(inner_adapt(lin, w, mse, task, 0.1)[0]["weight"].item(), 4)
+        0.9
     """
+    if optim not in INNER_OPTIMS:
+        raise ValueError(f"adapt.inner_optim {optim!r}: choose from {INNER_OPTIMS}")
+    beta1, beta2 = betas
     fast = {n: p.detach().clone().requires_grad_(True) for n, p in params.items()}
+    m = {n: torch.zeros_like(p) for n, p in fast.items()}
+    v = {n: torch.zeros_like(p) for n, p in fast.items()}
     losses = []
-    for batch in batches:
+    for t, batch in enumerate(batches, start=1):
         loss = loss_fn(model, fast, batch)
         grads = torch.autograd.grad(loss, list(fast.values()), allow_unused=True)
-        fast = {
-            n: (w if g is None else w - lr * g).detach().requires_grad_(True)
-            for (n, w), g in zip(fast.items(), grads)
-        }
+        new = {}
+        for (n, w), g in zip(fast.items(), grads):
+            if g is None:
+                new[n] = w.detach()
+            elif optim == "sgd":
+                new[n] = w.detach() - lr * g
+            else:  # torch.optim.Adam's update, bias-corrected
+                m[n] = beta1 * m[n] + (1 - beta1) * g
+                v[n] = beta2 * v[n] + (1 - beta2) * g * g
+                denom = (v[n] / (1 - beta2**t)).sqrt() + eps
+                new[n] = w.detach() - lr * m[n] / (1 - beta1**t) / denom
+        fast = {n: w.requires_grad_(True) for n, w in new.items()}
         losses.append(float(loss.detach()))
     return fast, losses
 
@@ -79,28 +108,34 @@ def meta_gradient(
     inner_steps: int = 1,
     inner_lr: float = 0.01,
     algorithm: str = "fomaml",
+    inner_optim: str = "adam",
+    inner_betas: tuple[float, float] = (0.0, 0.999),
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """One task's ``(query loss, outer gradient per parameter)``; ``params`` and ``model`` stay unchanged.
 
-    Example (FOMAML on ``(w x - y)^2``, one inner step, by hand: ``w' = 1 - 0.1 * 2 * 1 * (1 - 2) = 1.2``,
+    The inner steps are :func:`inner_adapt`'s (``inner_optim``, ``inner_betas``).
+
+    Example (FOMAML on ``(w x - y)^2``, one inner SGD step, by hand: ``w' = 1 - 0.1 * 2 * 1 * (1 - 2) = 1.2``,
     query gradient ``2 * 3 * (1.2 * 3 - 3) = 3.6``):
         >>> lin = torch.nn.Linear(1, 1, bias=False)
         >>> mse = lambda m, p, b: ((functional_call(m, p, (b[0],)) - b[1]) ** 2).sum()
         >>> s = (torch.tensor([[1.0]]), torch.tensor([[2.0]]))
         >>> q = (torch.tensor([[3.0]]), torch.tensor([[3.0]]))
-        >>> loss, g = meta_gradient(lin, {"weight": torch.tensor([[1.0]])}, mse, s, q, 1, 0.1)
+        >>> w = {"weight": torch.tensor([[1.0]])}
+        >>> loss, g = meta_gradient(lin, w, mse, s, q, 1, 0.1, inner_optim="sgd")
         >>> round(g["weight"].item(), 4), round(loss.item(), 4)
         (3.6, 0.36)
     """
     if algorithm not in ALGORITHMS:
         raise ValueError(f"adapt.algorithm {algorithm!r}: choose from {ALGORITHMS}")
+    steps = {"lr": inner_lr, "optim": inner_optim, "betas": tuple(inner_betas)}
     if algorithm == "fomaml":
-        fast, _ = inner_adapt(model, params, loss_fn, [support] * inner_steps, inner_lr)
+        fast, _ = inner_adapt(model, params, loss_fn, [support] * inner_steps, **steps)
         loss = loss_fn(model, fast, query)
         grads = torch.autograd.grad(loss, list(fast.values()), allow_unused=True)
         out = {n: torch.zeros_like(p) if g is None else g for (n, p), g in zip(params.items(), grads)}
         return loss.detach(), out
-    fast, losses = inner_adapt(model, params, loss_fn, [support] * inner_steps + [query], inner_lr)
+    fast, losses = inner_adapt(model, params, loss_fn, [support] * inner_steps + [query], **steps)
     return torch.tensor(losses[-1]), {n: p.detach() - fast[n].detach() for n, p in params.items()}
 
 
@@ -150,8 +185,10 @@ class MetaTrainOptions(Options):
         bottleneck: the shared adapter's bottleneck (the paper: 64).
         where: the stacks whose slots get it.
         algorithm: ``fomaml`` or ``reptile``.
-        inner_steps: SGD steps on the support half per task.
-        inner_lr: their learning rate.
+        inner_steps: inner steps on the support half per task.
+        inner_lr: their learning rate (the authors': 0.01).
+        inner_optim: ``adam`` (the authors': fresh state per task) or ``sgd``.
+        inner_betas: Adam's betas (the authors': ``[0.0, 0.999]``, no momentum).
     """
 
     bottleneck: int = 64
@@ -159,6 +196,8 @@ class MetaTrainOptions(Options):
     algorithm: str = "fomaml"
     inner_steps: int = 1
     inner_lr: float = 0.01
+    inner_optim: str = "adam"
+    inner_betas: list[float] = field(default_factory=lambda: [0.0, 0.999])
 
 
 class MetaTrain(Method):
@@ -184,6 +223,12 @@ class MetaTrain(Method):
             raise ValueError(f"adapt.algorithm {self.opts.algorithm!r}: choose from {ALGORITHMS}")
         if int(self.opts.inner_steps) < 1:
             raise ValueError(f"adapt.inner_steps {self.opts.inner_steps}: at least 1")
+        if self.opts.inner_optim not in INNER_OPTIMS:
+            raise ValueError(f"adapt.inner_optim {self.opts.inner_optim!r}: choose from {INNER_OPTIMS}")
+        betas = [float(b) for b in self.opts.inner_betas]
+        if len(betas) != 2 or not all(0 <= b < 1 for b in betas):
+            raise ValueError(f"adapt.inner_betas {self.opts.inner_betas}: two numbers in [0, 1)")
+        self.opts.inner_betas = betas
 
     def setup(self, model: HybridASR, tokenizers: Mapping[str, Tokenizer] | None = None) -> None:
         super().setup(model, tokenizers)
@@ -208,7 +253,8 @@ class MetaTrain(Method):
         support, query = split_halves(batch)
         with torch.enable_grad():  # dev evaluation runs under no_grad; adaptation needs gradients
             loss, grads = meta_gradient(net, params, model_loss, support, query, int(self.opts.inner_steps),
-                                        float(self.opts.inner_lr), self.opts.algorithm)  # fmt: skip
+                                        float(self.opts.inner_lr), self.opts.algorithm, self.opts.inner_optim,
+                                        tuple(self.opts.inner_betas))  # fmt: skip
         if ctx.stage != "train":
             return {"meta": loss}
         return {"meta": as_gradient(loss, params, grads)}

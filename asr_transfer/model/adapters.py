@@ -8,6 +8,9 @@ exactly::
       adapters:
         ro: {type: adapter, bottleneck: 64, where: [encoder, decoder], enabled: true, order: 0}
 
+``where`` lists the stacks whose slots get a module: ``encoder`` and ``decoder`` (a slot after
+every block) and ``frontend`` (one slot after the convolutional subsampling, before the blocks).
+
 ``order`` is the position among the enabled modules of a slot (slots apply them in that
 order); the saved config sorts keys, so the order cannot live in the mapping's own order.
 New module kinds (a fusion layer for SimAdapter) register in :data:`ADAPTER_TYPES`.
@@ -67,7 +70,11 @@ TYPE_OPTIONS: dict[str, dict[str, tuple]] = {
                "with_base": (False, bool)},
 }  # fmt: skip
 
-STACKS = ("encoder", "decoder")
+#: where adapters can sit: ``frontend`` is one slot after the convolutional subsampling, before
+#: the encoder blocks; ``encoder`` and ``decoder`` a slot after every block of that stack
+STACKS = ("frontend", "encoder", "decoder")
+#: where an adapter sits when its spec does not say (the adapter paper's placement)
+DEFAULT_WHERE = ("encoder", "decoder")
 
 
 class AdapterFileError(ValueError):
@@ -94,7 +101,7 @@ def normalise_spec(name: str, spec: dict) -> dict:
         if value is None:
             raise ValueError(f"model.adapters.{name}.{key}: required for type {kind}")
         out[key] = convert(value)
-    out["where"] = list(spec.pop("where", STACKS))
+    out["where"] = list(spec.pop("where", DEFAULT_WHERE))
     out["enabled"] = bool(spec.pop("enabled", True))
     if "order" in spec:
         out["order"] = int(spec.pop("order"))

@@ -118,6 +118,9 @@ class HybridASR(torch.nn.Module):
         use_sdpa(self, sdpa_attention)
         self._fast_subsampling = False  # see fast_subsampling()
         self.heads = torch.nn.ModuleDict({lang: LanguageHead(v, d_model) for lang, v in vocab_sizes.items()})
+        # one slot after the convolutional subsampling (``where: [frontend]``), then one per block;
+        # an empty slot holds no parameters, so the state dict of a model without adapters is ESPnet's
+        self.front_slots = torch.nn.ModuleList([Slot()])
         self.enc_slots = torch.nn.ModuleList(Slot() for _ in self.encoder.encoders)
         self.dec_slots = torch.nn.ModuleList(Slot() for _ in self.decoder.decoders)
         self.ctc_weight = ctc_weight
@@ -160,6 +163,8 @@ class HybridASR(torch.nn.Module):
         if x.size(1) < 7:
             raise ValueError(f"input of {x.size(1)} frames is too short for 4x subsampling (needs 7)")
         x, masks = self.encoder.embed(x, masks)
+        # the front-end slot (adapters after the subsampling); a Conformer's embedding is (x, pos_emb)
+        x = (self.front_slots[0](x[0]), x[1]) if isinstance(x, tuple) else self.front_slots[0](x)
         hooks = []
         if exact_lengths:
             masks = ~pad_mask(self.subsampled_lengths(feat_lens), masks.size(-1))[:, None, :]
@@ -356,15 +361,20 @@ class HybridASR(torch.nn.Module):
         enable: bool = True,
     ) -> None:
         """Add ``make(d_model)`` under ``name`` to every slot of the chosen stacks."""
+        stacks = {"frontend": self.front_slots, "encoder": self.enc_slots, "decoder": self.dec_slots}
         for stack in where:
-            for slot in self.enc_slots if stack == "encoder" else self.dec_slots:
+            for slot in stacks[stack]:
                 slot.modules_by_name[name] = make(self.d_model)
                 if enable:
                     slot.enabled.append(name)
 
+    def all_slots(self) -> list[Slot]:
+        """Every slot in the order the input meets them: the front end's, the encoder's, the decoder's."""
+        return [*self.front_slots, *self.enc_slots, *self.dec_slots]
+
     def set_enabled(self, names: list[str]) -> None:
         """Enable exactly ``names`` (in that order) in every slot that has them."""
-        for slot in [*self.enc_slots, *self.dec_slots]:
+        for slot in self.all_slots():
             slot.enabled = [n for n in names if n in slot.modules_by_name]
 
     def slot_state_dict(self, name: str) -> dict[str, torch.Tensor]:
@@ -413,7 +423,7 @@ class HybridASR(torch.nn.Module):
 
     def remove_adapter(self, name: str) -> None:
         """Drop the adapter set ``name`` from every slot."""
-        for slot in [*self.enc_slots, *self.dec_slots]:
+        for slot in self.all_slots():
             if name in slot.modules_by_name:
                 del slot.modules_by_name[name]
             slot.enabled = [n for n in slot.enabled if n != name]
@@ -422,7 +432,7 @@ class HybridASR(torch.nn.Module):
     def enabled_adapters(self) -> list[str]:
         """Names enabled in some slot, in the order the slots apply them."""
         out: list[str] = []
-        for slot in [*self.enc_slots, *self.dec_slots]:
+        for slot in self.all_slots():
             out += [n for n in slot.enabled if n not in out]
         return out
 
@@ -434,9 +444,10 @@ class HybridASR(torch.nn.Module):
         self.set_enabled([*names, name] if enabled else names)
 
     def slot_modules(self, name: str) -> list[tuple[str, torch.nn.Module]]:
-        """``[("enc1", module), ..., ("dec1", module), ...]``: the module ``name`` of each slot having one."""
+        """``[("front1", module), ("enc1", module), ..., ("dec1", module), ...]``: the module ``name`` of each
+        slot having one (``front1``: after the subsampling)."""
         out = []
-        for prefix, slots in (("enc", self.enc_slots), ("dec", self.dec_slots)):
+        for prefix, slots in (("front", self.front_slots), ("enc", self.enc_slots), ("dec", self.dec_slots)):
             for i, slot in enumerate(slots, start=1):
                 if name in slot.modules_by_name:
                     out.append((f"{prefix}{i}", slot.modules_by_name[name]))
@@ -545,6 +556,7 @@ class HybridASR(torch.nn.Module):
             spec = adapter_files.normalise_spec(name, data["spec"])
             module = adapter_files.ADAPTER_TYPES[spec["type"]](self.d_model, bottleneck=spec["bottleneck"])
             stacks = {
+                "frontend": ("front_slots", len(self.front_slots)),
                 "encoder": ("enc_slots", len(self.enc_slots)),
                 "decoder": ("dec_slots", len(self.dec_slots)),
             }

@@ -7,8 +7,8 @@ average over languages, each method's trainable share of the parameters and (ada
 share of the full model file. A second table gives the paired-bootstrap difference of every method
 against Full-FT, per language and on the average (the average's resamples are the mean of the
 languages' resamples, drawn independently). The base model's own test WERs per source language
-follow (the base named in ``add_language.yaml``), and for SimAdapter and SimAdapter+ experiments a
-heatmap of the fusion weights per layer and language.
+follow (the base named in ``add_language.yaml``), and for SimAdapter and SimAdapter+ experiments the
+fusion weights per layer and language: a table per experiment and a heatmap.
 """
 
 from __future__ import annotations
@@ -35,11 +35,15 @@ METHOD_TITLES = {
     "metaadapter": "MetaAdapter",
     "simadapter": "SimAdapter",
     "simadapter+": "SimAdapter+",
+    # the fusion ablation (adapt.use_sources false): the same fusion layers over the target's adapter alone
+    "simadapter_alone": "SimAdapter, target alone",
+    "simadapter+_alone": "SimAdapter+, target alone",
 }
 BASELINE = "full"
 FUSION_NOTE = (
     "Rows: fusion layers (encoder blocks enc1..., decoder blocks dec1...); columns: the fused adapters "
-    "(source languages, then the target's own). Which languages help the target, and where."
+    "(source languages, then the target's own); `sources`: their sum. Which languages help the target, and "
+    "where."
 )
 
 
@@ -62,6 +66,18 @@ def summary_of(path: Path) -> dict | None:
     return yaml.safe_load(file.read_text(encoding="utf-8")) if file.is_file() else None
 
 
+def column(path: Path, summary: dict) -> str:
+    """The table column of an add-language experiment: its method, ``<method>_alone`` for SimAdapter's
+    fusion ablation (``adapt.use_sources: false`` in its config)."""
+    method = summary["method"]
+    cfg = path / "config.yaml"
+    if method.startswith("simadapter") and cfg.is_file():
+        adapt = (yaml.safe_load(cfg.read_text(encoding="utf-8")) or {}).get("adapt") or {}
+        if adapt.get("use_sources") is False:
+            return f"{method}_alone"
+    return method
+
+
 def collect(systems: list[System], unit: str = "utt") -> tuple[dict[tuple[str, str], Cell], list[str]]:
     """``{(lang, method): Cell}`` of the add-language systems among ``systems`` (their first test-set
     decode, as scored for the report), and notes on the ones left out (no test decode yet)."""
@@ -71,7 +87,7 @@ def collect(systems: list[System], unit: str = "utt") -> tuple[dict[tuple[str, s
         summary = summary_of(system.path)
         if summary is None:
             continue
-        lang, method = summary["lang"], summary["method"]
+        lang, method = summary["lang"], column(system.path, summary)
         tests = sorted(n for n in system.decodes if fnmatch.fnmatchcase(n, f"{lang}_test*"))
         if not tests:
             undecoded.append(f"{system.path} (decode_{lang}_test*)")
@@ -188,8 +204,29 @@ def fusion_panels(cells: dict[tuple[str, str], Cell]) -> dict[str, dict]:
     return {
         f"{lang} / {METHOD_TITLES.get(m, m)}": c.summary["fusion_weights"]
         for (lang, m), c in sorted(cells.items())
-        if c.summary.get("fusion_weights")
+        # a fusion over one adapter (the ablation) gives it all the attention: nothing to show
+        if c.summary.get("fusion_weights") and len(next(iter(c.summary["fusion_weights"].values()))) > 1
     }
+
+
+def fusion_table(weights: dict[str, dict[str, float]]) -> Table:
+    """One panel's mean attention per fusion layer (rows) and fused adapter (columns), and the sources' share.
+
+    The sources' share is what the layer gives to every choice but the last (the target's own adapter,
+    fused last) and the un-adapted output (``<base>``).
+
+    Example:
+        >>> header, rows = fusion_table({"enc1": {"de": 0.25, "ro": 0.75}, "dec1": {"de": 0.1, "ro": 0.9}})
+        >>> header, rows[0]
+        (['layer', 'de', 'ro', 'sources'], ['enc1', '0.250', '0.750', '0.250'])
+    """
+    names = list(next(iter(weights.values())))
+    own = (names[-1], "<base>")
+    rows = [
+        [layer, *(f"{w[n]:.3f}" for n in names), f"{sum(v for n, v in w.items() if n not in own):.3f}"]
+        for layer, w in weights.items()
+    ]
+    return ["layer", *names, "sources"], rows
 
 
 def source_table(base: System) -> Table:

@@ -181,6 +181,9 @@ def _crossling_section(
     if panels:
         doc.heading("SimAdapter fusion weights (mean attention on the target's dev set)")
         doc.note(crossling.FUSION_NOTE)
+        for title, weights in panels.items():
+            doc.note(f"**{title}**")
+            doc.table(crossling.fusion_table(weights))
         png = plots.fusion_weights(panels)
         out.mkdir(parents=True, exist_ok=True)
         (out / "fusion_weights.png").write_bytes(base64.b64decode(png))

@@ -13,6 +13,7 @@
 # Every stage is idempotent: finished work is skipped, training resumes after a kill.
 # Usage: ./run.sh [--stage N] [--stop_stage N] [--preset mini|xling|standard] [--corpus DIR]
 #                 [--sources "de fr es it pl"] [--targets "ro cs uk ar"] [--methods "head full adapter"]
+# (--sources and --targets default to the preset's: standard adds the sources ru nl pt and the target br)
 #                 [--pretrain_args "--train.epochs 5"] [--adapt_args "--train.epochs 10 --adapt.bottleneck 8"]
 #                 [--src_adapter_args "--train.epochs 2"] [--meta_args "--adapt.algorithm reptile"]
 # A method's own settings (its learning rate chosen on dev data, SimAdapter's guide weight...) go
@@ -20,7 +21,8 @@
 # --preset xling (between mini and standard: 150 training and 200 test utterances per target)
 # defaults to conf/train/xling_pretrain_xling.yaml and conf/train/xling_adapt_150.yaml.
 # simadapter fuses exp/<target>_adapter and simadapter+ exp/<target>_metaadapter: list those methods
-# before them in --methods (the default order of the paper's table does).
+# before them in --methods (the default order of the paper's table does). simadapter_alone is the
+# fusion ablation (SimAdapter's fusion over exp/<target>_adapter alone: what the sources add).
 #                 [--source_token_type char|unigram|bpe] (targets: --adapt_args "--tokenizer.kind char")
 set -euo pipefail
 
@@ -31,8 +33,8 @@ seed=1
 jobs=2
 noise_dir=""       # default: ASR_TRANSFER_NOISE_DIR or the repository's data/noise
 corpus=corpus
-sources="de fr es it pl"
-targets="ro cs uk ar"   # standard: add br
+sources=""         # default by preset: its source languages but English (mini, xling: de fr es it pl;
+targets=""         # standard: + ru nl pt); its targets (mini, xling: ro cs uk ar; standard: + br)
 methods="head full adapter"
 model_config=conf/model/tiny.yaml
 pretrain_config=""   # default by preset: conf/train/xling_pretrain.yaml, xling_pretrain_xling.yaml
@@ -61,6 +63,10 @@ case $preset in
          adapt_config=${adapt_config:-conf/train/xling_adapt_150.yaml} ;;
   *) pretrain_config=${pretrain_config:-conf/train/xling_pretrain.yaml}
      adapt_config=${adapt_config:-conf/train/xling_adapt.yaml} ;;
+esac
+case $preset in  # the preset's languages (asr_transfer/synth/presets.py); English is the CMatch recipes'
+  standard) sources=${sources:-"de fr es it pl ru nl pt"}; targets=${targets:-"ro cs uk ar br"} ;;
+  *) sources=${sources:-"de fr es it pl"}; targets=${targets:-"ro cs uk ar"} ;;
 esac
 
 log() { echo "[$(date +%H:%M:%S)] stage $*"; }
@@ -155,17 +161,20 @@ if [ "$stage" -le 6 ] && [ "$stop_stage" -ge 6 ]; then
         metaadapter) from=(--adapt.meta exp/meta) ;;
         simadapter) from=(--adapt.sources exp/src_adapters --adapt.target_adapter "exp/${l}_adapter") ;;
         simadapter+) from=(--adapt.sources exp/src_adapters --adapt.target_adapter "exp/${l}_metaadapter") ;;
+        # the fusion ablation: SimAdapter's fusion layers over the target's adapter alone
+        simadapter_alone) from=(--adapt.use_sources false --adapt.target_adapter "exp/${l}_adapter") ;;
         *) from=() ;;
       esac
+      method=${m%_alone}
       own=()
-      [ -f "${adapt_config%.yaml}/$m.yaml" ] && own=(--config "${adapt_config%.yaml}/$m.yaml")
+      [ -f "${adapt_config%.yaml}/$method.yaml" ] && own=(--config "${adapt_config%.yaml}/$method.yaml")
       if [ "${#from[@]}" -ge 4 ] && [ ! -f "${from[3]}/add_language.yaml" ]; then
         echo "$0: $m for $l fuses ${from[3]}, which is not finished: list its method earlier" >&2; exit 2
       fi
       conf=(--config "$adapt_config")
       [ "$adapt_config" = none ] && conf=()  # add-language's defaults (add-language --help)
       # shellcheck disable=SC2086
-      asr-transfer add-language --base "$exp" --lang "$l" --method "$m" --exp "exp/${l}_$m" \
+      asr-transfer add-language --base "$exp" --lang "$l" --method "$method" --exp "exp/${l}_$m" \
         --train "$data/${l}_train_$domain" --dev "$data/${l}_dev_$domain" \
         "${conf[@]}" --decode-config "$decode_config" "${from[@]}" "${own[@]}" $adapt_args
     done

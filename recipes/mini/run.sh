@@ -19,6 +19,8 @@
 #                 [--adapt_args "--train.epochs 2"] [--adapt_tuned DIR] (the tuned lr and weight
 #                 of each method, local/tune_adapt.sh; default exp/tune) [--pl_rounds N] (iterative pseudo-labelling:
 #                 rounds 2..N re-label the target with the previous round's adapted model)
+#                 [--adapt_config conf/train/adapt_noisy_student.yaml] (the shared adaptation config;
+#                 that one masks the student's input)
 set -euo pipefail
 
 stage=0
