@@ -67,12 +67,30 @@ def test_no_config_trains_a_minimum_selects_by_dev_and_keeps_the_adapter_small(
     assert out.strip().splitlines()[-1].startswith("add-language: WARNING:")
 
 
+@pytest.mark.slow  # ~30 s of CPU: 68 one-utterance epochs of the head alone
+def test_no_config_head_trains_every_epoch_and_averages_the_best(base: Path, tiny_corpus: Path) -> None:
+    exp = base.parent / "ro_head"
+    assert cli("add-language", "--base", base, "--lang", "ro", "--method", "head", "--exp", exp,
+               "--train", tiny_corpus / "ro_train_clean", "--dev", tiny_corpus / "ro_dev_clean",
+               "--tokenizer.kind", "char") == 0  # fmt: skip
+    run = yaml.safe_load((exp / "add_language.yaml").read_text())["training"]
+    train = yaml.safe_load((exp / "config.yaml").read_text())["train"]
+    # every epoch of the maximum (raised for 100 steps on 3 utterances), a cosine over them, no patience
+    assert train["scheduler"]["type"] == "warmup_decay" and train["patience"] is None
+    assert run["stopped"] == "max_epochs" and run["epochs"] == train["epochs"] >= DEFAULTS.max_epochs
+    assert run["steps"] >= 2 * DEFAULTS.min_steps
+    # the dev loss still chooses the epochs averaged
+    best = sorted(range(1, run["epochs"] + 1), key=lambda e: run["dev_losses"][e - 1])[: DEFAULTS.keep_best]
+    assert run["averaged_epochs"] == sorted(best)
+
+
 def test_help_shows_the_defaults(capsys: pytest.CaptureFixture) -> None:
     with pytest.raises(SystemExit):
         cli("add-language", "--help")
     text = " ".join(capsys.readouterr().out.split())
     assert "full 0.005" in text and "adapter 0.01" in text and "--inherit-train" in text
     assert "at most 3 % of the model's parameters" in text and "3 epochs without a better dev loss" in text
+    assert "head and full instead train every epoch" in text and "(head 24, full 24, adapter 16," in text
 
 
 def test_the_defaults_follow_the_data_and_yield_to_a_config(tmp_path: Path) -> None:
@@ -90,12 +108,21 @@ def test_the_defaults_follow_the_data_and_yield_to_a_config(tmp_path: Path) -> N
         return build_config(base_cfg, args, tmp_path / "exp", {"train": dump, "dev": dump}, None)["train"]
 
     assert set(DEFAULTS.lr) == set(methods_of_kind("new_language"))
+    assert set(DEFAULTS.fixed_length) <= set(DEFAULTS.lr)
     ours = train_section()
-    # 150 x 200 frames: 1/16 a batch, 16 steps an epoch; Full-FT's lr; where the base ran, not its schedule
-    assert (ours["lr"], ours["max_batch_frames"], ours["epochs"], ours["min_epochs"]) == (0.005, 1875, 20, 7)
+    # 150 x 200 frames: 1/24 a batch, 24 steps an epoch; Full-FT's lr and every epoch (a cosine over
+    # them, no stop on the dev loss, which stopped cs Full-FT at 45 % dev WER); where the base ran
+    assert (ours["lr"], ours["max_batch_frames"], ours["epochs"], ours["patience"]) == (0.005, 1250, 20, None)
+    assert ours["scheduler"] == {"type": "warmup_decay", "warmup_steps": 20, "final_ratio": 0.05}
+    assert (ours["device"], ours["num_threads"]) == ("cpu", 1)
+    # the adapter methods: 1/16 a batch, at most 20 epochs, the dev loss stops them, not before 100
+    # steps (7 epochs)
+    args.method = "metaadapter"
+    ours = train_section()
+    assert (ours["lr"], ours["max_batch_frames"], ours["epochs"]) == (0.01, 1875, 20)
+    assert (ours["min_epochs"], ours["patience"]) == (7, 3)
     assert ours["scheduler"] == {"type": "warmup_exp", "warmup_steps": 20, "half_life_steps": 48,
                                  "final_ratio": 0.05}  # fmt: skip
-    assert (ours["device"], ours["num_threads"]) == ("cpu", 1)
     # a key of the schedule is changed; another kind of schedule replaces ours whole
     assert train_section("--train.scheduler.warmup_steps", "5")["scheduler"]["half_life_steps"] == 48
     noam = train_section("--train.scheduler", "{type: noam, warmup_steps: 50}")
