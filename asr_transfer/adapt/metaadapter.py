@@ -75,26 +75,20 @@ def inner_adapt(
     """
     if optim not in INNER_OPTIMS:
         raise ValueError(f"adapt.inner_optim {optim!r}: choose from {INNER_OPTIMS}")
-    beta1, beta2 = betas
     fast = {n: p.detach().clone().requires_grad_(True) for n, p in params.items()}
-    m = {n: torch.zeros_like(p) for n, p in fast.items()}
-    v = {n: torch.zeros_like(p) for n, p in fast.items()}
+    # torch's own optimisers on the fresh leaves: their state lives and dies with this call
+    opt = (
+        torch.optim.Adam(fast.values(), lr=lr, betas=betas, eps=eps)
+        if optim == "adam"
+        else torch.optim.SGD(fast.values(), lr=lr)
+    )
     losses = []
-    for t, batch in enumerate(batches, start=1):
+    for batch in batches:
         loss = loss_fn(model, fast, batch)
         grads = torch.autograd.grad(loss, list(fast.values()), allow_unused=True)
-        new = {}
-        for (n, w), g in zip(fast.items(), grads):
-            if g is None:
-                new[n] = w.detach()
-            elif optim == "sgd":
-                new[n] = w.detach() - lr * g
-            else:  # torch.optim.Adam's update, bias-corrected
-                m[n] = beta1 * m[n] + (1 - beta1) * g
-                v[n] = beta2 * v[n] + (1 - beta2) * g * g
-                denom = (v[n] / (1 - beta2**t)).sqrt() + eps
-                new[n] = w.detach() - lr * m[n] / (1 - beta1**t) / denom
-        fast = {n: w.requires_grad_(True) for n, w in new.items()}
+        for w, g in zip(fast.values(), grads):
+            w.grad = g  # None: the optimiser leaves that weight as it is
+        opt.step()
         losses.append(float(loss.detach()))
     return fast, losses
 

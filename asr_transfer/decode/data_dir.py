@@ -8,6 +8,7 @@ when complete, so a killed run never leaves one that looks finished.
 
 from __future__ import annotations
 
+import itertools
 import shutil
 import time
 from dataclasses import asdict
@@ -48,8 +49,8 @@ def decode_dir(
     }
     order = sorted(data.utts, key=lambda u: (group[u], len(waves[u])))
     bs, chunks = rec.decode_cfg.batch_size, []
-    for g in sorted(set(group.values())):
-        utts = [u for u in order if group[u] == g]
+    for _, members in itertools.groupby(order, key=group.__getitem__):  # order is sorted by group
+        utts = list(members)
         chunks += [utts[i : i + bs] for i in range(0, len(utts), bs)]
     hyps: dict[str, str] = {}
     start = time.perf_counter()
