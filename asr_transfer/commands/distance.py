@@ -106,14 +106,14 @@ def _write(
     args: argparse.Namespace,
 ) -> None:
     from asr_transfer.score.plots import distance_bars
-    from asr_transfer.score.render import _Doc
+    from asr_transfer.score.render import Doc
 
     out.mkdir(parents=True, exist_ok=True)
     source = str(args.source)
     (out / "distance.json").write_text(
         json.dumps({"source": source, "rows": rows, "spearman_wer": rho}, indent=1)
     )
-    doc = _Doc()
+    doc = Doc()
     doc.note(f"Source model `{args.exp}`; source sample `{source}`; {args.utts} utterances per dir at most.")
     doc.note("; ".join(f"`{m}`: {h}" for m, h in MEASURE_HELP.items()) + ".")
     doc.table(table)

@@ -54,7 +54,7 @@ def write_report(
     adaptation = adaptation_tables(systems, options, adapt)
     regime = regime_table(systems, options, adapt)
     cells, crossling_notes = crossling.collect(systems, options.unit)
-    doc = _Doc()
+    doc = Doc()
     _wer_section(doc, systems, options, comps, notes, own_lang)
     if cells or crossling_notes:
         _crossling_section(doc, systems, cells, crossling_notes, options, out, own_lang)
@@ -77,7 +77,7 @@ def write_report(
     return doc.write(out, f"ASR results: {', '.join(s.name for s in systems)}")
 
 
-class _Doc:
+class Doc:
     """The report built twice at once: Markdown lines and HTML body elements."""
 
     def __init__(self) -> None:
@@ -120,7 +120,7 @@ class _Doc:
 
 
 def _wer_section(
-    doc: _Doc, systems: list[System], options: ScoreOptions, comps: dict, notes: Iterable[str], own_lang: bool
+    doc: Doc, systems: list[System], options: ScoreOptions, comps: dict, notes: Iterable[str], own_lang: bool
 ) -> None:
     """How the report was made, the user's notes, then the WER table and its plot."""
     norm = options.normalizer
@@ -145,7 +145,7 @@ def _wer_section(
 
 
 def _crossling_section(
-    doc: _Doc,
+    doc: Doc,
     systems: list[System],
     cells: dict[tuple[str, str], crossling.Cell],
     notes: list[str],
@@ -191,7 +191,7 @@ def _crossling_section(
         doc.image(png, "fusion weights")
 
 
-def _adaptation_section(doc: _Doc, a: AdaptationTables, options: ScoreOptions) -> None:
+def _adaptation_section(doc: Doc, a: AdaptationTables, options: ScoreOptions) -> None:
     """Target-domain WER per method, the reduction against source-only, and forgetting."""
     doc.heading("Unsupervised adaptation: WER (%) on the target domains")
     doc.note(
@@ -212,7 +212,7 @@ def _adaptation_section(doc: _Doc, a: AdaptationTables, options: ScoreOptions) -
     doc.table(a.forgetting)
 
 
-def _regime_section(doc: _Doc, regime: Table, adapt: AdaptOptions) -> None:
+def _regime_section(doc: Doc, regime: Table, adapt: AdaptOptions) -> None:
     """How far each target domain is from the source, and how right its pseudo-labels are."""
     doc.heading("Regime of the target domains")
     doc.note(
@@ -224,7 +224,7 @@ def _regime_section(doc: _Doc, regime: Table, adapt: AdaptOptions) -> None:
     doc.table(regime)
 
 
-def _breakdown_sections(doc: _Doc, systems: list[System], comps: dict) -> None:
+def _breakdown_sections(doc: Doc, systems: list[System], comps: dict) -> None:
     """Significance, WER per domain and language, errors by kind, missing hypotheses, curves."""
     if comps:
         doc.heading(f"Significance against {systems[0].name}")
