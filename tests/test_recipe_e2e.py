@@ -69,6 +69,11 @@ def test_mini_recipe_end_to_end(tmp_path: Path) -> None:
     assert (recipe / "exp" / "tiny_clean" / "decode.yaml").exists()  # the decoding chosen on dev
     for test_set in ("en_test_room", "en_test_clean"):
         assert (adapted / f"decode_{test_set}" / "score" / "wer.json").exists()
+    # the adaptation's dev criterion reads the held-out voices' split (neither trained on nor tested)
+    data = yaml.safe_load((adapted / "config.yaml").read_text())["data"]
+    assert data["dev"] == [{"dump": "dump/en_heldout_clean", "lang": "en"}]
+    assert data["target_dev"] == [{"dump": "dump/pseudo/en_heldout_room", "lang": "en"}]
+    assert len((recipe / "exp/pseudo/en_heldout_room/confidence").read_text().splitlines()) == 300
     table = (recipe / "exp" / "report_adapt" / "RESULTS.md").read_text()
     assert "CMatch (ctc_pred)" in table and "Source-only" in table and "room" in table
     assert "CMatch (ctc_pred)" in proc.stdout  # printed at the end of the run

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import time
@@ -17,7 +18,14 @@ from asr_transfer.synth import domains as dom
 from asr_transfer.synth.generate import generate, plan
 from asr_transfer.synth.noise import NoiseBankError, find_noise_dir
 from asr_transfer.synth.presets import PRESETS
-from asr_transfer.synth.voices import TEST_VARIANTS, TRAIN_VARIANTS, Espeak, Speaker, espeak_data_path
+from asr_transfer.synth.voices import (
+    HELDOUT_VARIANTS,
+    TEST_VARIANTS,
+    TRAIN_VARIANTS,
+    Espeak,
+    Speaker,
+    espeak_data_path,
+)
 from asr_transfer.text.normalize import out_of_charset
 
 TINY = PRESETS["tiny"]
@@ -114,6 +122,10 @@ def test_test_speakers_and_voices_are_held_out(corpora: dict[str, Path]) -> None
         variants = {s: {speakers[k]["voice"].partition("+")[2] for k in spk[s]} for s in spk}
         assert variants["test"] <= set(TEST_VARIANTS)
         assert variants["test"].isdisjoint(variants["train"] | variants["dev"])
+        if "heldout" in spk:  # the held-out dev voices: neither trained on nor tested
+            assert variants["heldout"] <= set(HELDOUT_VARIANTS)
+            assert variants["heldout"].isdisjoint(variants["train"] | variants["dev"] | variants["test"])
+    assert (data / "en_heldout_room").is_dir() and not (data / "de_heldout_clean").exists()
 
 
 def test_mini_plan_texts_are_normalised_and_disjoint_across_splits() -> None:
@@ -128,8 +140,30 @@ def test_mini_plan_texts_are_normalised_and_disjoint_across_splits() -> None:
                 by_split.setdefault(u.split, set()).add(u.transcript)
         assert by_split["train"].isdisjoint(by_split["test"])
         assert by_split["dev"].isdisjoint(by_split["test"])
+        for split, texts in by_split.items():
+            if split != "heldout":
+                assert texts.isdisjoint(by_split.get("heldout", set())), (lang, split)
     en = [u for u in utts if u.lang == "en"]
-    assert len(en) == 1700 and en[0].domains == dom.DOMAINS
+    assert len(en) == 2000 and en[0].domains == dom.DOMAINS
+    assert sum(u.split == "heldout" for u in en) == 300
+
+
+def test_the_heldout_split_changes_no_other_utterance() -> None:
+    # the benchmark's source model and test sets were made before the split existed
+    mini = PRESETS["mini"]
+    without = dataclasses.replace(
+        mini,
+        langs=tuple(
+            dataclasses.replace(
+                lp,
+                sizes={s: n for s, n in lp.sizes.items() if s != "heldout"},
+                speakers={s: n for s, n in lp.speakers.items() if s != "heldout"},
+            )
+            for lp in mini.langs
+        ),
+    )
+    utts = plan(mini, seed=1)
+    assert [u for u in utts if u.split != "heldout"] == plan(without, seed=1)
 
 
 def test_xling_preset_sits_between_mini_and_standard_for_the_targets() -> None:
@@ -148,7 +182,8 @@ def test_xling_preset_sits_between_mini_and_standard_for_the_targets() -> None:
 
 def test_voice_variants_exist_and_hold_out_is_disjoint() -> None:
     assert set(TRAIN_VARIANTS).isdisjoint(TEST_VARIANTS)
-    for variant in TRAIN_VARIANTS + TEST_VARIANTS:
+    assert set(HELDOUT_VARIANTS).isdisjoint(TRAIN_VARIANTS + TEST_VARIANTS)
+    for variant in TRAIN_VARIANTS + TEST_VARIANTS + HELDOUT_VARIANTS:
         assert (espeak_data_path() / "voices" / "!v" / variant).is_file(), variant
 
 

@@ -26,10 +26,11 @@ from asr_transfer.synth import domains as dom
 from asr_transfer.synth import engines_debian
 from asr_transfer.synth.engines_debian import EngineMissing, check
 from asr_transfer.synth.noise import load_noise_bank, notice
-from asr_transfer.synth.presets import SPLITS, LangPlan, Preset
+from asr_transfer.synth.presets import HELDOUT, SPLITS, LangPlan, Preset
 from asr_transfer.synth.sentences import sentence_pools
 from asr_transfer.synth.texts import digit_strings, spoken, transcript
 from asr_transfer.synth.voices import (
+    HELDOUT_VARIANTS,
     SAMPLE_RATE,
     TEST_VARIANTS,
     TRAIN_VARIANTS,
@@ -87,16 +88,20 @@ def plan(
     """
     utts = []
     for lp in preset.langs:
+        splits = tuple(lp.sizes)
         if lp.text == "sentences":
             if text_dir is None:
                 raise ValueError(f"preset {preset.name} reads sentences and needs a text folder")
+            if HELDOUT in splits:
+                raise ValueError(f"{lp.lang}: a {HELDOUT} split needs digit strings, not sentences")
             texts = _sentences(lp, seed, text_dir)
         else:
+            # drawn in split order, the held-out split last: its strings change no other split's
             strings = digit_strings(lp.sizes, rng_for(seed, "text", lp.lang))
-            texts = {split: [(spoken(d, lp.lang), None) for d in strings[split]] for split in SPLITS}
-        for split in SPLITS:
+            texts = {split: [(spoken(d, lp.lang), None) for d in strings[split]] for split in splits}
+        for split in splits:
             rng = rng_for(seed, "speakers", lp.lang, split)
-            pool = TEST_VARIANTS if split == "test" else TRAIN_VARIANTS
+            pool = {"test": TEST_VARIANTS, HELDOUT: HELDOUT_VARIANTS}.get(split, TRAIN_VARIANTS)
             variants = tuple(pool[i] for i in rng.permutation(len(pool)))
             prefix = f"{lp.lang}_{split}"
             if lp.train_voices:
@@ -370,6 +375,7 @@ def _describe(preset: Preset, seed: int, utts: list[Utterance], dirs: dict, nois
         "voices": {
             "train_dev_variants": list(TRAIN_VARIANTS),
             "test_variants": list(TEST_VARIANTS),
+            "heldout_variants": list(HELDOUT_VARIANTS),
             "base_voices": {
                 lp.lang: {"train_dev": sorted(set(lp.train_voices)), "test": sorted(set(lp.test_voices))}
                 for lp in preset.langs

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from asr_transfer.synth.domains import DOMAINS, HARD_DOMAINS
 
 SPLITS = ("train", "dev", "test")
+#: the optional fourth split: a dev set read by voices held out from training *and* test
+HELDOUT = "heldout"
 
 
 @dataclass(frozen=True)
@@ -19,7 +21,9 @@ class LangPlan:
     """What to generate for one language.
 
     ``sizes`` and ``speakers`` map split -> number of utterances / pseudo-speakers. Test speakers
-    use the held-out voice variants; train and dev share the training variants.
+    use the held-out voice variants; train and dev share the training variants. An optional
+    ``heldout`` split (digit strings only) is a second dev set on a third pool of variants, drawn
+    after the others so that adding it changes no other split.
 
     ``text`` is ``digits`` (spoken digit strings) or ``sentences`` (:mod:`asr_transfer.synth.sentences`).
     ``train_voices``/``test_voices`` (``engine:voice``, repeated for more speakers) replace ``voice``
@@ -56,13 +60,17 @@ ESPEAK_VOICES = {
 
 
 def _plan(lang: str, role: str, utts: tuple[int, int, int], spks: tuple[int, int, int],
-          domains: tuple[str, ...] = ("clean",)) -> LangPlan:  # fmt: skip
+          domains: tuple[str, ...] = ("clean",), heldout: tuple[int, int] = (0, 0)) -> LangPlan:  # fmt: skip
+    """``heldout``: (utterances, speakers) of the held-out dev split, none when 0."""
+    sizes, speakers = dict(zip(SPLITS, utts, strict=True)), dict(zip(SPLITS, spks, strict=True))
+    if heldout[0]:
+        sizes[HELDOUT], speakers[HELDOUT] = heldout
     return LangPlan(
         lang=lang,
         voice=ESPEAK_VOICES[lang],
         role=role,
-        sizes=dict(zip(SPLITS, utts, strict=True)),
-        speakers=dict(zip(SPLITS, spks, strict=True)),
+        sizes=sizes,
+        speakers=speakers,
         domains=domains,
     )
 
@@ -130,7 +138,7 @@ PRESETS: dict[str, Preset] = {
             # 600 test utterances (about 2,800 words): the paper-regime domains differ from clean by a
             # few points, which 150 could not resolve. Test texts are drawn last, so train, dev and the
             # first 150 test utterances are the same as with 150.
-            _plan("en", "source", (1000, 100, 600), (40, 8, 12), DOMAINS),
+            _plan("en", "source", (1000, 100, 600), (40, 8, 12), DOMAINS, heldout=(300, 8)),
             *(_plan(lang, "source", (200, 30, 50), (16, 4, 6)) for lang in ("de", "fr", "es", "it", "pl")),
             *(_plan(lang, "target", (50, 30, 100), (8, 4, 8)) for lang in ("ro", "cs", "uk", "ar")),
         ),
@@ -149,7 +157,7 @@ PRESETS: dict[str, Preset] = {
         name="tiny",
         description="the shape of mini in a few utterances per data dir, for tests",
         langs=(
-            _plan("en", "source", (6, 3, 4), (3, 2, 2), DOMAINS),
+            _plan("en", "source", (6, 3, 4), (3, 2, 2), DOMAINS, heldout=(3, 2)),
             _plan("de", "source", (3, 2, 2), (2, 1, 2)),
             _plan("ro", "target", (3, 2, 2), (2, 1, 2)),
         ),

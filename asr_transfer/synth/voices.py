@@ -46,6 +46,9 @@ TEST_VARIANTS: tuple[str, ...] = (
     "linda",
     "quincy",
 )
+#: formant variants of the held-out dev speakers (``heldout`` split): disjoint from both pools above, so
+#: that a dev criterion on them measures what the test measures, voices the model never heard
+HELDOUT_VARIANTS: tuple[str, ...] = ("klatt6", "iven", "steph", "shelby", "paul", "rob", "michel", "norbert")
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,9 @@
 #   0 synthesise corpus      1 validate data dirs   2 fbank + CMVN   3 tokenizer
 #   4 train                  5 decode               6 score + report
 # Unsupervised adaptation of that source model to shifted domains (no target transcripts read):
-#   7 pseudo-label each target domain's training and dev audio, dump its features
+#   7 pseudo-label each target domain's training and dev audio, dump its features (the dev audio is
+#     the held-out voices' split, en_heldout_*, when the corpus has one: the adaptation's dev criterion
+#     then measures voices the model never heard, as the test does)
 #   8 adapt with every method   9 decode target and source test sets   10 adaptation table
 # Every stage is idempotent: rerunning skips finished work, and training resumes from
 # exp/<system>/checkpoints/last.pt after a kill.
@@ -96,6 +98,11 @@ if [ "$stage" -le 0 ] && [ "$stop_stage" -ge 0 ]; then
   fi
 fi
 
+# the adaptation's dev split: voices held out from both training and test when the corpus has them
+# (mini does), so that its dev criterion measures unseen voices as the test does; else dev
+adapt_dev=dev dev_splits=dev
+if [ -d "$data/en_heldout_clean" ]; then adapt_dev=heldout dev_splits="dev heldout"; fi
+
 if [ "$stage" -le 1 ] && [ "$stop_stage" -ge 1 ]; then
   log "1: validate data dirs"
   asr-transfer validate-data "$data"/*
@@ -106,14 +113,14 @@ if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ] && [ -n "$espnet_exp" ]; then
   # shellcheck disable=SC2086
   asr-transfer features "$data/en_train_clean" --out $dump --espnet-exp "$espnet_exp" \
     ${speed_perturb:+--speed-perturb $speed_perturb}
-  asr-transfer features "$data/en_dev_clean" --out $dump --espnet-exp "$espnet_exp"
+  for split in $dev_splits; do asr-transfer features "$data/en_${split}_clean" --out $dump --espnet-exp "$espnet_exp"; done
 elif [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ]; then
   log "2: fbank features${speed_perturb:+ (speed perturbation $speed_perturb)} and global CMVN of the training set"
   # a finished dump is skipped (its CMVN statistics are re-read); one made with other speeds is an error
   # shellcheck disable=SC2086
   asr-transfer features "$data/en_train_clean" --out dump ${speed_perturb:+--speed-perturb $speed_perturb} \
     --cmvn dump/cmvn.npz --jobs "$jobs"
-  asr-transfer features "$data/en_dev_clean" --out dump --jobs "$jobs"
+  for split in $dev_splits; do asr-transfer features "$data/en_${split}_clean" --out dump --jobs "$jobs"; done
 fi
 
 if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ] && [ -n "$espnet_exp" ]; then
@@ -189,12 +196,12 @@ dump_features() {
 # pseudo-label domain D's training and dev audio with experiment SRC into exp/LABELS, dump them into DUMP
 pseudo_label() {
   local src=$1 d=$2 labels=$3 out=$4
-  for split in train dev; do
+  for split in train $adapt_dev; do
     asr-transfer pseudo-label --exp "$src" --data "$data/en_${split}_$d" --out "exp/$labels/en_${split}_$d" \
       --keep "$pseudo_keep" "${decode_opts[@]}"
   done
   local rest=exp/$labels/en_train_$d/en_train_${d}_unlabelled  # the audio left without a pseudo-label
-  dump_features "$out" "exp/$labels/en_train_$d" "exp/$labels/en_dev_$d" $([ -d "$rest" ] && echo "$rest")
+  dump_features "$out" "exp/$labels/en_train_$d" "exp/$labels/en_${adapt_dev}_$d" $([ -d "$rest" ] && echo "$rest")
 }
 
 if [ "$stage" -le 7 ] && [ "$stop_stage" -ge 7 ] && [ -n "$adapt_domains" ]; then
@@ -221,7 +228,8 @@ adapt() {
   asr-transfer train --config "$exp/config.yaml" --config "$adapt_config" --config "conf/adapt/$m.yaml" \
     "${tuned[@]}" --exp "$out" --train.init "$from/model.pt" --train.init_espnet null \
     --data.target "[{dump: $pl/en_train_$d, lang: en}]" \
-    --data.target_dev "[{dump: $pl/en_dev_$d, lang: en}]" "${rest[@]}" \
+    --data.dev "[{dump: $dump/en_${adapt_dev}_clean, lang: en}]" \
+    --data.target_dev "[{dump: $pl/en_${adapt_dev}_$d, lang: en}]" "${rest[@]}" \
     --adapt.target "$d" --train.device "$device" $adapt_args
 }
 

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Equal tuning for every unsupervised adaptation method: the same grid (learning rate x matching
 # weight) for each, chosen on the unsupervised dev criterion (the supervised terms on source dev
-# transcripts + target dev pseudo-labels; no target transcript is read), averaged over the tuning
+# transcripts + target dev pseudo-labels, on the held-out voices' split when there is one; no
+# target transcript is read), averaged over the tuning
 # domains (one device, one noise); the choice is then fixed for every domain.
 # Needs stages 0-7 of ./run.sh for the tuning domains. Writes exp/tune/<method>.yaml (the chosen
 # overlay, which stage 8 adds after conf/adapt/<method>.yaml) and exp/tune/RESULTS.md (the grid).
@@ -32,6 +33,9 @@ declare -A term=([mmd]=mmd [adv]=adv [cmatch_frame_average]=cmatch [cmatch_ctc_a
 declare -A weights=([mmd]="0.05 0.5" [adv]="0.01 0.1" [cmatch_frame_average]="0.02 0.2"
                     [cmatch_ctc_align]="0.02 0.2" [cmatch_ctc_pred]="0.02 0.2")
 
+# the dev split of ./run.sh's stage 7: the held-out voices when the corpus has them
+adapt_dev=dev
+[ -d "$dump/en_heldout_clean" ] && adapt_dev=heldout
 # one grid point: adapt to D with method M at learning rate L and weight W into $out/M/D_lrL_wW
 run_point() {
   local m=$1 d=$2 lr=$3 w=$4 dir=$out/$1/$2_lr$3_w$4
@@ -45,7 +49,8 @@ run_point() {
   asr-transfer train --config "$exp/config.yaml" --config "$adapt_config" --config "conf/adapt/$m.yaml" \
     --exp "$dir" --train.init "$exp/model.pt" --train.init_espnet null --train.device cpu \
     --data.target "[{dump: $dump/pseudo/en_train_$d, lang: en}]" \
-    --data.target_dev "[{dump: $dump/pseudo/en_dev_$d, lang: en}]" "${rest[@]}" \
+    --data.dev "[{dump: $dump/en_${adapt_dev}_clean, lang: en}]" \
+    --data.target_dev "[{dump: $dump/pseudo/en_${adapt_dev}_$d, lang: en}]" "${rest[@]}" \
     --adapt.target "$d" --train.lr "$lr" "${weight[@]}" $adapt_args > "$dir.log" 2>&1
 }
 
