@@ -199,3 +199,23 @@ def test_stage_6_runs_the_fusion_ablation_over_the_target_adapter_alone(tmp_path
     assert "--method simadapter --exp exp/ro_simadapter_alone" in alone
     assert "--adapt.use_sources false --adapt.target_adapter exp/ro_adapter" in alone
     assert "--adapt.sources" not in alone
+
+
+def test_stage_6_puts_a_second_base_and_its_runs_under_expdir(tmp_path: Path) -> None:
+    full, meta = stage_6_calls(tmp_path, "--methods", "full metaadapter", "--expdir", "exp_small")
+    assert "--base exp_small/multi" in full and "--exp exp_small/ro_full" in full
+    assert "--adapt.meta exp_small/meta" in meta and "--exp exp_small/ro_metaadapter" in meta
+    assert " exp/" not in full + meta
+
+
+def test_the_larger_base_has_a_body_of_several_million_parameters_trained_to_its_dev_criterion() -> None:
+    from asr_transfer.model.asr import build_model
+
+    def body(name: str) -> int:  # every parameter but the five source languages' heads
+        model = build_model(load_config([REPO / "conf/model" / name])["model"], dict.fromkeys("abcde", 150))
+        return sum(p.numel() for n, p in model.named_parameters() if not n.startswith("heads."))
+
+    small, tiny = body("small.yaml"), body("tiny.yaml")
+    assert 3e6 <= small <= 6e6 and small > 4 * tiny, (small, tiny)
+    train = TrainOptions.from_config(load_config([REPO / "conf/train/xling_pretrain_small.yaml"])["train"])
+    assert train.patience == 3 and train.epochs >= 30 and train.keep_best == 3

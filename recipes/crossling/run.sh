@@ -20,10 +20,14 @@
 # in <adapt_config without .yaml>/<method>.yaml, read after adapt_config when it exists.
 # --preset xling (between mini and standard: 150 training and 200 test utterances per target)
 # defaults to conf/train/xling_pretrain_xling.yaml and conf/train/xling_adapt_150.yaml.
-# simadapter fuses exp/<target>_adapter and simadapter+ exp/<target>_metaadapter: list those methods
+# simadapter fuses <expdir>/<target>_adapter and simadapter+ <expdir>/<target>_metaadapter: list those methods
 # before them in --methods (the default order of the paper's table does). simadapter_alone is the
 # fusion ablation (SimAdapter's fusion over exp/<target>_adapter alone: what the sources add).
 #                 [--source_token_type char|unigram|bpe] (targets: --adapt_args "--tokenizer.kind char")
+#                 [--model_config conf/model/small.yaml --pretrain_config conf/train/xling_pretrain_small.yaml
+#                  --expdir exp_small]  a larger base (3.3 M parameters in the body, trained to its dev
+#                  criterion) and everything on it under exp_small/, beside the tiny base's exp/ (the
+#                  tokenizers stay in exp/tokenizer); docs/benchmarks.md, "Issue 17: a larger base"
 set -euo pipefail
 
 stage=0
@@ -49,6 +53,7 @@ src_adapter_args=""
 meta_args=""
 adapt_args=""
 domain=clean
+expdir=exp          # the experiments but the tokenizers (exp/tokenizer): a second base beside the first
 
 while [ $# -gt 0 ]; do
   name=${1#--}
@@ -71,7 +76,7 @@ esac
 
 log() { echo "[$(date +%H:%M:%S)] stage $*"; }
 data=$corpus/data
-exp=exp/multi
+exp=$expdir/multi  # the multilingual base
 
 if [ "$stage" -le 0 ] && [ "$stop_stage" -ge 0 ]; then
   log "0: synthesise the $preset corpus into $corpus"
@@ -125,22 +130,22 @@ if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ]; then
   fi
   needs() { for m in $methods; do for x in "$@"; do [ "$m" = "$x" ] && return 0; done; done; return 1; }
   if needs simadapter simadapter+; then
-    log "4: source adapters on the frozen $exp -> exp/src_adapters"
-    if [ -f exp/src_adapters/model.pt ]; then
-      echo "  exp/src_adapters/model.pt exists, skipped"
+    log "4: source adapters on the frozen $exp -> $expdir/src_adapters"
+    if [ -f "$expdir/src_adapters/model.pt" ]; then
+      echo "  $expdir/src_adapters/model.pt exists, skipped"
     else
       # shellcheck disable=SC2086
-      asr-transfer train --config "$exp/config.yaml" --config "$src_adapter_config" --exp exp/src_adapters \
+      asr-transfer train --config "$exp/config.yaml" --config "$src_adapter_config" --exp "$expdir/src_adapters" \
         --train.init "$exp/model.pt" --adapt.langs "[${sources// /,}]" --train.device cpu $src_adapter_args
     fi
   fi
   if needs metaadapter simadapter+; then
-    log "4: meta-train the MetaAdapter over the sources on the frozen $exp -> exp/meta"
-    if [ -f exp/meta/model.pt ]; then
-      echo "  exp/meta/model.pt exists, skipped"
+    log "4: meta-train the MetaAdapter over the sources on the frozen $exp -> $expdir/meta"
+    if [ -f "$expdir/meta/model.pt" ]; then
+      echo "  $expdir/meta/model.pt exists, skipped"
     else
       # shellcheck disable=SC2086
-      asr-transfer train --config "$exp/config.yaml" --config "$meta_config" --exp exp/meta \
+      asr-transfer train --config "$exp/config.yaml" --config "$meta_config" --exp "$expdir/meta" \
         --train.init "$exp/model.pt" --train.device cpu $meta_args
     fi
   fi
@@ -158,11 +163,11 @@ if [ "$stage" -le 6 ] && [ "$stop_stage" -ge 6 ]; then
   for l in $targets; do
     for m in $methods; do
       case $m in  # what each method starts from besides the multilingual model
-        metaadapter) from=(--adapt.meta exp/meta) ;;
-        simadapter) from=(--adapt.sources exp/src_adapters --adapt.target_adapter "exp/${l}_adapter") ;;
-        simadapter+) from=(--adapt.sources exp/src_adapters --adapt.target_adapter "exp/${l}_metaadapter") ;;
+        metaadapter) from=(--adapt.meta "$expdir/meta") ;;
+        simadapter) from=(--adapt.sources "$expdir/src_adapters" --adapt.target_adapter "$expdir/${l}_adapter") ;;
+        simadapter+) from=(--adapt.sources "$expdir/src_adapters" --adapt.target_adapter "$expdir/${l}_metaadapter") ;;
         # the fusion ablation: SimAdapter's fusion layers over the target's adapter alone
-        simadapter_alone) from=(--adapt.use_sources false --adapt.target_adapter "exp/${l}_adapter") ;;
+        simadapter_alone) from=(--adapt.use_sources false --adapt.target_adapter "$expdir/${l}_adapter") ;;
         *) from=() ;;
       esac
       method=${m%_alone}
@@ -174,7 +179,7 @@ if [ "$stage" -le 6 ] && [ "$stop_stage" -ge 6 ]; then
       conf=(--config "$adapt_config")
       [ "$adapt_config" = none ] && conf=()  # add-language's defaults (add-language --help)
       # shellcheck disable=SC2086
-      asr-transfer add-language --base "$exp" --lang "$l" --method "$method" --exp "exp/${l}_$m" \
+      asr-transfer add-language --base "$exp" --lang "$l" --method "$method" --exp "$expdir/${l}_$m" \
         --train "$data/${l}_train_$domain" --dev "$data/${l}_dev_$domain" \
         "${conf[@]}" --decode-config "$decode_config" "${from[@]}" "${own[@]}" $adapt_args
     done
@@ -185,7 +190,7 @@ if [ "$stage" -le 7 ] && [ "$stop_stage" -ge 7 ]; then
   log "7: decode every target's test set"
   for l in $targets; do
     for m in $methods; do
-      asr-transfer decode --exp "exp/${l}_$m" --data "$data/${l}_test_$domain" --config "$decode_config" \
+      asr-transfer decode --exp "$expdir/${l}_$m" --data "$data/${l}_test_$domain" --config "$decode_config" \
         --lang "$l"
     done
   done
@@ -194,10 +199,10 @@ fi
 if [ "$stage" -le 8 ] && [ "$stop_stage" -ge 8 ]; then
   log "8: report"
   exps=()
-  for l in $targets; do for m in $methods; do exps+=("exp/${l}_$m"); done; done
+  for l in $targets; do for m in $methods; do exps+=("$expdir/${l}_$m"); done; done
   # the base model's own WERs per source language come with the table: add_language.yaml names it
-  asr-transfer report "${exps[@]}" --out exp/report \
+  asr-transfer report "${exps[@]}" --out "$expdir/report" \
     --note "Sources: $sources. Targets: $targets. Corpus: $corpus ($preset)."
   echo
-  cat exp/report/RESULTS.md
+  cat "$expdir/report/RESULTS.md"
 fi
