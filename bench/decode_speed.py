@@ -330,13 +330,13 @@ def _print(
         print(f"\n{exp} (input: {kind})")
         # CPU seconds (this process, all threads) are less at the mercy of other jobs than wall seconds
         print(
-            f"{'system':<48} {'seconds':>8} {'RTF':>8} {'x ESPnet':>9} {'CPU s':>7} {'x ESPnet CPU':>13} "
+            f"{'system':<58} {'seconds':>8} {'RTF':>8} {'x ESPnet':>9} {'CPU s':>7} {'x ESPnet CPU':>13} "
             f"{'same hyps as ESPnet':>20} {'WER %':>6}"
         )
         for r in rows:
             same = sum(a == b for a, b in zip(r["hyps"], ref["hyps"]))
             print(
-                f"{r['name']:<48} {r['seconds']:>8.2f} {r['seconds'] / audio:>8.4f} "
+                f"{r['name']:<58} {r['seconds']:>8.2f} {r['seconds'] / audio:>8.4f} "
                 f"{ref['seconds'] / r['seconds']:>9.1f} {r['cpu_seconds']:>7.2f} "
                 f"{ref['cpu_seconds'] / r['cpu_seconds']:>13.1f} {same:>14}/{len(waves)} {r['wer']:>6.2f}"
             )
