@@ -5,29 +5,34 @@ Our modes (``conf/decode``): ``beam`` searches all utterances x beams of a batch
 batched encoder), ``ctc_greedy`` is the batched best path.
 
 Usage:
-    python bench/decode_speed.py [--exp ESPNET_EXP] [--corpus DIR] [--work DIR] [--utts 40] [--threads 2]
+    python bench/decode_speed.py [--exp ESPNET_EXP ...] [--corpus DIR] [--work DIR] [--utts 40] [--threads 2]
                                  [--beam 10] [--ctc-weight 0.3] [--batch-size 16] [--repeats 3]
                                  [--device cpu|cuda] [--systems beam_espnet,beam,beam1,ctc_greedy]
-                                 [--config tiny|ref] [--train-epochs 3] [--train-utts 300] [--json OUT]
+                                 [--config tiny|ref] [--features espnet,fbank] [--train-epochs 3]
+                                 [--train-utts 300] [--json OUT]
 
 ``--systems`` picks ours (ESPnet's ``Speech2Text`` always runs: it is the reference); ``beam1`` is
 ``beam`` with one utterance per batch (unpadded input). ``--json`` also writes the table, with the
 settings, machine, hypotheses agreement and WER, to a file. Small, quick run: ``--utts 8 --repeats 1
 --systems beam`` (with ``--exp``, or ``--train-epochs 1 --train-utts 50`` for a barely trained model).
 
-Both systems decode the same utterances (``en_test_clean`` of a synth corpus) with the same
-model: an ESPnet2 experiment, loaded by ESPnet's ``Speech2Text`` (beam 10, CTC weight 0.3, no LM,
-one utterance per call, as ``asr_inference`` does) and by our
-:func:`asr_transfer.model.espnet_loader.load_espnet_exp` + :mod:`asr_transfer.decode`. Without
-``--exp`` an experiment is trained first with ``espnet2.bin.asr_train`` (on ``--device``: ``--ngpu 1``
-with cuda; a few epochs of a mini-corpus subset; not timed). Times cover feature extraction (ESPnet's
-frontend on both sides) and decoding, after one warm-up utterance; the systems take turns
-``--repeats`` times and the median is reported; RTF = processing seconds / audio seconds. Beside
-wall seconds, the process's CPU seconds (all threads) and their ratio: on a shared machine they vary less.
-Our side runs the frontend on each utterance's own samples and pads the features (as ``Recognizer``
-does): ESPnet's frontend over a zero-padded batch changes the last frames of the shorter utterances,
-and ``Speech2Text`` decodes one unpadded utterance per call. WER: each system's hypotheses (through the
-experiment's token list) against the normalised ``text`` of the data dir.
+Both systems decode the same utterances (``en_test_clean`` of a synth corpus) with the same model: an
+ESPnet2 experiment, loaded by ESPnet's ``Speech2Text`` (beam 10, CTC weight 0.3, no LM, one utterance
+per call, as ``asr_inference`` does) and by our :func:`asr_transfer.model.espnet_loader.load_espnet_exp`
++ :mod:`asr_transfer.decode`. Without ``--exp`` an experiment is trained first with
+``espnet2.bin.asr_train`` (on ``--device``: ``--ngpu 1`` with cuda; a few epochs of a mini-corpus
+subset; not timed), one per ``--features``: ``espnet`` (audio through ESPnet's ``DefaultFrontend``) or
+``fbank`` (our dumped Kaldi fbank and CMVN, no ESPnet frontend: its ``Speech2Text`` takes ``(T, 80)``
+frames, so both systems decode our ``KaldiFbank`` frames). With several ``--exp`` (or features) all
+systems of all experiments take turns in one process, each experiment's ratios against its own
+``Speech2Text``. Times cover feature extraction (the experiment's frontend, the same on both sides) and
+decoding, after one warm-up utterance; the systems take turns ``--repeats`` times and the median is
+reported; RTF = processing seconds / audio seconds. Beside wall seconds, the process's CPU seconds (all
+threads) and their ratio: on a shared machine they vary less. Our side runs the frontend on each
+utterance's own samples and pads the features (as ``Recognizer`` does): ESPnet's frontend over a
+zero-padded batch changes the last frames of the shorter utterances, and ``Speech2Text`` decodes one
+unpadded utterance per call. WER: each system's hypotheses (through the experiment's token list) against
+the normalised ``text`` of the data dir.
 """
 
 from __future__ import annotations
