@@ -114,6 +114,49 @@ def prepare_fbank_data(
     return paths
 
 
+def _cli(*args: object) -> None:
+    subprocess.run(
+        [sys.executable, "-m", "asr_transfer.cli", *map(str, args)], check=True, stdout=subprocess.DEVNULL
+    )
+
+
+def prepare_subset(corpus: Path, work: Path, utts: int, raw: bool) -> dict:
+    """The first ``utts`` ``en_train_clean`` and 20 ``en_dev_clean`` utterances as data dirs, our fbank
+    dump + CMVN (``asr-transfer features``) + char tokenizer, and ESPnet's inputs over that dump
+    (``fbank``; ``raw``: also over the audio), all cached in ``work``."""
+    from asr_transfer.data.kaldi import write_data_dir
+
+    data = {}
+    for name, split, n in (("train", "en_train_clean", utts), ("dev", "en_dev_clean", 20)):
+        d = load_data_dir(corpus / "data" / split)
+        keep = d.utts[:n]
+        data[name] = work / "data" / name
+        if not (data[name] / "text").exists():
+            write_data_dir(
+                data[name],
+                wav={u: d.wav[u] for u in keep},
+                text={u: d.text[u] for u in keep},
+                utt2spk={u: d.utt2spk[u] for u in keep},
+            )
+    dump = work / "dump"
+    if not (dump / "cmvn.npz").exists():
+        _cli("features", data["train"], data["dev"], "--out", dump)
+        _cli("features", data["train"], "--out", dump, "--cmvn", dump / "cmvn.npz")
+    if not (work / "tokenizer" / "tokens.txt").exists():
+        _cli("tokenizer", data["train"], "--lang", "en", "--kind", "char", "--out", work / "tokenizer")
+    tok = Tokenizer.load(work / "tokenizer")
+    prep: dict = {"data": data, "dump": dump, "tokenizer": work / "tokenizer"}
+    prep["fbank"] = {
+        s: prepare_fbank_data(dump / s, dump / "cmvn.npz", tok, work / "espnet_fbank" / s)
+        for s in ("train", "dev")
+    }
+    if raw:
+        prep["raw"] = {}
+        for s in ("train", "dev"):
+            prep["raw"][s] = prepare_data(data[s], work / "espnet_raw" / s, tokenizer=tok)
+    return prep
+
+
 def audio_seconds(paths: dict[str, Path | str]) -> float:
     """Total audio of a prepared set, from its ``speech_shape``."""
     return sum(int(line.split()[1]) for line in paths["speech_shape"].read_text().splitlines()) / SAMPLE_RATE

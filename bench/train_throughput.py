@@ -104,51 +104,6 @@ def _worker(args: argparse.Namespace, rest: list[str]) -> int:
 
 
 # ---------------------------------------------------------------------------------------- driver
-def _cli(*args: object) -> None:
-    subprocess.run(
-        [sys.executable, "-m", "asr_transfer.cli", *map(str, args)], check=True, stdout=subprocess.DEVNULL
-    )
-
-
-def prepare(corpus: Path, work: Path, utts: int, raw: bool) -> dict:
-    """Subset data dirs, our dump + CMVN + char tokenizer, ESPnet's inputs (cached in ``work``)."""
-    sys.path.insert(0, str(REPO / "bench"))
-    import _espnet_exp as espnet
-
-    from asr_transfer.data.kaldi import load_data_dir, write_data_dir
-    from asr_transfer.text.tokenizer import Tokenizer
-
-    data = {}
-    for name, split, n in (("train", "en_train_clean", utts), ("dev", "en_dev_clean", 20)):
-        d = load_data_dir(corpus / "data" / split)
-        keep = d.utts[:n]
-        data[name] = work / "data" / name
-        if not (data[name] / "text").exists():
-            write_data_dir(
-                data[name],
-                wav={u: d.wav[u] for u in keep},
-                text={u: d.text[u] for u in keep},
-                utt2spk={u: d.utt2spk[u] for u in keep},
-            )
-    dump = work / "dump"
-    if not (dump / "cmvn.npz").exists():
-        _cli("features", data["train"], data["dev"], "--out", dump)
-        _cli("features", data["train"], "--out", dump, "--cmvn", dump / "cmvn.npz")
-    if not (work / "tokenizer" / "tokens.txt").exists():
-        _cli("tokenizer", data["train"], "--lang", "en", "--kind", "char", "--out", work / "tokenizer")
-    tok = Tokenizer.load(work / "tokenizer")
-    prep = {"data": data, "dump": dump, "tokenizer": work / "tokenizer"}
-    prep["fbank"] = {
-        s: espnet.prepare_fbank_data(dump / s, dump / "cmvn.npz", tok, work / "espnet_fbank" / s)
-        for s in ("train", "dev")
-    }
-    if raw:
-        prep["raw"] = {}
-        for s in ("train", "dev"):
-            prep["raw"][s] = espnet.prepare_data(data[s], work / "espnet_raw" / s, tokenizer=tok)
-    return prep
-
-
 def run_system(name: str, cmd: list[str], args: argparse.Namespace, work: Path) -> dict:
     timings = work / f"timings_{name}.json"
     timings.unlink(missing_ok=True)
@@ -214,7 +169,7 @@ def main() -> int:
 
         corpus = espnet.ensure_mini_corpus(work, args.corpus)
         inputs = [s for s in args.espnet_input.split(",") if s]
-        prep = prepare(corpus.resolve(), work, args.utts, "raw" in inputs)
+        prep = espnet.prepare_subset(corpus.resolve(), work, args.utts, "raw" in inputs)
         results = {"ours": run_system("ours", _ours_cmd(args, prep, work), args, work)}
         for kind in inputs:
             name = f"espnet-{kind}"

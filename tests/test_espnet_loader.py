@@ -230,6 +230,55 @@ def test_espnet_exp_decodes_a_batch_like_each_utterance_alone(
     assert together == [rec.transcribe_waves([w])[0] for w in waves] and any(together)
 
 
+@pytest.fixture(scope="module")
+def espnet_trained_fbank(tiny_setup: dict, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An experiment trained by ``espnet2.bin.asr_train`` on our dumped Kaldi fbank and CMVN
+    (``kaldi_ark`` input, no ESPnet frontend, ``input_size: 80``; 1 epoch, CPU)."""
+    from asr_transfer.text.tokenizer import Tokenizer
+
+    helper = _bench_helper()
+    root = tmp_path_factory.mktemp("espnet_fbank")
+    tok = Tokenizer.load(tiny_setup["tok"])
+    train, valid = (
+        helper.prepare_fbank_data(tiny_setup[s], tiny_setup["cmvn"], tok, root / s) for s in ("train", "dev")
+    )
+    model_cfg = {"encoder": {"type": "transformer", **ENCODERS["transformer"]}, "decoder": DECODER}
+    cfg = helper.espnet_config(
+        model_cfg, train["feats_stats.npz"], batch_bins=3 * 100 * 4, max_epoch=1, raw_audio=False
+    )
+    exp = root / "exp"
+    helper.run_espnet(helper.train_command(cfg, train, valid, exp), root / "asr_train.log")
+    assert yaml.safe_load((exp / "config.yaml").read_text())["frontend"] is None
+    return exp
+
+
+@pytest.mark.slow
+def test_espnet_exp_on_our_fbank_decodes_like_espnet_one_utterance_or_sixteen(
+    espnet_trained_fbank: Path, tiny_corpus: Path
+) -> None:
+    """A frontend-less experiment decodes audio through our fbank: batch 16 = batch 1 = ESPnet's
+    ``Speech2Text`` given the same ``(T, 80)`` frames."""
+    from espnet2.bin.asr_inference import Speech2Text
+
+    from asr_transfer.data.frontend import KaldiFbank
+    from asr_transfer.decode import DecodeConfig, Recognizer
+
+    exp = espnet_trained_fbank
+    rec = Recognizer.from_espnet_exp(exp, decode=DecodeConfig(beam_size=4, ctc_weight=0.3))
+    assert isinstance(rec.frontend, KaldiFbank)
+    waves = [
+        load_audio(line.split()[1])
+        for name in ("en_test_clean", "en_dev_clean", "en_train_clean", "de_test_clean", "ro_test_clean")
+        for line in (tiny_corpus / name / "wav.scp").read_text().splitlines()
+    ][:16]
+    assert len(waves) == 16 and len({len(w) for w in waves}) > 8
+    together = rec.transcribe_waves(waves)
+    assert together == [rec.transcribe_waves([w])[0] for w in waves] and any(together)
+    s2t = Speech2Text(exp / "config.yaml", exp / "valid.acc.ave.pth", beam_size=4, ctc_weight=0.3, nbest=1)
+    tok = rec.tokenizers["en"]
+    assert together == [tok.decode(s2t(KaldiFbank()(w).numpy())[0][2]) for w in waves]
+
+
 def _run_recipe(recipe: Path, *args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
     proc = subprocess.run(

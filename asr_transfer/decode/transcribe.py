@@ -128,17 +128,30 @@ class Recognizer:
     ) -> Recognizer:
         """Decode with an ESPnet2 ASR experiment as it is (no training by us), through its own frontend.
 
+        An experiment trained on precomputed features (no ESPnet frontend, ``input_size`` set) is
+        decoded with our Kaldi fbank (:class:`~asr_transfer.data.frontend.KaldiFbank`): right for one
+        trained on the dumps of ``asr-transfer features`` (ESPnet's ``kaldi_ark`` input, as
+        ``bench/decode_speed.py --features fbank`` trains), where its ``Speech2Text`` takes the
+        same ``(T, 80)`` frames; an ``input_size`` other than our fbank's is refused.
+
         Example (with an experiment trained by ``espnet2.bin.asr_train``)::
 
             rec = Recognizer.from_espnet_exp("exp/asr_train_raw_en_char")
             rec.transcribe_waves(waves)   # = one utterance at a time, = ESPnet's Speech2Text
         """
+        from asr_transfer.data.features import NUM_MEL_BINS
         from asr_transfer.model.espnet_loader import ESPnetLoadError, load_espnet_exp
 
         model, tok, frontend = load_espnet_exp(exp_dir, checkpoint, lang)
-        if frontend is None:
-            raise ESPnetLoadError(f"{exp_dir}: trained on precomputed features, it cannot decode audio")
-        return cls(model, {lang: tok}, decode, device, ESPnetFrontend(module=frontend))
+        if frontend is not None:
+            return cls(model, {lang: tok}, decode, device, ESPnetFrontend(module=frontend))
+        dim = model.cmvn.mean.numel()
+        if dim != NUM_MEL_BINS:
+            raise ESPnetLoadError(
+                f"{exp_dir}: trained on precomputed features of {dim} dims; only our {NUM_MEL_BINS}-dim "
+                "Kaldi fbank (asr-transfer features) can be computed from audio here"
+            )
+        return cls(model, {lang: tok}, decode, device, KaldiFbank())
 
     def default_lang(self, lang: str | None) -> str:
         """``lang``, checked, or the model's only head; a :class:`ValueError` listing the heads."""
