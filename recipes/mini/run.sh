@@ -100,8 +100,8 @@ fi
 
 # the adaptation's dev split: voices held out from both training and test when the corpus has them
 # (mini does), so that its dev criterion measures unseen voices as the test does; else dev
-adapt_dev=dev dev_splits=dev
-if [ -d "$data/en_heldout_clean" ]; then adapt_dev=heldout dev_splits="dev heldout"; fi
+adapt_dev=dev
+[ -d "$data/en_heldout_clean" ] && adapt_dev=heldout
 
 if [ "$stage" -le 1 ] && [ "$stop_stage" -ge 1 ]; then
   log "1: validate data dirs"
@@ -113,14 +113,14 @@ if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ] && [ -n "$espnet_exp" ]; then
   # shellcheck disable=SC2086
   asr-transfer features "$data/en_train_clean" --out $dump --espnet-exp "$espnet_exp" \
     ${speed_perturb:+--speed-perturb $speed_perturb}
-  for split in $dev_splits; do asr-transfer features "$data/en_${split}_clean" --out $dump --espnet-exp "$espnet_exp"; done
+  asr-transfer features "$data/en_dev_clean" --out $dump --espnet-exp "$espnet_exp"
 elif [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ]; then
   log "2: fbank features${speed_perturb:+ (speed perturbation $speed_perturb)} and global CMVN of the training set"
   # a finished dump is skipped (its CMVN statistics are re-read); one made with other speeds is an error
   # shellcheck disable=SC2086
   asr-transfer features "$data/en_train_clean" --out dump ${speed_perturb:+--speed-perturb $speed_perturb} \
     --cmvn dump/cmvn.npz --jobs "$jobs"
-  for split in $dev_splits; do asr-transfer features "$data/en_${split}_clean" --out dump --jobs "$jobs"; done
+  asr-transfer features "$data/en_dev_clean" --out dump --jobs "$jobs"
 fi
 
 if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ] && [ -n "$espnet_exp" ]; then
@@ -206,6 +206,8 @@ pseudo_label() {
 
 if [ "$stage" -le 7 ] && [ "$stop_stage" -ge 7 ] && [ -n "$adapt_domains" ]; then
   log "7: pseudo-label the training and dev audio of: $adapt_domains (never their transcripts)"
+  # the source side of the dev criterion on the held-out voices (a finished dump is skipped)
+  [ "$adapt_dev" = heldout ] && dump_features "$dump" "$data/en_heldout_clean"
   for d in $adapt_domains; do pseudo_label "$exp" "$d" pseudo "$dump/pseudo"; done
 fi
 
