@@ -196,7 +196,6 @@ def main() -> int:
 
 def _prepare(args: argparse.Namespace, work: Path, budget: int, tcfg) -> tuple[dict, list[dict]]:  # noqa: ANN001
     import _espnet_exp as espnet
-    from train_throughput import prepare
 
     from asr_transfer.adapt import build_method
     from asr_transfer.config import load_config
@@ -205,7 +204,7 @@ def _prepare(args: argparse.Namespace, work: Path, budget: int, tcfg) -> tuple[d
     from asr_transfer.train.loop import model_from_config
 
     corpus = espnet.ensure_mini_corpus(work, args.corpus)
-    prep = prepare(corpus.resolve(), work, args.utts, raw=False)
+    prep = espnet.prepare_subset(corpus.resolve(), work, args.utts, raw=False)
     tok = Tokenizer.load(prep["tokenizer"])
     cfg = load_config([MODEL_CONFIGS[args.config]])
     cfg["data"] = {"cmvn": str(prep["dump"] / "cmvn.npz")}
