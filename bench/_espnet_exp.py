@@ -20,7 +20,7 @@ import torch
 import yaml
 
 from asr_transfer.data.audio import SAMPLE_RATE, load_audio
-from asr_transfer.data.kaldi import load_data_dir
+from asr_transfer.data.kaldi import load_data_dir, write_data_dir
 from asr_transfer.text.normalize import Normalizer
 from asr_transfer.text.tokenizer import Tokenizer
 
@@ -124,8 +124,6 @@ def prepare_subset(corpus: Path, work: Path, utts: int, raw: bool) -> dict:
     """The first ``utts`` ``en_train_clean`` and 20 ``en_dev_clean`` utterances as data dirs, our fbank
     dump + CMVN (``asr-transfer features``) + char tokenizer, and ESPnet's inputs over that dump
     (``fbank``; ``raw``: also over the audio), all cached in ``work``."""
-    from asr_transfer.data.kaldi import write_data_dir
-
     data = {}
     for name, split, n in (("train", "en_train_clean", utts), ("dev", "en_dev_clean", 20)):
         d = load_data_dir(corpus / "data" / split)

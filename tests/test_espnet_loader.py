@@ -209,6 +209,17 @@ def test_exp_trained_by_espnet_asr_train_gives_the_same_ctc_posteriors(espnet_tr
     assert (logp - logp_ref).abs()[valid_frames].max() < 1e-5
 
 
+def _sixteen_waves(tiny_corpus: Path) -> list:
+    """16 real utterances of the tiny corpus, of more than 8 lengths (a batch with much padding)."""
+    waves = [
+        load_audio(line.split()[1])
+        for name in ("en_test_clean", "en_dev_clean", "en_train_clean", "de_test_clean", "ro_test_clean")
+        for line in (tiny_corpus / name / "wav.scp").read_text().splitlines()
+    ][:16]
+    assert len(waves) == 16 and len({len(w) for w in waves}) > 8
+    return waves
+
+
 @pytest.mark.slow
 def test_espnet_exp_decodes_a_batch_like_each_utterance_alone(
     espnet_trained: dict, tiny_corpus: Path
@@ -220,12 +231,7 @@ def test_espnet_exp_decodes_a_batch_like_each_utterance_alone(
     from asr_transfer.decode import DecodeConfig, Recognizer
 
     rec = Recognizer.from_espnet_exp(espnet_trained["exp"], decode=DecodeConfig(beam_size=4, ctc_weight=0.3))
-    waves = [
-        load_audio(line.split()[1])
-        for name in ("en_test_clean", "en_dev_clean", "en_train_clean", "de_test_clean", "ro_test_clean")
-        for line in (tiny_corpus / name / "wav.scp").read_text().splitlines()
-    ][:16]
-    assert len(waves) == 16 and len({len(w) for w in waves}) > 8
+    waves = _sixteen_waves(tiny_corpus)
     together = rec.transcribe_waves(waves)
     assert together == [rec.transcribe_waves([w])[0] for w in waves] and any(together)
 
@@ -266,12 +272,7 @@ def test_espnet_exp_on_our_fbank_decodes_like_espnet_one_utterance_or_sixteen(
     exp = espnet_trained_fbank
     rec = Recognizer.from_espnet_exp(exp, decode=DecodeConfig(beam_size=4, ctc_weight=0.3))
     assert isinstance(rec.frontend, KaldiFbank)
-    waves = [
-        load_audio(line.split()[1])
-        for name in ("en_test_clean", "en_dev_clean", "en_train_clean", "de_test_clean", "ro_test_clean")
-        for line in (tiny_corpus / name / "wav.scp").read_text().splitlines()
-    ][:16]
-    assert len(waves) == 16 and len({len(w) for w in waves}) > 8
+    waves = _sixteen_waves(tiny_corpus)
     together = rec.transcribe_waves(waves)
     assert together == [rec.transcribe_waves([w])[0] for w in waves] and any(together)
     s2t = Speech2Text(exp / "config.yaml", exp / "valid.acc.ave.pth", beam_size=4, ctc_weight=0.3, nbest=1)
