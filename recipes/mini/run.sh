@@ -50,7 +50,7 @@ corpus=corpus
 domains="clean phone laptop farfield rain wind laugh mic room drizzle breeze"
 adapt_domains="room"                  # target domains to adapt to ("" skips stages 7-10); room is in
                                       # the paper's regime (source-only WER 1.4x clean), phone is hard
-adapt_methods="cmatch_ctc_pred"       # conf/adapt/<name>.yaml (the labelling the held-out dev criterion chooses); all:
+adapt_methods="cmatch_ctc_align"      # conf/adapt/<name>.yaml (the labelling the held-out dev criterion chooses); all:
                                       # "self_training mmd adv cmatch_frame_average cmatch_ctc_align cmatch_ctc_pred"
 adapt_config=conf/train/adapt.yaml
 adapt_tuned=exp/tune                  # <method>.yaml here (local/tune_adapt.sh) overrides lr and weight
