@@ -4,20 +4,27 @@
 # transcripts + target dev pseudo-labels, on the held-out voices' split when there is one; no
 # target transcript is read), averaged over the tuning
 # domains (one device, one noise); the choice is then fixed for every domain.
+# Forgetting guard: each point's model also decodes the source dev split (transcribed source data,
+# never the target's); a point that raises that WER by more than --max_forget points over the
+# source model is chosen only when every point of its method does (then the one that raises it
+# least). The dev loss alone does not see it: CMatch frame_average at weight 0.2 keeps the source
+# CTC loss and loses 2.5 points of WER (docs/benchmarks.md).
 # Needs stages 0-7 of ./run.sh for the tuning domains. Writes exp/tune/<method>.yaml (the chosen
 # overlay, which stage 8 adds after conf/adapt/<method>.yaml) and exp/tune/RESULTS.md (the grid).
 # Usage: local/tune_adapt.sh [--domains "room breeze"] [--methods "..."] [--lrs "5e-4 2e-3"]
-#                            [--adapt_args "--train.num_threads 1"] [--jobs 2]
+#                            [--max_forget 1.0] [--adapt_args "--train.num_threads 1"] [--jobs 2]
 set -euo pipefail
 
 domains="room breeze"
 methods="self_training mmd adv cmatch_frame_average cmatch_ctc_align cmatch_ctc_pred"
 lrs="5e-4 2e-3"
+max_forget=1.0    # WER points on the source dev split ("none": no guard)
 adapt_args=""
 jobs=2
 exp=exp/tiny_clean
 adapt_config=conf/train/adapt.yaml
 dump=dump
+data=corpus/data  # the data dirs (the source dev split is decoded from here)
 out=exp/tune
 while [ $# -gt 0 ]; do
   name=${1#--}
@@ -74,29 +81,50 @@ wait
 
 # the criterion of a run: its best dev loss (the epochs kept for model.pt are the best ones)
 best_dev() { grep -o "dev loss [0-9.]*" "$1/train.log" | awk '{print $3}' | sort -g | head -1; }
+# the WER (%) of a run's model on the source dev split, with the decoding its experiment records
+src_set=en_${adapt_dev}_clean
+src_wer() {
+  local dec=$1/decode_$src_set
+  if [ ! -f "$dec/score/wer.json" ]; then
+    asr-transfer decode --exp "$1" --data "$data/$src_set" > "$dec.log" 2>&1
+    asr-transfer score "$dec/ref" "$dec/text" --out "$dec/score" >> "$dec.log" 2>&1
+  fi
+  python3 -c 'import json, sys; print(round(json.load(open(sys.argv[1]))["total"]["wer"], 2))' \
+    "$dec/score/wer.json"
+}
+source_wer=$(src_wer "$exp")
+ndom=$(echo "$domains" | wc -w)
 {
-  echo "| method | lr | weight | $(echo "$domains" | sed 's/ / | /g') | mean |"
-  echo "|---|---|---|$(for _ in $domains; do printf -- '---|'; done)---|"
+  echo "Source model: $src_set WER $source_wer %; forgetting guard: at most +$max_forget points."
+  echo
+  echo "| method | lr | weight | $(echo "$domains" | sed 's/ / | /g') | mean | $src_set WER (mean) |"
+  echo "|---|---|---|$(for _ in $domains; do printf -- '---|'; done)---|---|"
   for m in $methods; do
     for lr in $lrs; do
       for w in ${weights[$m]:--}; do
-        row=() sum=0
+        row=() sum=0 wsum=0
         for d in $domains; do
           v=$(best_dev "$out/$m/${d}_lr${lr}_w$w")
           row+=("$v") sum=$(awk -v a="$sum" -v b="$v" 'BEGIN{print a+b}')
+          wsum=$(awk -v a="$wsum" -v b="$(src_wer "$out/$m/${d}_lr${lr}_w$w")" 'BEGIN{print a+b}')
         done
-        mean=$(awk -v s="$sum" -v n="$(echo "$domains" | wc -w)" 'BEGIN{printf "%.4f", s/n}')
-        echo "| $m | $lr | $w | $(printf '%s | ' "${row[@]}")$mean |"
+        mean=$(awk -v s="$sum" -v n="$ndom" 'BEGIN{printf "%.4f", s/n}')
+        wer=$(awk -v s="$wsum" -v n="$ndom" 'BEGIN{printf "%.2f", s/n}')
+        echo "| $m | $lr | $w | $(printf '%s | ' "${row[@]}")$mean | $wer |"
       done
     done
   done
 } > "$out/RESULTS.md"
-# per method, the grid point with the lowest mean criterion -> exp/tune/<method>.yaml
+# per method: among the points within the guard, the lowest mean criterion; none within it: the
+# point that raises the source WER least -> exp/tune/<method>.yaml
+limit=$(awk -v s="$source_wer" -v f="$max_forget" 'BEGIN{print (f == "none") ? 1e9 : s + f}')
 for m in $methods; do
-  read -r lr w _ < <(grep "^| $m |" "$out/RESULTS.md" | awk -F'|' '{print $3, $4, $(NF-1)}' |
-                     sort -g -k3 | head -1)
+  read -r lr w _ < <(grep "^| $m |" "$out/RESULTS.md" |
+    awk -F'|' -v lim="$limit" '{w = $(NF-1) + 0; print $3, $4, (w <= lim ? 0 : 1), (w <= lim ? $(NF-2) : w)}' |
+    sort -g -k3 -k4 | awk '{print $1, $2}' | head -1)
   {
-    echo "# chosen by local/tune_adapt.sh on $domains (mean best dev criterion); see RESULTS.md"
+    echo "# chosen by local/tune_adapt.sh on $domains (mean best dev criterion, forgetting guard"
+    echo "# +$max_forget WER points on $src_set); see RESULTS.md"
     echo "train: {lr: $lr}"
     [ "$w" != "-" ] && echo "adapt: {weights: {${term[$m]}: $w}}"
   } > "$out/$m.yaml"

@@ -1,0 +1,71 @@
+"""The equal-tuning script's choice (recipes/mini/local/tune_adapt.sh): the lowest dev criterion among
+the grid points that keep the source dev WER within the forgetting guard.
+
+The grid's runs are finished here (a ``model.pt``, the ``train.log`` lines the script reads, and the
+source dev split's score), so the script trains and decodes nothing and only its choice is tested.
+"""
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SCRIPT = REPO / "recipes" / "mini" / "local" / "tune_adapt.sh"
+LRS, WEIGHTS = ("5e-4", "2e-3"), ("0.02", "0.2")
+
+
+def _scored(exp: Path, wer: float) -> None:
+    score = exp / "decode_en_dev_clean" / "score"
+    score.mkdir(parents=True)
+    (score / "wer.json").write_text(json.dumps({"total": {"wer": wer}}))
+
+
+def _grid(root: Path, points: dict[tuple[str, str], tuple[float, float]]) -> None:
+    """Finished runs of CMatch (frame_average) on room and breeze: (lr, weight) -> (dev loss, WER)."""
+    _scored(root / "exp" / "tiny_clean", 10.0)
+    for (lr, w), (loss, wer) in points.items():
+        for d in ("room", "breeze"):
+            run = root / "exp" / "tune" / "cmatch_frame_average" / f"{d}_lr{lr}_w{w}"
+            run.mkdir(parents=True)
+            (run / "model.pt").write_bytes(b"")
+            (run / "train.log").write_text(
+                f"epoch 1: dev loss {loss + 0.1:.3f}\nepoch 2: dev loss {loss:.3f}\n"
+            )
+            _scored(run, wer)
+
+
+def _choose(root: Path, *args: str) -> str:
+    env = {**os.environ, "PATH": f"{REPO / '.venv' / 'bin'}:{os.environ['PATH']}"}
+    proc = subprocess.run(
+        ["bash", str(SCRIPT), "--methods", "cmatch_frame_average", *args],
+        cwd=root, env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return (root / "exp" / "tune" / "cmatch_frame_average.yaml").read_text()
+
+
+@pytest.mark.parametrize(
+    ("guard", "chosen"),
+    [((), "train: {lr: 5e-4}\nadapt: {weights: {cmatch: 0.02}}"),  # the best loss forgets 2.5 points
+     (("--max_forget", "none"), "train: {lr: 2e-3}\nadapt: {weights: {cmatch: 0.2}}")],
+)  # fmt: skip
+def test_the_lowest_criterion_within_the_forgetting_guard_is_chosen(
+    tmp_path: Path, guard: tuple[str, ...], chosen: str
+) -> None:
+    _grid(tmp_path, {("5e-4", "0.02"): (0.60, 10.8), ("5e-4", "0.2"): (0.65, 11.5),
+                     ("2e-3", "0.02"): (0.59, 11.2), ("2e-3", "0.2"): (0.57, 12.5)})  # fmt: skip
+    assert chosen in _choose(tmp_path, *guard)
+    results = (tmp_path / "exp" / "tune" / "RESULTS.md").read_text()
+    assert (
+        "en_dev_clean WER 10.0 %" in results
+        and "| cmatch_frame_average | 2e-3 | 0.2 | 0.570 | 0.570 | 0.5700 | 12.50 |" in results
+    )
+
+
+def test_when_every_point_forgets_the_one_that_forgets_least_is_chosen(tmp_path: Path) -> None:
+    _grid(tmp_path, {("5e-4", "0.02"): (0.60, 11.9), ("5e-4", "0.2"): (0.65, 11.4),
+                     ("2e-3", "0.02"): (0.59, 12.0), ("2e-3", "0.2"): (0.57, 13.0)})  # fmt: skip
+    assert "train: {lr: 5e-4}\nadapt: {weights: {cmatch: 0.2}}" in _choose(tmp_path)
