@@ -49,6 +49,7 @@ def test_commonvoice_recipe_on_a_tiny_release(tiny_corpus: Path, tmp_path: Path)
     (tmp_path / "crossling/run.sh").write_bytes((REPO / "recipes/crossling/run.sh").read_bytes())
     (tmp_path / "crossling/run.sh").chmod(0o755)
     (recipe / "conf").symlink_to(REPO / "conf")
+    (recipe.parent / "common").symlink_to(REPO / "recipes/common")  # the shared option parser
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
            "PYTHONPATH": str(REPO)}  # fmt: skip
     args = ["--cv_root", str(tmp_path / "cv-corpus"), "--sources", "en de", "--targets", "ro",

@@ -34,6 +34,7 @@ def crossling_run(
     (recipe / "run.sh").write_bytes((REPO / "recipes/crossling/run.sh").read_bytes())
     (recipe / "run.sh").chmod(0o755)
     (recipe / "conf").symlink_to(REPO / "conf")
+    (recipe.parent / "common").symlink_to(REPO / "recipes/common")  # the shared option parser
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
            "PYTHONPATH": str(REPO)}  # fmt: skip
     # the tiny preset (a few utterances per dir: en and de as sources, ro as target); character
@@ -168,6 +169,7 @@ def stage_6_calls(tmp_path: Path, *args: str) -> list[str]:
     recipe.mkdir(exist_ok=True)
     (recipe / "run.sh").write_bytes((REPO / "recipes/crossling/run.sh").read_bytes())
     (recipe / "conf").symlink_to(REPO / "conf")
+    (recipe.parent / "common").symlink_to(REPO / "recipes/common")  # the shared option parser
     env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "CALLS": str(tmp_path / "calls")}
     proc = subprocess.run(
         ["bash", "./run.sh", "--preset", "xling", "--stage", "6", "--stop_stage", "6", "--targets", "ro",

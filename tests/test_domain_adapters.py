@@ -225,6 +225,7 @@ def test_the_recipe_adapts_with_an_adapter_and_reports_zero_forgetting(
     (recipe / "exp").mkdir(parents=True)
     shutil.copy(REPO / "recipes/mini/run.sh", recipe / "run.sh")
     (recipe / "conf").symlink_to(REPO / "conf")
+    (recipe.parent / "common").symlink_to(REPO / "recipes/common")  # the shared option parser
     (recipe / "corpus").symlink_to(tiny_setup["data"].parent)
     shutil.copytree(tiny_exp, recipe / "exp/tiny_clean")
     env = {

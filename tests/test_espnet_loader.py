@@ -311,6 +311,7 @@ def test_mini_recipe_starts_training_from_an_espnet_experiment(
     recipe.mkdir()
     shutil.copy(REPO / "recipes/mini/run.sh", recipe / "run.sh")
     (recipe / "conf").symlink_to(REPO / "conf")
+    (recipe.parent / "common").symlink_to(REPO / "recipes/common")  # the shared option parser
     common = ["--corpus", str(tiny_corpus.parent), "--espnet_exp", str(espnet_trained["exp"])]
     common += ["--speed_perturb", "", "--domains", "clean"]
     _run_recipe(recipe, *common, "--stage", "1", "--stop_stage", "5", "--system", "lr0",

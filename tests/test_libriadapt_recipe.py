@@ -131,6 +131,7 @@ def test_libriadapt_recipe_on_a_tiny_release(tiny_corpus: Path, tmp_path: Path) 
         (recipe / name).write_bytes((REPO / "recipes/libriadapt" / name).read_bytes())
     (recipe / "run.sh").chmod(0o755)
     (recipe / "conf").symlink_to(REPO / "conf")
+    (recipe.parent / "common").symlink_to(REPO / "recipes/common")  # the shared option parser
     # one device pair, two methods, one epoch of a 1-block model: the mechanics, not the WERs
     model = "--model.encoder.num_blocks 1 --model.encoder.output_size 64 --model.encoder.linear_units 128"
     args = ["--root", str(tmp_path / "libriadapt"), "--pairs", "matrix:respeaker", "--noises", "",

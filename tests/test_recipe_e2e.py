@@ -25,6 +25,7 @@ def test_mini_recipe_end_to_end(tmp_path: Path) -> None:
     recipe.mkdir()
     shutil.copy(REPO / "recipes/mini/run.sh", recipe / "run.sh")
     (recipe / "conf").symlink_to(REPO / "conf")
+    (recipe.parent / "common").symlink_to(REPO / "recipes/common")  # the shared option parser
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
     # without speed perturbation and with ~half the recipe's steps, to keep CI short;
     # the full recipe's WER is in docs/benchmarks.md

@@ -10,11 +10,7 @@ model_config=conf/model/tiny.yaml
 train_config=conf/train/mini.yaml
 decode_config=conf/decode/beam_fast.yaml
 train_args=""
-while [ $# -gt 0 ]; do
-  name=${1#--}
-  declare -p "$name" >/dev/null 2>&1 || { echo "$0: unknown option $1" >&2; exit 2; }
-  printf -v "$name" '%s' "$2"; shift 2
-done
+. "$(dirname "$0")/../common/parse_options.sh"
 if [ "$stage" -le 0 ] && [ "$stop_stage" -ge 0 ]; then
   for split in train dev test; do
     python local/data_prep.py "$src/$split" "data/${lang}_${split}" --lang "$lang"

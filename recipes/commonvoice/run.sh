@@ -24,13 +24,7 @@ src_adapter_args=""
 meta_args=""
 source_token_type=unigram
 
-while [ $# -gt 0 ]; do
-  name=${1#--}
-  [ "$name" != "$1" ] && [ $# -ge 2 ] || { echo "usage: $0 [--option value]..." >&2; exit 2; }
-  declare -p "$name" >/dev/null 2>&1 || { echo "$0: unknown option --$name" >&2; exit 2; }
-  printf -v "$name" '%s' "$2"
-  shift 2
-done
+. "$(dirname "$0")/../common/parse_options.sh"
 
 here=$(cd "$(dirname "$0")" && pwd)
 if [ "$stage" -le 0 ] && [ "$stop_stage" -ge 0 ]; then

@@ -55,13 +55,7 @@ adapt_args=""
 domain=clean
 expdir=exp          # the experiments but the tokenizers (exp/tokenizer): a second base beside the first
 
-while [ $# -gt 0 ]; do
-  name=${1#--}
-  [ "$name" != "$1" ] && [ $# -ge 2 ] || { echo "usage: $0 [--option value]..." >&2; exit 2; }
-  declare -p "$name" >/dev/null 2>&1 || { echo "$0: unknown option --$name" >&2; exit 2; }
-  printf -v "$name" '%s' "$2"
-  shift 2
-done
+. "$(dirname "$0")/../common/parse_options.sh"
 
 case $preset in
   xling) pretrain_config=${pretrain_config:-conf/train/xling_pretrain_xling.yaml}

@@ -49,13 +49,7 @@ adapt_config=conf/train/adapt.yaml
 adapt_args=""
 pseudo_keep=0.7    # most confident share of pseudo-labels kept (CMatch paper: 70 %)
 
-while [ $# -gt 0 ]; do
-  name=${1#--}
-  [ "$name" != "$1" ] && [ $# -ge 2 ] || { echo "usage: $0 [--option value]..." >&2; exit 2; }
-  declare -p "$name" >/dev/null 2>&1 || { echo "$0: unknown option --$name" >&2; exit 2; }
-  printf -v "$name" '%s' "$2"
-  shift 2
-done
+. "$(dirname "$0")/../common/parse_options.sh"
 
 log() { echo "[$(date +%H:%M:%S)] stage $*"; }
 here=$(cd "$(dirname "$0")" && pwd)

@@ -59,13 +59,7 @@ pseudo_keep=0.7                       # most confident share of pseudo-labels ke
 pl_rounds=1                           # pseudo-labelling rounds (2+: re-label with the adapted model)
 adapt_train=model                     # model | adapter (a domain adapter, conf/train/adapt_adapter.yaml)
 
-while [ $# -gt 0 ]; do
-  name=${1#--}
-  [ "$name" != "$1" ] && [ $# -ge 2 ] || { echo "usage: $0 [--option value]..." >&2; exit 2; }
-  declare -p "$name" >/dev/null 2>&1 || { echo "$0: unknown option --$name" >&2; exit 2; }
-  printf -v "$name" '%s' "$2"
-  shift 2
-done
+. "$(dirname "$0")/../common/parse_options.sh"
 
 log() { echo "[$(date +%H:%M:%S)] stage $*"; }
 data=$corpus/data

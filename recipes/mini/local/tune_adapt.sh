@@ -26,13 +26,7 @@ adapt_config=conf/train/adapt.yaml
 dump=dump
 data=corpus/data  # the data dirs (the source dev split is decoded from here)
 out=exp/tune
-while [ $# -gt 0 ]; do
-  name=${1#--}
-  [ "$name" != "$1" ] && [ $# -ge 2 ] || { echo "usage: $0 [--option value]..." >&2; exit 2; }
-  declare -p "$name" >/dev/null 2>&1 || { echo "$0: unknown option --$name" >&2; exit 2; }
-  printf -v "$name" '%s' "$2"
-  shift 2
-done
+. "$(dirname "$0")/../../common/parse_options.sh"
 
 # the matching term of each method and the weights tried (per-token terms: see README)
 declare -A term=([mmd]=mmd [adv]=adv [cmatch_frame_average]=cmatch [cmatch_ctc_align]=cmatch
