@@ -69,3 +69,5 @@ def test_when_every_point_forgets_the_one_that_forgets_least_is_chosen(tmp_path:
     _grid(tmp_path, {("5e-4", "0.02"): (0.60, 11.9), ("5e-4", "0.2"): (0.65, 11.4),
                      ("2e-3", "0.02"): (0.59, 12.0), ("2e-3", "0.2"): (0.57, 13.0)})  # fmt: skip
     assert "train: {lr: 5e-4}\nadapt: {weights: {cmatch: 0.2}}" in _choose(tmp_path)
+    results = (tmp_path / "exp" / "tune" / "RESULTS.md").read_text()
+    assert results.endswith("- 0.6500 cmatch_frame_average lr 5e-4, weight 0.2\n")

@@ -110,17 +110,25 @@ ndom=$(echo "$domains" | wc -w)
   done
 } > "$out/RESULTS.md"
 # per method: among the points within the guard, the lowest mean criterion; none within it: the
-# point that raises the source WER least -> exp/tune/<method>.yaml
+# point that raises the source WER least -> exp/tune/<method>.yaml, and a line of the choices
 limit=$(awk -v s="$source_wer" -v f="$max_forget" 'BEGIN{print (f == "none") ? 1e9 : s + f}')
+choices=()
 for m in $methods; do
-  read -r lr w _ < <(grep "^| $m |" "$out/RESULTS.md" |
-    awk -F'|' -v lim="$limit" '{w = $(NF-1) + 0; print $3, $4, (w <= lim ? 0 : 1), (w <= lim ? $(NF-2) : w)}' |
-    sort -g -k3 -k4 | awk '{print $1, $2}' | head -1)
+  read -r lr w crit _ < <(grep "^| $m |" "$out/RESULTS.md" |
+    awk -F'|' -v lim="$limit" '{w = $(NF-1) + 0; print $3, $4, $(NF-2), (w <= lim ? 0 : 1), (w <= lim ? $(NF-2) : w)}' |
+    sort -g -k4 -k5 | head -1)
   {
     echo "# chosen by local/tune_adapt.sh on $domains (mean best dev criterion, forgetting guard"
     echo "# +$max_forget WER points on $src_set); see RESULTS.md"
     echo "train: {lr: $lr}"
     [ "$w" != "-" ] && echo "adapt: {weights: {${term[$m]}: $w}}"
   } > "$out/$m.yaml"
+  choices+=("$crit $m lr $lr, weight $w")
 done
+{
+  echo
+  echo "Chosen (criterion, method, point), best first; the first CMatch line is the labelling chosen on dev:"
+  echo
+  printf '%s\n' "${choices[@]}" | sort -g | sed 's/^/- /'
+} >> "$out/RESULTS.md"
 cat "$out/RESULTS.md"
