@@ -12,7 +12,8 @@
 # Needs stages 0-7 of ./run.sh for the tuning domains. Writes exp/tune/<method>.yaml (the chosen
 # overlay, which stage 8 adds after conf/adapt/<method>.yaml) and exp/tune/RESULTS.md (the grid).
 # Usage: local/tune_adapt.sh [--domains "room breeze"] [--methods "..."] [--lrs "5e-4 2e-3"]
-#                            [--max_forget 1.0] [--adapt_args "--train.num_threads 1"] [--jobs 2]
+#                            [--max_forget 1.0] [--data corpus/data] [--adapt_args "--train.num_threads 1"]
+#                            [--jobs 2]
 set -euo pipefail
 
 domains="room breeze"
