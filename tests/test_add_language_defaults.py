@@ -147,7 +147,7 @@ def _train_section(tmp_path: Path, method: str, configs: list[Path], overrides: 
 
 
 def test_an_add_language_section_changes_the_rules_not_just_the_values(tmp_path: Path) -> None:
-    # issue 17: on the small base the adapter's halving every 3 epochs caps its whole run at ~4 epochs'
+    # issue 17: on the small base the adapter's halving every 3 epochs caps its whole run at ~5 epochs'
     # worth of peak lr; the section puts it on Full-FT's schedule (every epoch, a cosine, 1/24 a batch)
     rules = ["--add_language.fixed_length", "[head, full, adapter]", "--add_language.steps_per_epoch.adapter",
              "24", "--add_language.lr.adapter", "0.02"]  # fmt: skip
