@@ -168,7 +168,7 @@ def test_an_add_language_section_changes_the_rules_not_just_the_values(tmp_path:
     ("override", "message"),
     [
         (["--add_language.lr.adaptr", "0.02"], "add_language.lr.adaptr: not a new-language method"),
-        (["--add_language.fixed_length", "[head, fulll]"], "add_language.fixed_length.fulll: not a new-language"),
+        (["--add_language.fixed_length", "[head, fulll]"], "add_language.fixed_length.fulll: not a new"),
         (["--add_language.fixed_length", "adapter"], "add_language.fixed_length: a list of methods"),
         (["--add_language.patiense", "2"], "add_language.patiense: unknown option"),
     ],
