@@ -130,3 +130,60 @@ def test_the_defaults_follow_the_data_and_yield_to_a_config(tmp_path: Path) -> N
     # --inherit-train: the base's own section, as before the defaults existed
     args.inherit_train = True
     assert train_section()["epochs"] == 7 and train_section()["scheduler"]["type"] == "noam"
+
+
+def _train_section(tmp_path: Path, method: str, configs: list[Path], overrides: list[str]) -> dict:
+    """``build_config``'s ``train:`` for ``method`` on 150 utterances of 200 frames (no base needed)."""
+    dump = tmp_path / "dump"
+    dump.mkdir(exist_ok=True)
+    (dump / "utt2num_frames").write_text("".join(f"u{i} 200\n" for i in range(150)))
+    base_cfg = {"model": {}, "data": {"tokenizers": {}}, "train": {"device": "cpu"}}
+    # a bottleneck given: its rule needs the base's tokenizers
+    args = Namespace(base=str(tmp_path / "base"), lang="ro", method=method, config=[str(c) for c in configs],
+                     overrides=["--adapt.bottleneck", "8", *overrides], inherit_train=False)  # fmt: skip
+    cfg = build_config(base_cfg, args, tmp_path / "exp", {"train": dump, "dev": dump}, None)
+    assert "add_language" not in cfg  # add-language's rules, not a section of the training config
+    return cfg["train"]
+
+
+def test_an_add_language_section_changes_the_rules_not_just_the_values(tmp_path: Path) -> None:
+    # issue 17: on the small base the adapter's halving every 3 epochs caps its whole run at ~5 epochs'
+    # worth of peak lr; the section puts it on Full-FT's schedule (every epoch, a cosine, 1/24 a batch)
+    rules = ["--add_language.fixed_length", "[head, full, adapter]", "--add_language.steps_per_epoch.adapter",
+             "24", "--add_language.lr.adapter", "0.02"]  # fmt: skip
+    adapter = _train_section(tmp_path, "adapter", [], rules)
+    full = _train_section(tmp_path, "full", [], rules)
+    assert adapter["lr"] == 0.02 and full["lr"] == DEFAULTS.lr["full"]  # only the method named changes
+    same = ("scheduler", "max_batch_frames", "epochs", "patience", "min_epochs", "keep_best")
+    assert {k: adapter[k] for k in same} == {k: full[k] for k in same}
+    assert (adapter["max_batch_frames"], adapter["patience"]) == (1250, None)
+    # a method left out keeps its own rules
+    meta = _train_section(tmp_path, "metaadapter", [], rules)
+    assert (meta["scheduler"]["type"], meta["patience"], meta["max_batch_frames"]) == ("warmup_exp", 3, 1875)
+    # the values of the train: section still win over the rules
+    assert _train_section(tmp_path, "adapter", [], [*rules, "--train.lr", "0.003"])["lr"] == 0.003
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        (["--add_language.lr.adaptr", "0.02"], "add_language.lr.adaptr: not a new-language method"),
+        (["--add_language.fixed_length", "[head, fulll]"], "add_language.fixed_length.fulll: not a new"),
+        (["--add_language.fixed_length", "adapter"], "add_language.fixed_length: a list of methods"),
+        (["--add_language.patiense", "2"], "add_language.patiense: unknown option"),
+    ],
+)
+def test_a_mistyped_add_language_rule_is_an_error(tmp_path: Path, override: list[str], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        _train_section(tmp_path, "adapter", [], override)
+
+
+def test_the_small_base_config_puts_every_method_on_one_schedule(tmp_path: Path) -> None:
+    # conf/train/xling_adapt_small.yaml (recipes/crossling/run.sh --adapt_config on the small base): every
+    # method the same batch, epochs and cosine, so the grid's learning rate is the only difference
+    small = REPO / "conf/train/xling_adapt_small.yaml"
+    sections = {m: _train_section(tmp_path, m, [small], []) for m in methods_of_kind("new_language")}
+    same = ("scheduler", "max_batch_frames", "epochs", "patience", "min_epochs", "keep_best")
+    assert len({yaml.safe_dump({k: s[k] for k in same}) for s in sections.values()}) == 1
+    assert sections["adapter"]["patience"] is None and sections["adapter"]["max_batch_frames"] == 1250
+    assert sections["adapter"]["scheduler"]["type"] == "warmup_decay"

@@ -16,7 +16,10 @@
 
 The config is the base experiment's model, frontend and tokenizers with the fine-tuning defaults
 as ``train:`` (the base's own ``train:`` section with ``--inherit-train``), then ``--config``
-files, then ``--a.b value`` overrides.
+files, then ``--a.b value`` overrides. The defaults' rules themselves (per-method peak lr, batch
+fraction, which methods train a fixed length...) are changed by a config's ``add_language:``
+section (:meth:`FineTuneDefaults.from_config`), e.g. ``conf/train/xling_adapt_small.yaml`` for a
+larger base.
 """
 
 from __future__ import annotations
@@ -49,12 +52,17 @@ from asr_transfer.train.checkpoint import load_model_state
 from asr_transfer.train.loop import Trainer
 from asr_transfer.util.atomic import write_text
 from asr_transfer.util.errors import InputError
+from asr_transfer.util.options import parse_options
 
 ACCEPTS_OVERRIDES = True
 #: target tokenizer unless the config says otherwise (the paper: 100 units for targets)
 TOKENIZER_DEFAULTS = {"kind": "unigram", "vocab_size": 100}
 #: keys of the base's ``train:`` section that say where it ran, not how: kept without --inherit-train
 ENVIRONMENT_KEYS = ("device", "num_threads", "num_workers", "bf16", "compile", "fused_optimizer")
+#: the config section that changes :class:`FineTuneDefaults` (``--add_language.KEY VALUE``)
+SECTION = "add_language"
+#: the fields of :class:`FineTuneDefaults` that are a value per method
+PER_METHOD = ("lr", "steps_per_epoch")
 
 
 @dataclass(frozen=True)
@@ -139,6 +147,42 @@ class FineTuneDefaults:
     still_falling: float = 0.02
     poor_wer: float = 80.0
 
+    @classmethod
+    def from_config(cls, section: dict | None) -> FineTuneDefaults:
+        """The defaults with a config's ``add_language:`` section over them.
+
+        ``lr`` and ``steps_per_epoch`` change only the methods they name; ``fixed_length`` is the
+        whole list. A key that is not a field, or a method that is not a new-language method, is an
+        error naming it.
+
+        Example:
+            >>> d = FineTuneDefaults.from_config({"lr": {"adapter": 0.02},
+            ...                                   "fixed_length": ["head", "adapter"]})
+            >>> d.lr["adapter"], d.lr["full"], d.fixed_length
+            (0.02, 0.005, ('head', 'adapter'))
+            >>> FineTuneDefaults.from_config({"lr": {"adaptr": 0.02}})
+            Traceback (most recent call last):
+            ...
+            ValueError: add_language.lr.adaptr: not a new-language method; choose from head, full, ...
+        """
+        given = dict(section or {})
+        base = cls()
+        methods = list(base.lr)
+        for key in PER_METHOD:
+            if key in given:
+                table = given[key]
+                if not isinstance(table, dict):
+                    raise ValueError(f"{SECTION}.{key}: a mapping of method to value, got {table!r}")
+                check_methods(table, f"{SECTION}.{key}", methods)
+                given[key] = {**getattr(base, key), **table}
+        if "fixed_length" in given:
+            fixed = given["fixed_length"] or []
+            if not isinstance(fixed, list | tuple):
+                raise ValueError(f"{SECTION}.fixed_length: a list of methods, got {fixed!r}")
+            check_methods(fixed, f"{SECTION}.fixed_length", methods)
+            given["fixed_length"] = tuple(fixed)
+        return parse_options(cls, given, SECTION)
+
     def train_section(self, method: str, frames: list[int]) -> dict:
         """The ``train:`` section for ``method`` on training utterances of ``frames`` input frames."""
         batch = sum(frames) // self.steps_per_epoch[method]
@@ -198,11 +242,25 @@ class FineTuneDefaults:
             f"--adapt.meta experiment's size). Warnings (last lines, and add_language.yaml) when the "
             f"run ends at the last epoch with the dev loss still falling by {100 * self.still_falling:g} "
             f"% or more an epoch, or the dev WER is above {self.poor_wer:g} %. Any of it: --train.KEY "
-            f"VALUE, --adapt.bottleneck N, or a --config."
+            f"VALUE, --adapt.bottleneck N, or a --config; the rules themselves: --{SECTION}.KEY VALUE "
+            f"or a config's {SECTION}: section (e.g. --{SECTION}.lr.adapter 0.02, "
+            f"--{SECTION}.fixed_length '[head, full, adapter]'; conf/train/xling_adapt_small.yaml)."
         )
 
 
 DEFAULTS = FineTuneDefaults()
+
+
+def check_methods(names: dict | list | tuple, where: str, methods: list[str]) -> None:
+    """An error naming the first of ``names`` that is not one of ``methods``."""
+    unknown = [m for m in names if m not in methods]
+    if unknown:
+        raise ValueError(f"{where}.{unknown[0]}: not a new-language method; choose from {', '.join(methods)}")
+
+
+def defaults_of(args: argparse.Namespace) -> FineTuneDefaults:
+    """:data:`DEFAULTS` with the ``add_language:`` section of the run's configs and overrides over them."""
+    return FineTuneDefaults.from_config(load_config(args.config, args.overrides).get(SECTION))
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -280,10 +338,11 @@ def build_config(
 ) -> dict:
     """The experiment's config: the base's model and frontend, the target data and the method.
 
-    ``train:`` is :data:`DEFAULTS`' fine-tuning schedule for the method and the amount of training
+    ``train:`` is :func:`defaults_of`'s fine-tuning schedule for the method and the amount of training
     data (with the base's device and thread settings), or the base's own with ``--inherit-train``;
     ``adapter``'s bottleneck follows :func:`adapter_bottleneck` unless it is given.
     """
+    defaults = defaults_of(args)
     cfg = copy.deepcopy(base_cfg)
     cfg.pop("adapt", None)
     base_train = cfg.get("train", {})
@@ -293,7 +352,7 @@ def build_config(
         frames = [int(n) for n in read_table(dumps["train"] / "utt2num_frames").values()]
         cfg["train"] = {
             **{k: base_train[k] for k in ENVIRONMENT_KEYS if k in base_train},
-            **DEFAULTS.train_section(args.method, frames),
+            **defaults.train_section(args.method, frames),
         }
     extra = load_config(args.config, args.overrides)
     ours = cfg["train"].get("scheduler") or {}
@@ -301,6 +360,7 @@ def build_config(
     if given.get("type", ours.get("type")) != ours.get("type"):
         cfg["train"].pop("scheduler")  # another kind of schedule: none of our keys apply to it
     cfg = deep_merge(cfg, extra)
+    cfg.pop(SECTION, None)  # add-language's own rules, used above: not a section of the training config
     base = Path(args.base)
     toks = {lang: str(base / "tokenizers" / lang) for lang in sorted(base_cfg["data"]["tokenizers"])}
     cfg["data"] = {
@@ -317,7 +377,7 @@ def build_config(
         vocab = {lang: Tokenizer.load(folder).vocab_size for lang, folder in toks.items()}
         where = cfg["adapt"].get("where", list(TransferOptions().where))
         cfg["adapt"]["bottleneck"] = adapter_bottleneck(
-            cfg["model"], {**vocab, args.lang: tok.vocab_size}, args.lang, where, DEFAULTS.adapter_share
+            cfg["model"], {**vocab, args.lang: tok.vocab_size}, args.lang, where, defaults.adapter_share
         )
     return cfg
 
@@ -373,7 +433,7 @@ def run(args: argparse.Namespace) -> int:
     result, _ = load_or_score(exp / f"decode_{dev.name}", ScoreOptions(normalizer=Normalizer(args.lang)))
     summary["dev_wer"] = result.total.wer
     summary["training"] = training_record(trainer)
-    summary["warnings"] = diagnose(summary)
+    summary["warnings"] = diagnose(summary, defaults_of(args))
     write_text(exp / SUMMARY, yaml.safe_dump(summary, sort_keys=False))
     trained = f"{summary['trainable_params']:,} of {summary['total_params']:,} parameters trained"
     adapter_file = (

@@ -28,6 +28,8 @@
 #                  --expdir exp_small]  a larger base (3.3 M parameters in the body, trained to its dev
 #                  criterion) and everything on it under exp_small/, beside the tiny base's exp/ (the
 #                  tokenizers stay in exp/tokenizer); docs/benchmarks.md, "Issue 17: a larger base"
+#                 [--adapt_config conf/train/xling_adapt_small.yaml]  on that base: add-language's defaults
+#                  with every method on Head's and Full-FT's schedule ("Issue 17: equal-budget tuning")
 set -euo pipefail
 
 stage=0
