@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 import yaml
@@ -95,6 +96,9 @@ def main(argv: list[str] | None = None) -> int:
         build_parser().parse_args(argv or ["--help"])
         return 2
     name, rest = argv[0], argv[1:]
+    # OpenMP threads that spin while another process holds a core make a step several times slower
+    # (6.8x for 2-thread training beside one other job, docs/benchmarks.md); set before torch loads
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     module = importlib.import_module(f"asr_transfer.commands.{SUBCOMMANDS[name][0]}")
     parser = argparse.ArgumentParser(prog=f"asr-transfer {name}", description=SUBCOMMANDS[name][1])
     module.add_arguments(parser)

@@ -116,3 +116,21 @@ def test_one_line_names_the_file_and_line_of_yaml_and_data_errors(tmp_path: Path
         f"asr-transfer average: error: {tmp_path / 'x.pt'}: not a model checkpoint "
         "(not a torch file of tensors)\n"
     )
+
+
+@pytest.mark.parametrize(("user", "seen"), [(None, "PASSIVE"), ("ACTIVE", "ACTIVE")])
+def test_commands_run_with_a_passive_openmp_wait_unless_the_user_chose_one(
+    tmp_path: Path, user: str | None, seen: str
+) -> None:
+    (tmp_path / "ref").write_text("u1 one two\n")
+    (tmp_path / "hyp").write_text("u1 one\n")
+    code = (
+        "import os, sys; from asr_transfer.cli import main; "
+        f"main(['score', {str(tmp_path / 'ref')!r}, {str(tmp_path / 'hyp')!r}]); "
+        "print(os.environ['OMP_WAIT_POLICY'], file=sys.stderr)"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"} | (
+        {"OMP_WAIT_POLICY": user} if user else {}
+    )
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, cwd=REPO)
+    assert out.returncode == 0 and out.stderr.splitlines()[-1] == seen, out.stderr
