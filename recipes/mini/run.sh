@@ -22,7 +22,8 @@
 #                 of each method, local/tune_adapt.sh; default exp/tune) [--pl_rounds N] (iterative pseudo-labelling:
 #                 rounds 2..N re-label the target with the previous round's adapted model)
 #                 [--adapt_config conf/train/adapt_noisy_student.yaml] (the shared adaptation config;
-#                 that one masks the student's input)
+#                 that one masks the student's input; each method's conf/adapt/<method>.yaml comes after
+#                 it and sets the method's tuned lr: another lr goes in --adapt_args "--train.lr X")
 #                 [--adapt_train adapter] (train a per-domain adapter on the frozen source model instead of
 #                 the whole model: exp/adapt/<method>_adapter_<domain>/<domain>.adapter; the source domain is
 #                 decoded by the source model itself, so nothing is forgotten)
