@@ -45,7 +45,7 @@ speed_perturb=""   # Kaldi-style perturbed copies of the training set, e.g. "0.9
 decode_candidates=""  # cheapest first; default ctc_greedy + beam_fast (CPU) or + beam (GPU, the papers')
 decode_config=""   # set: use it instead of the decoding chosen on dev
 adapt_methods="self_training mmd adv cmatch_frame_average cmatch_ctc_align cmatch_ctc_pred"
-adapt_config=conf/train/adapt.yaml
+adapt_config=conf/train/adapt.yaml   # shared; each conf/adapt/<method>.yaml after it sets its tuned lr and weight
 adapt_args=""
 pseudo_keep=0.7    # most confident share of pseudo-labels kept (CMatch paper: 70 %)
 
