@@ -115,8 +115,10 @@ ndom=$(echo "$domains" | wc -w)
 limit=$(awk -v s="$source_wer" -v f="$max_forget" 'BEGIN{print (f == "none") ? 1e9 : s + f}')
 choices=()
 for m in $methods; do
+  # fields: lr, weight, criterion, over the guard (0/1), sort key (criterion within, WER over it)
   read -r lr w crit _ < <(grep "^| $m |" "$out/RESULTS.md" |
-    awk -F'|' -v lim="$limit" '{w = $(NF-1) + 0; print $3, $4, $(NF-2), (w <= lim ? 0 : 1), (w <= lim ? $(NF-2) : w)}' |
+    awk -F'|' -v lim="$limit" '{w = $(NF-1) + 0; over = w > lim
+                                print $3, $4, $(NF-2), over, (over ? w : $(NF-2))}' |
     sort -g -k4 -k5 | head -1)
   {
     echo "# chosen by local/tune_adapt.sh on $domains (mean best dev criterion, forgetting guard"
