@@ -342,7 +342,8 @@ def build_config(
     data (with the base's device and thread settings), or the base's own with ``--inherit-train``;
     ``adapter``'s bottleneck follows :func:`adapter_bottleneck` unless it is given.
     """
-    defaults = defaults_of(args)
+    extra = load_config(args.config, args.overrides)
+    defaults = FineTuneDefaults.from_config(extra.get(SECTION))
     cfg = copy.deepcopy(base_cfg)
     cfg.pop("adapt", None)
     base_train = cfg.get("train", {})
@@ -354,7 +355,6 @@ def build_config(
             **{k: base_train[k] for k in ENVIRONMENT_KEYS if k in base_train},
             **defaults.train_section(args.method, frames),
         }
-    extra = load_config(args.config, args.overrides)
     ours = cfg["train"].get("scheduler") or {}
     given = (extra.get("train") or {}).get("scheduler") or {}
     if given.get("type", ours.get("type")) != ours.get("type"):
