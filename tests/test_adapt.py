@@ -14,8 +14,14 @@ import yaml
 
 from asr_transfer.adapt import Context, build_method
 from asr_transfer.adapt.adv import grad_reverse
-from asr_transfer.adapt.cmatch import class_means, ctc_align_labels, ctc_pred_labels, frame_average_labels
-from asr_transfer.adapt.mmd import gaussian_mmd
+from asr_transfer.adapt.cmatch import (
+    class_gaussian_mmd,
+    class_means,
+    ctc_align_labels,
+    ctc_pred_labels,
+    frame_average_labels,
+)
+from asr_transfer.adapt.mmd import gaussian_kernel, gaussian_mmd
 from asr_transfer.data.dataset import Batch
 from asr_transfer.model.asr import build_model
 from asr_transfer.text.tokenizer import Tokenizer
@@ -108,6 +114,56 @@ def test_gaussian_mmd_equals_the_direct_formula() -> None:
     assert gaussian_mmd(xs, xt).item() == pytest.approx(ss + tt - 2 * st, rel=1e-4)
 
 
+def test_class_gaussian_mmd_is_each_class_kernel_mmd_over_one_kernel() -> None:
+    torch.manual_seed(0)
+    fs, ft = torch.randn(2, 6, 3), torch.randn(1, 7, 3) + 0.3
+    ls = torch.tensor([[1, 1, 2, -1, 2, 3], [3, 1, -1, 2, 2, 1]])
+    lt = torch.tensor([[2, 1, 1, -1, 2, 1, 3]])
+    got = class_gaussian_mmd(fs, ls, ft, lt, torch.tensor([1, 2]))  # class 3 not asked for
+    # the direct formula: one kernel (one sigma0) over the frames of the classes asked for
+    keep_s, keep_t = (ls == 1) | (ls == 2), (lt == 1) | (lt == 2)
+    xs, ys, xt, yt = fs[keep_s], ls[keep_s], ft[keep_t], lt[keep_t]
+    k = gaussian_kernel(torch.cat([xs, xt]))
+    ns = len(xs)
+    for i, c in enumerate((1, 2)):
+        s = (ys == c).nonzero().flatten()
+        t = (yt == c).nonzero().flatten() + ns
+        want = k[s][:, s].mean() + k[t][:, t].mean() - 2 * k[s][:, t].mean()
+        assert got[i].item() == pytest.approx(want.item(), rel=1e-5)
+
+
+def test_the_gaussian_kernel_matches_what_class_means_cannot_see() -> None:
+    # the same class mean on both sides, a different spread: the paper's distance of the means is
+    # blind to it, the kernel MMD is not
+    torch.manual_seed(0)
+    x = torch.randn(1, 40, 4)
+    x = x - x.mean(1, keepdim=True)
+    labels = torch.ones(1, 40, dtype=torch.long)
+    (ms, _), (mt, _) = class_means(x, labels, 2), class_means(3 * x, labels, 2)
+    assert (ms - mt).pow(2).sum().item() == pytest.approx(0.0, abs=1e-9)
+    assert class_gaussian_mmd(x, labels, 3 * x, labels, torch.tensor([1])).item() > 0.05
+    assert class_gaussian_mmd(x, labels, x.clone(), labels, torch.tensor([1])).abs().item() < 1e-6
+
+
+@pytest.mark.parametrize("kernel", ["linear", "gaussian"])
+def test_cmatch_detach_source_moves_only_the_target(kernel: str) -> None:
+    torch.manual_seed(0)
+    batches = {"source": _batch(torch.randn(2, 40, 80), torch.tensor([40, 33]), None),
+               "target": _batch(torch.randn(2, 40, 80), torch.tensor([40, 29]), None)}  # fmt: skip
+    for detach in (False, True):
+        model, method, _ = _method("cmatch", labels="ctc_pred", threshold=0.0, min_frames=1, layers=[-1],
+                                   kernel=kernel, detach_source=detach)  # fmt: skip
+        outs = [model(b.feats, b.feat_lens, None, "en", (1,)) for b in batches.values()]
+        for o in outs:
+            o.enc_out.retain_grad()
+        loss = method.match(*outs, batches, Context("train"))["cmatch"]
+        assert loss.item() > 0
+        loss.backward()
+        source_grad, target_grad = (0.0 if o.enc_out.grad is None else o.enc_out.grad.abs().sum().item()
+                                    for o in outs)  # fmt: skip
+        assert target_grad > 0 and (source_grad == 0) == detach
+
+
 def test_gradient_reversal_flips_and_scales_the_gradient() -> None:
     x = torch.tensor([1.0, -2.0], requires_grad=True)
     (grad_reverse(x, 0.7) * torch.tensor([3.0, 5.0])).sum().backward()
@@ -143,6 +199,7 @@ def _batch(feats: torch.Tensor, lens: torch.Tensor, ys: torch.Tensor | None, pad
         ("cmatch", {"labels": "frame_average", "min_frames": 1}),
         ("cmatch", {"labels": "ctc_align", "min_frames": 1}),
         ("cmatch", {"labels": "ctc_pred", "min_frames": 1, "threshold": 0.0}),
+        ("cmatch", {"labels": "ctc_align", "min_frames": 1, "kernel": "gaussian"}),
     ],
 )
 def test_padding_never_changes_a_loss(name: str, opts: dict) -> None:
@@ -250,6 +307,10 @@ def test_unknown_options_and_methods_are_errors_naming_the_key() -> None:
         build_method({"method": "cmatch", "lables": "ctc_pred"})
     with pytest.raises(ValueError, match="adapt.labels: 'viterbi'"):
         build_method({"method": "cmatch", "labels": "viterbi"})
+    with pytest.raises(ValueError, match="adapt.kernel: 'rbf' is not one of linear, gaussian"):
+        build_method({"method": "cmatch", "kernel": "rbf"})
+    with pytest.raises(ValueError, match="adapt.ema: running class means need kernel: linear"):
+        build_method({"method": "cmatch", "kernel": "gaussian", "ema": 0.5})
     with pytest.raises(ValueError, match="adapt.weights.cmatch: mmd has no such loss term"):
         build_method({"method": "mmd", "weights": {"cmatch": 1.0}})
 

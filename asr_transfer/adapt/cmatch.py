@@ -13,9 +13,14 @@ or none, by one of three strategies:
 
 Units that carry no acoustics (blank, unk, sos/eos, word boundary, punctuation) come from
 the tokenizer and are never matched. For every unit seen in at least ``min_frames`` frames
-on both sides, ``d_c = ||mean_S(c) - mean_T(c)||^2``; the loss is the mean of ``d_c``
-(all class means in one ``index_add``). With ``ema > 0`` a unit missing from one side of
-the batch is matched against that side's running (detached) mean, so rare units are matched too.
+on both sides, ``d_c = ||mean_S(c) - mean_T(c)||^2`` (``kernel: linear``, the paper's); the loss
+is the mean of ``d_c`` (all class means in one ``index_add``). With ``ema > 0`` a unit missing from
+one side of the batch is matched against that side's running (detached) mean, so rare units are
+matched too. ``kernel: gaussian`` matches each unit's whole distribution of frames instead of its
+mean: ``d_c`` is the multi-kernel Gaussian MMD^2 (MMD's kernel, bandwidths from the step's frames)
+between the unit's source and target frames, bounded and free of the features' scale. With
+``detach_source`` only the target side receives the gradient: the target's frames move towards
+the source's, whose features the source transcripts keep in place.
 Equations, options and where the labellings differ from the authors' code: docs/methods.md,
 section 2.5 (2.5.1-2.5.3 for the three labellings).
 """
@@ -23,19 +28,21 @@ section 2.5 (2.5.1-2.5.3 for the three labellings).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import ClassVar
 
 import torch
 import torchaudio
 
 from asr_transfer.adapt.base import Context
+from asr_transfer.adapt.mmd import gaussian_kernel
 from asr_transfer.adapt.self_training import DomainOptions, SelfTraining
 from asr_transfer.data.dataset import IGNORE_ID, Batch
 from asr_transfer.model.asr import HybridASR, ModelOutput
 from asr_transfer.text.tokenizer import Tokenizer
 
 STRATEGIES = ("frame_average", "ctc_align", "ctc_pred")
+KERNELS = ("linear", "gaussian")
 
 
 @dataclass
@@ -49,6 +56,10 @@ class CMatchOptions(DomainOptions):
         min_frames: a unit is matched only with at least this many frames on each side.
         ema: momentum of the running class means (0: off, batch means only).
         warmup: fraction of training over which the CMatch weight ramps up from 0.
+        kernel: ``linear`` (distance of the class means, the paper's) or ``gaussian`` (multi-kernel
+            MMD^2 of each class's frames).
+        kernel_scales: ``gaussian``: the exponents ``k`` of the bandwidths ``sigma0 * 2^k``.
+        detach_source: no gradient through the source frames (only the target moves).
     """
 
     labels: str = "ctc_align"
@@ -57,6 +68,9 @@ class CMatchOptions(DomainOptions):
     min_frames: int = 5
     ema: float = 0.0
     warmup: float = 0.0
+    kernel: str = "linear"
+    kernel_scales: list[int] = field(default_factory=lambda: [-2, -1, 0, 1, 2])
+    detach_source: bool = False
 
 
 def frame_average_labels(ys: torch.Tensor, enc_lens: torch.Tensor, frames: int) -> torch.Tensor:
@@ -156,6 +170,41 @@ def class_means(
     return sums / counts.clamp_min(1)[:, None], counts
 
 
+def class_gaussian_mmd(
+    fs: torch.Tensor,
+    ls: torch.Tensor,
+    ft: torch.Tensor,
+    lt: torch.Tensor,
+    classes: torch.Tensor,
+    scales: list[int] | tuple[int, ...] = (-2, -1, 0, 1, 2),
+) -> torch.Tensor:
+    """Multi-kernel MMD^2 per class between source and target frames: ``(C,)`` for ``classes``.
+
+    ``fs``/``ft``: ``(B, T', D)`` frames, ``ls``/``lt``: ``(B, T')`` labels (``-1``: none). One
+    kernel over every labelled frame of both sides; class ``c``'s MMD^2 is ``w_c^T K w_c`` with
+    ``w_c`` ``+1/n_S(c)`` on its source frames and ``-1/n_T(c)`` on its target frames.
+
+    Example:
+        >>> f = torch.randn(1, 8, 4)
+        >>> lab = torch.tensor([[1, 1, 1, 1, 2, 2, 2, 2]])
+        >>> same = class_gaussian_mmd(f, lab, f, lab, torch.tensor([1, 2]))
+        >>> moved = class_gaussian_mmd(f, lab, f + 3, lab, torch.tensor([1, 2]))
+        >>> same.abs().max().item() < 1e-5, bool((moved > 0.1).all())
+        (True, True)
+    """
+    lut = torch.full((int(max(ls.max(), lt.max(), classes.max())) + 1,), -1, device=classes.device)
+    lut[classes] = torch.arange(classes.numel(), device=classes.device)
+    ys, yt = lut[ls.clamp_min(0)].masked_fill(ls < 0, -1), lut[lt.clamp_min(0)].masked_fill(lt < 0, -1)
+    xs, xt = fs[ys >= 0].float(), ft[yt >= 0].float()
+    y = torch.cat([ys[ys >= 0], yt[yt >= 0]])
+    one = torch.nn.functional.one_hot(y, classes.numel()).float()  # (N, C)
+    n_s = one[: xs.size(0)].sum(0).clamp_min(1)
+    n_t = one[xs.size(0) :].sum(0).clamp_min(1)
+    sign = torch.cat([one[: xs.size(0)] / n_s, -one[xs.size(0) :] / n_t])  # (N, C)
+    k = gaussian_kernel(torch.cat([xs, xt]), scales)
+    return ((k @ sign) * sign).sum(0)
+
+
 class CMatch(SelfTraining):
     """Self-training plus ``cmatch``: matching per-unit means of source and target frames (lambda = 10).
 
@@ -173,6 +222,10 @@ class CMatch(SelfTraining):
         super().__init__(cfg)
         if self.opts.labels not in STRATEGIES:
             raise ValueError(f"adapt.labels: {self.opts.labels!r} is not one of {', '.join(STRATEGIES)}")
+        if self.opts.kernel not in KERNELS:
+            raise ValueError(f"adapt.kernel: {self.opts.kernel!r} is not one of {', '.join(KERNELS)}")
+        if self.opts.kernel == "gaussian" and self.opts.ema > 0:
+            raise ValueError("adapt.ema: running class means need kernel: linear (a mean is not a distribution)")
 
     @property
     def target_labels(self) -> bool:
@@ -222,14 +275,22 @@ class CMatch(SelfTraining):
         vocab, need = self.ignore.numel(), self.opts.min_frames
         losses = []
         for i, (fs, ft) in enumerate(zip(self.features(out_s), self.features(out_t))):
+            if self.opts.detach_source:
+                fs = fs.detach()
             (ms, cs), (mt, ct) = class_means(fs, lab_s, vocab), class_means(ft, lab_t, vocab)
             ok_s, ok_t = cs >= need, ct >= need
             valid = ok_s & ok_t
-            if self.opts.ema > 0:
-                ms, mt, valid = self._with_running_means(i, ms, ok_s, mt, ok_t, ctx)
-            d = (ms - mt).pow(2).sum(-1)
-            # no unit on both sides: a zero that keeps the graph (every rank runs the same backward)
-            losses.append(d[valid].mean() if valid.any() else (fs.sum() + ft.sum()) * 0.0)
+            if not valid.any() and self.opts.ema == 0:
+                # no unit on both sides: a zero that keeps the graph (every rank runs the same backward)
+                losses.append((fs.sum() + ft.sum()) * 0.0)
+            elif self.opts.kernel == "gaussian":
+                classes = valid.nonzero().squeeze(1)
+                losses.append(class_gaussian_mmd(fs, lab_s, ft, lab_t, classes, self.opts.kernel_scales).mean())
+            else:
+                if self.opts.ema > 0:
+                    ms, mt, valid = self._with_running_means(i, ms, ok_s, mt, ok_t, ctx)
+                d = (ms - mt).pow(2).sum(-1)
+                losses.append(d[valid].mean() if valid.any() else (fs.sum() + ft.sum()) * 0.0)
         return {"cmatch": torch.stack(losses).mean()}
 
     def _with_running_means(

@@ -41,13 +41,26 @@ def gaussian_mmd(
         >>> bool(gaussian_mmd(x, x + 5) > 0.5)
         True
     """
-    both = torch.cat([xs, xt]).float()
-    d2 = torch.cdist(both, both).pow(2)
-    n = both.size(0)
-    sigma0 = d2.detach().sum() / max(n * n - n, 1)
-    k = sum(torch.exp(-d2 / (sigma0 * 2.0**s).clamp_min(1e-12)) for s in scales)
+    k = gaussian_kernel(torch.cat([xs, xt]).float(), scales)
     ns = xs.size(0)
     return k[:ns, :ns].mean() + k[ns:, ns:].mean() - 2 * k[:ns, ns:].mean()
+
+
+def gaussian_kernel(x: torch.Tensor, scales: list[int] | tuple[int, ...] = (-2, -1, 0, 1, 2)) -> torch.Tensor:
+    """``(N, D)`` samples -> ``(N, N)`` sum of Gaussian kernels ``exp(-d / (sigma0 * 2^k))``.
+
+    ``sigma0`` is the mean pairwise squared distance (detached), so the kernel does not depend on
+    the features' scale.
+
+    Example:
+        >>> k = gaussian_kernel(torch.tensor([[0.0], [1.0], [3.0]]), scales=[0])
+        >>> k.diagonal().tolist(), bool(k[0, 1] > k[0, 2])
+        ([1.0, 1.0, 1.0], True)
+    """
+    d2 = torch.cdist(x, x).pow(2)
+    n = x.size(0)
+    sigma0 = d2.detach().sum() / max(n * n - n, 1)
+    return sum(torch.exp(-d2 / (sigma0 * 2.0**s).clamp_min(1e-12)) for s in scales)
 
 
 class MMD(SelfTraining):
