@@ -225,7 +225,7 @@ class CMatch(SelfTraining):
         if self.opts.kernel not in KERNELS:
             raise ValueError(f"adapt.kernel: {self.opts.kernel!r} is not one of {', '.join(KERNELS)}")
         if self.opts.kernel == "gaussian" and self.opts.ema > 0:
-            raise ValueError("adapt.ema: running class means need kernel: linear (a mean is not a distribution)")
+            raise ValueError("adapt.ema: running class means need kernel: linear (a mean is no distribution)")
 
     @property
     def target_labels(self) -> bool:
@@ -284,8 +284,8 @@ class CMatch(SelfTraining):
                 # no unit on both sides: a zero that keeps the graph (every rank runs the same backward)
                 losses.append((fs.sum() + ft.sum()) * 0.0)
             elif self.opts.kernel == "gaussian":
-                classes = valid.nonzero().squeeze(1)
-                losses.append(class_gaussian_mmd(fs, lab_s, ft, lab_t, classes, self.opts.kernel_scales).mean())
+                d = class_gaussian_mmd(fs, lab_s, ft, lab_t, valid.nonzero().squeeze(1), self.opts.kernel_scales)
+                losses.append(d.mean())
             else:
                 if self.opts.ema > 0:
                     ms, mt, valid = self._with_running_means(i, ms, ok_s, mt, ok_t, ctx)
