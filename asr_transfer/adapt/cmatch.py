@@ -284,7 +284,8 @@ class CMatch(SelfTraining):
                 # no unit on both sides: a zero that keeps the graph (every rank runs the same backward)
                 losses.append((fs.sum() + ft.sum()) * 0.0)
             elif self.opts.kernel == "gaussian":
-                d = class_gaussian_mmd(fs, lab_s, ft, lab_t, valid.nonzero().squeeze(1), self.opts.kernel_scales)
+                classes = valid.nonzero().squeeze(1)
+                d = class_gaussian_mmd(fs, lab_s, ft, lab_t, classes, self.opts.kernel_scales)
                 losses.append(d.mean())
             else:
                 if self.opts.ema > 0:
