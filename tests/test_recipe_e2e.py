@@ -66,7 +66,7 @@ def test_mini_recipe_end_to_end(tmp_path: Path) -> None:
     kept = len((pseudo / "text").read_text().splitlines())
     assert kept == 700 and len((pseudo / "confidence").read_text().splitlines()) == 1000
     assert len((pseudo / "en_train_room_unlabelled" / "wav.scp").read_text().splitlines()) == 300
-    adapted = recipe / "exp" / "adapt" / "cmatch_ctc_align_room"
+    adapted = recipe / "exp" / "adapt" / "cmatch_ctc_pred_room"
     assert (recipe / "exp" / "tiny_clean" / "decode.yaml").exists()  # the decoding chosen on dev
     for test_set in ("en_test_room", "en_test_clean"):
         assert (adapted / f"decode_{test_set}" / "score" / "wer.json").exists()
@@ -77,10 +77,11 @@ def test_mini_recipe_end_to_end(tmp_path: Path) -> None:
     assert data["target_dev"] == [{"dump": "dump/pseudo/en_heldout_room", "lang": "en"}]
     assert len((recipe / "exp/pseudo/en_heldout_room/confidence").read_text().splitlines()) == 300
     # the method's own tuned learning rate (conf/adapt/<method>.yaml), not the shared 5e-4
-    assert saved["train"]["lr"] == 0.002 and saved["adapt"]["weights"]["cmatch"] == 0.02
+    assert saved["train"]["lr"] == 0.0005 and saved["adapt"]["weights"]["cmatch"] == 0.5
+    assert saved["adapt"]["kernel"] == "gaussian"
     table = (recipe / "exp" / "report_adapt" / "RESULTS.md").read_text()
-    assert "CMatch (ctc_align)" in table and "Source-only" in table and "room" in table
-    assert "CMatch (ctc_align)" in proc.stdout  # printed at the end of the run
+    assert "CMatch (ctc_pred)" in table and "Source-only" in table and "room" in table
+    assert "CMatch (ctc_pred)" in proc.stdout  # printed at the end of the run
     # iterative pseudo-labelling: round 2 re-labels the target with round 1's model and adapts from it
     rounds = ["./run.sh", "--stage", "8", "--stop_stage", "8", "--speed_perturb", "", "--adapt_methods",
               "self_training", "--pl_rounds", "2", "--adapt_args", "--train.epochs 1"]  # fmt: skip

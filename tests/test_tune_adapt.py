@@ -24,11 +24,11 @@ def _scored(exp: Path, wer: float) -> None:
 
 
 def _grid(root: Path, points: dict[tuple[str, str], tuple[float, float]]) -> None:
-    """Finished runs of CMatch (frame_average) on room and breeze: (lr, weight) -> (dev loss, WER)."""
+    """Finished runs of CMatch (ctc_align) on room and breeze: (lr, weight) -> (dev loss, WER)."""
     _scored(root / "exp" / "tiny_clean", 10.0)
     for (lr, w), (loss, wer) in points.items():
         for d in ("room", "breeze"):
-            run = root / "exp" / "tune" / "cmatch_frame_average" / f"{d}_lr{lr}_w{w}"
+            run = root / "exp" / "tune" / "cmatch_ctc_align" / f"{d}_lr{lr}_w{w}"
             run.mkdir(parents=True)
             (run / "model.pt").write_bytes(b"")
             (run / "train.log").write_text(
@@ -40,11 +40,11 @@ def _grid(root: Path, points: dict[tuple[str, str], tuple[float, float]]) -> Non
 def _choose(root: Path, *args: str) -> str:
     env = {**os.environ, "PATH": f"{REPO / '.venv' / 'bin'}:{os.environ['PATH']}"}
     proc = subprocess.run(
-        ["bash", str(SCRIPT), "--methods", "cmatch_frame_average", *args],
+        ["bash", str(SCRIPT), "--methods", "cmatch_ctc_align", *args],
         cwd=root, env=env, capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    return (root / "exp" / "tune" / "cmatch_frame_average.yaml").read_text()
+    return (root / "exp" / "tune" / "cmatch_ctc_align.yaml").read_text()
 
 
 @pytest.mark.parametrize(
@@ -61,7 +61,7 @@ def test_the_lowest_criterion_within_the_forgetting_guard_is_chosen(
     results = (tmp_path / "exp" / "tune" / "RESULTS.md").read_text()
     assert (
         "en_dev_clean WER 10.0 %" in results
-        and "| cmatch_frame_average | 2e-3 | 0.2 | 0.570 | 0.570 | 0.5700 | 12.50 |" in results
+        and "| cmatch_ctc_align | 2e-3 | 0.2 | 0.570 | 0.570 | 0.5700 | 12.50 |" in results
     )
 
 
@@ -70,4 +70,4 @@ def test_when_every_point_forgets_the_one_that_forgets_least_is_chosen(tmp_path:
                      ("2e-3", "0.02"): (0.59, 12.0), ("2e-3", "0.2"): (0.57, 13.0)})  # fmt: skip
     assert "train: {lr: 5e-4}\nadapt: {weights: {cmatch: 0.2}}" in _choose(tmp_path)
     results = (tmp_path / "exp" / "tune" / "RESULTS.md").read_text()
-    assert results.endswith("- 0.6500 cmatch_frame_average lr 5e-4, weight 0.2\n")
+    assert results.endswith("- 0.6500 cmatch_ctc_align lr 5e-4, weight 0.2\n")

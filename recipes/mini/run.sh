@@ -17,7 +17,7 @@
 #                 [--speed_perturb "0.9 1.1"] [--token_type char|unigram|bpe --nbpe N]
 #                 [--espnet_exp DIR]   start from an ESPnet2 experiment (its model, tokenizer and
 #                                      frontend) instead of training the tiny model from scratch
-#                 [--adapt_domains "phone rain"] [--adapt_methods "cmatch_ctc_align mmd"] (conf/adapt/*.yaml)
+#                 [--adapt_domains "phone rain"] [--adapt_methods "cmatch_ctc_pred mmd"] (conf/adapt/*.yaml)
 #                 [--adapt_args "--train.epochs 2"] [--adapt_tuned DIR] (the tuned lr and weight
 #                 of each method, local/tune_adapt.sh; default exp/tune) [--pl_rounds N] (iterative pseudo-labelling:
 #                 rounds 2..N re-label the target with the previous round's adapted model)
@@ -51,7 +51,7 @@ corpus=corpus
 domains="clean phone laptop farfield rain wind laugh mic room drizzle breeze"
 adapt_domains="room"                  # target domains to adapt to ("" skips stages 7-10); room is in
                                       # the paper's regime (source-only WER 1.4x clean), phone is hard
-adapt_methods="cmatch_ctc_align"      # conf/adapt/<name>.yaml (the labelling the held-out dev criterion chooses); all:
+adapt_methods="cmatch_ctc_pred"       # conf/adapt/<name>.yaml (the labelling the held-out dev criterion chooses); all:
                                       # "self_training mmd adv cmatch_frame_average cmatch_ctc_align cmatch_ctc_pred"
 adapt_config=conf/train/adapt.yaml
 adapt_tuned=exp/tune                  # <method>.yaml here (local/tune_adapt.sh) overrides lr and weight

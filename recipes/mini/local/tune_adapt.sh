@@ -29,11 +29,13 @@ data=corpus/data  # the data dirs (the source dev split is decoded from here)
 out=exp/tune
 . "$(dirname "$0")/../../common/parse_options.sh"
 
-# the matching term of each method and the weights tried (per-token terms: see README)
+# the matching term of each method and the weights tried (per-token terms: see README); a
+# Gaussian-kernel term (MMD, CMatch frame_average and ctc_pred) is bounded, CMatch ctc_align's
+# distance of the class means is not
 declare -A term=([mmd]=mmd [adv]=adv [cmatch_frame_average]=cmatch [cmatch_ctc_align]=cmatch
                  [cmatch_ctc_pred]=cmatch)
-declare -A weights=([mmd]="0.05 0.5" [adv]="0.01 0.1" [cmatch_frame_average]="0.02 0.2"
-                    [cmatch_ctc_align]="0.02 0.2" [cmatch_ctc_pred]="0.02 0.2")
+declare -A weights=([mmd]="0.05 0.5" [adv]="0.01 0.1" [cmatch_frame_average]="0.05 0.5"
+                    [cmatch_ctc_align]="0.02 0.2" [cmatch_ctc_pred]="0.05 0.5")
 
 # the dev split of ./run.sh's stage 7: the held-out voices when the corpus has them
 adapt_dev=dev
