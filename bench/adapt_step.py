@@ -10,7 +10,8 @@ A step is what the training loop does per batch (:func:`asr_transfer.train.loop.
 gradient clipping and an Adam step over the model's and the method's trainable parameters (bf16
 autocast on CUDA, as the loop). Methods are the real classes of :mod:`asr_transfer.adapt` built from
 the recipe's ``conf/adapt/*.yaml``: ``source_only`` (supervised step on the source batch only),
-``self_training``, ``mmd``, ``adv`` and ``cmatch`` with each frame-labelling strategy. Every method
+``self_training``, ``mmd``, ``adv`` and ``cmatch`` with each frame-labelling strategy (and ctc_pred with the
+paper's linear kernel beside its shipped Gaussian one). Every method
 gets its own copy of the same initial model and the same two batches (the first step of
 :func:`asr_transfer.data.dataset.stream_batches` over real dumped fbank: ``en_train_clean`` as the
 source, ``en_train_phone`` as the target). The target copy's transcripts stand in for its
@@ -45,15 +46,16 @@ from asr_transfer.data.features import load_cmvn  # noqa: E402
 from asr_transfer.model.asr import build_model  # noqa: E402
 from asr_transfer.text.tokenizer import Tokenizer  # noqa: E402
 
-#: column -> recipe config
-METHODS = {
-    "source_only": "source_only",
-    "self_training": "self_training",
-    "mmd": "mmd",
-    "adv": "adv",
-    "cmatch frame_average": "cmatch_frame_average",
-    "cmatch ctc_align": "cmatch_ctc_align",
-    "cmatch ctc_pred": "cmatch_ctc_pred",
+#: column -> recipe config and options over it (the paper's kernel beside the shipped Gaussian one)
+METHODS: dict[str, tuple[str, dict]] = {
+    "source_only": ("source_only", {}),
+    "self_training": ("self_training", {}),
+    "mmd": ("mmd", {}),
+    "adv": ("adv", {}),
+    "cmatch frame_average": ("cmatch_frame_average", {}),
+    "cmatch ctc_align": ("cmatch_ctc_align", {}),
+    "cmatch ctc_pred": ("cmatch_ctc_pred", {}),
+    "cmatch ctc_pred, linear kernel": ("cmatch_ctc_pred", {"kernel": "linear"}),
 }
 SOURCE, TARGET = "en_train_clean", "en_train_phone"
 
@@ -114,8 +116,8 @@ def main() -> int:
     torch.manual_seed(0)
     init = build_model(model_cfg, {"en": tok.vocab_size}).state_dict()
     runs = {}
-    for label, conf in METHODS.items():
-        adapt = yaml.safe_load((REPO / "conf/adapt" / f"{conf}.yaml").read_text())["adapt"]
+    for label, (conf, over) in METHODS.items():
+        adapt = {**yaml.safe_load((REPO / "conf/adapt" / f"{conf}.yaml").read_text())["adapt"], **over}
         model = build_model(model_cfg, {"en": tok.vocab_size})
         model.load_state_dict(init)
         model.cmvn.mean, model.cmvn.istd = mean, istd
