@@ -19,16 +19,17 @@ LRS, WEIGHTS = ("5e-4", "2e-3"), ("0.02", "0.2")
 
 def _scored(exp: Path, wer: float) -> None:
     score = exp / "decode_en_dev_clean" / "score"
-    score.mkdir(parents=True)
+    score.mkdir(parents=True, exist_ok=True)
     (score / "wer.json").write_text(json.dumps({"total": {"wer": wer}}))
 
 
-def _grid(root: Path, points: dict[tuple[str, str], tuple[float, float]]) -> None:
+def _grid(root: Path, points: dict[tuple[str, str], tuple[float, float]], seed: int = 1) -> None:
     """Finished runs of CMatch (ctc_align) on room and breeze: (lr, weight) -> (dev loss, WER)."""
     _scored(root / "exp" / "tiny_clean", 10.0)
     for (lr, w), (loss, wer) in points.items():
         for d in ("room", "breeze"):
-            run = root / "exp" / "tune" / "cmatch_ctc_align" / f"{d}_lr{lr}_w{w}"
+            suffix = "" if seed == 1 else f"_s{seed}"  # the script's folders: seed 1 keeps the old name
+            run = root / "exp" / "tune" / "cmatch_ctc_align" / f"{d}_lr{lr}_w{w}{suffix}"
             run.mkdir(parents=True)
             (run / "model.pt").write_bytes(b"")
             (run / "train.log").write_text(
@@ -71,3 +72,16 @@ def test_when_every_point_forgets_the_one_that_forgets_least_is_chosen(tmp_path:
     assert "train: {lr: 5e-4}\nadapt: {weights: {cmatch: 0.2}}" in _choose(tmp_path)
     results = (tmp_path / "exp" / "tune" / "RESULTS.md").read_text()
     assert results.endswith("- 0.6500 cmatch_ctc_align lr 5e-4, weight 0.2\n")
+
+
+def test_with_two_seeds_the_criterion_is_their_mean(tmp_path: Path) -> None:
+    # seed 1 alone ranks 2e-3 / 0.2 first (0.57); its seed 2 is much worse, 5e-4 / 0.02 steady
+    _grid(tmp_path, {("5e-4", "0.02"): (0.59, 10.2), ("5e-4", "0.2"): (0.65, 10.5),
+                     ("2e-3", "0.02"): (0.60, 10.4), ("2e-3", "0.2"): (0.57, 10.6)})  # fmt: skip
+    assert "train: {lr: 2e-3}\nadapt: {weights: {cmatch: 0.2}}" in _choose(tmp_path)
+    _grid(tmp_path, {("5e-4", "0.02"): (0.59, 10.4), ("5e-4", "0.2"): (0.66, 10.5),
+                     ("2e-3", "0.02"): (0.61, 10.4), ("2e-3", "0.2"): (0.63, 11.0)}, seed=2)  # fmt: skip
+    assert "train: {lr: 5e-4}\nadapt: {weights: {cmatch: 0.02}}" in _choose(tmp_path, "--seeds", "1 2")
+    results = (tmp_path / "exp" / "tune" / "RESULTS.md").read_text()
+    # per domain the mean of the two seeds' criteria; the WER the mean over domains and seeds
+    assert "| cmatch_ctc_align | 2e-3 | 0.2 | 0.6000 | 0.6000 | 0.6000 | 10.80 |" in results

@@ -13,12 +13,14 @@
 # overlay, which stage 8 adds after conf/adapt/<method>.yaml) and exp/tune/RESULTS.md (the grid).
 # Usage: local/tune_adapt.sh [--domains "room breeze"] [--methods "..."] [--lrs "5e-4 2e-3"]
 #                            [--max_forget 1.0] [--data corpus/data] [--adapt_args "--train.num_threads 1"]
-#                            [--jobs 2]
+#                            [--jobs 2] [--seeds "1 2"]
 set -euo pipefail
 
 domains="room breeze"
 methods="self_training mmd adv cmatch_frame_average cmatch_ctc_align cmatch_ctc_pred"
 lrs="5e-4 2e-3"
+seeds="1"         # training seeds per point, the criterion averaged over them: one seed's criterion
+                  # moves by 0.01-0.03 between seeds, more than most differences between points
 max_forget=1.0    # WER points on the source dev split ("none": no guard)
 adapt_args=""
 jobs=2
@@ -40,9 +42,16 @@ declare -A weights=([mmd]="0.05 0.5" [adv]="0.01 0.1" [cmatch_frame_average]="0.
 # the dev split of ./run.sh's stage 7: the held-out voices when the corpus has them
 adapt_dev=dev
 [ -d "$dump/en_heldout_clean" ] && adapt_dev=heldout
-# one grid point: adapt to D with method M at learning rate L and weight W into $out/M/D_lrL_wW
+# the run of method M on domain D at learning rate L, weight W and seed S: $out/M/D_lrL_wW, with _sS
+# for a seed other than 1 (so a one-seed grid keeps its folders)
+point_dir() {
+  local dir=$out/$1/$2_lr$3_w$4
+  [ "$5" = 1 ] && echo "$dir" || echo "${dir}_s$5"
+}
+# one grid point: adapt to D with method M at learning rate L, weight W and seed S
 run_point() {
-  local m=$1 d=$2 lr=$3 w=$4 dir=$out/$1/$2_lr$3_w$4
+  local m=$1 d=$2 lr=$3 w=$4 seed=$5 dir
+  dir=$(point_dir "$@")
   [ -f "$dir/model.pt" ] && return
   local rest=()
   [ -d "$dump/pseudo/en_train_${d}_unlabelled" ] &&
@@ -55,7 +64,7 @@ run_point() {
     --data.target "[{dump: $dump/pseudo/en_train_$d, lang: en}]" \
     --data.dev "[{dump: $dump/en_${adapt_dev}_clean, lang: en}]" \
     --data.target_dev "[{dump: $dump/pseudo/en_${adapt_dev}_$d, lang: en}]" "${rest[@]}" \
-    --adapt.target "$d" --train.lr "$lr" "${weight[@]}" $adapt_args > "$dir.log" 2>&1
+    --adapt.target "$d" --train.lr "$lr" "${weight[@]}" --train.seed "$seed" $adapt_args > "$dir.log" 2>&1
 }
 
 mkdir -p "$out"
@@ -64,7 +73,9 @@ for m in $methods; do
   mkdir -p "$out/$m"
   for d in $domains; do
     for lr in $lrs; do
-      for w in ${weights[$m]:--}; do points+=("$m $d $lr $w"); done
+      for w in ${weights[$m]:--}; do
+        for seed in $seeds; do points+=("$m $d $lr $w $seed"); done
+      done
     done
   done
 done
@@ -91,6 +102,7 @@ src_wer() {
 }
 source_wer=$(src_wer "$exp")
 ndom=$(echo "$domains" | wc -w)
+nseed=$(echo "$seeds" | wc -w)
 {
   echo "Source model: $src_set WER $source_wer %; forgetting guard: at most +$max_forget points."
   echo
@@ -101,12 +113,16 @@ ndom=$(echo "$domains" | wc -w)
       for w in ${weights[$m]:--}; do
         row=() sum=0 wsum=0
         for d in $domains; do
-          v=$(best_dev "$out/$m/${d}_lr${lr}_w$w")
+          # a domain's value: the run's criterion, or the mean over the seeds
+          v=$(for seed in $seeds; do best_dev "$(point_dir "$m" "$d" "$lr" "$w" "$seed")"; done |
+              awk -v n="$nseed" '{s += $1; v = $1} END{if (n == 1) print v; else printf "%.4f\n", s / n}')
           row+=("$v") sum=$(awk -v a="$sum" -v b="$v" 'BEGIN{print a+b}')
-          wsum=$(awk -v a="$wsum" -v b="$(src_wer "$out/$m/${d}_lr${lr}_w$w")" 'BEGIN{print a+b}')
+          for seed in $seeds; do
+            wsum=$(awk -v a="$wsum" -v b="$(src_wer "$(point_dir "$m" "$d" "$lr" "$w" "$seed")")" 'BEGIN{print a+b}')
+          done
         done
         mean=$(awk -v s="$sum" -v n="$ndom" 'BEGIN{printf "%.4f", s/n}')
-        wer=$(awk -v s="$wsum" -v n="$ndom" 'BEGIN{printf "%.2f", s/n}')
+        wer=$(awk -v s="$wsum" -v n="$((ndom * nseed))" 'BEGIN{printf "%.2f", s/n}')
         echo "| $m | $lr | $w | $(printf '%s | ' "${row[@]}")$mean | $wer |"
       done
     done
