@@ -192,16 +192,11 @@ def class_gaussian_mmd(
         >>> same.abs().max().item() < 1e-5, bool((moved > 0.1).all())
         (True, True)
     """
-    lut = torch.full((int(max(ls.max(), lt.max(), classes.max())) + 1,), -1, device=classes.device)
-    lut[classes] = torch.arange(classes.numel(), device=classes.device)
-    ys, yt = lut[ls.clamp_min(0)].masked_fill(ls < 0, -1), lut[lt.clamp_min(0)].masked_fill(lt < 0, -1)
-    xs, xt = fs[ys >= 0].float(), ft[yt >= 0].float()
-    y = torch.cat([ys[ys >= 0], yt[yt >= 0]])
-    one = torch.nn.functional.one_hot(y, classes.numel()).float()  # (N, C)
-    n_s = one[: xs.size(0)].sum(0).clamp_min(1)
-    n_t = one[xs.size(0) :].sum(0).clamp_min(1)
-    sign = torch.cat([one[: xs.size(0)] / n_s, -one[xs.size(0) :] / n_t])  # (N, C)
-    k = gaussian_kernel(torch.cat([xs, xt]), scales)
+    keep_s, keep_t = torch.isin(ls, classes), torch.isin(lt, classes)  # -1 (no unit) is never a class
+    one_s = (ls[keep_s][:, None] == classes).float()  # (N_S, C)
+    one_t = (lt[keep_t][:, None] == classes).float()  # (N_T, C)
+    sign = torch.cat([one_s / one_s.sum(0).clamp_min(1), -one_t / one_t.sum(0).clamp_min(1)])  # (N, C)
+    k = gaussian_kernel(torch.cat([fs[keep_s], ft[keep_t]]).float(), scales)
     return ((k @ sign) * sign).sum(0)
 
 
@@ -273,25 +268,28 @@ class CMatch(SelfTraining):
         lab_s = self.frame_labels(out_s, batches["source"])
         lab_t = self.frame_labels(out_t, batches["target"])
         vocab, need = self.ignore.numel(), self.opts.min_frames
+        # the labels are the same for every matched layer: which units have enough frames, once
+        ok_s = torch.bincount(lab_s[lab_s >= 0], minlength=vocab) >= need
+        ok_t = torch.bincount(lab_t[lab_t >= 0], minlength=vocab) >= need
+        both = (ok_s & ok_t).nonzero().squeeze(1)
         losses = []
         for i, (fs, ft) in enumerate(zip(self.features(out_s), self.features(out_t))):
             if self.opts.detach_source:
                 fs = fs.detach()
-            (ms, cs), (mt, ct) = class_means(fs, lab_s, vocab), class_means(ft, lab_t, vocab)
-            ok_s, ok_t = cs >= need, ct >= need
             valid = ok_s & ok_t
-            if not valid.any() and self.opts.ema == 0:
-                # no unit on both sides: a zero that keeps the graph (every rank runs the same backward)
-                losses.append((fs.sum() + ft.sum()) * 0.0)
-            elif self.opts.kernel == "gaussian":
-                classes = valid.nonzero().squeeze(1)
-                d = class_gaussian_mmd(fs, lab_s, ft, lab_t, classes, self.opts.kernel_scales)
+            if self.opts.kernel == "gaussian" and both.numel():
+                d = class_gaussian_mmd(fs, lab_s, ft, lab_t, both, self.opts.kernel_scales)
                 losses.append(d.mean())
-            else:
+                continue
+            if self.opts.kernel == "linear":
+                (ms, _), (mt, _) = class_means(fs, lab_s, vocab), class_means(ft, lab_t, vocab)
                 if self.opts.ema > 0:
                     ms, mt, valid = self._with_running_means(i, ms, ok_s, mt, ok_t, ctx)
-                d = (ms - mt).pow(2).sum(-1)
-                losses.append(d[valid].mean() if valid.any() else (fs.sum() + ft.sum()) * 0.0)
+                if valid.any():
+                    losses.append((ms - mt).pow(2).sum(-1)[valid].mean())
+                    continue
+            # no unit on both sides: a zero that keeps the graph (every rank runs the same backward)
+            losses.append((fs.sum() + ft.sum()) * 0.0)
         return {"cmatch": torch.stack(losses).mean()}
 
     def _with_running_means(
