@@ -65,6 +65,9 @@ def test_no_config_trains_a_minimum_selects_by_dev_and_keeps_the_adapter_small(
     assert summary["dev_wer"] > DEFAULTS.poor_wer
     assert any(w.startswith("dev WER") for w in summary["warnings"])
     assert out.strip().splitlines()[-1].startswith("add-language: WARNING:")
+    # decoded by CTC greedy (the default): trained and selected on CTC alone, and the experiment says so
+    assert cfg["adapt"]["ctc_share"] == 1.0 and cfg["adapt"]["weights"] == {"ctc": 1.0, "att": 0.0}
+    assert yaml.safe_load((exp / "decode.yaml").read_text())["mode"] == "ctc_greedy"
 
 
 @pytest.mark.slow  # ~30 s of CPU: 68 one-utterance epochs of the head alone
@@ -101,7 +104,7 @@ def test_the_defaults_follow_the_data_and_yield_to_a_config(tmp_path: Path) -> N
                 "train": {"device": "cpu", "num_threads": 1, "epochs": 7,
                           "scheduler": {"type": "noam", "warmup_steps": 56}}}  # fmt: skip
     args = Namespace(base=str(tmp_path / "base"), lang="ro", method="full", config=[], overrides=[],
-                     inherit_train=False)  # fmt: skip
+                     inherit_train=False, decode_config=[])  # fmt: skip
 
     def train_section(*overrides: str) -> dict:
         args.overrides = list(overrides)
@@ -134,16 +137,34 @@ def test_the_defaults_follow_the_data_and_yield_to_a_config(tmp_path: Path) -> N
 
 def _train_section(tmp_path: Path, method: str, configs: list[Path], overrides: list[str]) -> dict:
     """``build_config``'s ``train:`` for ``method`` on 150 utterances of 200 frames (no base needed)."""
+    return _config(tmp_path, method, configs, overrides)["train"]
+
+
+def _config(
+    tmp_path: Path, method: str, configs: list[Path], overrides: list[str], decode: list[Path] = ()
+) -> dict:
+    """``build_config``'s config for ``method`` on 150 utterances of 200 frames, decoded by ``decode``."""
     dump = tmp_path / "dump"
     dump.mkdir(exist_ok=True)
     (dump / "utt2num_frames").write_text("".join(f"u{i} 200\n" for i in range(150)))
     base_cfg = {"model": {}, "data": {"tokenizers": {}}, "train": {"device": "cpu"}}
     # a bottleneck given: its rule needs the base's tokenizers
     args = Namespace(base=str(tmp_path / "base"), lang="ro", method=method, config=[str(c) for c in configs],
-                     overrides=["--adapt.bottleneck", "8", *overrides], inherit_train=False)  # fmt: skip
+                     overrides=["--adapt.bottleneck", "8", *overrides], inherit_train=False,
+                     decode_config=[str(d) for d in decode])  # fmt: skip
     cfg = build_config(base_cfg, args, tmp_path / "exp", {"train": dump, "dev": dump}, None)
     assert "add_language" not in cfg  # add-language's rules, not a section of the training config
-    return cfg["train"]
+    return cfg
+
+
+def test_the_objective_and_the_dev_loss_weigh_ctc_as_the_experiment_decodes(tmp_path: Path) -> None:
+    # issue 17: the base's CTC weight 0.3 made the attention loss 70 % of what chose the epochs of a
+    # model decoded by CTC greedy. CTC greedy (the default): CTC alone; a joint beam: its CTC weight
+    assert _config(tmp_path, "adapter", [], [])["adapt"]["ctc_share"] == 1.0
+    beam = REPO / "conf/decode/beam.yaml"
+    assert _config(tmp_path, "full", [], [], decode=[beam])["adapt"]["ctc_share"] == 0.3
+    # a share given by the user wins, as every other key does
+    assert _config(tmp_path, "metaadapter", [], ["--adapt.ctc_share", "0.5"])["adapt"]["ctc_share"] == 0.5
 
 
 def test_an_add_language_section_changes_the_rules_not_just_the_values(tmp_path: Path) -> None:

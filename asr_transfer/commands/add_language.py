@@ -8,6 +8,9 @@
         a fine-tuning schedule (:class:`FineTuneDefaults`): the dev loss decides when it stops
         (but for ``head`` and ``full``, which train every epoch of a cosine schedule),
         the best epochs on the target dev set are averaged
+    the objective and the dev loss weigh CTC as the decoding does (``adapt.ctc_share``: CTC alone
+        for CTC greedy, the default; the beam's CTC weight for a joint beam), and EXP/decode.yaml
+        records that decoding, so ``decode`` and ``transcribe`` use it by default
     decode + score the dev set; write EXP/add_language.yaml (the finished marker) and, for
         ``adapter``, ``metaadapter`` and ``head``, the small file EXP/<lang>.adapter (adapter + head +
         tokenizer); for ``simadapter`` and ``simadapter+`` the dev set's mean fusion weights per
@@ -27,7 +30,7 @@ from __future__ import annotations
 import argparse
 import copy
 import math
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import yaml
@@ -49,6 +52,7 @@ from asr_transfer.score.crossling import SUMMARY
 from asr_transfer.text.normalize import CHARSETS, Normalizer
 from asr_transfer.text.tokenizer import Tokenizer
 from asr_transfer.train.checkpoint import load_model_state
+from asr_transfer.train.init import DECODING_FILE, ctc_share_of
 from asr_transfer.train.loop import Trainer
 from asr_transfer.util.atomic import write_text
 from asr_transfer.util.errors import InputError
@@ -263,6 +267,15 @@ def defaults_of(args: argparse.Namespace) -> FineTuneDefaults:
     return FineTuneDefaults.from_config(load_config(args.config, args.overrides).get(SECTION))
 
 
+def decoding_of(args: argparse.Namespace) -> DecodeConfig:
+    """The experiment's decoding: ``--decode-config``, else CTC greedy (the mini recipe's choice on dev
+    data, and fast on a CPU). It decodes the dev set, decides the CTC share of the objective and of the
+    dev loss, and is recorded in the experiment for later decodes."""
+    if args.decode_config:
+        return DecodeConfig.from_config(args.decode_config, [])
+    return DecodeConfig("ctc_greedy")
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.epilog = DEFAULTS.help()
     parser.add_argument("--base", required=True, help="trained (multilingual) base experiment dir")
@@ -283,7 +296,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--decode-config",
         action="append",
         default=[],
-        help="decode YAML for the dev WER (default: CTC greedy)",
+        help="decode YAML of the experiment (default: CTC greedy): the dev WER, the CTC share of the "
+        "objective and of the dev loss (unless adapt.ctc_share is given), and EXP/decode.yaml",
     )
 
 
@@ -373,6 +387,10 @@ def build_config(
     cfg["data"].pop("lang_temperature", None)
     cfg["train"]["init"] = str(base / "model.pt")
     cfg["adapt"] = {**(cfg.get("adapt") or {}), "method": args.method, "lang": args.lang}
+    # train and keep the epochs for what is decoded: with the base's CTC weight (0.3) the attention
+    # loss, which CTC greedy never uses, would be 70 % of the objective and of the dev loss that
+    # chooses the epochs (on 25 utterances it kept an adapter's first epochs while its CTC loss fell)
+    cfg["adapt"].setdefault("ctc_share", ctc_share_of(asdict(decoding_of(args))))
     if args.method == "adapter" and "bottleneck" not in (extra.get("adapt") or {}):
         vocab = {lang: Tokenizer.load(folder).vocab_size for lang, folder in toks.items()}
         where = cfg["adapt"].get("where", list(TransferOptions().where))
@@ -422,10 +440,8 @@ def run(args: argparse.Namespace) -> int:
     trainer = Trainer(cfg, exp)
     trainer.run()
     # the finished experiment, rebuilt from its saved config exactly as decoding will
-    # CTC greedy unless told otherwise: the mini recipe's choice on dev data, and fast on a CPU
-    dcfg = (
-        DecodeConfig.from_config(args.decode_config, []) if args.decode_config else DecodeConfig("ctc_greedy")
-    )
+    dcfg = decoding_of(args)
+    write_text(exp / DECODING_FILE, yaml.safe_dump(asdict(dcfg), sort_keys=False))
     rec = Recognizer.from_exp(exp, decode=dcfg)
     summary = summarise(args, cfg, rec.model, tok, dumps)
     dev = Path(args.dev)

@@ -69,5 +69,15 @@ def recorded_decoding(init: str | Path) -> tuple[Path, float] | None:
     path = Path(init).parent / DECODING_FILE
     if not path.is_file():
         return None
-    cfg = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    return path, 1.0 if cfg.get("mode") == "ctc_greedy" else float(cfg.get("ctc_weight", 0.3))
+    return path, ctc_share_of(yaml.safe_load(path.read_text(encoding="utf-8")) or {})
+
+
+def ctc_share_of(decoding: dict) -> float:
+    """The CTC share a model decoded by ``decoding`` (a decode config) should train and be selected
+    on: 1 for CTC greedy decoding, else the joint beam's CTC weight (0.3 when not given).
+
+    Example:
+        >>> ctc_share_of({"mode": "ctc_greedy"}), ctc_share_of({"mode": "beam", "ctc_weight": 0.5})
+        (1.0, 0.5)
+    """
+    return 1.0 if decoding.get("mode") == "ctc_greedy" else float(decoding.get("ctc_weight", 0.3))
