@@ -271,12 +271,13 @@ class CMatch(SelfTraining):
         # the labels are the same for every matched layer: which units have enough frames, once
         ok_s = torch.bincount(lab_s[lab_s >= 0], minlength=vocab) >= need
         ok_t = torch.bincount(lab_t[lab_t >= 0], minlength=vocab) >= need
-        both = (ok_s & ok_t).nonzero().squeeze(1)
+        shared = ok_s & ok_t
+        both = shared.nonzero().squeeze(1)
         losses = []
         for i, (fs, ft) in enumerate(zip(self.features(out_s), self.features(out_t))):
             if self.opts.detach_source:
                 fs = fs.detach()
-            valid = ok_s & ok_t
+            valid = shared  # per layer: the running means (ema) may add units
             if self.opts.kernel == "gaussian" and both.numel():
                 d = class_gaussian_mmd(fs, lab_s, ft, lab_t, both, self.opts.kernel_scales)
                 losses.append(d.mean())
