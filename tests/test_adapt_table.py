@@ -130,6 +130,17 @@ def test_adaptation_tables_match_jiwer(exp_tree: tuple[Path, dict], tmp_path: Pa
             assert low <= point <= high
         assert red[row]["CMatch (ctc_align)"].endswith("†")  # 40 % -> 10 % word errors: clearly significant
     assert red["phone"]["ST keep 0.7"] == "–" and "Source-only" not in red["phone"]
+    # against the best method: each method's WER minus the row's best method's, in points
+    vs = table(md, "Against the best method (WER points)")
+    assert list(vs) == list(w) and "Source-only" not in vs["phone"]
+    for row, ds in [*groups.items(), ("rain", ["rain"])]:
+        cm = wer(ds, [hyps[f"cmatch_{d}"][d] for d in ds])
+        mmd = wer(ds, [hyps[f"mmd_{d}"][d] for d in ds])
+        assert vs[row]["CMatch (ctc_align)"] == "best"
+        point, low, high = (float(x) for x in vs[row]["MMD"].translate(str.maketrans("", "", "[],†")).split())
+        assert point == pytest.approx(mmd - cm, abs=0.006) and low <= point <= high
+        assert vs[row]["MMD"].endswith("†")  # 38 % -> 10 % word errors: clearly behind
+    assert vs["rain"]["ST keep 0.7"] != "–" and vs["Average"]["ST keep 0.7"] == "–"
     # forgetting: mean clean WER over the method's adapted experiments, next to the source model's
     f = table(md, "Forgetting: source-domain test WER (%)")
     clean = [wer(["clean"], [hyps[f"cmatch_{d}"]["clean"]]) for d in ("phone", "laptop", "rain", "wind")]

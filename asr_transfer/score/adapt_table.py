@@ -1,5 +1,6 @@
 """The unsupervised adaptation table of the papers: WER per target domain and method, the relative
-reduction against source-only with paired-bootstrap intervals, and forgetting on the source domain.
+reduction against source-only with paired-bootstrap intervals, each method against the best one (WER
+points, paired interval), and forgetting on the source domain.
 
 It is a section of ``asr-transfer report``, added whenever a system given is adapted::
 
@@ -279,31 +280,61 @@ def _wer(results: list[ScoreResult]) -> float:
     return 100.0 * errors / length if length else math.nan
 
 
-def _reduction(base: list[ScoreResult], other: list[ScoreResult], options: ScoreOptions) -> str:
-    a, b = _pooled(base, options.unit), _pooled(other, options.unit)
+def _paired(
+    base: list[ScoreResult], other: list[ScoreResult], unit: str
+) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """Errors of ``base`` and ``other`` and the lengths, per bootstrap unit in one order; ``None``
+    when they were not decoded on the same test utterances."""
+    a, b = _pooled(base, unit), _pooled(other, unit)
     if a.keys() != b.keys() or any(a[k][1] != b[k][1] for k in a):
-        return "n/a (different test utterances)"
+        return None
     keys = sorted(a)
-    r = bootstrap.relative_reduction(
+    return (
         np.array([a[k][0] for k in keys]),
         np.array([b[k][0] for k in keys]),
         np.array([a[k][1] for k in keys]),
-        n_resamples=options.n_resamples,
-        seed=options.seed,
     )
+
+
+def _reduction(base: list[ScoreResult], other: list[ScoreResult], options: ScoreOptions) -> str:
+    paired = _paired(base, other, options.unit)
+    if paired is None:
+        return "n/a (different test utterances)"
+    r = bootstrap.relative_reduction(*paired, n_resamples=options.n_resamples, seed=options.seed)
     significant = r.low > 0 or r.high < 0
     return f"{r.value:+.1f} [{r.low:+.1f}, {r.high:+.1f}]" + (" †" if significant else "")
 
 
+def _behind(best: list[ScoreResult] | None, other: list[ScoreResult] | None, options: ScoreOptions) -> str:
+    """How many WER points ``other`` is behind ``best``, with its paired-bootstrap interval ("best" for
+    the best itself, "–" when either is missing)."""
+    if not other or best is None:
+        return "–"
+    if other is best:
+        return "best"
+    paired = _paired(best, other, options.unit)
+    if paired is None:
+        return "n/a (different test utterances)"
+    d = bootstrap.compare(*paired, n_resamples=options.n_resamples, seed=options.seed).diff
+    significant = d.low > 0 or d.high < 0
+    return f"{d.value:+.2f} [{d.low:+.2f}, {d.high:+.2f}]" + (" †" if significant else "")
+
+
 @dataclass
 class AdaptationTables:
-    """What the report shows: the source model's name, the three tables and notes."""
+    """What the report shows: the source model's name, the tables and notes.
+
+    ``versus_best``: per row, each method's WER minus the best method's (the row's lowest WER), in
+    points with a paired-bootstrap interval: whether the best method is better than the next with
+    confidence, or only on the point estimate.
+    """
 
     source: str
     wer: Table
     reduction: Table
     forgetting: Table
     notes: list[str]
+    versus_best: Table
 
 
 def adaptation_tables(
@@ -343,13 +374,13 @@ def adaptation_tables(
         rows += [("Average (devices)", devices), ("Average (noise)", noisy)]
 
     header = ["target domain", "Source-only"] + [m.name for m in columns]
-    wer_rows, red_rows = [], []
+    wer_rows, red_rows, best_rows = [], [], []
     for label, domains in rows:
         base = results(None, domains)
         wers = [_wer(base) if base else math.nan]
         reductions = []
-        for m in columns:
-            res = results(m.name, domains)
+        found = [results(m.name, domains) for m in columns]
+        for res in found:
             wers.append(_wer(res) if res else math.nan)
             reductions.append(_reduction(base, res, options) if base and res else "–")
         top = best(wers)
@@ -357,6 +388,9 @@ def adaptation_tables(
             [label] + ["–" if math.isnan(w) else (f"**{w:.2f}**" if w == top else f"{w:.2f}") for w in wers]
         )
         red_rows.append([label] + reductions)
+        lead = best(wers[1:])  # the best method (source-only is not one)
+        winner = next((res for res, w in zip(found, wers[1:]) if res and w == lead), None)
+        best_rows.append([label] + [_behind(winner, res, options) for res in found])
     missing = [
         (f"{m.name} → {d}", why.get((m.by_target[d].name, d)))
         for m in columns
@@ -371,8 +405,9 @@ def adaptation_tables(
         )
 
     forgetting = _forgetting(columns, sets, sets[source.name].get(opts.source_domain), opts.source_domain)
+    by_method = header[:1] + header[2:]
     return AdaptationTables(
-        source.name, (header, wer_rows), (header[:1] + header[2:], red_rows), forgetting, notes
+        source.name, (header, wer_rows), (by_method, red_rows), forgetting, notes, (by_method, best_rows)
     )
 
 

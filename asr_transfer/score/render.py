@@ -208,6 +208,13 @@ def _adaptation_section(doc: Doc, a: AdaptationTables, options: ScoreOptions) ->
         f"over {'speakers' if options.unit == 'spk' else 'utterances'}; † = the interval excludes 0."
     )
     doc.table(a.reduction)
+    doc.heading("Against the best method (WER points)")
+    doc.note(
+        "Per row, each method's WER minus that of the method with the lowest WER (best), with its 95% "
+        "paired-bootstrap interval; † = the interval excludes 0: the best method is better with "
+        "confidence, not only on the point estimate."
+    )
+    doc.table(a.versus_best)
     doc.heading("Forgetting: source-domain test WER (%)")
     doc.table(a.forgetting)
 
