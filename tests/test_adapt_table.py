@@ -377,3 +377,39 @@ def test_adaptation_tables_render_in_headless_chromium(exp_tree: tuple[Path, dic
     # the browser parsed the tables: the adaptation headings and the bold best cell survive in its DOM
     assert "Relative WER reduction against source-only (%)</h2>" in dom
     assert dom.count("<table>") >= 4 and "<td><b>" in dom
+
+
+def test_runs_with_other_training_seeds_are_pooled(tmp_path: Path, capsys) -> None:
+    """Two seeds of one method and target: the cell is their mean WER, the interval pools them."""
+    root = tmp_path / "exp"
+    hyps = {"source": system(root, "source", None, {"rain": 0.4, "clean": 0.2})}
+    for name, seed, p in (("mmd_s1", 1, 0.3), ("mmd_s2", 2, 0.1), ("cm", 1, 0.25)):
+        method = "cmatch, labels: ctc_pred" if name == "cm" else "mmd"
+        hyps[name] = system(root, name, f"{{method: {method}, target: rain}}", {"rain": p, "clean": 0.2})
+        with (root / name / "config.yaml").open("a") as f:
+            f.write(f"train: {{seed: {seed}}}\n")
+    out = tmp_path / "r"
+    names = ["source", "mmd_s1", "mmd_s2", "cm"]
+    assert main(["report", *(str(root / n) for n in names), "--out", str(out), "--resamples", "300"]) == 0
+    md = (out / "RESULTS.md").read_text()
+    w = table(md, "Unsupervised adaptation: WER (%) on the target domains")
+    seeds = [wer(["rain"], [hyps[n]["rain"]]) for n in ("mmd_s1", "mmd_s2")]  # the same utterances
+    assert w["rain"]["MMD"].strip("*") == f"{sum(seeds) / 2:.2f}"
+    assert "MMD: 2 training seeds per target domain (train.seed 1, 2)" in md
+    src = wer(["rain"], [hyps["source"]["rain"]])
+    red = table(md, "Relative WER reduction against source-only (%)")
+    mean = sum(seeds) / 2
+    assert float(red["rain"]["MMD"].split()[0]) == pytest.approx(100 * (src - mean) / src, abs=0.051)
+    # a method with one seed against one with two: the difference of their (mean) WERs
+    vs = table(md, "Against the best method (WER points)")
+    cm = wer(["rain"], [hyps["cm"]["rain"]])
+    best, other = ("MMD", "CMatch (ctc_pred)") if sum(seeds) / 2 < cm else ("CMatch (ctc_pred)", "MMD")
+    assert vs["rain"][best] == "best"
+    assert float(vs["rain"][other].split()[0]) == pytest.approx(abs(cm - sum(seeds) / 2), abs=0.006)
+    forgetting = table(md, "Forgetting: source-domain test WER (%)")
+    assert forgetting["MMD"]["experiments"] == "2 of 2"
+    # the same seed twice is no pooling: an error naming both runs
+    shutil.copytree(root / "mmd_s1", root / "mmd_s1_again")
+    again = [str(root / n) for n in ("source", "mmd_s1", "mmd_s1_again")]
+    assert main(["report", *again, "--out", str(out)]) == 2
+    assert "are both 'MMD' adapted to 'rain' with train.seed 1" in capsys.readouterr().err

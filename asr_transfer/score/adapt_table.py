@@ -12,7 +12,9 @@ A system is *adapted* when its ``config.yaml`` has ``adapt: {method: M, target: 
 other than ``supervised``; the *source model* (the Source-only column) is the first system given
 that is not adapted. Columns are methods in the order source_only, self_training, mmd, adv, cmatch,
 named by ``adapt.name`` when set, else e.g. ``MMD`` or ``CMatch (ctc_align)`` (``adapt.labels``).
-Rows are the target domains.
+Rows are the target domains. Experiments of one method and target that differ in ``train.seed`` are
+that cell's seeds: the cell is their mean WER, and the intervals resample utterances with each
+utterance's errors summed over the seeds (two runs with the same seed are an error).
 
 The test set of domain D of a system is its ``decode_<dataset>`` whose dataset name matches
 ``--adaptation-sets`` and whose utterances are all in domain D (``utt2domain``). Plain Kaldi dirs
@@ -81,11 +83,16 @@ class AdaptOptions:
 
 @dataclass
 class Method:
-    """One column: a display name and its adapted systems by target domain."""
+    """One column: a display name and its adapted systems by target domain, one per training seed."""
 
     name: str
     order: tuple
-    by_target: dict[str, System] = field(default_factory=dict)
+    by_target: dict[str, list[System]] = field(default_factory=dict)
+
+    @property
+    def seeds(self) -> int:
+        """The most seeds of any target domain (1: a single run per domain)."""
+        return max(map(len, self.by_target.values()), default=1)
 
 
 def adapt_section(path: Path) -> dict | None:
@@ -262,41 +269,58 @@ def resolve_test_sets(
     return sets, why
 
 
-def _pooled(results: list[ScoreResult], unit: str) -> dict[tuple, tuple[int, int]]:
-    """Bootstrap units over several decodes: utterances keyed by (decode, utt); a speaker stays one unit
-    across decodes (their errors are correlated)."""
+#: a table cell's decodes: per domain of the row, one scored test decode per training seed
+Cell = list[list[ScoreResult]]
+
+
+def _pooled(cell: Cell, unit: str) -> tuple[dict[tuple, tuple[int, int]], int] | None:
+    """Bootstrap units over several decodes, and the seed count ``K`` they are scaled to.
+
+    Utterances are keyed by (domain, utt); a speaker stays one unit across domains (their errors are
+    correlated). A unit's errors are summed over a domain's seeds and scaled to ``K`` seeds (the
+    least common multiple of the domains' seed counts), its length is one decode's: errors / (K x
+    length) is the seeds' mean error rate, in integer counts. ``None`` when a domain's seeds were not
+    decoded on the same utterances.
+    """
+    k = math.lcm(*map(len, cell))
     out: dict[tuple, tuple[int, int]] = {}
-    for i, result in enumerate(results):
-        for key, (errors, length) in unit_counts(result, unit).items():
-            k = (key,) if unit == "spk" else (i, key)
-            e, n = out.get(k, (0, 0))
-            out[k] = (e + errors, n + length)
-    return out
+    for i, seeds in enumerate(cell):
+        counts = [unit_counts(result, unit) for result in seeds]
+        if any(c.keys() != counts[0].keys() or any(c[u][1] != counts[0][u][1] for u in c) for c in counts):
+            return None
+        for key, (_, length) in counts[0].items():
+            errors = sum(c[key][0] for c in counts) * (k // len(seeds))
+            unit_key = (key,) if unit == "spk" else (i, key)
+            e, n = out.get(unit_key, (0, 0))
+            out[unit_key] = (e + errors, n + length)
+    return out, k
 
 
-def _wer(results: list[ScoreResult]) -> float:
-    errors = sum(u.words.errors for r in results for u in r.utts)
-    length = sum(u.words.ref_len for r in results for u in r.utts)
+def _wer(cell: Cell) -> float:
+    """The pooled WER of a cell (%): over its domains' utterances, the mean over seeds."""
+    errors = sum(u.words.errors for seeds in cell for r in seeds for u in r.utts)
+    length = sum(u.words.ref_len for seeds in cell for r in seeds for u in r.utts)
     return 100.0 * errors / length if length else math.nan
 
 
-def _paired(
-    base: list[ScoreResult], other: list[ScoreResult], unit: str
-) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
-    """Errors of ``base`` and ``other`` and the lengths, per bootstrap unit in one order; ``None``
-    when they were not decoded on the same test utterances."""
-    a, b = _pooled(base, unit), _pooled(other, unit)
+def _paired(base: Cell, other: Cell, unit: str) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """Errors of ``base`` and ``other`` and the lengths, per bootstrap unit in one order, both scaled
+    to the same number of seeds; ``None`` when they were not decoded on the same test utterances."""
+    pa, pb = _pooled(base, unit), _pooled(other, unit)
+    if pa is None or pb is None:
+        return None
+    (a, ka), (b, kb) = pa, pb
     if a.keys() != b.keys() or any(a[k][1] != b[k][1] for k in a):
         return None
-    keys = sorted(a)
+    keys, k = sorted(a), math.lcm(ka, kb)
     return (
-        np.array([a[k][0] for k in keys]),
-        np.array([b[k][0] for k in keys]),
-        np.array([a[k][1] for k in keys]),
+        np.array([a[u][0] * (k // ka) for u in keys]),
+        np.array([b[u][0] * (k // kb) for u in keys]),
+        np.array([a[u][1] * k for u in keys]),
     )
 
 
-def _reduction(base: list[ScoreResult], other: list[ScoreResult], options: ScoreOptions) -> str:
+def _reduction(base: Cell, other: Cell, options: ScoreOptions) -> str:
     paired = _paired(base, other, options.unit)
     if paired is None:
         return "n/a (different test utterances)"
@@ -305,7 +329,7 @@ def _reduction(base: list[ScoreResult], other: list[ScoreResult], options: Score
     return f"{r.value:+.1f} [{r.low:+.1f}, {r.high:+.1f}]" + (" †" if significant else "")
 
 
-def _behind(best: list[ScoreResult] | None, other: list[ScoreResult] | None, options: ScoreOptions) -> str:
+def _behind(best: Cell | None, other: Cell | None, options: ScoreOptions) -> str:
     """How many WER points ``other`` is behind ``best``, with its paired-bootstrap interval ("best" for
     the best itself, "–" when either is missing)."""
     if not other or best is None:
@@ -355,15 +379,16 @@ def adaptation_tables(
     sets, why = resolve_test_sets(source, adapted, adapts, opts)
     notes: list[str] = []
 
-    def results(name: str | None, domains: list[str]) -> list[ScoreResult] | None:
-        """Test decodes of ``domains`` of the source model (name None) or a method; None if one lacks."""
+    def results(name: str | None, domains: list[str]) -> Cell | None:
+        """Test decodes of ``domains`` of the source model (name None) or a method (each of its seeds);
+        None if one lacks."""
         out = []
         for d in domains:
-            system = source if name is None else methods[name].by_target.get(d)
-            result = sets[system.name].get(d) if system is not None else None
-            if result is None:
+            runs = [source] if name is None else methods[name].by_target.get(d, [])
+            seeds = [sets[s.name].get(d) for s in runs]
+            if not seeds or None in seeds:
                 return None
-            out.append(result)
+            out.append(seeds)
         return out
 
     rows: list[tuple[str, list[str]]] = [(d, [d]) for d in targets]
@@ -392,10 +417,11 @@ def adaptation_tables(
         winner = next((res for res, w in zip(found, wers[1:]) if res and w == lead), None)
         best_rows.append([label] + [_behind(winner, res, options) for res in found])
     missing = [
-        (f"{m.name} → {d}", why.get((m.by_target[d].name, d)))
+        (f"{m.name} → {d}", why.get((s.name, d)))
         for m in columns
         for d in targets
-        if d in m.by_target and d not in sets[m.by_target[d].name]
+        for s in m.by_target.get(d, [])
+        if d not in sets[s.name]
     ] + [(f"Source-only → {d}", why.get((source.name, d))) for d in targets if d not in sets[source.name]]
     if missing:
         notes.append(
@@ -404,6 +430,13 @@ def adaptation_tables(
             + "."
         )
 
+    for m in (m for m in columns if m.seeds > 1):
+        seeds = sorted({str(_seed(s)) for runs in m.by_target.values() for s in runs})
+        notes.append(
+            f"{m.name}: {m.seeds} training seeds per target domain (train.seed {', '.join(seeds)}); its "
+            "cells are the seeds' mean WER, and its intervals resample utterances with their errors summed "
+            "over the seeds."
+        )
     forgetting = _forgetting(columns, sets, sets[source.name].get(opts.source_domain), opts.source_domain)
     by_method = header[:1] + header[2:]
     return AdaptationTables(
@@ -416,19 +449,27 @@ def _is_add_language(system: System) -> bool:
     return (system.path / crossling.SUMMARY).is_file()
 
 
+def _seed(system: System) -> object:
+    """The ``train.seed`` of an experiment's ``config.yaml`` (``None`` when it records none)."""
+    cfg = yaml_load((system.path / "config.yaml").read_text(encoding="utf-8")) or {}
+    return (cfg.get("train") or {}).get("seed")
+
+
 def _methods(adapted: list[System], adapts: dict[str, dict]) -> dict[str, Method]:
-    """The adapted systems grouped by method, each by its target domain (one system per pair)."""
+    """The adapted systems grouped by method, each by its target domain: one system per pair, or one
+    per training seed (``train.seed``), whose results the tables pool."""
     methods: dict[str, Method] = {}
     for s in adapted:
         a = adapts[s.name]
         m = methods.setdefault(method_name(a), Method(method_name(a), _order(a)))
-        target = str(a["target"])
-        if target in m.by_target:
+        runs = m.by_target.setdefault(str(a["target"]), [])
+        same = next((r for r in runs if _seed(r) == _seed(s)), None)
+        if same is not None:
             raise ValueError(
-                f"{m.by_target[target].path} and {s.path} are both '{m.name}' adapted to '{target}': "
-                "give one (or set adapt.name to tell them apart)"
+                f"{same.path} and {s.path} are both '{m.name}' adapted to '{a['target']}' with train.seed "
+                f"{_seed(s)}: give one (or set adapt.name to tell them apart; other seeds' runs are pooled)"
             )
-        m.by_target[target] = s
+        runs.append(s)
     return methods
 
 
@@ -438,13 +479,14 @@ def _forgetting(
     """Source-domain test WER after each method's adaptations (mean) against the source model's."""
     rows = []
     for m in columns:
-        after = [sets[s.name][domain] for s in m.by_target.values() if domain in sets[s.name]]
-        mean = float(np.mean([_wer([r]) for r in after])) if after else math.nan
-        before = _wer([src]) if src else math.nan
+        runs = [s for seeds in m.by_target.values() for s in seeds]
+        after = [sets[s.name][domain] for s in runs if domain in sets[s.name]]
+        mean = float(np.mean([_wer([[r]]) for r in after])) if after else math.nan
+        before = _wer([[src]]) if src else math.nan
         rows.append(
             [
                 m.name,
-                f"{len(after)} of {len(m.by_target)}",
+                f"{len(after)} of {len(runs)}",
                 "–" if math.isnan(mean) else f"{mean:.2f}",
                 "–" if math.isnan(before) else f"{before:.2f}",
                 "–" if math.isnan(mean) or math.isnan(before) else f"{mean - before:+.2f}",
@@ -539,7 +581,7 @@ def regime_table(systems: list[System], options: ScoreOptions, opts: AdaptOption
     adapted = [s for s in systems if adapts[s.name]]
     sets = resolve_test_sets(source, adapted, adapts, opts)[0][source.name]
     src = sets.get(opts.source_domain)
-    base = _wer([src]) if src else math.nan
+    base = _wer([[src]]) if src else math.nan
     d = opts.source_domain
     header = [
         "target domain",
@@ -551,7 +593,7 @@ def regime_table(systems: list[System], options: ScoreOptions, opts: AdaptOption
     ]
     rows = []
     for t in sorted(targets, key=lambda t: (t in noise, t)):
-        wer = _wer([sets[t]]) if t in sets else math.nan
+        wer = _wer([[sets[t]]]) if t in sets else math.nan
         p = pseudo.get(t)
         rows.append(
             [
