@@ -82,17 +82,26 @@ def test_mini_recipe_end_to_end(tmp_path: Path) -> None:
     table = (recipe / "exp" / "report_adapt" / "RESULTS.md").read_text()
     assert "CMatch (ctc_pred)" in table and "Source-only" in table and "room" in table
     assert "CMatch (ctc_pred)" in proc.stdout  # printed at the end of the run
-    # iterative pseudo-labelling: round 2 re-labels the target with round 1's model and adapts from it
-    rounds = ["./run.sh", "--stage", "8", "--stop_stage", "8", "--speed_perturb", "", "--adapt_methods",
-              "self_training", "--pl_rounds", "2", "--adapt_args", "--train.epochs 1"]  # fmt: skip
-    two = subprocess.run(rounds, cwd=recipe, env=env, capture_output=True, text=True, timeout=600)
+    # iterative pseudo-labelling: round 2 re-labels the target with round 1's model and adapts from it;
+    # with two adaptation seeds, each seed has its own rounds, and the table pools the seeds
+    rounds = ["./run.sh", "--stage", "8", "--stop_stage", "10", "--speed_perturb", "", "--adapt_methods",
+              "self_training", "--pl_rounds", "2", "--adapt_seeds", "1 2", "--adapt_args",
+              "--train.epochs 1"]  # fmt: skip
+    two = subprocess.run(rounds, cwd=recipe, env=env, capture_output=True, text=True, timeout=900)
     assert two.returncode == 0, two.stdout[-2000:] + two.stderr[-2000:]
-    round1, final = recipe / "exp/adapt/self_training_room_round1", recipe / "exp/adapt/self_training_room"
-    relabelled = recipe / "exp/pseudo_self_training_round2/en_train_room"
-    assert (round1 / "model.pt").exists() and (final / "model.pt").exists()
-    made_by = yaml.safe_load((relabelled / "pseudo_label.yaml").read_text())
-    assert made_by["exp"] == "exp/adapt/self_training_room_round1" and made_by["kept"] == 700
-    assert "--train.init exp/adapt/self_training_room_round1/model.pt" in (final / "command.txt").read_text()
+    for seed, sfx in ((1, ""), (2, "_seed2")):
+        final = recipe / f"exp/adapt/self_training_room{sfx}"
+        round1 = final.parent / f"{final.name}_round1"
+        relabelled = recipe / f"exp/pseudo_self_training{sfx}_round2/en_train_room"
+        assert (round1 / "model.pt").exists() and (final / "model.pt").exists()
+        made_by = yaml.safe_load((relabelled / "pseudo_label.yaml").read_text())
+        assert made_by["exp"] == f"exp/adapt/self_training_room{sfx}_round1" and made_by["kept"] == 700
+        command = (final / "command.txt").read_text()
+        assert f"--train.init exp/adapt/self_training_room{sfx}_round1/model.pt" in command
+        assert yaml.safe_load((final / "config.yaml").read_text())["train"]["seed"] == seed
+        assert (final / "decode_en_test_room" / "score" / "wer.json").exists()
+    table = (recipe / "exp" / "report_adapt" / "RESULTS.md").read_text()
+    assert "Self-training: 2 training seeds per target domain (train.seed 1, 2)" in table
     # every stage is idempotent: a rerun of the same command skips all work and succeeds
     rerun = ["./run.sh", "--stage", "2", "--stop_stage", "5", "--speed_perturb", ""]
     again = subprocess.run(rerun, cwd=recipe, env=env, capture_output=True, text=True, timeout=600)

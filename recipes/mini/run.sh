@@ -21,6 +21,8 @@
 #                 [--adapt_args "--train.epochs 2"] [--adapt_tuned DIR] (the tuned lr and weight
 #                 of each method, local/tune_adapt.sh; default exp/tune) [--pl_rounds N] (iterative pseudo-labelling:
 #                 rounds 2..N re-label the target with the previous round's adapted model)
+#                 [--adapt_seeds "1 2"] (adaptation training seeds: seed 1 into exp/adapt/<method>_<domain>,
+#                 seed N into exp/adapt/<method>_<domain>_seedN; the table pools them as seeds)
 #                 [--adapt_config conf/train/adapt_noisy_student.yaml] (the shared adaptation config;
 #                 that one masks the student's input; each method's conf/adapt/<method>.yaml comes after
 #                 it and sets the method's tuned lr: another lr goes in --adapt_args "--train.lr X")
@@ -58,6 +60,7 @@ adapt_tuned=exp/tune                  # <method>.yaml here (local/tune_adapt.sh)
 adapt_args=""
 pseudo_keep=0.7                       # most confident share of pseudo-labels kept (CMatch paper: 70 %)
 pl_rounds=1                           # pseudo-labelling rounds (2+: re-label with the adapted model)
+adapt_seeds=1                         # adaptation training seeds (train.seed); stage 10 pools them
 adapt_train=model                     # model | adapter (a domain adapter, conf/train/adapt_adapter.yaml)
 
 . "$(dirname "$0")/../common/parse_options.sh"
@@ -206,9 +209,10 @@ if [ "$stage" -le 7 ] && [ "$stop_stage" -ge 7 ] && [ -n "$adapt_domains" ]; the
   for d in $adapt_domains; do pseudo_label "$exp" "$d" pseudo "$dump/pseudo"; done
 fi
 
-# adapt FROM's model to domain D with method M on the dumps in PL into OUT (skipped when finished)
+# adapt FROM's model to domain D with method M on the dumps in PL into OUT with training seed S
+# (skipped when finished)
 adapt() {
-  local from=$1 d=$2 m=$3 pl=$4 out=$5
+  local from=$1 d=$2 m=$3 pl=$4 out=$5 s=$6
   if [ -f "$out/model.pt" ]; then
     echo "  $out/model.pt exists, skipped"
     return
@@ -227,30 +231,36 @@ adapt() {
     --data.target "[{dump: $pl/en_train_$d, lang: en}]" \
     --data.dev "[{dump: $dump/en_${adapt_dev}_clean, lang: en}]" \
     --data.target_dev "[{dump: $pl/en_${adapt_dev}_$d, lang: en}]" "${rest[@]}" \
-    --adapt.target "$d" --train.device "$device" $adapt_args
+    --adapt.target "$d" --train.device "$device" --train.seed "$s" $adapt_args
 }
+
+# the run dir suffix of adaptation seed S: none for seed 1 (the single-seed layout), _seedS otherwise
+seed_suffix() { [ "$1" = 1 ] || echo "_seed$1"; }
 
 if [ "$stage" -le 8 ] && [ "$stop_stage" -ge 8 ] && [ -n "$adapt_domains" ]; then
   device=cpu; [ "$ngpu" -gt 0 ] && device=auto
   for d in $adapt_domains; do
     for m in $adapt_methods; do
       [ -f "conf/adapt/$m.yaml" ] || { echo "$0: no such method config conf/adapt/$m.yaml" >&2; exit 2; }
-      final=exp/adapt/${m}${variant}_$d
-      if [ -f "$final/model.pt" ]; then  # the last round finished: no earlier round is redone
-        echo "  $final/model.pt exists, skipped"
-        continue
-      fi
-      from=$exp pl=$dump/pseudo
-      for round in $(seq 1 "$pl_rounds"); do
-        out=$final; [ "$round" -lt "$pl_rounds" ] && out=exp/adapt/${m}_${d}_round$round
-        if [ "$round" -gt 1 ]; then
-          log "8: round $round: re-label $d with $from"
-          pl=$dump/pseudo_${m}_round$round
-          pseudo_label "$from" "$d" "pseudo_${m}_round$round" "$pl"
+      for s in $adapt_seeds; do
+        sfx=$(seed_suffix "$s")
+        final=exp/adapt/${m}${variant}_$d$sfx
+        if [ -f "$final/model.pt" ]; then  # the last round finished: no earlier round is redone
+          echo "  $final/model.pt exists, skipped"
+          continue
         fi
-        log "8: adapt $from to $d with $m -> $out"
-        adapt "$from" "$d" "$m" "$pl" "$out"
-        from=$out
+        from=$exp pl=$dump/pseudo
+        for round in $(seq 1 "$pl_rounds"); do
+          out=$final; [ "$round" -lt "$pl_rounds" ] && out=exp/adapt/${m}_$d${sfx}_round$round
+          if [ "$round" -gt 1 ]; then
+            log "8: round $round: re-label $d with $from"
+            pl=$dump/pseudo_$m${sfx}_round$round
+            pseudo_label "$from" "$d" "pseudo_$m${sfx}_round$round" "$pl"
+          fi
+          log "8: adapt $from to $d with $m (seed $s) -> $out"
+          adapt "$from" "$d" "$m" "$pl" "$out" "$s"
+          from=$out
+        done
       done
     done
   done
@@ -259,16 +269,18 @@ fi
 if [ "$stage" -le 9 ] && [ "$stop_stage" -ge 9 ] && [ -n "$adapt_domains" ]; then
   for d in $adapt_domains; do
     for m in $adapt_methods; do
-      out=exp/adapt/${m}${variant}_$d
-      log "9: decode $out on en_test_$d and the source domain (forgetting)"
-      if [ "$adapt_train" = adapter ]; then
-        # the source model with the domain adapter swapped in for audio of domain $d (utt2domain):
-        # the source domain is decoded by the source model alone
-        asr-transfer decode --exp "$exp" --adapter "$out/$d.adapter" --out-root "$out" \
-          --data "$data/en_test_$d" "$data/en_test_clean" "${decode_opts[@]}"
-      else
-        asr-transfer decode --exp "$out" --data "$data/en_test_$d" "$data/en_test_clean" "${decode_opts[@]}"
-      fi
+      for s in $adapt_seeds; do
+        out=exp/adapt/${m}${variant}_$d$(seed_suffix "$s")
+        log "9: decode $out on en_test_$d and the source domain (forgetting)"
+        if [ "$adapt_train" = adapter ]; then
+          # the source model with the domain adapter swapped in for audio of domain $d (utt2domain):
+          # the source domain is decoded by the source model alone
+          asr-transfer decode --exp "$exp" --adapter "$out/$d.adapter" --out-root "$out" \
+            --data "$data/en_test_$d" "$data/en_test_clean" "${decode_opts[@]}"
+        else
+          asr-transfer decode --exp "$out" --data "$data/en_test_$d" "$data/en_test_clean" "${decode_opts[@]}"
+        fi
+      done
     done
   done
 fi
@@ -279,7 +291,9 @@ if [ "$stage" -le 10 ] && [ "$stop_stage" -ge 10 ] && [ -n "$adapt_domains" ]; t
   pseudo=()  # their WER against the true transcripts: the regime table's, for the report only
   for d in $adapt_domains; do
     pseudo+=("exp/pseudo/en_train_$d")
-    for m in $adapt_methods; do adapted+=("exp/adapt/${m}${variant}_$d"); done
+    for m in $adapt_methods; do
+      for s in $adapt_seeds; do adapted+=("exp/adapt/${m}${variant}_$d$(seed_suffix "$s")"); done
+    done
   done
   asr-transfer report "$exp" "${adapted[@]}" --out exp/report_adapt --pseudo-labels "${pseudo[@]}"
   echo
