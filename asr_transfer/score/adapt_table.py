@@ -297,9 +297,10 @@ def _pooled(cell: Cell, unit: str) -> tuple[dict[tuple, tuple[int, int]], int] |
 
 
 def _wer(cell: Cell) -> float:
-    """The pooled WER of a cell (%): over its domains' utterances, the mean over seeds."""
-    errors = sum(u.words.errors for seeds in cell for r in seeds for u in r.utts)
-    length = sum(u.words.ref_len for seeds in cell for r in seeds for u in r.utts)
+    """The pooled WER of a cell (%) over its domains' utterances, each domain's errors the mean over its
+    seeds (as :func:`_pooled` weighs them)."""
+    errors = sum(sum(u.words.errors for r in seeds for u in r.utts) / len(seeds) for seeds in cell)
+    length = sum(u.words.ref_len for seeds in cell for u in seeds[0].utts)
     return 100.0 * errors / length if length else math.nan
 
 
