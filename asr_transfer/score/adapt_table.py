@@ -88,6 +88,8 @@ class Method:
     name: str
     order: tuple
     by_target: dict[str, list[System]] = field(default_factory=dict)
+    #: each system's ``train.seed`` (by system name), read once
+    seed_of: dict[str, object] = field(default_factory=dict)
 
     @property
     def seeds(self) -> int:
@@ -432,7 +434,7 @@ def adaptation_tables(
         )
 
     for m in (m for m in columns if m.seeds > 1):
-        seeds = sorted({str(_seed(s)) for runs in m.by_target.values() for s in runs})
+        seeds = sorted({str(seed) for seed in m.seed_of.values()})
         notes.append(
             f"{m.name}: {m.seeds} training seeds per target domain (train.seed {', '.join(seeds)}); its "
             "cells are the seeds' mean WER, and its intervals resample utterances with their errors summed "
@@ -464,11 +466,12 @@ def _methods(adapted: list[System], adapts: dict[str, dict]) -> dict[str, Method
         a = adapts[s.name]
         m = methods.setdefault(method_name(a), Method(method_name(a), _order(a)))
         runs = m.by_target.setdefault(str(a["target"]), [])
-        same = next((r for r in runs if _seed(r) == _seed(s)), None)
+        seed = m.seed_of[s.name] = _seed(s)
+        same = next((r for r in runs if m.seed_of[r.name] == seed), None)
         if same is not None:
             raise ValueError(
                 f"{same.path} and {s.path} are both '{m.name}' adapted to '{a['target']}' with train.seed "
-                f"{_seed(s)}: give one (or set adapt.name to tell them apart; other seeds' runs are pooled)"
+                f"{seed}: give one (or set adapt.name to tell them apart; other seeds' runs are pooled)"
             )
         runs.append(s)
     return methods
