@@ -17,6 +17,7 @@ from asr_transfer.decode import DecodeConfig, Recognizer
 from asr_transfer.decode.greedy import ctc_confidence
 from asr_transfer.decode.pseudo_label import select
 from asr_transfer.decode.search import decode_batch_scored
+from asr_transfer.text.normalize import Normalizer
 
 TARGET = "en_train_phone"
 
@@ -169,3 +170,36 @@ def test_ctc_confidence_ranks_a_mostly_blank_hypothesis_below_a_confident_one() 
     conf_a, conf_b = ctc_confidence(logp, torch.tensor([20, 20])).tolist()
     assert conf_b > conf_a
     assert conf_a == pytest.approx(math.log(0.55), abs=1e-5)
+
+
+def test_previous_round_reports_how_much_re_labelling_changed_the_labels(
+    tiny_exp: Path, target: Path, tmp_path: Path, capsys
+) -> None:
+    args = ["pseudo-label", "--exp", tiny_exp, "--data", target, "--keep", "0.5", "--mode", "ctc_greedy"]
+    assert cli(*args, "--out", tmp_path / "r1") == 0
+    assert "change_from_previous" not in summary_of(tmp_path / "r1")
+    hyps = read_table(tmp_path / "r1" / "hyp_all", allow_empty_value=True)
+    # the same model again: nothing changed
+    assert cli(*args, "--out", tmp_path / "same", "--previous", tmp_path / "r1") == 0
+    change = summary_of(tmp_path / "same")["change_from_previous"]
+    assert (change["word_change"], change["utts_changed"], change["utts"]) == (0.0, 0.0, len(hyps))
+    # a previous round that had one more word in one utterance: one edit of all its words
+    prev = Path(shutil.copytree(tmp_path / "r1", tmp_path / "prev"))
+    edited = sorted(u for u, h in hyps.items() if h)[0]
+    (prev / "hyp_all").write_text(
+        "".join(f"{u} {h} zero\n" if u == edited else f"{u} {h}\n" for u, h in sorted(hyps.items()))
+    )
+    # words as the scorer counts them (the normaliser splits at the apostrophes these models spell)
+    words = sum(len(Normalizer("en")(h).split()) for h in hyps.values()) + 1
+    assert cli(*args, "--out", tmp_path / "r2", "--previous", prev) == 0
+    change = summary_of(tmp_path / "r2")["change_from_previous"]
+    assert change["word_change"] == round(100 / words, 2)
+    assert change["utts_changed"] == round(100 / len(hyps), 2) and change["previous"] == str(prev)
+    assert f"{change['word_change']:.2f} % of the previous round's words changed" in capsys.readouterr().out
+    # a previous round of other audio, or no finished round at all: clear errors, nothing written
+    (prev / "hyp_all").write_text("".join(f"{u} {h}\n" for u, h in sorted(hyps.items()) if u != edited))
+    assert cli_as_user(*args, "--out", tmp_path / "r3", "--previous", prev) == 2
+    assert f"different utterances, e.g. ['{edited}']" in capsys.readouterr().err
+    assert cli_as_user(*args, "--out", tmp_path / "r4", "--previous", tmp_path / "nope") == 2
+    assert "not a finished pseudo-label dir" in capsys.readouterr().err
+    assert not (tmp_path / "r3").exists() and not (tmp_path / "r4").exists()

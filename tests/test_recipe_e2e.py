@@ -96,6 +96,10 @@ def test_mini_recipe_end_to_end(tmp_path: Path) -> None:
         assert (round1 / "model.pt").exists() and (final / "model.pt").exists()
         made_by = yaml.safe_load((relabelled / "pseudo_label.yaml").read_text())
         assert made_by["exp"] == f"exp/adapt/self_training_room{sfx}_round1" and made_by["kept"] == 700
+        # ... and says how much it changed round 1's labels of the same audio
+        change = made_by["change_from_previous"]
+        assert change["previous"] == "exp/pseudo/en_train_room" and change["utts"] == 1000
+        assert 0 < change["word_change"] and 0 < change["utts_changed"] <= 100  # a new model, new labels
         command = (final / "command.txt").read_text()
         assert f"--train.init exp/adapt/self_training_room{sfx}_round1/model.pt" in command
         assert yaml.safe_load((final / "config.yaml").read_text())["train"]["seed"] == seed

@@ -12,7 +12,10 @@ Written to ``OUT/``: the kept utterances as a data dir (``wav.scp``, ``text``, `
 ``confidence`` and ``hyp_all`` for every decoded utterance; ``pseudo_label.yaml`` saying how it
 was made; and ``OUT/<name>_unlabelled/``, a data dir without ``text`` of the utterances not kept,
 which the methods whose terms need no labels (MMD, ADV, CMatch with ``ctc_pred``) still use
-(``--data.target_unlabelled``). ``<unk>`` is dropped from the hypotheses. Confidences are
+(``--data.target_unlabelled``). With ``--previous DIR`` (the same audio's pseudo-labels from the
+previous round of iterative pseudo-labelling) the summary also says how much re-labelling changed
+the labels: the word edit rate of this round's hypotheses against that round's, over every decoded
+utterance, read from no transcript. ``<unk>`` is dropped from the hypotheses. Confidences are
 length-normalised (:func:`asr_transfer.decode.search.decode_batch_scored`): the reference ranks
 raw beam scores, which favours short utterances. Ties are broken by utterance id and empty
 hypotheses are never kept, so the selection is deterministic and no kept label is empty.
@@ -40,6 +43,7 @@ from asr_transfer.data.audio import audio_info, load_audio
 from asr_transfer.data.kaldi import DataDir, DataError, load_data_dir, write_data_dir, write_table
 from asr_transfer.decode.search import DecodeConfig
 from asr_transfer.decode.transcribe import Recognizer
+from asr_transfer.score.scoring import score_texts
 from asr_transfer.text.tokenizer import UNK
 
 ACCEPTS_OVERRIDES = True
@@ -61,6 +65,47 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lang", help="language head (default: utt2lang, or the only head)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--overwrite", action="store_true")
+    parser.add_argument(
+        "--previous",
+        type=Path,
+        help="the previous round's pseudo-label dir of the same audio: report how much the labels changed",
+    )
+
+
+def read_hyp_all(label_dir: Path) -> dict[str, str]:
+    """The hypotheses of every utterance a finished pseudo-label dir decoded (its ``hyp_all``)."""
+    path = label_dir / "hyp_all"
+    if not (label_dir / SUMMARY).is_file() or not path.is_file():
+        raise FileNotFoundError(f"{label_dir}: not a finished pseudo-label dir (no {SUMMARY} or hyp_all)")
+    hyps = {}
+    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        utt, _, text = line.partition(" ")
+        if not utt:
+            raise DataError(f"{path}:{n}: empty line")
+        hyps[utt] = text.strip()
+    return hyps
+
+
+def label_change(previous: dict[str, str], hyps: dict[str, str]) -> dict:
+    """How much a round of re-labelling changed the labels of the same utterances.
+
+    ``word_change``: word edits from the previous hypotheses to the new ones, % of the previous
+    words; ``utts_changed``: % of utterances whose hypothesis differs. Utterances on one side only
+    are an error (the rounds must label the same audio).
+
+    Example:
+        >>> label_change({"a": "one two", "b": "three"}, {"a": "one", "b": "three"})
+        {'word_change': 33.33, 'utts_changed': 50.0, 'utts': 2}
+    """
+    if set(previous) != set(hyps):
+        odd = sorted(set(previous) ^ set(hyps))
+        raise DataError(f"the two rounds labelled different utterances, e.g. {odd[:5]}")
+    total = score_texts(previous, hyps).total  # normalised as the scorer does
+    return {
+        "word_change": round(100 * total.words.errors / max(total.words.ref_len, 1), 2),
+        "utts_changed": round(100 * total.sentence_errors / len(hyps), 2),
+        "utts": len(hyps),
+    }
 
 
 def select(hyps: dict[str, str], confidence: dict[str, float], keep: float) -> list[str]:
@@ -103,7 +148,13 @@ def decode_target(
 
 
 def write_pseudo_labels(
-    rec: Recognizer, data_dir: Path, out: Path, keep: float, lang: str | None, made_by: dict
+    rec: Recognizer,
+    data_dir: Path,
+    out: Path,
+    keep: float,
+    lang: str | None,
+    made_by: dict,
+    previous: Path | None = None,
 ) -> dict:
     """Decode ``data_dir`` and write ``out`` atomically (via ``out.tmp``); returns the summary."""
     if not 0 < keep <= 1:
@@ -111,6 +162,7 @@ def write_pseudo_labels(
     data = load_data_dir(data_dir, require_text=False, skip_text=True)
     if not data.wav:
         raise DataError(f"{data_dir / 'wav.scp'}: no utterances to pseudo-label")
+    before = read_hyp_all(previous) if previous is not None else None  # fail before decoding
     hyps, conf, lang = decode_target(rec, data, lang)
     kept = select(hyps, conf, keep)
     if not kept:
@@ -153,6 +205,8 @@ def write_pseudo_labels(
         },
         "min_kept_confidence": round(min(conf[u] for u in kept), 6),
     }
+    if before is not None:
+        summary["change_from_previous"] = {"previous": str(previous), **label_change(before, hyps)}
     (tmp / SUMMARY).write_text(yaml.safe_dump(summary, sort_keys=False), encoding="utf-8")
     if out.exists():
         shutil.rmtree(out)
@@ -175,9 +229,16 @@ def run(args: argparse.Namespace) -> int:
     cfg = DecodeConfig.for_exp(args.exp, args.config, args.overrides)
     rec = Recognizer.from_exp(args.exp, args.checkpoint, cfg, args.device)
     made_by = {"exp": str(args.exp), "checkpoint": args.checkpoint, "decode": asdict(cfg)}
-    summary = write_pseudo_labels(rec, args.data, out, args.keep, args.lang, made_by)
+    summary = write_pseudo_labels(rec, args.data, out, args.keep, args.lang, made_by, args.previous)
+    change = summary.get("change_from_previous")
     print(
         f"pseudo-label: {args.data} -> {out}: kept {summary['kept']} of {summary['total']} "
         f"(mean confidence {summary['mean_confidence']['kept']:.3f})"
+        + (
+            f"; {change['word_change']:.2f} % of the previous round's words changed "
+            f"({change['utts_changed']:.1f} % of utterances)"
+            if change
+            else ""
+        )
     )
     return 0

@@ -20,7 +20,8 @@
 #                 [--adapt_domains "phone rain"] [--adapt_methods "cmatch_ctc_pred mmd"] (conf/adapt/*.yaml)
 #                 [--adapt_args "--train.epochs 2"] [--adapt_tuned DIR] (the tuned lr and weight
 #                 of each method, local/tune_adapt.sh; default exp/tune) [--pl_rounds N] (iterative pseudo-labelling:
-#                 rounds 2..N re-label the target with the previous round's adapted model)
+#                 rounds 2..N re-label the target with the previous round's adapted model; each
+#                 re-labelling's pseudo_label.yaml says how much it changed the previous round's labels)
 #                 [--adapt_seeds "1 2"] (adaptation training seeds: seed 1 into exp/adapt/<method>_<domain>,
 #                 seed N into exp/adapt/<method>_<domain>_seedN; the table pools them as seeds)
 #                 [--adapt_config conf/train/adapt_noisy_student.yaml] (the shared adaptation config;
@@ -191,12 +192,13 @@ dump_features() {
   fi
 }
 
-# pseudo-label domain D's training and dev audio with experiment SRC into exp/LABELS, dump them into DUMP
+# pseudo-label domain D's training and dev audio with experiment SRC into exp/LABELS, dump them into DUMP;
+# with PREV (the previous round's exp/PREV) the summary says how much re-labelling changed the labels
 pseudo_label() {
-  local src=$1 d=$2 labels=$3 out=$4
+  local src=$1 d=$2 labels=$3 out=$4 prev=${5:-}
   for split in train $adapt_dev; do
     asr-transfer pseudo-label --exp "$src" --data "$data/en_${split}_$d" --out "exp/$labels/en_${split}_$d" \
-      --keep "$pseudo_keep" "${decode_opts[@]}"
+      --keep "$pseudo_keep" "${decode_opts[@]}" ${prev:+--previous "exp/$prev/en_${split}_$d"}
   done
   local rest=exp/$labels/en_train_$d/en_train_${d}_unlabelled  # the audio left without a pseudo-label
   dump_features "$out" "exp/$labels/en_train_$d" "exp/$labels/en_${adapt_dev}_$d" $([ -d "$rest" ] && echo "$rest")
@@ -249,13 +251,14 @@ if [ "$stage" -le 8 ] && [ "$stop_stage" -ge 8 ] && [ -n "$adapt_domains" ]; the
           echo "  $final/model.pt exists, skipped"
           continue
         fi
-        from=$exp pl=$dump/pseudo
+        from=$exp pl=$dump/pseudo labels=pseudo
         for round in $(seq 1 "$pl_rounds"); do
           out=$final; [ "$round" -lt "$pl_rounds" ] && out=exp/adapt/${m}_$d${sfx}_round$round
           if [ "$round" -gt 1 ]; then
             log "8: round $round: re-label $d with $from"
             pl=$dump/pseudo_$m${sfx}_round$round
-            pseudo_label "$from" "$d" "pseudo_$m${sfx}_round$round" "$pl"
+            pseudo_label "$from" "$d" "pseudo_$m${sfx}_round$round" "$pl" "$labels"
+            labels=pseudo_$m${sfx}_round$round
           fi
           log "8: adapt $from to $d with $m (seed $s) -> $out"
           adapt "$from" "$d" "$m" "$pl" "$out" "$s"
