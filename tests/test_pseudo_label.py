@@ -199,7 +199,7 @@ def test_previous_round_reports_how_much_re_labelling_changed_the_labels(
     # a previous round of other audio, or no finished round at all: clear errors, nothing written
     (prev / "hyp_all").write_text("".join(f"{u} {h}\n" for u, h in sorted(hyps.items()) if u != edited))
     assert cli_as_user(*args, "--out", tmp_path / "r3", "--previous", prev) == 2
-    assert f"different utterances, e.g. ['{edited}']" in capsys.readouterr().err
+    assert f"{prev}: labels other utterances than {target}, e.g. ['{edited}']" in capsys.readouterr().err
     assert cli_as_user(*args, "--out", tmp_path / "r4", "--previous", tmp_path / "nope") == 2
     assert "not a finished pseudo-label dir" in capsys.readouterr().err
     assert not (tmp_path / "r3").exists() and not (tmp_path / "r4").exists()

@@ -40,7 +40,14 @@ import yaml
 from tqdm import tqdm
 
 from asr_transfer.data.audio import audio_info, load_audio
-from asr_transfer.data.kaldi import DataDir, DataError, load_data_dir, write_data_dir, write_table
+from asr_transfer.data.kaldi import (
+    DataDir,
+    DataError,
+    load_data_dir,
+    read_table,
+    write_data_dir,
+    write_table,
+)
 from asr_transfer.decode.search import DecodeConfig
 from asr_transfer.decode.transcribe import Recognizer
 from asr_transfer.score.scoring import score_texts
@@ -77,13 +84,7 @@ def read_hyp_all(label_dir: Path) -> dict[str, str]:
     path = label_dir / "hyp_all"
     if not (label_dir / SUMMARY).is_file() or not path.is_file():
         raise FileNotFoundError(f"{label_dir}: not a finished pseudo-label dir (no {SUMMARY} or hyp_all)")
-    hyps = {}
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        utt, _, text = line.partition(" ")
-        if not utt:
-            raise DataError(f"{path}:{n}: empty line")
-        hyps[utt] = text.strip()
-    return hyps
+    return read_table(path, allow_empty_value=True)  # an empty hypothesis is a label too
 
 
 def label_change(previous: dict[str, str], hyps: dict[str, str]) -> dict:
@@ -162,7 +163,12 @@ def write_pseudo_labels(
     data = load_data_dir(data_dir, require_text=False, skip_text=True)
     if not data.wav:
         raise DataError(f"{data_dir / 'wav.scp'}: no utterances to pseudo-label")
-    before = read_hyp_all(previous) if previous is not None else None  # fail before decoding
+    before = None
+    if previous is not None:  # checked before decoding, not after
+        before = read_hyp_all(previous)
+        if set(before) != set(data.wav):
+            odd = sorted(set(before) ^ set(data.wav))
+            raise DataError(f"{previous}: labels other utterances than {data_dir}, e.g. {odd[:5]}")
     hyps, conf, lang = decode_target(rec, data, lang)
     kept = select(hyps, conf, keep)
     if not kept:
