@@ -20,6 +20,7 @@ from asr_transfer.adapt.cmatch import (
     ctc_align_labels,
     ctc_pred_labels,
     frame_average_labels,
+    spike_span,
 )
 from asr_transfer.adapt.mmd import gaussian_kernel, gaussian_mmd
 from asr_transfer.data.dataset import Batch
@@ -49,6 +50,20 @@ def _peaked(path: list[int], vocab: int = 6, frames: int | None = None) -> torch
     for t, v in enumerate(path):
         logp[0, t, v] = 0.0
     return logp.log_softmax(-1)
+
+
+def test_frame_average_over_the_spikes_leaves_leading_and_trailing_silence_unlabelled() -> None:
+    # three words spiking at frames 3, 6 and 9 of 15: the last word runs one spacing (3) past its spike
+    logp = _peaked([0, 0, 0, 2, 0, 0, 3, 0, 0, 4, 0, 0, 0, 0, 0])
+    starts, ends = spike_span(logp, torch.tensor([15]))
+    labels = frame_average_labels(torch.tensor([[2, 3, 4]]), ends, 15, starts)
+    assert labels[0].tolist() == [-1] * 3 + [2, 2, 2, 3, 3, 3, 4, 4, 4] + [-1] * 3
+    # the paper's segmentation gives the silence to the first and last words
+    whole = frame_average_labels(torch.tensor([[2, 3, 4]]), torch.tensor([15]), 15)
+    assert whole[0, 0].item() == 2 and whole[0, 14].item() == 4
+    # fewer than two spikes: no spacing to go by, the whole utterance is split
+    starts, ends = spike_span(_peaked([0, 0, 2, 0, 0]), torch.tensor([5]))
+    assert (starts.item(), ends.item()) == (0, 5)
 
 
 def test_ctc_align_labels_spikes_and_blank_runs_and_repeats() -> None:
@@ -197,6 +212,7 @@ def _batch(feats: torch.Tensor, lens: torch.Tensor, ys: torch.Tensor | None, pad
         ("mmd", {}),
         ("adv", {}),
         ("cmatch", {"labels": "frame_average", "min_frames": 1}),
+        ("cmatch", {"labels": "frame_average", "average_over": "spikes", "min_frames": 1}),
         ("cmatch", {"labels": "ctc_align", "min_frames": 1}),
         ("cmatch", {"labels": "ctc_pred", "min_frames": 1, "threshold": 0.0}),
         ("cmatch", {"labels": "ctc_align", "min_frames": 1, "kernel": "gaussian"}),

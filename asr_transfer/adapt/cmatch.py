@@ -4,7 +4,8 @@ Every unpadded encoder frame gets an output unit (a token of the source tokenize
 or none, by one of three strategies:
 
 - ``frame_average``: each utterance's true (unpadded) length split uniformly into as many
-  segments as it has tokens;
+  segments as it has tokens (with ``average_over: spikes``, the span its CTC spikes cover
+  instead, so leading and trailing silence stay unlabelled);
 - ``ctc_align``: CTC forced alignment (``torchaudio.functional.forced_align``, per
   utterance in C++, no Python loop over frames) of the current model's CTC posteriors
   against the transcript (ground truth on the source, pseudo-label on the target); the
@@ -60,6 +61,8 @@ class CMatchOptions(DomainOptions):
             MMD^2 of each class's frames).
         kernel_scales: ``gaussian``: the exponents ``k`` of the bandwidths ``sigma0 * 2^k``.
         detach_source: no gradient through the source frames (only the target moves).
+        average_over: ``frame_average``: split the whole utterance (``utterance``, the paper's) or
+            the span of its CTC spikes (``spikes``).
     """
 
     labels: str = "ctc_align"
@@ -71,21 +74,57 @@ class CMatchOptions(DomainOptions):
     kernel: str = "linear"
     kernel_scales: list[int] = field(default_factory=lambda: [-2, -1, 0, 1, 2])
     detach_source: bool = False
+    average_over: str = "utterance"
 
 
-def frame_average_labels(ys: torch.Tensor, enc_lens: torch.Tensor, frames: int) -> torch.Tensor:
+def frame_average_labels(
+    ys: torch.Tensor, enc_lens: torch.Tensor, frames: int, starts: torch.Tensor | None = None
+) -> torch.Tensor:
     """Uniform segmentation: ``(B, L)`` tokens (``-1`` padded) -> ``(B, T')`` frame labels (``-1``: none).
+
+    Frames ``starts .. enc_lens - 1`` (``starts``: 0 by default) are split into as many equal
+    segments as the utterance has tokens; the frames outside stay unlabelled.
 
     Example:
         >>> frame_average_labels(torch.tensor([[5, 6, -1], [7, -1, -1]]), torch.tensor([4, 2]), 5).tolist()
         [[5, 5, 6, 6, -1], [7, 7, -1, -1, -1]]
+        >>> frame_average_labels(torch.tensor([[5, 6]]), torch.tensor([5]), 6, torch.tensor([1])).tolist()
+        [[-1, 5, 5, 6, 6, -1]]
     """
+    starts = torch.zeros_like(enc_lens) if starts is None else starts
     ys_lens = (ys != IGNORE_ID).sum(1)
     t = torch.arange(frames, device=ys.device)[None, :]
-    idx = (t * ys_lens[:, None]) // enc_lens.clamp_min(1)[:, None]
+    idx = ((t - starts[:, None]).clamp_min(0) * ys_lens[:, None]) // (enc_lens - starts).clamp_min(1)[:, None]
     labels = ys.gather(1, idx.clamp(max=ys.size(1) - 1))
-    valid = (t < enc_lens[:, None]) & (ys_lens[:, None] > 0)
+    valid = (t >= starts[:, None]) & (t < enc_lens[:, None]) & (ys_lens[:, None] > 0)
     return labels.masked_fill(~valid, IGNORE_ID)
+
+
+def spike_span(ctc_logp: torch.Tensor, enc_lens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The frames an utterance's CTC spikes cover: ``(B, T', V)`` -> ``(B,)`` starts and ends.
+
+    A spike is a frame whose CTC argmax is a unit other than blank and other than the previous
+    frame's. A CTC model spikes near a word's start, so the span runs from the first spike to
+    one mean spike spacing past the last (the last word's length); an utterance with fewer than
+    two spikes keeps its whole length.
+
+    Example:
+        >>> logp = torch.full((1, 10, 3), -9.0)
+        >>> for t, v in enumerate([0, 0, 1, 0, 2, 0, 1, 0, 0, 0]): logp[0, t, v] = 0.0
+        >>> [x.tolist() for x in spike_span(logp, torch.tensor([10]))]
+        [[2], [8]]
+    """
+    arg = ctc_logp.detach().argmax(-1)
+    t = torch.arange(arg.size(1), device=arg.device)[None, :].expand_as(arg)
+    prev = torch.cat([torch.zeros_like(arg[:, :1]), arg[:, :-1]], 1)
+    spike = (arg != 0) & (arg != prev) & (t < enc_lens[:, None])
+    count = spike.sum(1)
+    first = torch.where(spike, t, arg.size(1)).min(1).values
+    last = torch.where(spike, t, -1).max(1).values
+    spacing = (last - first).float() / (count - 1).clamp_min(1)
+    end = torch.minimum((last + spacing).round().long(), enc_lens)
+    several = count >= 2
+    return torch.where(several, first, 0), torch.where(several, end, enc_lens)
 
 
 def ctc_align_labels(
@@ -219,6 +258,8 @@ class CMatch(SelfTraining):
             raise ValueError(f"adapt.labels: {self.opts.labels!r} is not one of {', '.join(STRATEGIES)}")
         if self.opts.kernel not in KERNELS:
             raise ValueError(f"adapt.kernel: {self.opts.kernel!r} is not one of {', '.join(KERNELS)}")
+        if self.opts.average_over not in ("utterance", "spikes"):
+            raise ValueError(f"adapt.average_over: {self.opts.average_over!r} is not utterance or spikes")
         if self.opts.kernel == "gaussian" and self.opts.ema > 0:
             raise ValueError("adapt.ema: running class means need kernel: linear (a mean is no distribution)")
 
@@ -257,7 +298,10 @@ class CMatch(SelfTraining):
         if self.opts.labels == "ctc_pred":
             labels = ctc_pred_labels(out.ctc_logp, out.enc_lens, self.opts.threshold)
         elif self.opts.labels == "frame_average":
-            labels = frame_average_labels(batch.ys, out.enc_lens, frames)
+            starts, ends = None, out.enc_lens
+            if self.opts.average_over == "spikes":
+                starts, ends = spike_span(out.ctc_logp, out.enc_lens)
+            labels = frame_average_labels(batch.ys, ends, frames, starts)
         else:
             labels = ctc_align_labels(out.ctc_logp, batch.ys, out.enc_lens, self.opts.extend_blanks)
         return labels.masked_fill(self.ignore[labels.clamp_min(0)], IGNORE_ID)
