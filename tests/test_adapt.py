@@ -325,6 +325,8 @@ def test_unknown_options_and_methods_are_errors_naming_the_key() -> None:
         build_method({"method": "cmatch", "labels": "viterbi"})
     with pytest.raises(ValueError, match="adapt.kernel: 'rbf' is not one of linear, gaussian"):
         build_method({"method": "cmatch", "kernel": "rbf"})
+    with pytest.raises(ValueError, match="adapt.average_over: 'speech' is not utterance or spikes"):
+        build_method({"method": "cmatch", "labels": "frame_average", "average_over": "speech"})
     with pytest.raises(ValueError, match="adapt.ema: running class means need kernel: linear"):
         build_method({"method": "cmatch", "kernel": "gaussian", "ema": 0.5})
     with pytest.raises(ValueError, match="adapt.weights.cmatch: mmd has no such loss term"):
