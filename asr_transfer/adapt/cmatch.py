@@ -39,6 +39,7 @@ from asr_transfer.adapt.base import Context
 from asr_transfer.adapt.mmd import gaussian_kernel
 from asr_transfer.adapt.self_training import DomainOptions, SelfTraining
 from asr_transfer.data.dataset import IGNORE_ID, Batch
+from asr_transfer.decode.greedy import best_path_emissions
 from asr_transfer.model.asr import HybridASR, ModelOutput
 from asr_transfer.text.tokenizer import Tokenizer
 
@@ -78,12 +79,13 @@ class CMatchOptions(DomainOptions):
 
 
 def frame_average_labels(
-    ys: torch.Tensor, enc_lens: torch.Tensor, frames: int, starts: torch.Tensor | None = None
+    ys: torch.Tensor, ends: torch.Tensor, frames: int, starts: torch.Tensor | None = None
 ) -> torch.Tensor:
     """Uniform segmentation: ``(B, L)`` tokens (``-1`` padded) -> ``(B, T')`` frame labels (``-1``: none).
 
-    Frames ``starts .. enc_lens - 1`` (``starts``: 0 by default) are split into as many equal
-    segments as the utterance has tokens; the frames outside stay unlabelled.
+    Frames ``starts .. ends - 1`` (``starts``: 0 by default; ``ends``: the true lengths for the
+    whole utterance) are split into as many equal segments as the utterance has tokens; the frames
+    outside stay unlabelled.
 
     Example:
         >>> frame_average_labels(torch.tensor([[5, 6, -1], [7, -1, -1]]), torch.tensor([4, 2]), 5).tolist()
@@ -91,12 +93,12 @@ def frame_average_labels(
         >>> frame_average_labels(torch.tensor([[5, 6]]), torch.tensor([5]), 6, torch.tensor([1])).tolist()
         [[-1, 5, 5, 6, 6, -1]]
     """
-    starts = torch.zeros_like(enc_lens) if starts is None else starts
+    starts = torch.zeros_like(ends) if starts is None else starts
     ys_lens = (ys != IGNORE_ID).sum(1)
     t = torch.arange(frames, device=ys.device)[None, :]
-    idx = ((t - starts[:, None]).clamp_min(0) * ys_lens[:, None]) // (enc_lens - starts).clamp_min(1)[:, None]
+    idx = ((t - starts[:, None]).clamp_min(0) * ys_lens[:, None]) // (ends - starts).clamp_min(1)[:, None]
     labels = ys.gather(1, idx.clamp(max=ys.size(1) - 1))
-    valid = (t >= starts[:, None]) & (t < enc_lens[:, None]) & (ys_lens[:, None] > 0)
+    valid = (t >= starts[:, None]) & (t < ends[:, None]) & (ys_lens[:, None] > 0)
     return labels.masked_fill(~valid, IGNORE_ID)
 
 
@@ -114,12 +116,10 @@ def spike_span(ctc_logp: torch.Tensor, enc_lens: torch.Tensor) -> tuple[torch.Te
         >>> [x.tolist() for x in spike_span(logp, torch.tensor([10]))]
         [[2], [8]]
     """
-    arg = ctc_logp.detach().argmax(-1)
-    t = torch.arange(arg.size(1), device=arg.device)[None, :].expand_as(arg)
-    prev = torch.cat([torch.zeros_like(arg[:, :1]), arg[:, :-1]], 1)
-    spike = (arg != 0) & (arg != prev) & (t < enc_lens[:, None])
+    _, spike = best_path_emissions(ctc_logp.detach(), enc_lens)
+    t = torch.arange(spike.size(1), device=spike.device)[None, :].expand_as(spike)
     count = spike.sum(1)
-    first = torch.where(spike, t, arg.size(1)).min(1).values
+    first = torch.where(spike, t, spike.size(1)).min(1).values
     last = torch.where(spike, t, -1).max(1).values
     spacing = (last - first).float() / (count - 1).clamp_min(1)
     end = torch.minimum((last + spacing).round().long(), enc_lens)

@@ -5,6 +5,27 @@ from __future__ import annotations
 import torch
 
 
+def best_path_emissions(
+    ctc_logp: torch.Tensor, lens: torch.Tensor, blank: int = 0
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(B, T, V)`` log-posteriors -> ``(B, T)`` best path and ``(B, T)`` mask of the frames it emits at.
+
+    A frame emits when its argmax is not blank and differs from its predecessor's (CTC's spikes).
+
+    Example:
+        >>> logp = torch.log(torch.tensor([[[.1, .9, 0], [.1, .9, 0], [.9, .1, 0], [.1, .0, .9]]]))
+        >>> best_path_emissions(logp, torch.tensor([4]))[1].tolist()
+        [[True, False, False, True]]
+    """
+    best = ctc_logp.argmax(-1)
+    # keep a frame when it differs from its predecessor and is not blank
+    keep = torch.ones_like(best, dtype=torch.bool)
+    keep[:, 1:] = best[:, 1:] != best[:, :-1]
+    keep &= best != blank
+    keep &= torch.arange(best.size(1), device=best.device)[None, :] < lens[:, None]
+    return best, keep
+
+
 def ctc_greedy(ctc_logp: torch.Tensor, lens: torch.Tensor, blank: int = 0) -> list[list[int]]:
     """Best path: argmax per frame, merge repeats, drop blanks.
 
@@ -17,12 +38,7 @@ def ctc_greedy(ctc_logp: torch.Tensor, lens: torch.Tensor, blank: int = 0) -> li
         >>> ctc_greedy(logp, torch.tensor([4]))
         [[1, 2]]
     """
-    best = ctc_logp.argmax(-1)
-    # keep a frame when it differs from its predecessor and is not blank
-    keep = torch.ones_like(best, dtype=torch.bool)
-    keep[:, 1:] = best[:, 1:] != best[:, :-1]
-    keep &= best != blank
-    keep &= torch.arange(best.size(1), device=best.device)[None, :] < lens[:, None]
+    best, keep = best_path_emissions(ctc_logp, lens, blank)
     return [row[mask].tolist() for row, mask in zip(best, keep)]
 
 
