@@ -23,13 +23,18 @@ def _scored(exp: Path, wer: float) -> None:
     (score / "wer.json").write_text(json.dumps({"total": {"wer": wer}}))
 
 
-def _grid(root: Path, points: dict[tuple[str, str], tuple[float, float]], seed: int = 1) -> None:
-    """Finished runs of CMatch (ctc_align) on room and breeze: (lr, weight) -> (dev loss, WER)."""
+def _grid(
+    root: Path,
+    points: dict[tuple[str, str], tuple[float, float]],
+    seed: int = 1,
+    method: str = "cmatch_ctc_align",
+) -> None:
+    """Finished runs of ``method`` on room and breeze: (lr, weight) -> (dev loss, WER)."""
     _scored(root / "exp" / "tiny_clean", 10.0)
     for (lr, w), (loss, wer) in points.items():
         for d in ("room", "breeze"):
             suffix = "" if seed == 1 else f"_s{seed}"  # the script's folders: seed 1 keeps the old name
-            run = root / "exp" / "tune" / "cmatch_ctc_align" / f"{d}_lr{lr}_w{w}{suffix}"
+            run = root / "exp" / "tune" / method / f"{d}_lr{lr}_w{w}{suffix}"
             run.mkdir(parents=True)
             (run / "model.pt").write_bytes(b"")
             (run / "train.log").write_text(
@@ -38,10 +43,10 @@ def _grid(root: Path, points: dict[tuple[str, str], tuple[float, float]], seed: 
             _scored(run, wer)
 
 
-def _choose(root: Path, *args: str) -> str:
+def _choose(root: Path, *args: str, methods: str = "cmatch_ctc_align") -> str:
     env = {**os.environ, "PATH": f"{REPO / '.venv' / 'bin'}:{os.environ['PATH']}"}
     proc = subprocess.run(
-        ["bash", str(SCRIPT), "--methods", "cmatch_ctc_align", *args],
+        ["bash", str(SCRIPT), "--methods", methods, *args],
         cwd=root, env=env, capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -71,7 +76,22 @@ def test_when_every_point_forgets_the_one_that_forgets_least_is_chosen(tmp_path:
                      ("2e-3", "0.02"): (0.59, 12.0), ("2e-3", "0.2"): (0.57, 13.0)})  # fmt: skip
     assert "train: {lr: 5e-4}\nadapt: {weights: {cmatch: 0.2}}" in _choose(tmp_path)
     results = (tmp_path / "exp" / "tune" / "RESULTS.md").read_text()
-    assert results.endswith("- 0.6500 cmatch_ctc_align lr 5e-4, weight 0.2\n")
+    assert results.endswith("- 0.6500 cmatch_ctc_align lr 5e-4, weight 0.2 (every point over the guard)\n")
+
+
+def test_a_labelling_that_forgets_is_not_chosen_over_one_that_does_not(tmp_path: Path) -> None:
+    # ctc_align has the lower criterion, but every one of its points forgets; ctc_pred's do not
+    _grid(tmp_path, {("5e-4", "0.02"): (0.50, 11.9), ("5e-4", "0.2"): (0.51, 11.4),
+                     ("2e-3", "0.02"): (0.49, 12.0), ("2e-3", "0.2"): (0.52, 13.0)})  # fmt: skip
+    _grid(tmp_path, {("5e-4", "0.05"): (0.52, 10.5), ("5e-4", "0.5"): (0.53, 10.2),
+                     ("2e-3", "0.05"): (0.55, 10.4), ("2e-3", "0.5"): (0.57, 10.6)},
+          method="cmatch_ctc_pred")  # fmt: skip
+    _choose(tmp_path, methods="cmatch_ctc_align cmatch_ctc_pred")
+    chosen = (tmp_path / "exp" / "tune" / "RESULTS.md").read_text().split("labelling chosen on dev")[1]
+    assert chosen.strip().splitlines()[2:] == [
+        "- 0.5200 cmatch_ctc_pred lr 5e-4, weight 0.05",
+        "- 0.5100 cmatch_ctc_align lr 5e-4, weight 0.2 (every point over the guard)",
+    ]
 
 
 def test_with_two_seeds_the_criterion_is_their_mean(tmp_path: Path) -> None:

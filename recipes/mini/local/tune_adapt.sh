@@ -134,7 +134,7 @@ limit=$(awk -v s="$source_wer" -v f="$max_forget" 'BEGIN{print (f == "none") ? 1
 choices=()
 for m in $methods; do
   # fields: lr, weight, criterion, over the guard (0/1), sort key (criterion within, WER over it)
-  read -r lr w crit _ < <(grep "^| $m |" "$out/RESULTS.md" |
+  read -r lr w crit over _ < <(grep "^| $m |" "$out/RESULTS.md" |
     awk -F'|' -v lim="$limit" '{w = $(NF-1) + 0; over = w > lim
                                 print $3, $4, $(NF-2), over, (over ? w : $(NF-2))}' |
     sort -g -k4 -k5 | head -1)
@@ -144,12 +144,14 @@ for m in $methods; do
     echo "train: {lr: $lr}"
     [ "$w" != "-" ] && echo "adapt: {weights: {${term[$m]}: $w}}"
   } > "$out/$m.yaml"
-  choices+=("$crit $m lr $lr, weight $w")
+  choices+=("$over $crit $m lr $lr, weight $w")
 done
 {
   echo
-  echo "Chosen (criterion, method, point), best first; the first CMatch line is the labelling chosen on dev:"
+  echo "Chosen (criterion, method, point), within the guard first, then best first; the first CMatch"
+  echo "line is the labelling chosen on dev (a labelling that forgets is not chosen over one that does not):"
   echo
-  printf '%s\n' "${choices[@]}" | sort -g | sed 's/^/- /'
+  printf '%s\n' "${choices[@]}" | sort -k1,1n -k2,2g |
+    awk '{over = $1; sub(/^[01] /, ""); print "- " $0 (over ? " (every point over the guard)" : "")}'
 } >> "$out/RESULTS.md"
 cat "$out/RESULTS.md"
