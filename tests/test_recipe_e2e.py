@@ -76,8 +76,8 @@ def test_mini_recipe_end_to_end(tmp_path: Path) -> None:
     assert data["dev"] == [{"dump": "dump/en_heldout_clean", "lang": "en"}]
     assert data["target_dev"] == [{"dump": "dump/pseudo/en_heldout_room", "lang": "en"}]
     assert len((recipe / "exp/pseudo/en_heldout_room/confidence").read_text().splitlines()) == 300
-    # the method's own tuned learning rate (conf/adapt/<method>.yaml), not the shared 5e-4
-    assert saved["train"]["lr"] == 0.0005 and saved["adapt"]["weights"]["cmatch"] == 0.5
+    # the method's own tuned point (conf/adapt/<method>.yaml: lr and weight)
+    assert saved["train"]["lr"] == 0.0005 and saved["adapt"]["weights"]["cmatch"] == 0.05
     assert saved["adapt"]["kernel"] == "gaussian"
     table = (recipe / "exp" / "report_adapt" / "RESULTS.md").read_text()
     assert "CMatch (ctc_pred)" in table and "Source-only" in table and "room" in table
@@ -102,7 +102,8 @@ def test_mini_recipe_end_to_end(tmp_path: Path) -> None:
         assert 0 < change["word_change"] and 0 < change["utts_changed"] <= 100  # a new model, new labels
         command = (final / "command.txt").read_text()
         assert f"--train.init exp/adapt/self_training_room{sfx}_round1/model.pt" in command
-        assert yaml.safe_load((final / "config.yaml").read_text())["train"]["seed"] == seed
+        train = yaml.safe_load((final / "config.yaml").read_text())["train"]
+        assert train["seed"] == seed and train["lr"] == 0.002  # self-training's tuned lr, not 5e-4
         assert (final / "decode_en_test_room" / "score" / "wer.json").exists()
     table = (recipe / "exp" / "report_adapt" / "RESULTS.md").read_text()
     assert "Self-training: 2 training seeds per target domain (train.seed 1, 2)" in table
