@@ -77,7 +77,7 @@ def test_mini_recipe_end_to_end(tmp_path: Path) -> None:
     assert data["target_dev"] == [{"dump": "dump/pseudo/en_heldout_room", "lang": "en"}]
     assert len((recipe / "exp/pseudo/en_heldout_room/confidence").read_text().splitlines()) == 300
     # the method's own tuned point (conf/adapt/<method>.yaml: lr and weight)
-    assert saved["train"]["lr"] == 0.0005 and saved["adapt"]["weights"]["cmatch"] == 0.05
+    assert saved["train"]["lr"] == 0.002 and saved["adapt"]["weights"]["cmatch"] == 0.5
     assert saved["adapt"]["kernel"] == "gaussian"
     table = (recipe / "exp" / "report_adapt" / "RESULTS.md").read_text()
     assert "CMatch (ctc_pred)" in table and "Source-only" in table and "room" in table

@@ -1,0 +1,186 @@
+"""Judge the tuning grid's selection rules against the target dev audio's transcripts (a study, not a run).
+
+``local/tune_adapt.sh`` chooses each method's grid point without target transcripts. This script says
+how good such a choice is: it decodes every finished grid run (and the source model) on the target
+dev audio of its domain, scores it against that audio's *transcripts*, and prints, per method, the
+point each rule would choose and the WER it has there, beside the best point. No adaptation run or
+choice reads its output; it exists so the rule can be judged once, in the open (docs/benchmarks.md).
+
+Rules compared (lower is better for each):
+  loss      the run's best dev loss (``train.log``), within the forgetting guard as
+            ``local/tune_adapt.sh --select loss`` applies it (``--max_forget``)
+  wer       the source dev split's WER (the grid's forgetting-guard decode): ``--select wer``
+  entropy   mean CTC posterior entropy per frame on the target dev audio (no labels)
+  dropout   WER between two decodes of the target dev audio with dropout on (no labels)
+
+Usage (in recipes/mini, after local/tune_adapt.sh):
+  python local/criterion_study.py exp/tune [exp/tune_more ...] [--exp exp/tiny_clean] [--dump dump]
+                                  [--data corpus/data] [--split heldout]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import statistics
+from pathlib import Path
+
+import jiwer
+import kaldiio
+import torch
+
+from asr_transfer.decode.greedy import ctc_greedy
+from asr_transfer.decode.transcribe import Recognizer
+
+RUN = re.compile(r"(?P<domain>[a-z]+)_lr(?P<lr>[^_]+)_w(?P<w>[^_]+)$")
+
+
+def read_table(path: Path) -> dict[str, str]:
+    """``utt text`` lines -> ``{utt: text}``."""
+    rows = (line.partition(" ") for line in path.read_text().splitlines() if line.strip())
+    return {utt: rest.strip() for utt, _, rest in rows}
+
+
+def wer(ref: dict[str, str], hyp: dict[str, str]) -> float:
+    """Corpus WER (%) of ``hyp`` against ``ref`` over ``ref``'s utterances (an empty side: one word)."""
+    keys = sorted(ref)
+    return 100 * jiwer.wer([ref[k] or "<empty>" for k in keys], [hyp.get(k) or "<empty>" for k in keys])
+
+
+def decode(rec: Recognizer, feats: list[tuple[str, torch.Tensor]], dropout: int | None = None):
+    """CTC greedy hypotheses and the mean per-frame posterior entropy; ``dropout``: the seed of a
+    decode with the dropout layers on (the rest in eval mode)."""
+    model, tok = rec.model.eval(), next(iter(rec.tokenizers.values()))
+    if dropout is not None:
+        torch.manual_seed(dropout)
+        for mod in model.modules():
+            if isinstance(mod, torch.nn.Dropout):
+                mod.train()
+    hyps, ent, frames = {}, 0.0, 0
+    with torch.no_grad():
+        for i in range(0, len(feats), 32):
+            chunk = feats[i : i + 32]
+            x = torch.nn.utils.rnn.pad_sequence([f for _, f in chunk], batch_first=True)
+            enc, lens, _ = model.encode(x, torch.tensor([len(f) for _, f in chunk]), exact_lengths=True)
+            logp = model.ctc_log_probs(enc, tok.lang)
+            for (utt, _), ids in zip(chunk, ctc_greedy(logp, lens)):
+                hyps[utt] = tok.decode(ids)
+            valid = torch.arange(logp.size(1))[None, :] < lens[:, None]
+            ent += float((-(logp.exp() * logp).sum(-1) * valid).sum())
+            frames += int(lens.sum())
+    model.eval()
+    return hyps, ent / frames
+
+
+def measure(exp: Path, feats: list[tuple[str, torch.Tensor]], ref: dict[str, str]) -> dict[str, float]:
+    """The target dev WER against the transcripts and the two label-free quantities of one model."""
+    rec = Recognizer.from_exp(exp)
+    hyps, entropy = decode(rec, feats)
+    a, b = (decode(rec, feats, dropout=seed)[0] for seed in (1, 2))
+    return {"target_dev_wer": wer(ref, hyps), "entropy": entropy, "dropout": wer(a, b)}
+
+
+def best_loss(run: Path) -> float:
+    """The lowest dev loss of a run's epochs."""
+    return min(float(v) for v in re.findall(r"dev loss ([0-9.]+)", (run / "train.log").read_text()))
+
+
+def source_wer(run: Path, split: str) -> float:
+    """The source dev split's WER (%) that local/tune_adapt.sh scored for the run."""
+    return float(json.loads((run / f"decode_en_{split}_clean/score/wer.json").read_text())["total"]["wer"])
+
+
+def ranks(xs: list[float]) -> list[float]:
+    """Average ranks (ties share their mean rank)."""
+    order = sorted(range(len(xs)), key=xs.__getitem__)
+    out = [0.0] * len(xs)
+    i = 0
+    while i < len(order):
+        j = i
+        while j + 1 < len(order) and xs[order[j + 1]] == xs[order[i]]:
+            j += 1
+        for k in range(i, j + 1):
+            out[order[k]] = (i + j) / 2
+        i = j + 1
+    return out
+
+
+def spearman(xs: list[float], ys: list[float]) -> float:
+    """Spearman's rank correlation.
+
+    Example:
+        >>> round(spearman([1, 2, 3, 4], [10, 30, 20, 40]), 2)
+        0.8
+    """
+    rx, ry = ranks(xs), ranks(ys)
+    mx, my = statistics.mean(rx), statistics.mean(ry)
+    cov = sum((a - mx) * (b - my) for a, b in zip(rx, ry))
+    return cov / (sum((a - mx) ** 2 for a in rx) * sum((b - my) ** 2 for b in ry)) ** 0.5
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("tune", nargs="+", type=Path, help="local/tune_adapt.sh output folders")
+    ap.add_argument("--exp", type=Path, default=Path("exp/tiny_clean"))
+    ap.add_argument("--dump", type=Path, default=Path("dump"))
+    ap.add_argument("--data", type=Path, default=Path("corpus/data"))
+    ap.add_argument("--split", default="heldout", help="the dev split of the adaptation (heldout or dev)")
+    ap.add_argument("--max_forget", type=float, default=1.0, help="the grid's forgetting guard (WER points)")
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    runs = [(m.name, run) for t in args.tune for m in sorted(t.iterdir()) if m.is_dir()
+            for run in sorted(m.iterdir())
+            if RUN.match(run.name) and (run / "model.pt").is_file()]  # fmt: skip
+    domains = sorted({RUN.match(r.name)["domain"] for _, r in runs})
+    data = {}
+    for d in domains:
+        scp = read_table(args.dump / f"pseudo/en_{args.split}_{d}/feats.scp")
+        feats = sorted(((u, torch.from_numpy(kaldiio.load_mat(p).copy())) for u, p in scp.items()),
+                       key=lambda x: len(x[1]))  # fmt: skip
+        data[d] = (feats, read_table(args.data / f"en_{args.split}_{d}/text"))
+    source = {d: measure(args.exp, *data[d]) for d in domains}
+    limit = source_wer(args.exp, args.split) + args.max_forget
+    rows = []
+    for method, run in runs:
+        m = RUN.match(run.name)
+        r = {"method": method, "lr": m["lr"], "w": m["w"], "domain": m["domain"], "loss": best_loss(run),
+             "wer": source_wer(run, args.split), **measure(run, *data[m["domain"]])}  # fmt: skip
+        rows.append(r)
+        print(json.dumps(r), flush=True)
+    rules = ("loss", "wer", "entropy", "dropout")
+    print("\nSource model, target dev WER: "
+          + ", ".join(f"{d} {source[d]['target_dev_wer']:.2f}" for d in domains))  # fmt: skip
+    print("\nSpearman correlation with the target dev WER over the grid's runs, per domain:\n")
+    print("| rule | " + " | ".join(domains) + " |\n|---|" + "---|" * len(domains))
+    for rule in rules:
+        cells = []
+        for d in domains:
+            rs = [r for r in rows if r["domain"] == d]
+            cells.append(f"{spearman([r[rule] for r in rs], [r['target_dev_wer'] for r in rs]):.2f}")
+        print(f"| {rule} | " + " | ".join(cells) + " |")
+    print("\nThe point each rule chooses (mean over the domains) and its mean target dev WER:\n")
+    print("| method | best point | " + " | ".join(rules) + " |\n|---|---|" + "---|" * len(rules))
+    for method in sorted({r["method"] for r in rows}):
+        points: dict[tuple[str, str], list[dict]] = {}
+        for r in rows:
+            if r["method"] == method:
+                points.setdefault((r["lr"], r["w"]), []).append(r)
+        points = {k: v for k, v in points.items() if len(v) == len(domains)}
+
+        def mean(key: tuple[str, str], q: str, pts: dict = points) -> float:
+            return statistics.mean(r[q] for r in pts[key])
+
+        def cell(key: tuple[str, str]) -> str:
+            return f"{mean(key, 'target_dev_wer'):.2f} (lr {key[0]}, w {key[1]})"
+
+        best = min(points, key=lambda k: mean(k, "target_dev_wer"))
+        chosen = [min(points, key=lambda k, q=q: mean(k, q)) for q in rules]
+        # the loss as the script applies it: over the guard only when every point is
+        within = [k for k in points if mean(k, "wer") <= limit]
+        chosen[0] = min(within, key=lambda k: mean(k, "loss")) if within else chosen[1]
+        print(f"| {method} | {cell(best)} | " + " | ".join(cell(k) for k in chosen) + " |")
+
+
+if __name__ == "__main__":
+    main()
