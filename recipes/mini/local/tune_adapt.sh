@@ -8,7 +8,7 @@
 #        the target dev audio's pseudo-labels from the source model), averaged likewise.
 # Why wer: the loss's target half measures agreement with the source model's own labels, so it
 # prefers the point that moved least; on the grid of docs/benchmarks.md it chose a worse point for
-# four methods of seven, the held-out WER the best one for all seven (judged on the target dev
+# three methods of seven, the held-out WER the best one for all seven (judged on the target dev
 # audio's transcripts, read for that study only). Epochs within a run are still kept by the loss.
 # Forgetting guard: a point that raises the source dev WER by more than --max_forget points over
 # the source model is chosen only when every point of its method does (then the one that raises it
