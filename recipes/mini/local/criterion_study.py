@@ -13,15 +13,21 @@ Rules compared (lower is better for each):
   entropy   mean CTC posterior entropy per frame on the target dev audio (no labels)
   dropout   WER between two decodes of the target dev audio with dropout on (no labels)
 
+With ``--test D [D ...]`` it reads instead the test decodes of the points the loss and the wer rule
+choose (``asr-transfer decode --exp RUN --data corpus/data/en_test_D`` first, for both rules'
+points) and prints each method's test WER at both, with the paired difference: the check of a rule
+on data it was not chosen on.
+
 Usage (in recipes/mini, after local/tune_adapt.sh):
   python local/criterion_study.py exp/tune [exp/tune_more ...] [--exp exp/tiny_clean] [--dump dump]
-                                  [--data corpus/data] [--split heldout]
+                                  [--data corpus/data] [--split heldout] [--test room breeze]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import random
 import re
 import statistics
 from pathlib import Path
@@ -119,6 +125,81 @@ def spearman(xs: list[float], ys: list[float]) -> float:
     return cov / (sum((a - mx) ** 2 for a in rx) * sum((b - my) ** 2 for b in ry)) ** 0.5
 
 
+def utterance_errors(runs: dict[str, Path], data: Path) -> dict[str, tuple[int, int]]:
+    """``domain/utt -> (errors, reference words)`` of a point's test decodes (``runs``: domain -> run)."""
+    out = {}
+    for d, run in runs.items():
+        hyp = read_table(run / f"decode_en_test_{d}/text")
+        for utt, ref in read_table(data / f"en_test_{d}/text").items():
+            o = jiwer.process_words(ref or "<empty>", hyp.get(utt) or "<empty>")
+            out[f"{d}/{utt}"] = (o.substitutions + o.deletions + o.insertions, len(ref.split()))
+    return out
+
+
+def paired(a: dict, b: dict, n: int = 2000) -> tuple[float, float, float]:
+    """WER of ``a`` minus ``b`` (points) and its 95 % interval, resampling utterances (seed 0).
+
+    Example:
+        >>> paired({"u": (1, 10), "v": (0, 10)}, {"u": (2, 10), "v": (0, 10)})[0]
+        -5.0
+    """
+    keys, rng = sorted(a), random.Random(0)
+
+    def diff(ks: list[str]) -> float:
+        words = sum(a[k][1] for k in ks)
+        return 100 * (sum(a[k][0] for k in ks) - sum(b[k][0] for k in ks)) / words
+
+    draws = sorted(diff([rng.choice(keys) for _ in keys]) for _ in range(n))
+    return diff(keys), draws[int(0.025 * n)], draws[int(0.975 * n)]
+
+
+def test_check(chosen: dict[str, dict[str, list[dict]]], data: Path) -> None:
+    """Each method's test WER at the loss's and the wer rule's points, and the paired difference; then
+    pooled over the methods where they differ (each utterance's errors summed over those methods)."""
+    print("\nTest sets of the grid's domains: the rules' points (wer minus loss, points, 95 % interval)\n")
+    print("| method | wer's point | loss's point | wer minus loss |\n|---|---|---|---|")
+    pool: dict[str, dict[str, tuple[int, int]]] = {"wer": {}, "loss": {}}
+    for method, by_rule in sorted(chosen.items()):
+        errs = {r: utterance_errors({x["domain"]: x["run"] for x in pt}, data) for r, pt in by_rule.items()}
+        names = {r: f"lr {pt[0]['lr']}, w {pt[0]['w']}" for r, pt in by_rule.items()}
+        if by_rule["wer"] == by_rule["loss"]:
+            print(f"| {method} | {names['wer']} | the same | - |")
+            continue
+        d, lo, hi = paired(errs["wer"], errs["loss"])
+        print(f"| {method} | {names['wer']} | {names['loss']} | {d:+.2f} [{lo:+.2f}, {hi:+.2f}] |")
+        for r in pool:
+            for utt, (e, w) in errs[r].items():
+                pe, pw = pool[r].get(utt, (0, 0))
+                pool[r][utt] = (pe + e, pw + w)
+    if pool["wer"]:
+        d, lo, hi = paired(pool["wer"], pool["loss"])
+        print(f"| pooled where they differ | | | {d:+.2f} [{lo:+.2f}, {hi:+.2f}] |")
+
+
+def mean(rows: list[dict], q: str) -> float:
+    """The mean of ``q`` over a grid point's runs (one per domain)."""
+    return statistics.mean(r[q] for r in rows)
+
+
+def grid_points(rows: list[dict], domains: list[str]) -> dict[str, dict[tuple[str, str], list[dict]]]:
+    """``method -> (lr, weight) -> its runs``, the points with a run on every domain."""
+    out: dict[str, dict[tuple[str, str], list[dict]]] = {}
+    for r in rows:
+        out.setdefault(r["method"], {}).setdefault((r["lr"], r["w"]), []).append(r)
+    return {m: {k: v for k, v in pts.items() if len(v) == len(domains)} for m, pts in sorted(out.items())}
+
+
+def choose(points: dict[tuple[str, str], list[dict]], rule: str, limit: float) -> tuple[str, str]:
+    """The point a rule chooses: the lowest mean; the loss as local/tune_adapt.sh applies it, within the
+    forgetting guard (source WER at most ``limit``) unless every point is over it."""
+    if rule == "loss":
+        within = [k for k in points if mean(points[k], "wer") <= limit]
+        if within:
+            return min(within, key=lambda k: mean(points[k], "loss"))
+        rule = "wer"
+    return min(points, key=lambda k: mean(points[k], rule))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("tune", nargs="+", type=Path, help="local/tune_adapt.sh output folders")
@@ -127,12 +208,24 @@ def main() -> None:
     ap.add_argument("--data", type=Path, default=Path("corpus/data"))
     ap.add_argument("--split", default="heldout", help="the dev split of the adaptation (heldout or dev)")
     ap.add_argument("--max_forget", type=float, default=1.0, help="the grid's forgetting guard (WER points)")
+    ap.add_argument("--test", action="store_true", help="compare the rules' points on the domains' test sets")
     args = ap.parse_args()
     torch.set_num_threads(1)
     runs = [(m.name, run) for t in args.tune for m in sorted(t.iterdir()) if m.is_dir()
             for run in sorted(m.iterdir())
             if RUN.match(run.name) and (run / "model.pt").is_file()]  # fmt: skip
     domains = sorted({RUN.match(r.name)["domain"] for _, r in runs})
+    limit = source_wer(args.exp, args.split) + args.max_forget
+    rows = []
+    for method, run in runs:
+        m = RUN.match(run.name)
+        rows.append({"method": method, "lr": m["lr"], "w": m["w"], "domain": m["domain"], "run": run,
+                     "loss": best_loss(run), "wer": source_wer(run, args.split)})  # fmt: skip
+    if args.test:
+        chosen = {m: {rule: pts[choose(pts, rule, limit)] for rule in ("wer", "loss")}
+                  for m, pts in grid_points(rows, domains).items()}  # fmt: skip
+        test_check(chosen, args.data)
+        return
     data = {}
     for d in domains:
         scp = read_table(args.dump / f"pseudo/en_{args.split}_{d}/feats.scp")
@@ -140,14 +233,9 @@ def main() -> None:
                        key=lambda x: len(x[1]))  # fmt: skip
         data[d] = (feats, read_table(args.data / f"en_{args.split}_{d}/text"))
     source = {d: measure(args.exp, *data[d]) for d in domains}
-    limit = source_wer(args.exp, args.split) + args.max_forget
-    rows = []
-    for method, run in runs:
-        m = RUN.match(run.name)
-        r = {"method": method, "lr": m["lr"], "w": m["w"], "domain": m["domain"], "loss": best_loss(run),
-             "wer": source_wer(run, args.split), **measure(run, *data[m["domain"]])}  # fmt: skip
-        rows.append(r)
-        print(json.dumps(r), flush=True)
+    for r in rows:
+        r |= measure(r["run"], *data[r["domain"]])
+        print(json.dumps({k: v for k, v in r.items() if k != "run"}), flush=True)
     rules = ("loss", "wer", "entropy", "dropout")
     print("\nSource model, target dev WER: "
           + ", ".join(f"{d} {source[d]['target_dev_wer']:.2f}" for d in domains))  # fmt: skip
@@ -161,25 +249,15 @@ def main() -> None:
         print(f"| {rule} | " + " | ".join(cells) + " |")
     print("\nThe point each rule chooses (mean over the domains) and its mean target dev WER:\n")
     print("| method | best point | " + " | ".join(rules) + " |\n|---|---|" + "---|" * len(rules))
-    for method in sorted({r["method"] for r in rows}):
-        points: dict[tuple[str, str], list[dict]] = {}
-        for r in rows:
-            if r["method"] == method:
-                points.setdefault((r["lr"], r["w"]), []).append(r)
-        points = {k: v for k, v in points.items() if len(v) == len(domains)}
+    for method, points in grid_points(rows, domains).items():
 
-        def mean(key: tuple[str, str], q: str, pts: dict = points) -> float:
-            return statistics.mean(r[q] for r in pts[key])
+        def cell(key: tuple[str, str], pts: dict = points) -> str:
+            return f"{mean(pts[key], 'target_dev_wer'):.2f} (lr {key[0]}, w {key[1]})"
 
-        def cell(key: tuple[str, str]) -> str:
-            return f"{mean(key, 'target_dev_wer'):.2f} (lr {key[0]}, w {key[1]})"
-
-        best = min(points, key=lambda k: mean(k, "target_dev_wer"))
-        chosen = [min(points, key=lambda k, q=q: mean(k, q)) for q in rules]
-        # the loss as the script applies it: over the guard only when every point is
-        within = [k for k in points if mean(k, "wer") <= limit]
-        chosen[0] = min(within, key=lambda k: mean(k, "loss")) if within else chosen[1]
-        print(f"| {method} | {cell(best)} | " + " | ".join(cell(k) for k in chosen) + " |")
+        best = min(points, key=lambda k, pts=points: mean(pts[k], "target_dev_wer"))
+        print(
+            f"| {method} | {cell(best)} | " + " | ".join(cell(choose(points, q, limit)) for q in rules) + " |"
+        )
 
 
 if __name__ == "__main__":
