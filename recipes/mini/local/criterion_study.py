@@ -27,17 +27,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import random
 import re
 import statistics
 from pathlib import Path
 
 import jiwer
 import kaldiio
+import numpy as np
 import torch
 
 from asr_transfer.decode.greedy import ctc_greedy
 from asr_transfer.decode.transcribe import Recognizer
+from asr_transfer.score import bootstrap
 
 RUN = re.compile(r"(?P<domain>[a-z]+)_lr(?P<lr>[^_]+)_w(?P<w>[^_]+)$")
 
@@ -136,24 +137,15 @@ def utterance_errors(runs: dict[str, Path], data: Path) -> dict[str, tuple[int, 
     return out
 
 
-def paired(a: dict, b: dict, n: int = 2000) -> tuple[float, float, float]:
-    """WER of ``a`` minus ``b`` (points) and its 95 % interval, resampling utterances (seed 0).
-
-    Example:
-        >>> paired({"u": (1, 10), "v": (0, 10)}, {"u": (2, 10), "v": (0, 10)})[0]
-        -5.0
-    """
-    keys, rng = sorted(a), random.Random(0)
-
-    def diff(ks: list[str]) -> float:
-        words = sum(a[k][1] for k in ks)
-        return 100 * (sum(a[k][0] for k in ks) - sum(b[k][0] for k in ks)) / words
-
-    draws = sorted(diff([rng.choice(keys) for _ in keys]) for _ in range(n))
-    return diff(keys), draws[int(0.025 * n)], draws[int(0.975 * n)]
+def paired(a: dict, b: dict) -> tuple[float, float, float]:
+    """WER of ``a`` minus ``b`` (points) and its 95 % paired-bootstrap interval over utterances."""
+    keys = sorted(a)
+    diff = bootstrap.compare(np.array([b[k][0] for k in keys]), np.array([a[k][0] for k in keys]),
+                             np.array([a[k][1] for k in keys])).diff  # fmt: skip
+    return diff.value, diff.low, diff.high
 
 
-def test_check(chosen: dict[str, dict[str, list[dict]]], data: Path) -> None:
+def compare_on_test(chosen: dict[str, dict[str, list[dict]]], data: Path) -> None:
     """Each method's test WER at the loss's and the wer rule's points, and the paired difference; then
     pooled over the methods where they differ (each utterance's errors summed over those methods)."""
     print("\nTest sets of the grid's domains: the rules' points (wer minus loss, points, 95 % interval)\n")
@@ -224,7 +216,7 @@ def main() -> None:
     if args.test:
         chosen = {m: {rule: pts[choose(pts, rule, limit)] for rule in ("wer", "loss")}
                   for m, pts in grid_points(rows, domains).items()}  # fmt: skip
-        test_check(chosen, args.data)
+        compare_on_test(chosen, args.data)
         return
     data = {}
     for d in domains:
