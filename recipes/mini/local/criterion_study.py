@@ -13,14 +13,14 @@ Rules compared (lower is better for each):
   entropy   mean CTC posterior entropy per frame on the target dev audio (no labels)
   dropout   WER between two decodes of the target dev audio with dropout on (no labels)
 
-With ``--test D [D ...]`` it reads instead the test decodes of the points the loss and the wer rule
-choose (``asr-transfer decode --exp RUN --data corpus/data/en_test_D`` first, for both rules'
-points) and prints each method's test WER at both, with the paired difference: the check of a rule
-on data it was not chosen on.
+With ``--test`` it reads instead the test decodes of the points the loss and the wer rule choose
+(``asr-transfer decode --exp RUN --data corpus/data/en_test_D`` first, for both rules' points on each
+grid domain D; scored as stage 9 scores them) and prints each method's paired difference between
+the two: the check of a rule on data it was not chosen on.
 
 Usage (in recipes/mini, after local/tune_adapt.sh):
   python local/criterion_study.py exp/tune [exp/tune_more ...] [--exp exp/tiny_clean] [--dump dump]
-                                  [--data corpus/data] [--split heldout] [--test room breeze]
+                                  [--data corpus/data] [--split heldout] [--test]
 """
 
 from __future__ import annotations
@@ -31,28 +31,24 @@ import re
 import statistics
 from pathlib import Path
 
-import jiwer
 import kaldiio
 import numpy as np
 import torch
+from scipy.stats import spearmanr
 
+from asr_transfer.data.kaldi import read_table
 from asr_transfer.decode.greedy import ctc_greedy
 from asr_transfer.decode.transcribe import Recognizer
 from asr_transfer.score import bootstrap
+from asr_transfer.score.api import ScoreOptions, load_or_score
+from asr_transfer.score.scoring import score_texts
 
 RUN = re.compile(r"(?P<domain>[a-z]+)_lr(?P<lr>[^_]+)_w(?P<w>[^_]+)$")
 
 
-def read_table(path: Path) -> dict[str, str]:
-    """``utt text`` lines -> ``{utt: text}``."""
-    rows = (line.partition(" ") for line in path.read_text().splitlines() if line.strip())
-    return {utt: rest.strip() for utt, _, rest in rows}
-
-
 def wer(ref: dict[str, str], hyp: dict[str, str]) -> float:
-    """Corpus WER (%) of ``hyp`` against ``ref`` over ``ref``'s utterances (an empty side: one word)."""
-    keys = sorted(ref)
-    return 100 * jiwer.wer([ref[k] or "<empty>" for k in keys], [hyp.get(k) or "<empty>" for k in keys])
+    """Corpus WER (%) of ``hyp`` against ``ref``, scored as ``asr-transfer score`` does."""
+    return score_texts(ref, hyp).total.words.rate
 
 
 def decode(rec: Recognizer, feats: list[tuple[str, torch.Tensor]], dropout: int | None = None):
@@ -98,42 +94,13 @@ def source_wer(run: Path, split: str) -> float:
     return float(json.loads((run / f"decode_en_{split}_clean/score/wer.json").read_text())["total"]["wer"])
 
 
-def ranks(xs: list[float]) -> list[float]:
-    """Average ranks (ties share their mean rank)."""
-    order = sorted(range(len(xs)), key=xs.__getitem__)
-    out = [0.0] * len(xs)
-    i = 0
-    while i < len(order):
-        j = i
-        while j + 1 < len(order) and xs[order[j + 1]] == xs[order[i]]:
-            j += 1
-        for k in range(i, j + 1):
-            out[order[k]] = (i + j) / 2
-        i = j + 1
-    return out
-
-
-def spearman(xs: list[float], ys: list[float]) -> float:
-    """Spearman's rank correlation.
-
-    Example:
-        >>> round(spearman([1, 2, 3, 4], [10, 30, 20, 40]), 2)
-        0.8
-    """
-    rx, ry = ranks(xs), ranks(ys)
-    mx, my = statistics.mean(rx), statistics.mean(ry)
-    cov = sum((a - mx) * (b - my) for a, b in zip(rx, ry))
-    return cov / (sum((a - mx) ** 2 for a in rx) * sum((b - my) ** 2 for b in ry)) ** 0.5
-
-
-def utterance_errors(runs: dict[str, Path], data: Path) -> dict[str, tuple[int, int]]:
-    """``domain/utt -> (errors, reference words)`` of a point's test decodes (``runs``: domain -> run)."""
+def utterance_errors(runs: dict[str, Path]) -> dict[str, tuple[int, int]]:
+    """``domain/utt -> (word errors, reference words)`` of a point's test decodes (``runs``: domain ->
+    run), scored as stage 9 scores them (cached in each decode's ``score/``)."""
     out = {}
     for d, run in runs.items():
-        hyp = read_table(run / f"decode_en_test_{d}/text")
-        for utt, ref in read_table(data / f"en_test_{d}/text").items():
-            o = jiwer.process_words(ref or "<empty>", hyp.get(utt) or "<empty>")
-            out[f"{d}/{utt}"] = (o.substitutions + o.deletions + o.insertions, len(ref.split()))
+        result, _ = load_or_score(run / f"decode_en_test_{d}", ScoreOptions())
+        out |= {f"{d}/{u.utt}": (u.words.errors, u.words.ref_len) for u in result.utts}
     return out
 
 
@@ -145,14 +112,14 @@ def paired(a: dict, b: dict) -> tuple[float, float, float]:
     return diff.value, diff.low, diff.high
 
 
-def compare_on_test(chosen: dict[str, dict[str, list[dict]]], data: Path) -> None:
+def compare_on_test(chosen: dict[str, dict[str, list[dict]]]) -> None:
     """Each method's test WER at the loss's and the wer rule's points, and the paired difference; then
     pooled over the methods where they differ (each utterance's errors summed over those methods)."""
     print("\nTest sets of the grid's domains: the rules' points (wer minus loss, points, 95 % interval)\n")
     print("| method | wer's point | loss's point | wer minus loss |\n|---|---|---|---|")
     pool: dict[str, dict[str, tuple[int, int]]] = {"wer": {}, "loss": {}}
     for method, by_rule in sorted(chosen.items()):
-        errs = {r: utterance_errors({x["domain"]: x["run"] for x in pt}, data) for r, pt in by_rule.items()}
+        errs = {r: utterance_errors({x["domain"]: x["run"] for x in pt}) for r, pt in by_rule.items()}
         names = {r: f"lr {pt[0]['lr']}, w {pt[0]['w']}" for r, pt in by_rule.items()}
         if by_rule["wer"] == by_rule["loss"]:
             print(f"| {method} | {names['wer']} | the same | - |")
@@ -216,7 +183,7 @@ def main() -> None:
     if args.test:
         chosen = {m: {rule: pts[choose(pts, rule, limit)] for rule in ("wer", "loss")}
                   for m, pts in grid_points(rows, domains).items()}  # fmt: skip
-        compare_on_test(chosen, args.data)
+        compare_on_test(chosen)
         return
     data = {}
     for d in domains:
@@ -237,7 +204,7 @@ def main() -> None:
         cells = []
         for d in domains:
             rs = [r for r in rows if r["domain"] == d]
-            cells.append(f"{spearman([r[rule] for r in rs], [r['target_dev_wer'] for r in rs]):.2f}")
+            cells.append(f"{spearmanr([r[rule] for r in rs], [r['target_dev_wer'] for r in rs])[0]:.2f}")
         print(f"| {rule} | " + " | ".join(cells) + " |")
     print("\nThe point each rule chooses (mean over the domains) and its mean target dev WER:\n")
     print("| method | best point | " + " | ".join(rules) + " |\n|---|---|" + "---|" * len(rules))
