@@ -80,19 +80,25 @@ def test_when_every_point_forgets_the_one_that_forgets_least_is_chosen(tmp_path:
     assert results.endswith("- 0.6500 cmatch_ctc_align lr 5e-4, weight 0.2 (every point over the guard)\n")
 
 
-def test_a_labelling_that_forgets_is_not_chosen_over_one_that_does_not(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("select", "listed"),
+    [("loss", ["- 0.5200 cmatch_ctc_pred lr 5e-4, weight 0.05",
+               "- 0.5100 cmatch_ctc_align lr 5e-4, weight 0.2 (every point over the guard)"]),
+     ("wer", ["- 10.20 cmatch_ctc_pred lr 5e-4, weight 0.5",
+              "- 11.40 cmatch_ctc_align lr 5e-4, weight 0.2 (every point over the guard)"])],
+)  # fmt: skip
+def test_a_labelling_that_forgets_is_not_chosen_over_one_that_does_not(
+    tmp_path: Path, select: str, listed: list[str]
+) -> None:
     # ctc_align has the lower criterion, but every one of its points forgets; ctc_pred's do not
     _grid(tmp_path, {("5e-4", "0.02"): (0.50, 11.9), ("5e-4", "0.2"): (0.51, 11.4),
                      ("2e-3", "0.02"): (0.49, 12.0), ("2e-3", "0.2"): (0.52, 13.0)})  # fmt: skip
     _grid(tmp_path, {("5e-4", "0.05"): (0.52, 10.5), ("5e-4", "0.5"): (0.53, 10.2),
                      ("2e-3", "0.05"): (0.55, 10.4), ("2e-3", "0.5"): (0.57, 10.6)},
           method="cmatch_ctc_pred")  # fmt: skip
-    _choose(tmp_path, "--select", "loss", methods="cmatch_ctc_align cmatch_ctc_pred")
+    _choose(tmp_path, "--select", select, methods="cmatch_ctc_align cmatch_ctc_pred")
     chosen = (tmp_path / "exp" / "tune" / "RESULTS.md").read_text().split("labelling chosen on dev")[1]
-    assert chosen.strip().splitlines()[2:] == [
-        "- 0.5200 cmatch_ctc_pred lr 5e-4, weight 0.05",
-        "- 0.5100 cmatch_ctc_align lr 5e-4, weight 0.2 (every point over the guard)",
-    ]
+    assert chosen.strip().splitlines()[2:] == listed
 
 
 def test_with_two_seeds_the_criterion_is_their_mean(tmp_path: Path) -> None:
@@ -118,20 +124,6 @@ def test_by_default_the_lowest_source_dev_wer_is_chosen_whatever_the_loss(tmp_pa
     results = (tmp_path / "exp" / "tune" / "RESULTS.md").read_text()
     assert results.endswith("- 9.80 cmatch_ctc_align lr 2e-3, weight 0.2\n")
     assert "train: {lr: 5e-4}\nadapt: {weights: {cmatch: 0.02}}" in _choose(tmp_path, "--select", "loss")
-
-
-def test_by_wer_the_labelling_that_forgets_least_is_listed_first(tmp_path: Path) -> None:
-    _grid(tmp_path, {("5e-4", "0.02"): (0.50, 11.9), ("5e-4", "0.2"): (0.51, 11.4),
-                     ("2e-3", "0.02"): (0.49, 12.0), ("2e-3", "0.2"): (0.52, 13.0)})  # fmt: skip
-    _grid(tmp_path, {("5e-4", "0.05"): (0.52, 10.5), ("5e-4", "0.5"): (0.53, 10.2),
-                     ("2e-3", "0.05"): (0.55, 10.4), ("2e-3", "0.5"): (0.57, 10.6)},
-          method="cmatch_ctc_pred")  # fmt: skip
-    _choose(tmp_path, methods="cmatch_ctc_align cmatch_ctc_pred")
-    chosen = (tmp_path / "exp" / "tune" / "RESULTS.md").read_text().split("labelling chosen on dev")[1]
-    assert chosen.strip().splitlines()[2:] == [
-        "- 10.20 cmatch_ctc_pred lr 5e-4, weight 0.5",
-        "- 11.40 cmatch_ctc_align lr 5e-4, weight 0.2 (every point over the guard)",
-    ]
 
 
 def test_an_unknown_selection_is_refused(tmp_path: Path) -> None:
