@@ -150,9 +150,42 @@ def test_adaptation_tables_match_jiwer(exp_tree: tuple[Path, dict], tmp_path: Pa
     assert f["CMatch (ctc_align)"]["experiments"] == "4 of 4"
     assert f["ST keep 0.7"]["experiments"] == "0 of 1" and f["ST keep 0.7"]["change"] == "–"
     assert "No test decode of the target domain" not in md
+    assert "against the continued-training control" not in md  # no control among the systems
     page = (out / "report.html").read_text()
     assert "<h2>Unsupervised adaptation: WER (%) on the target domains</h2>" in page
     assert "<th>CMatch (ctc_align)</th>" in page and "<td><b>" in page
+
+
+def test_reduction_against_the_continued_training_control(
+    exp_tree: tuple[Path, dict], tmp_path: Path
+) -> None:
+    root, hyps = exp_tree
+    # the control: source terms only, one run per target domain; between the source model and CMatch
+    for target in ("phone", "rain"):
+        hyps[f"ctl_{target}"] = system(
+            root, f"ctl_{target}", f"{{method: source_only, target: {target}}}", {target: 0.3}
+        )
+    out = tmp_path / "report"
+    names = ["source", "ctl_phone", "ctl_rain", "cmatch_phone", "cmatch_rain", "mmd_phone", "st_rain"]
+    assert main(["report", *(str(root / n) for n in names), "--out", str(out), "--resamples", "300"]) == 0
+    md = (out / "RESULTS.md").read_text()
+    c = table(md, "Relative WER reduction against the continued-training control (%)")
+    assert list(c) == ["phone", "rain", "Average", "Average (devices)", "Average (noise)"]
+    assert list(c["phone"]) == ["Source-only (continued)", "ST keep 0.7", "MMD", "CMatch (ctc_align)"]
+    for row, ds in (("phone", ["phone"]), ("rain", ["rain"]), ("Average", ["phone", "rain"])):
+        assert c[row]["Source-only (continued)"] == "control"
+        ctl = wer(ds, [hyps[f"ctl_{d}"][d] for d in ds])
+        cm = wer(ds, [hyps[f"cmatch_{d}"][d] for d in ds])
+        point, low, high = (
+            float(x) for x in c[row]["CMatch (ctc_align)"].translate(str.maketrans("", "", "[],†")).split()
+        )
+        assert point == pytest.approx(round(100 * (ctl - cm) / ctl, 1), abs=0.051) and low <= point <= high
+    assert c["phone"]["CMatch (ctc_align)"].endswith("†")  # 30 % -> 10 % word errors
+    assert c["rain"]["MMD"] == "–" and c["Average"]["ST keep 0.7"] == "–"  # no run for that cell
+    ctl, st = wer(["rain"], [hyps["ctl_rain"]["rain"]]), wer(["rain"], [hyps["st_rain"]["rain"]])
+    assert float(c["rain"]["ST keep 0.7"].split()[0]) == pytest.approx(
+        round(100 * (ctl - st) / ctl, 1), abs=0.051
+    )
 
 
 def test_libri_adapt_devices_custom_noise_list_and_source_domain(tmp_path: Path) -> None:

@@ -26,7 +26,10 @@ method's cell for D is the WER of that method's experiment adapted to D, on D's 
 missing one is named in a note, with the file that would place it. The Average rows (all targets;
 devices and noise separately when both occur) pool the utterances of their domains, so the
 relative reduction of an average is a ratio of pooled error rates with one paired bootstrap over
-all its utterances. A domain in ``--noise-domains`` counts as noise, any other as a device
+all its utterances. When one column is the continued-training control (method ``source_only``:
+the source terms alone, the adaptation schedule, no target audio), a further table gives each
+method's reduction against it, the part of a gain that is adaptation rather than more source
+training. A domain in ``--noise-domains`` counts as noise, any other as a device
 (Libri-Adapt microphone names work unchanged). Forgetting: the source-domain test WER of a
 method's adapted experiments (their mean) next to the source model's.
 
@@ -354,6 +357,9 @@ class AdaptationTables:
     ``versus_best``: per row, each method's WER minus the best method's (the row's lowest WER), in
     points with a paired-bootstrap interval: whether the best method is better than the next with
     confidence, or only on the point estimate.
+    ``versus_control``: when a column is the continued-training control (method ``source_only``),
+    each other method's relative reduction against it: the part of a gain that is adaptation, not
+    the further source training the method's run also gives (``None`` without a control).
     """
 
     source: str
@@ -362,6 +368,7 @@ class AdaptationTables:
     forgetting: Table
     notes: list[str]
     versus_best: Table
+    versus_control: Table | None
 
 
 def adaptation_tables(
@@ -402,7 +409,9 @@ def adaptation_tables(
         rows += [("Average (devices)", devices), ("Average (noise)", noisy)]
 
     header = ["target domain", "Source-only"] + [m.name for m in columns]
-    wer_rows, red_rows, best_rows = [], [], []
+    wer_rows, red_rows, best_rows, control_rows = [], [], [], []
+    # the first continued-training control among the columns, if any
+    control = next((i for i, m in enumerate(columns) if m.order[0] == METHODS.index("source_only")), None)
     for label, domains in rows:
         base = results(None, domains)
         wers = [_wer(base) if base else math.nan]
@@ -419,6 +428,15 @@ def adaptation_tables(
         lead = best(wers[1:])  # the best method (source-only is not one)
         winner = next((res for res, w in zip(found, wers[1:]) if res and w == lead), None)
         best_rows.append([label] + [_behind(winner, res, options) for res in found])
+        if control is not None:
+            ctl = found[control]
+            control_rows.append(
+                [label]
+                + [
+                    "control" if i == control else _reduction(ctl, res, options) if ctl and res else "–"
+                    for i, res in enumerate(found)
+                ]
+            )
     missing = [
         (f"{m.name} → {d}", why.get((s.name, d)))
         for m in columns
@@ -443,7 +461,13 @@ def adaptation_tables(
     forgetting = _forgetting(columns, sets, sets[source.name].get(opts.source_domain), opts.source_domain)
     by_method = header[:1] + header[2:]
     return AdaptationTables(
-        source.name, (header, wer_rows), (by_method, red_rows), forgetting, notes, (by_method, best_rows)
+        source.name,
+        (header, wer_rows),
+        (by_method, red_rows),
+        forgetting,
+        notes,
+        (by_method, best_rows),
+        (by_method, control_rows) if control is not None else None,
     )
 
 

@@ -215,6 +215,15 @@ def _adaptation_section(doc: Doc, a: AdaptationTables, options: ScoreOptions) ->
         "confidence, not only on the point estimate."
     )
     doc.table(a.versus_best)
+    if a.versus_control is not None:
+        doc.heading("Relative WER reduction against the continued-training control (%)")
+        doc.note(
+            "100 × (WER control − WER method) / WER control, with its 95% paired-bootstrap interval; "
+            "† = the interval excludes 0. The control trains the source model further on the source "
+            "data alone, with the adaptation schedule and no target audio: a gain against it is "
+            "adaptation, not source training the source model had not had."
+        )
+        doc.table(a.versus_control)
     doc.heading("Forgetting: source-domain test WER (%)")
     doc.table(a.forgetting)
 
