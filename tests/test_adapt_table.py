@@ -188,6 +188,44 @@ def test_reduction_against_the_continued_training_control(
     )
 
 
+def test_source_model_named_even_when_adapted(
+    exp_tree: tuple[Path, dict], tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    root, hyps = exp_tree
+    # a control (source terms only) that CMatch then adapts from: the baseline has an adapt section
+    system(root, "ctl", "{method: source_only, target: phone}", {"phone": 0.3, "laptop": 0.3, "clean": 0.2})
+    ctl = {d: read_hyp(root / "ctl", d) for d in ("phone", "laptop", "clean")}
+    out = tmp_path / "report"
+    names = ["source", "ctl", "cmatch_phone", "cmatch_laptop"]
+    args = ["report", *(str(root / n) for n in names), "--out", str(out), "--resamples", "100"]
+    assert main([*args, "--source-model", str(root / "ctl")]) == 0
+    md = (out / "RESULTS.md").read_text()
+    w = table(md, "Unsupervised adaptation: WER (%) on the target domains")
+    assert list(w) == ["laptop", "phone", "Average"]
+    assert list(w["phone"]) == ["Source-only", "CMatch (ctc_align)"]  # the control is the baseline, no column
+    for d in ("phone", "laptop"):
+        assert w[d]["Source-only"] == f"{wer([d], [ctl[d]]):.2f}"
+    f = table(md, "Forgetting: source-domain test WER (%)")
+    assert f["CMatch (ctc_align)"]["clean WER source model"] == f"{wer(['clean'], [ctl['clean']]):.2f}"
+    r = table(md, "Regime of the target domains")
+    assert (
+        list(r) == ["laptop", "phone"]
+        and r["phone"]["Source-only WER"] == f"{wer(['phone'], [ctl['phone']]):.2f}"
+    )
+    # without it, the first system not adapted is the source, and the control one of the methods
+    assert main([*args[:5], "--out", str(tmp_path / "r2"), "--resamples", "100"]) == 0
+    w2 = table(
+        (tmp_path / "r2" / "RESULTS.md").read_text(), "Unsupervised adaptation: WER (%) on the target domains"
+    )
+    assert w2["phone"]["Source-only"] == f"{wer(['phone'], [hyps['source']['phone']]):.2f}"
+    assert "Source-only (continued)" in w2["phone"]
+    assert main([*args, "--source-model", str(tmp_path / "elsewhere")]) == 2
+    assert (
+        f"--source-model {tmp_path / 'elsewhere'}: not one of the experiments given"
+        in capsys.readouterr().err
+    )
+
+
 def test_libri_adapt_devices_custom_noise_list_and_source_domain(tmp_path: Path) -> None:
     root = tmp_path / "exp"
     for name, adapt, errs in (

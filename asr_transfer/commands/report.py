@@ -46,6 +46,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="domains averaged as noise; every other target domain counts as a device",
     )
     group.add_argument(
+        "--source-model",
+        type=Path,
+        default=None,
+        metavar="EXP_DIR",
+        help="the source model among EXP_DIR... (default: the first one not adapted); may be an adapted "
+        "experiment, e.g. a continued-training control that later runs adapted from",
+    )
+    group.add_argument(
         "--adaptation-sets", default="*test*", help="glob on dataset names of the test-set decodes"
     )
     group.add_argument(
@@ -67,7 +75,11 @@ def run(args: argparse.Namespace) -> int:
 
     options = options_from(args)
     adapt = AdaptOptions(
-        args.source_domain, tuple(args.noise_domains), args.adaptation_sets, tuple(args.pseudo_labels)
+        args.source_domain,
+        tuple(args.noise_domains),
+        args.adaptation_sets,
+        tuple(args.pseudo_labels),
+        args.source_model,
     )
     own_lang = args.lang is None
     systems = load_systems(args.exp_dirs, options, own_lang)

@@ -10,11 +10,13 @@ It is a section of ``asr-transfer report``, added whenever a system given is ada
 
 A system is *adapted* when its ``config.yaml`` has ``adapt: {method: M, target: D}`` with a method
 other than ``supervised``; the *source model* (the Source-only column) is the first system given
-that is not adapted. Columns are methods in the order source_only, self_training, mmd, adv, cmatch,
-named by ``adapt.name`` when set, else e.g. ``MMD`` or ``CMatch (ctc_align)`` (``adapt.labels``).
-Rows are the target domains. Experiments of one method and target that differ in ``train.seed`` are
-that cell's seeds: the cell is their mean WER, and the intervals resample utterances with each
-utterance's errors summed over the seeds (two runs with the same seed are an error).
+that is not adapted, or the one ``--source-model EXP_DIR`` names (adapted or not: e.g. a model that
+continued training on the source, adapted from in turn). Columns are methods in the order
+source_only, self_training, mmd, adv, cmatch, named by ``adapt.name`` when set, else e.g. ``MMD`` or
+``CMatch (ctc_align)`` (``adapt.labels``). Rows are the target domains. Experiments of one method
+and target that differ in ``train.seed`` are that cell's seeds: the cell is their mean WER, and the
+intervals resample utterances with each utterance's errors summed over the seeds (two runs with the
+same seed are an error).
 
 The test set of domain D of a system is its ``decode_<dataset>`` whose dataset name matches
 ``--adaptation-sets`` and whose utterances are all in domain D (``utt2domain``). Plain Kaldi dirs
@@ -82,6 +84,9 @@ class AdaptOptions:
     noise_domains: tuple[str, ...] = ("rain", "wind", "laugh", "drizzle", "breeze")
     sets: str = "*test*"
     pseudo_labels: tuple[Path, ...] = ()
+    #: the source model's experiment dir when it is not the first non-adapted system (e.g. a model
+    #: that continued training on the source with ``source_only``, whose config has an ``adapt``)
+    source_model: Path | None = None
 
 
 @dataclass
@@ -376,12 +381,15 @@ def adaptation_tables(
 ) -> AdaptationTables | None:
     """The adaptation tables over report systems; ``None`` when no system is adapted."""
     adapts = {s.name: adapt_section(s.path) for s in systems}
+    source = _source(systems, adapts, opts)
     adapted = [s for s in systems if adapts[s.name]]
     if not adapted:
         return None
-    source = next((s for s in systems if not adapts[s.name] and not _is_add_language(s)), None)
     if source is None:
-        raise ValueError("adapted systems but no source model: give the source experiment (no 'adapt') too")
+        raise ValueError(
+            "adapted systems but no source model: give the source experiment (no 'adapt') too, or name "
+            "it with --source-model"
+        )
     methods = _methods(adapted, adapts)
     columns = sorted(methods.values(), key=lambda m: m.order)
     noise = set(opts.noise_domains)
@@ -469,6 +477,19 @@ def adaptation_tables(
         (by_method, best_rows),
         (by_method, control_rows) if control is not None else None,
     )
+
+
+def _source(systems: list[System], adapts: dict[str, dict | None], opts: AdaptOptions) -> System | None:
+    """The source model: ``opts.source_model`` (its ``adapt`` section then dropped from ``adapts``: it
+    is the baseline, not a method's run), else the first system neither adapted nor add-language."""
+    if opts.source_model is None:
+        return next((s for s in systems if not adapts[s.name] and not _is_add_language(s)), None)
+    want = opts.source_model.resolve()
+    source = next((s for s in systems if s.path.resolve() == want), None)
+    if source is None:
+        raise ValueError(f"--source-model {opts.source_model}: not one of the experiments given")
+    adapts[source.name] = None
+    return source
 
 
 def _is_add_language(system: System) -> bool:
@@ -592,7 +613,7 @@ def regime_table(systems: list[System], options: ScoreOptions, opts: AdaptOption
     are neither, or no source model (a system without ``adapt``).
     """
     adapts = {s.name: adapt_section(s.path) for s in systems}
-    source = next((s for s in systems if not adapts[s.name] and not _is_add_language(s)), None)
+    source = _source(systems, adapts, opts)
     pseudo: dict[str, PseudoLabelScore] = {}
     named = {str(a["target"]) for a in adapts.values() if a}
     for path in opts.pseudo_labels:

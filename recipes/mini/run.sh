@@ -298,7 +298,9 @@ if [ "$stage" -le 10 ] && [ "$stop_stage" -ge 10 ] && [ -n "$adapt_domains" ]; t
       for s in $adapt_seeds; do adapted+=("exp/adapt/${m}${variant}_$d$(seed_suffix "$s")"); done
     done
   done
-  asr-transfer report "$exp" "${adapted[@]}" --out exp/report_adapt --pseudo-labels "${pseudo[@]}"
+  # --source-model: $exp even when it continued from another model (a control's run has 'adapt')
+  asr-transfer report "$exp" "${adapted[@]}" --source-model "$exp" --out exp/report_adapt \
+    --pseudo-labels "${pseudo[@]}"
   echo
   cat exp/report_adapt/RESULTS.md
 fi
