@@ -21,19 +21,19 @@ same seed are an error).
 The test set of domain D of a system is its ``decode_<dataset>`` whose dataset name matches
 ``--adaptation-sets`` and whose utterances are all in domain D (``utt2domain``). Plain Kaldi dirs
 have no ``utt2domain``; a test decode without one takes its domain from the experiments
-(:func:`resolve_test_sets`): the domain its dataset is named after (``en_test_kiosk``: kiosk),
-else, for an adapted experiment with a single such decode, its ``adapt.target``; the source
-model's decode of the same data dir then is the source model's test set of that domain. A
-method's cell for D is the WER of that method's experiment adapted to D, on D's test set; a
-missing one is named in a note, with the file that would place it. The Average rows (all targets;
-devices and noise separately when both occur) pool the utterances of their domains, so the
-relative reduction of an average is a ratio of pooled error rates with one paired bootstrap over
-all its utterances. When one column is the continued-training control (method ``source_only``:
-the source terms alone, the adaptation schedule, no target audio), a further table gives each
-method's reduction against it, the part of a gain that is adaptation rather than more source
-training. A domain in ``--noise-domains`` counts as noise, any other as a device
-(Libri-Adapt microphone names work unchanged). Forgetting: the source-domain test WER of a
-method's adapted experiments (their mean) next to the source model's.
+(:func:`resolve_test_sets`): the domain its dataset is named after (``en_test_kiosk``: kiosk), else,
+for an adapted experiment with a single such decode, its ``adapt.target``; the source model's decode
+of the same data dir then is the source model's test set of that domain. A method's cell for D is
+the WER of that method's experiment adapted to D, on D's test set; a missing one is named in a note,
+with the file that would place it. The Average rows (all targets; devices and noise separately when
+both occur) pool the utterances of their domains, so the relative reduction of an average is a ratio
+of pooled error rates with one paired bootstrap over all its utterances. When a column is the
+continued-training control (method ``source_only``: the source terms alone, the adaptation schedule,
+no target audio; the first such column when several are), a further table gives each method's
+reduction against it, the part of a gain that is adaptation rather than more source training. A
+domain in ``--noise-domains`` counts as noise, any other as a device (Libri-Adapt microphone names
+work unchanged). Forgetting: the source-domain test WER of a method's adapted experiments (their
+mean) next to the source model's.
 
 The regime table says how far each target domain is from the source, the first-order lever of
 these methods (docs/benchmarks.md, "Paper-regime domains"): the source model's test WER there, its
