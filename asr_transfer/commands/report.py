@@ -7,8 +7,8 @@ has the per-set WER table; the tables of a kind of experiment are added when suc
 given:
 
 - unsupervised adaptation (a ``config.yaml`` whose ``adapt`` names a domain-adaptation method): the
-  adaptation tables (:mod:`asr_transfer.score.adapt_table`; the source model is the first system
-  that is neither adapted nor an add-language run);
+  adaptation tables (:mod:`asr_transfer.score.adapt_table`; the source model is the one
+  ``--source-model`` names, else the first system that is neither adapted nor an add-language run);
 - ``add-language`` runs (``add_language.yaml``): the cross-lingual table, targets x methods
   (:mod:`asr_transfer.score.crossling`), with the base model's own WERs, the base being the one
   their ``add_language.yaml`` names.

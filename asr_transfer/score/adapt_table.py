@@ -610,7 +610,7 @@ def regime_table(systems: list[System], options: ScoreOptions, opts: AdaptOption
     pseudo-label WER (kept, all) where ``opts.pseudo_labels`` has that domain.
 
     Rows are the adapted systems' target domains and the pseudo-labels' domains; ``None`` when there
-    are neither, or no source model (a system without ``adapt``).
+    are neither, or no source model (a system without ``adapt``, or ``opts.source_model``).
     """
     adapts = {s.name: adapt_section(s.path) for s in systems}
     source = _source(systems, adapts, opts)
