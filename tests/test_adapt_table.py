@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -448,6 +449,33 @@ def test_adaptation_tables_render_in_headless_chromium(exp_tree: tuple[Path, dic
     # the browser parsed the tables: the adaptation headings and the bold best cell survive in its DOM
     assert "Relative WER reduction against source-only (%)</h2>" in dom
     assert dom.count("<table>") >= 4 and "<td><b>" in dom
+
+
+def test_an_interval_holds_the_spread_between_training_seeds(tmp_path: Path) -> None:
+    """One seed no better than the source model, the other perfect: the mean halves the WER, but the
+    interval must not claim a gain with confidence, since a rerun could be the first seed again."""
+    root = tmp_path / "exp"
+    system(root, "source", None, {"rain": 0.4, "clean": 0.2})
+    for name, seed in (("mmd_s1", 1), ("mmd_s2", 2)):
+        system(root, name, "{method: mmd, target: rain}", {"clean": 0.2})
+        with (root / name / "config.yaml").open("a") as f:
+            f.write(f"train: {{seed: {seed}}}\n")
+    # seed 1 decodes as the source model does, seed 2 without an error
+    shutil.copytree(root / "source" / "decode_en_test_rain", root / "mmd_s1" / "decode_en_test_rain")
+    perfect = root / "mmd_s2" / "decode_en_test_rain"
+    shutil.copytree(root / "source" / "decode_en_test_rain", perfect)
+    shutil.copy(perfect / "ref", perfect / "text")
+    out = tmp_path / "r"
+    names = ["source", "mmd_s1", "mmd_s2"]
+    assert main(["report", *(str(root / n) for n in names), "--out", str(out), "--resamples", "400"]) == 0
+    md = (out / "RESULTS.md").read_text()
+    cell = table(md, "Relative WER reduction against source-only (%)")["rain"]["MMD"]
+    value, low, high = (float(x) for x in re.findall(r"[-+]?\d+\.\d+", cell))
+    assert value == pytest.approx(50.0, abs=0.05)
+    # a quarter of the resamples draw seed 1 twice (no gain): the interval reaches 0 and is not marked
+    assert low == pytest.approx(0.0, abs=0.05) and high == pytest.approx(100.0, abs=0.05)
+    assert "†" not in cell
+    assert "its intervals resample the seeds as well as the utterances" in md
 
 
 def test_runs_with_other_training_seeds_are_pooled(tmp_path: Path, capsys) -> None:

@@ -75,3 +75,28 @@ def test_mismatched_shapes_are_rejected():
         bootstrap.resample_rates(np.array([1, 2, 3]), np.array([1, 2]))
     with pytest.raises(ValueError, match="integer counts"):
         bootstrap.resample_rates(np.array([0.5, 1.0]), np.array([1, 2]))
+
+
+def test_one_seed_per_group_resamples_as_the_utterance_bootstrap(systems):
+    """With a single training seed everywhere the two-level bootstrap is the paired one, draw for draw."""
+    a, b, lengths = systems
+    point, rates = bootstrap.seed_resampled_rates(np.vstack([a, b]), lengths, [[[0]], [[1]]], n_resamples=300)
+    np.testing.assert_allclose(rates, bootstrap.resample_rates(np.vstack([a, b]), lengths, n_resamples=300))
+    assert point.tolist() == pytest.approx([100.0 * a.sum() / lengths.sum(), 100.0 * b.sum() / lengths.sum()])
+
+
+def test_seed_draws_against_a_slow_reference(systems):
+    """Each group draws its seeds with replacement from a stream of its own, after the utterances."""
+    a, b, lengths = systems
+    c = b + 1  # a second seed of system b, worse everywhere
+    errors = np.vstack([a, b, c])
+    point, rates = bootstrap.seed_resampled_rates(errors, lengths, [[[0]], [[1, 2]]], n_resamples=200, seed=3)
+    utt = slow_rates([a.tolist(), b.tolist(), c.tolist()], lengths.tolist(), 200, 3)
+    rng = np.random.default_rng([3, 1])
+    draws = rng.integers(0, 2, size=(200, 2))
+    for r in range(200):
+        # the rate of a mean of error sums over one resample's length is the mean of the rates
+        mean = sum(utt[1 + int(k)][r] for k in draws[r]) / 2
+        assert rates[1, r] == pytest.approx(mean, nan_ok=True)
+    np.testing.assert_allclose(rates[0], utt[0])
+    assert point[1] == pytest.approx(100.0 * (b.sum() + c.sum()) / 2 / lengths.sum())

@@ -15,8 +15,9 @@ continued training on the source, adapted from in turn). Columns are methods in 
 source_only, self_training, mmd, adv, cmatch, named by ``adapt.name`` when set, else e.g. ``MMD`` or
 ``CMatch (ctc_align)`` (``adapt.labels``). Rows are the target domains. Experiments of one method
 and target that differ in ``train.seed`` are that cell's seeds: the cell is their mean WER, and the
-intervals resample utterances with each utterance's errors summed over the seeds (two runs with the
-same seed are an error).
+intervals resample the seeds as well as the utterances (a two-level bootstrap: training runs differ by
+as much as methods do, which resampling utterances alone does not see; two runs with the same seed
+are an error).
 
 The test set of domain D of a system is its ``decode_<dataset>`` whose dataset name matches
 ``--adaptation-sets`` and whose utterances are all in domain D (``utt2domain``). Plain Kaldi dirs
@@ -283,59 +284,57 @@ def resolve_test_sets(
 Cell = list[list[ScoreResult]]
 
 
-def _pooled(cell: Cell, unit: str) -> tuple[dict[tuple, tuple[int, int]], int] | None:
-    """Bootstrap units over several decodes, and the seed count ``K`` they are scaled to.
+def _seed_rows(cells: list[Cell], unit: str) -> tuple[np.ndarray, np.ndarray, list[list[list[int]]]] | None:
+    """The cells' decodes over one set of bootstrap units, for :func:`bootstrap.seed_resampled_rates`:
+    errors ``(decodes, units)``, lengths ``(units,)`` and per cell its groups of rows (per domain, its
+    seeds). ``None`` when they were not all decoded on the same utterances.
 
     Utterances are keyed by (domain, utt); a speaker stays one unit across domains (their errors are
-    correlated). A unit's errors are summed over a domain's seeds and scaled to ``K`` seeds (the
-    least common multiple of the domains' seed counts), its length is one decode's: errors / (K x
-    length) is the seeds' mean error rate, in integer counts. ``None`` when a domain's seeds were not
-    decoded on the same utterances.
+    correlated), a unit's length is one decode's.
     """
-    k = math.lcm(*map(len, cell))
-    out: dict[tuple, tuple[int, int]] = {}
-    for i, seeds in enumerate(cell):
-        counts = [unit_counts(result, unit) for result in seeds]
-        if any(c.keys() != counts[0].keys() or any(c[u][1] != counts[0][u][1] for u in c) for c in counts):
-            return None
-        for key, (_, length) in counts[0].items():
-            errors = sum(c[key][0] for c in counts) * (k // len(seeds))
+    keyed = [[[unit_counts(result, unit) for result in seeds] for seeds in cell] for cell in cells]
+    first = keyed[0]
+    lengths: dict[tuple, int] = {}
+    for i, seeds in enumerate(first):
+        for key, (_, n) in seeds[0].items():
             unit_key = (key,) if unit == "spk" else (i, key)
-            e, n = out.get(unit_key, (0, 0))
-            out[unit_key] = (e + errors, n + length)
-    return out, k
+            lengths[unit_key] = lengths.get(unit_key, 0) + n
+    order = {u: j for j, u in enumerate(sorted(lengths))}
+    rows: list[np.ndarray] = []
+    groups: list[list[list[int]]] = []
+    for cell in keyed:
+        if len(cell) != len(first):
+            return None
+        groups.append([])
+        for i, seeds in enumerate(cell):
+            want = {k: n for k, (_, n) in first[i][0].items()}
+            groups[-1].append([])
+            for counts in seeds:
+                if {k: n for k, (_, n) in counts.items()} != want:
+                    return None
+                row = np.zeros(len(order), dtype=np.int64)
+                for key, (e, _) in counts.items():
+                    row[order[(key,) if unit == "spk" else (i, key)]] += e
+                groups[-1][-1].append(len(rows))
+                rows.append(row)
+    return np.vstack(rows), np.array([lengths[u] for u in sorted(lengths)]), groups
 
 
 def _wer(cell: Cell) -> float:
     """The pooled WER of a cell (%) over its domains' utterances, each domain's errors the mean over its
-    seeds (as :func:`_pooled` weighs them)."""
+    seeds."""
     errors = sum(sum(u.words.errors for r in seeds for u in r.utts) / len(seeds) for seeds in cell)
     length = sum(u.words.ref_len for seeds in cell for u in seeds[0].utts)
     return 100.0 * errors / length if length else math.nan
 
 
-def _paired(base: Cell, other: Cell, unit: str) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
-    """Errors of ``base`` and ``other`` and the lengths, per bootstrap unit in one order, both scaled
-    to the same number of seeds; ``None`` when they were not decoded on the same test utterances."""
-    pa, pb = _pooled(base, unit), _pooled(other, unit)
-    if pa is None or pb is None:
-        return None
-    (a, ka), (b, kb) = pa, pb
-    if a.keys() != b.keys() or any(a[k][1] != b[k][1] for k in a):
-        return None
-    keys, k = sorted(a), math.lcm(ka, kb)
-    return (
-        np.array([a[u][0] * (k // ka) for u in keys]),
-        np.array([b[u][0] * (k // kb) for u in keys]),
-        np.array([a[u][1] * k for u in keys]),
-    )
-
-
 def _reduction(base: Cell, other: Cell, options: ScoreOptions) -> str:
-    paired = _paired(base, other, options.unit)
-    if paired is None:
+    rows = _seed_rows([base, other], options.unit)
+    if rows is None:
         return "n/a (different test utterances)"
-    r = bootstrap.relative_reduction(*paired, n_resamples=options.n_resamples, seed=options.seed)
+    errors, lengths, (a, b) = rows
+    kw = {"n_resamples": options.n_resamples, "seed": options.seed}
+    r = bootstrap.seed_relative_reduction(errors, lengths, a, b, **kw)
     significant = r.low > 0 or r.high < 0
     return f"{r.value:+.1f} [{r.low:+.1f}, {r.high:+.1f}]" + (" †" if significant else "")
 
@@ -347,10 +346,11 @@ def _behind(best: Cell | None, other: Cell | None, options: ScoreOptions) -> str
         return "–"
     if other is best:
         return "best"
-    paired = _paired(best, other, options.unit)
-    if paired is None:
+    rows = _seed_rows([best, other], options.unit)
+    if rows is None:
         return "n/a (different test utterances)"
-    d = bootstrap.compare(*paired, n_resamples=options.n_resamples, seed=options.seed).diff
+    errors, lengths, (a, b) = rows
+    d = bootstrap.seed_difference(errors, lengths, a, b, n_resamples=options.n_resamples, seed=options.seed)
     significant = d.low > 0 or d.high < 0
     return f"{d.value:+.2f} [{d.low:+.2f}, {d.high:+.2f}]" + (" †" if significant else "")
 
@@ -463,8 +463,7 @@ def adaptation_tables(
         seeds = sorted({str(seed) for seed in m.seed_of.values()})
         notes.append(
             f"{m.name}: {m.seeds} training seeds per target domain (train.seed {', '.join(seeds)}); its "
-            "cells are the seeds' mean WER, and its intervals resample utterances with their errors summed "
-            "over the seeds."
+            "cells are the seeds' mean WER, and its intervals resample the seeds as well as the utterances."
         )
     forgetting = _forgetting(columns, sets, sets[source.name].get(opts.source_domain), opts.source_domain)
     by_method = header[:1] + header[2:]

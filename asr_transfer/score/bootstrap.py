@@ -58,7 +58,7 @@ class Comparison:
         }
 
 
-def resample_rates(
+def resample_sums(
     errors: np.ndarray,
     lengths: np.ndarray,
     *,
@@ -66,17 +66,15 @@ def resample_rates(
     seed: int = SEED,
     chunk_rows: int | None = None,
 ) -> np.ndarray:
-    """Error rates (percent) of ``n_resamples`` paired resamples: shape (systems, n_resamples).
+    """Summed reference lengths (row 0) and errors (one row per system) of ``n_resamples`` paired
+    resamples: shape (systems + 1, n_resamples), int64.
 
-    ``errors`` is (systems, units) or (units,); ``lengths`` is (units,), the
-    reference length of each unit; both integer counts. Resamples with no reference token give NaN.
+    ``errors`` is (systems, units) or (units,); ``lengths`` is (units,), the reference length of each
+    unit; both integer counts.
 
     Example:
-        >>> r = resample_rates(np.array([[1, 0, 2], [0, 0, 1]]), np.array([4, 3, 5]), n_resamples=5)
-        >>> r.shape
-        (2, 5)
-        >>> bool((r[1] <= r[0]).all())
-        True
+        >>> resample_sums(np.array([[1, 0, 2], [0, 0, 1]]), np.array([4, 3, 5]), n_resamples=5).shape
+        (3, 5)
     """
     errs = np.atleast_2d(np.asarray(errors))
     lens = np.asarray(lengths)
@@ -97,9 +95,80 @@ def resample_rates(
         idx = rng.integers(0, n_units, size=(stop - start, n_units))
         # np.take is several times faster than fancy indexing table[:, idx] here
         sums[:, start:stop] = np.take(table, idx, axis=1).sum(axis=-1, dtype=np.int64)
+    return sums
+
+
+def resample_rates(
+    errors: np.ndarray,
+    lengths: np.ndarray,
+    *,
+    n_resamples: int = N_RESAMPLES,
+    seed: int = SEED,
+    chunk_rows: int | None = None,
+) -> np.ndarray:
+    """Error rates (percent) of ``n_resamples`` paired resamples: shape (systems, n_resamples).
+
+    ``errors`` is (systems, units) or (units,); ``lengths`` is (units,), the
+    reference length of each unit; both integer counts. Resamples with no reference token give NaN.
+
+    Example:
+        >>> r = resample_rates(np.array([[1, 0, 2], [0, 0, 1]]), np.array([4, 3, 5]), n_resamples=5)
+        >>> r.shape
+        (2, 5)
+        >>> bool((r[1] <= r[0]).all())
+        True
+    """
+    sums = resample_sums(errors, lengths, n_resamples=n_resamples, seed=seed, chunk_rows=chunk_rows)
+    return _rates(sums[1:], sums[0])
+
+
+def seed_resampled_rates(
+    errors: np.ndarray,
+    lengths: np.ndarray,
+    systems: list[list[list[int]]],
+    *,
+    n_resamples: int = N_RESAMPLES,
+    seed: int = SEED,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Error rates (percent) of systems trained with several seeds: the point rates ``(S,)`` and the
+    rates of ``n_resamples`` two-level resamples ``(S, n_resamples)``.
+
+    ``errors``: (rows, units) integer counts, one row per decode; ``systems``: per system its groups
+    (e.g. test domains), each group the rows of its training seeds' decodes. A system's errors are,
+    per group, the mean over its seeds. A resample draws the units with replacement (the draws of
+    :func:`resample_rates`, the same for every system: paired) and then, in each group, as many seeds
+    as it has, with replacement: so the interval also holds the spread between training runs, which
+    resampling utterances alone does not see. With one seed per group the resamples are those of
+    :func:`resample_rates`; with two or three the seed level is coarse (more seeds, sharper).
+
+    Example:
+        >>> errs = np.array([[2, 1, 2, 1], [2, 1, 2, 1], [0, 0, 0, 0]])  # a system, another with 2 seeds
+        >>> point, rates = seed_resampled_rates(errs, np.array([10, 10, 10, 10]), [[[0]], [[1, 2]]],
+        ...                                     n_resamples=200)
+        >>> point.tolist(), bool(rates[1].min() == 0.0), bool(rates[1].max() > rates[0].min())
+        ([15.0, 7.5], True, True)
+    """
+    sums = resample_sums(errors, lengths, n_resamples=n_resamples, seed=seed)
+    errs, lens = np.asarray(errors), np.asarray(lengths)
+    rng = np.random.default_rng([seed, 1])  # the seed draws: a stream apart from the units' draws
+    cols = np.arange(n_resamples)[:, None]
+    point, total = np.zeros(len(systems)), np.zeros((len(systems), n_resamples))
+    for i, groups in enumerate(systems):
+        for rows in groups:
+            point[i] += errs[rows].sum() / len(rows)
+            if len(rows) == 1:
+                total[i] += sums[1 + rows[0]]
+                continue
+            draws = rng.integers(0, len(rows), size=(n_resamples, len(rows)))
+            total[i] += sums[1 + np.asarray(rows)][draws, cols].mean(axis=1)
+    return 100.0 * point / lens.sum(), _rates(total, sums[0])
+
+
+def _rates(errors: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """Percent error rates of resampled sums; NaN where a resample holds no reference token."""
     with np.errstate(invalid="ignore", divide="ignore"):
-        rates = 100.0 * sums[1:] / sums[0]
-    rates[:, sums[0] == 0] = np.nan
+        rates = 100.0 * errors / lengths
+    rates[:, lengths == 0] = np.nan
     return rates
 
 
@@ -169,3 +238,50 @@ def relative_reduction(
     # a resample where the baseline makes no error has no defined relative change
     samples[~np.isfinite(samples)] = np.nan
     return _interval(100.0 * (a - b) / a if a else float("nan"), samples, level)
+
+
+def seed_relative_reduction(
+    errors: np.ndarray,
+    lengths: np.ndarray,
+    seeds_a: list[list[int]],
+    seeds_b: list[list[int]],
+    *,
+    level: float = 0.95,
+    **kw,
+) -> Interval:
+    """:func:`relative_reduction` of B against A when they have several training seeds: ``seeds_a`` and
+    ``seeds_b`` are their groups of ``errors`` rows (:func:`seed_resampled_rates`).
+
+    Example:
+        >>> errs = np.array([[4, 2, 4, 2], [2, 1, 2, 1], [2, 1, 2, 1]])
+        >>> r = seed_relative_reduction(errs, np.array([10, 10, 10, 10]), [[0]], [[1, 2]], n_resamples=300)
+        >>> r.value, r.low, r.high
+        (50.0, 50.0, 50.0)
+    """
+    point, rates = seed_resampled_rates(errors, lengths, [seeds_a, seeds_b], **kw)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        samples = 100.0 * (rates[0] - rates[1]) / rates[0]
+    samples[~np.isfinite(samples)] = np.nan
+    a, b = map(float, point)
+    return _interval(100.0 * (a - b) / a if a else float("nan"), samples, level)
+
+
+def seed_difference(
+    errors: np.ndarray,
+    lengths: np.ndarray,
+    seeds_a: list[list[int]],
+    seeds_b: list[list[int]],
+    *,
+    level: float = 0.95,
+    **kw,
+) -> Interval:
+    """WER(B) - WER(A) in points with its interval, for systems with several training seeds (as
+    :func:`seed_relative_reduction`).
+
+    Example:
+        >>> errs = np.array([[1, 1, 1, 1], [2, 2, 2, 2], [2, 2, 2, 2]])
+        >>> seed_difference(errs, np.array([10, 10, 10, 10]), [[0]], [[1, 2]], n_resamples=100).value
+        10.0
+    """
+    point, rates = seed_resampled_rates(errors, lengths, [seeds_a, seeds_b], **kw)
+    return _interval(float(point[1] - point[0]), rates[1] - rates[0], level)
