@@ -43,7 +43,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "pseudo-label": ("pseudo_label", "pseudo-label target audio, keep the confident"),
     "distance": ("distance", "how far target audio is from the source model's domain, before training"),
     "choose-decoding": ("choose_decoding", "choose an experiment's decoding on dev data"),
-    "average": ("average", "average the best checkpoints"),
+    "average": ("average", "average checkpoints, or experiments into a soup"),
     "score": ("score", "WER/CER/SER with S/D/I and bootstrap intervals"),
     "report": ("report", "Markdown + HTML report of any experiments: WER, adaptation, cross-lingual"),
 }
