@@ -83,10 +83,11 @@ def test_mini_recipe_end_to_end(tmp_path: Path) -> None:
     assert "CMatch (ctc_pred)" in table and "Source-only" in table and "room" in table
     assert "CMatch (ctc_pred)" in proc.stdout  # printed at the end of the run
     # iterative pseudo-labelling: round 2 re-labels the target with round 1's model and adapts from it;
-    # with two adaptation seeds, each seed has its own rounds, and the table pools the seeds
+    # with two adaptation seeds, each seed has its own rounds, and the table pools the seeds; their
+    # soup (the weight average of the seeds' final models) is a column of its own
     rounds = ["./run.sh", "--stage", "8", "--stop_stage", "10", "--speed_perturb", "", "--adapt_methods",
-              "self_training", "--pl_rounds", "2", "--adapt_seeds", "1 2", "--adapt_args",
-              "--train.epochs 1"]  # fmt: skip
+              "self_training", "--pl_rounds", "2", "--adapt_seeds", "1 2", "--adapt_soup", "true",
+              "--adapt_args", "--train.epochs 1"]  # fmt: skip
     two = subprocess.run(rounds, cwd=recipe, env=env, capture_output=True, text=True, timeout=900)
     assert two.returncode == 0, two.stdout[-2000:] + two.stderr[-2000:]
     for seed, sfx in ((1, ""), (2, "_seed2")):
@@ -107,6 +108,11 @@ def test_mini_recipe_end_to_end(tmp_path: Path) -> None:
         assert (final / "decode_en_test_room" / "score" / "wer.json").exists()
     table = (recipe / "exp" / "report_adapt" / "RESULTS.md").read_text()
     assert "Self-training: 2 training seeds per target domain (train.seed 1, 2)" in table
+    soup = recipe / "exp/adapt/self_training_room_soup"
+    assert yaml.safe_load((soup / "soup.yaml").read_text())["experiments"] == [
+        "exp/adapt/self_training_room", "exp/adapt/self_training_room_seed2"]  # fmt: skip
+    assert (soup / "decode_en_test_room" / "score" / "wer.json").exists()
+    assert "| Self-training soup |" in table.split("## Forgetting", 1)[1]
     # every stage is idempotent: a rerun of the same command skips all work and succeeds
     rerun = ["./run.sh", "--stage", "2", "--stop_stage", "5", "--speed_perturb", ""]
     again = subprocess.run(rerun, cwd=recipe, env=env, capture_output=True, text=True, timeout=600)

@@ -24,6 +24,8 @@
 #                 re-labelling's pseudo_label.yaml says how much it changed the previous round's labels)
 #                 [--adapt_seeds "1 2"] (adaptation training seeds: seed 1 into exp/adapt/<method>_<domain>,
 #                 seed N into exp/adapt/<method>_<domain>_seedN; the table pools them as seeds)
+#                 [--adapt_soup true] (with several seeds: also their weight average, asr-transfer average,
+#                 into exp/adapt/<method>_<domain>_soup, a column of its own in the table)
 #                 [--adapt_config conf/train/adapt_noisy_student.yaml] (the shared adaptation config;
 #                 that one masks the student's input; each method's conf/adapt/<method>.yaml comes after
 #                 it and sets the method's tuned lr: another lr goes in --adapt_args "--train.lr X")
@@ -63,6 +65,7 @@ pseudo_keep=0.7                       # most confident share of pseudo-labels ke
 pl_rounds=1                           # pseudo-labelling rounds (2+: re-label with the adapted model)
 adapt_seeds=1                         # adaptation training seeds (train.seed); stage 10 pools them
 adapt_train=model                     # model | adapter (a domain adapter, conf/train/adapt_adapter.yaml)
+adapt_soup=false                      # true: also the weight average of each method's seeds (a soup)
 
 . "$(dirname "$0")/../common/parse_options.sh"
 
@@ -86,6 +89,20 @@ case $adapt_train in
     [ "$pl_rounds" -eq 1 ] || { echo "$0: --adapt_train adapter takes one pseudo-labelling round" >&2; exit 2; } ;;
   *) echo "$0: --adapt_train $adapt_train: model or adapter" >&2; exit 2 ;;
 esac
+case $adapt_soup in
+  false) ;;
+  true)
+    [ "$(echo $adapt_seeds | wc -w)" -gt 1 ] || { echo "$0: --adapt_soup true averages seeds: give --adapt_seeds \"1 2 ...\"" >&2; exit 2; }
+    [ "$adapt_train" = model ] || { echo "$0: --adapt_soup true averages models, not domain adapters" >&2; exit 2; } ;;
+  *) echo "$0: --adapt_soup $adapt_soup: true or false" >&2; exit 2 ;;
+esac
+# the runs of method M adapted to domain D: one per seed, and their soup with --adapt_soup true
+adapted_runs() {
+  local m=$1 d=$2 s
+  for s in $adapt_seeds; do echo "exp/adapt/${m}${variant}_$d$(seed_suffix "$s")"; done
+  [ "$adapt_soup" = true ] && echo "exp/adapt/${m}_${d}_soup"
+  return 0
+}
 
 if [ "$stage" -le 0 ] && [ "$stop_stage" -ge 0 ]; then
   log "0: synthesise the $preset corpus into $corpus"
@@ -265,6 +282,12 @@ if [ "$stage" -le 8 ] && [ "$stop_stage" -ge 8 ] && [ -n "$adapt_domains" ]; the
           from=$out
         done
       done
+      soup=exp/adapt/${m}_${d}_soup
+      if [ "$adapt_soup" = true ] && [ ! -f "$soup/model.pt" ]; then
+        log "8: the soup of $m's seeds on $d -> $soup"
+        # shellcheck disable=SC2046
+        asr-transfer average $(for s in $adapt_seeds; do echo "exp/adapt/${m}_$d$(seed_suffix "$s")"; done) --out "$soup"
+      fi
     done
   done
 fi
@@ -272,8 +295,7 @@ fi
 if [ "$stage" -le 9 ] && [ "$stop_stage" -ge 9 ] && [ -n "$adapt_domains" ]; then
   for d in $adapt_domains; do
     for m in $adapt_methods; do
-      for s in $adapt_seeds; do
-        out=exp/adapt/${m}${variant}_$d$(seed_suffix "$s")
+      for out in $(adapted_runs "$m" "$d"); do
         log "9: decode $out on en_test_$d and the source domain (forgetting)"
         if [ "$adapt_train" = adapter ]; then
           # the source model with the domain adapter swapped in for audio of domain $d (utt2domain):
@@ -295,7 +317,7 @@ if [ "$stage" -le 10 ] && [ "$stop_stage" -ge 10 ] && [ -n "$adapt_domains" ]; t
   for d in $adapt_domains; do
     pseudo+=("exp/pseudo/en_train_$d")
     for m in $adapt_methods; do
-      for s in $adapt_seeds; do adapted+=("exp/adapt/${m}${variant}_$d$(seed_suffix "$s")"); done
+      for out in $(adapted_runs "$m" "$d"); do adapted+=("$out"); done
     done
   done
   # --source-model: $exp even when it continued from another model (a control's run has 'adapt')
