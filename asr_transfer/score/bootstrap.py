@@ -219,27 +219,6 @@ def _interval(value: float, samples: np.ndarray, level: float) -> Interval:
     return Interval(value, float(low), float(high))
 
 
-def relative_reduction(
-    errors_a: np.ndarray, errors_b: np.ndarray, lengths: np.ndarray, *, level: float = 0.95, **kw
-) -> Interval:
-    """Relative error-rate reduction of system B against baseline A, ``100 * (A - B) / A``, with a
-    paired-bootstrap ``level`` interval (the same resamples for both systems).
-
-    Example:
-        >>> a, b, n = np.array([4, 2, 4, 2]), np.array([2, 1, 2, 1]), np.array([10, 10, 10, 10])
-        >>> r = relative_reduction(a, b, n, n_resamples=300)
-        >>> r.value, r.low, r.high
-        (50.0, 50.0, 50.0)
-    """
-    rates = resample_rates(np.vstack([errors_a, errors_b]), lengths, **kw)
-    a, b = _rate(errors_a, lengths), _rate(errors_b, lengths)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        samples = 100.0 * (rates[0] - rates[1]) / rates[0]
-    # a resample where the baseline makes no error has no defined relative change
-    samples[~np.isfinite(samples)] = np.nan
-    return _interval(100.0 * (a - b) / a if a else float("nan"), samples, level)
-
-
 def seed_relative_reduction(
     errors: np.ndarray,
     lengths: np.ndarray,
@@ -249,8 +228,10 @@ def seed_relative_reduction(
     level: float = 0.95,
     **kw,
 ) -> Interval:
-    """:func:`relative_reduction` of B against A when they have several training seeds: ``seeds_a`` and
-    ``seeds_b`` are their groups of ``errors`` rows (:func:`seed_resampled_rates`).
+    """Relative error-rate reduction of system B against baseline A, ``100 * (A - B) / A``, with a
+    two-level bootstrap ``level`` interval (the same utterance draws for both systems; each system's
+    training seeds drawn too): ``seeds_a`` and ``seeds_b`` are their groups of ``errors`` rows
+    (:func:`seed_resampled_rates`).
 
     Example:
         >>> errs = np.array([[4, 2, 4, 2], [2, 1, 2, 1], [2, 1, 2, 1]])
@@ -261,6 +242,7 @@ def seed_relative_reduction(
     point, rates = seed_resampled_rates(errors, lengths, [seeds_a, seeds_b], **kw)
     with np.errstate(invalid="ignore", divide="ignore"):
         samples = 100.0 * (rates[0] - rates[1]) / rates[0]
+    # a resample where the baseline makes no error has no defined relative change
     samples[~np.isfinite(samples)] = np.nan
     a, b = map(float, point)
     return _interval(100.0 * (a - b) / a if a else float("nan"), samples, level)
