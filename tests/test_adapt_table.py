@@ -189,6 +189,40 @@ def test_reduction_against_the_continued_training_control(
     )
 
 
+def test_one_control_run_serves_every_domain_it_was_decoded_on(
+    exp_tree: tuple[Path, dict], tmp_path: Path
+) -> None:
+    """The control reads no target audio: a run of it adapted "to phone" and decoded on rain's test set
+    too is rain's control as well; a run adapted to rain with the same seed takes precedence."""
+    root, hyps = exp_tree
+    for name, seed, target in (("ctl_s1", 1, "phone"), ("ctl_s2", 2, "phone"), ("ctl_rain", 1, "rain")):
+        errs = {"rain": 0.25, "clean": 0.2} | ({"phone": 0.3} if target == "phone" else {})
+        hyps[name] = system(root, name, f"{{method: source_only, target: {target}}}", errs)
+        with (root / name / "config.yaml").open("a") as f:
+            f.write(f"train: {{seed: {seed}}}\n")
+    out = tmp_path / "report"
+    names = ["source", "ctl_s1", "ctl_s2", "cmatch_phone", "cmatch_rain"]
+    assert main(["report", *(str(root / n) for n in names), "--out", str(out), "--resamples", "100"]) == 0
+    md = (out / "RESULTS.md").read_text()
+    w = table(md, "Unsupervised adaptation: WER (%) on the target domains")
+    for d in ("phone", "rain"):
+        mean = (wer([d], [hyps["ctl_s1"][d]]) + wer([d], [hyps["ctl_s2"][d]])) / 2
+        assert w[d]["Source-only (continued)"].strip("*") == f"{mean:.2f}"
+    c = table(md, "Relative WER reduction against the continued-training control (%)")
+    assert c["rain"]["CMatch (ctc_align)"] != "–" and c["Average"]["CMatch (ctc_align)"] != "–"
+    assert (
+        table(md, "Forgetting: source-domain test WER (%)")["Source-only (continued)"]["experiments"]
+        == "2 of 2"
+    )
+    # a run adapted to rain itself, seed 1: rain's cell takes it in place of the phone run of seed 1
+    out2 = tmp_path / "report2"
+    assert main(["report", *(str(root / n) for n in [*names, "ctl_rain"]), "--out", str(out2),
+                 "--resamples", "100"]) == 0  # fmt: skip
+    w2 = table((out2 / "RESULTS.md").read_text(), "Unsupervised adaptation: WER (%) on the target domains")
+    mean = (wer(["rain"], [hyps["ctl_rain"]["rain"]]) + wer(["rain"], [hyps["ctl_s2"]["rain"]])) / 2
+    assert w2["rain"]["Source-only (continued)"].strip("*") == f"{mean:.2f}"
+
+
 def test_source_model_named_even_when_adapted(
     exp_tree: tuple[Path, dict], tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:

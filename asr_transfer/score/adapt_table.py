@@ -31,7 +31,10 @@ both occur) pool the utterances of their domains, so the relative reduction of a
 of pooled error rates with one paired bootstrap over all its utterances. When a column is the
 continued-training control (method ``source_only``: the source terms alone, the adaptation schedule,
 no target audio; the first such column when several are), a further table gives each method's
-reduction against it, the part of a gain that is adaptation rather than more source training. A
+reduction against it, the part of a gain that is adaptation rather than more source training; a
+control reads no target audio, so one run of it serves every domain but the source one whose test
+set it was decoded on (a row of the table then; a run adapted to that domain with the same seed takes
+precedence). A
 domain in ``--noise-domains`` counts as noise, any other as a device (Libri-Adapt microphone names
 work unchanged). Forgetting: the source-domain test WER of a method's adapted experiments (their
 mean) next to the source model's.
@@ -392,9 +395,10 @@ def adaptation_tables(
         )
     methods = _methods(adapted, adapts)
     columns = sorted(methods.values(), key=lambda m: m.order)
+    sets, why = resolve_test_sets(source, adapted, adapts, opts)
+    _control_serves_every_target(columns, sets, opts.source_domain)
     noise = set(opts.noise_domains)
     targets = sorted({t for m in columns for t in m.by_target}, key=lambda d: (d in noise, d))
-    sets, why = resolve_test_sets(source, adapted, adapts, opts)
     notes: list[str] = []
 
     def results(name: str | None, domains: list[str]) -> Cell | None:
@@ -478,6 +482,21 @@ def adaptation_tables(
     )
 
 
+def _control_serves_every_target(
+    columns: list[Method], sets: dict[str, dict[str, ScoreResult]], source_domain: str
+) -> None:
+    """A continued-training control reads no target audio, so one run serves every domain but the
+    source one that it was tested on: add it to those domains' cells (a target domain of the table
+    then), unless a run of the same seed is there already."""
+    for m in (m for m in columns if m.order[0] == METHODS.index("source_only")):
+        runs = [s for seeds in list(m.by_target.values()) for s in seeds]
+        for s in runs:
+            for d in sorted(set(sets[s.name]) - {source_domain}):
+                cell = m.by_target.setdefault(d, [])
+                if all(m.seed_of[r.name] != m.seed_of[s.name] for r in cell):
+                    cell.append(s)
+
+
 def _source(systems: list[System], adapts: dict[str, dict | None], opts: AdaptOptions) -> System | None:
     """The source model: ``opts.source_model`` (its ``adapt`` section then dropped from ``adapts``: it
     is the baseline, not a method's run), else the first system neither adapted nor add-language."""
@@ -527,7 +546,8 @@ def _forgetting(
     """Source-domain test WER after each method's adaptations (mean) against the source model's."""
     rows = []
     for m in columns:
-        runs = [s for seeds in m.by_target.values() for s in seeds]
+        # a control's run may serve several domains: each run counts once
+        runs = list({s.name: s for seeds in m.by_target.values() for s in seeds}.values())
         after = [sets[s.name][domain] for s in runs if domain in sets[s.name]]
         mean = float(np.mean([_wer([[r]]) for r in after])) if after else math.nan
         before = _wer([[src]]) if src else math.nan

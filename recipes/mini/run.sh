@@ -96,9 +96,15 @@ case $adapt_soup in
     [ "$adapt_train" = model ] || { echo "$0: --adapt_soup true averages models, not domain adapters" >&2; exit 2; } ;;
   *) echo "$0: --adapt_soup $adapt_soup: true or false" >&2; exit 2 ;;
 esac
+# a control (method source_only) reads no target audio: its run on the first domain serves every
+# domain (decoded on each one's test set; the report fills every domain's cell with it)
+first_domain=$(echo $adapt_domains | cut -d' ' -f1)
+is_control() { grep -Eq 'method: *source_only' "conf/adapt/$1.yaml"; }
+serves() { is_control "$1" && [ "$2" != "$first_domain" ]; }
 # the runs of method M adapted to domain D: one per seed, and their soup with --adapt_soup true
 adapted_runs() {
   local m=$1 d=$2 s
+  serves "$m" "$d" && return 0
   for s in $adapt_seeds; do echo "exp/adapt/${m}${variant}_$d$(seed_suffix "$s")"; done
   [ "$adapt_soup" = true ] && echo "exp/adapt/${m}_${d}_soup"
   return 0
@@ -261,6 +267,10 @@ if [ "$stage" -le 8 ] && [ "$stop_stage" -ge 8 ] && [ -n "$adapt_domains" ]; the
   for d in $adapt_domains; do
     for m in $adapt_methods; do
       [ -f "conf/adapt/$m.yaml" ] || { echo "$0: no such method config conf/adapt/$m.yaml" >&2; exit 2; }
+      if serves "$m" "$d"; then
+        log "8: $m reads no target audio: its $first_domain runs serve $d"
+        continue
+      fi
       for s in $adapt_seeds; do
         sfx=$(seed_suffix "$s")
         final=exp/adapt/${m}${variant}_$d$sfx
@@ -303,7 +313,10 @@ if [ "$stage" -le 9 ] && [ "$stop_stage" -ge 9 ] && [ -n "$adapt_domains" ]; the
           asr-transfer decode --exp "$exp" --adapter "$out/$d.adapter" --out-root "$out" \
             --data "$data/en_test_$d" "$data/en_test_clean" "${decode_opts[@]}"
         else
-          asr-transfer decode --exp "$out" --data "$data/en_test_$d" "$data/en_test_clean" "${decode_opts[@]}"
+          tests=("$data/en_test_$d")
+          # the control serves every domain: their test sets too
+          if is_control "$m"; then tests=(); for x in $adapt_domains; do tests+=("$data/en_test_$x"); done; fi
+          asr-transfer decode --exp "$out" --data "${tests[@]}" "$data/en_test_clean" "${decode_opts[@]}"
         fi
       done
     done
