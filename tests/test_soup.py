@@ -63,3 +63,12 @@ def test_runs_of_other_architectures_are_refused(tiny_exp: Path, tmp_path: Path,
     # checkpoint files and experiment dirs do not mix
     assert cli_as_user("average", a, a / "model.pt", "--out", tmp_path / "s") == 2
     assert "give checkpoint files or experiment directories, not both" in capsys.readouterr().err
+
+
+def test_checkpoints_of_other_shapes_are_refused_by_name(tmp_path: Path, capsys) -> None:
+    """The averaging itself names the parameter that differs (soups and checkpoint files alike)."""
+    torch.save({"model": {"w": torch.zeros(2), "b": torch.zeros(1)}}, tmp_path / "a.pt")
+    torch.save({"model": {"w": torch.zeros(3), "b": torch.zeros(1)}}, tmp_path / "b.pt")
+    assert cli_as_user("average", tmp_path / "a.pt", tmp_path / "b.pt", "--out", tmp_path / "avg.pt") == 2
+    assert f"{tmp_path / 'b.pt'}: parameter 'w' differs from {tmp_path / 'a.pt'}'s" in capsys.readouterr().err
+    assert not (tmp_path / "avg.pt").exists()

@@ -23,10 +23,8 @@ import argparse
 import shutil
 from pathlib import Path
 
-import yaml
-
-from asr_transfer.config import yaml_load
-from asr_transfer.train.checkpoint import average_checkpoints, load_model_state
+from asr_transfer.config import load_config, save_config
+from asr_transfer.train.checkpoint import average_checkpoints
 from asr_transfer.util.atomic import save_torch
 
 MODEL, CONFIG, DECODING, SOUP = "model.pt", "config.yaml", "decode.yaml", "soup.yaml"
@@ -67,9 +65,9 @@ def soup(exps: list[Path], out: Path) -> None:
         ...     _ = (root / name / CONFIG).write_text("model: {d: 4}\\nadapt: {method: mmd, target: room}\\n")
         ...     save_torch({"model": {"w": torch.tensor([w])}}, root / name / MODEL)
         >>> soup([root / "a", root / "b"], root / "s")
-        >>> cfg = yaml_load((root / "s" / CONFIG).read_text())
+        >>> cfg = load_config([root / "s" / CONFIG])
         >>> torch.load(root / "s" / MODEL)["model"]["w"], cfg["adapt"]
-        (tensor([2.]), {'method': 'mmd', 'target': 'room', 'name': 'MMD soup'})
+        (tensor([2.]), {'method': 'mmd', 'name': 'MMD soup', 'target': 'room'})
     """
     if len(exps) < 2:
         raise ValueError("a soup needs at least two experiments")
@@ -79,12 +77,6 @@ def soup(exps: list[Path], out: Path) -> None:
             raise ValueError(
                 f"{exp / CONFIG}: its 'model' section differs from {exps[0] / CONFIG}'s: not one architecture"
             )
-    shapes = {k: v.shape for k, v in load_model_state(exps[0] / MODEL).items()}
-    for exp in exps[1:]:
-        other = {k: v.shape for k, v in load_model_state(exp / MODEL).items()}
-        if other != shapes:
-            key = next(k for k in sorted(shapes.keys() | other.keys()) if shapes.get(k) != other.get(k))
-            raise ValueError(f"{exp / MODEL}: parameter '{key}' differs from {exps[0] / MODEL}'s")
     cfg = configs[0]
     adapt = cfg.get("adapt")
     if isinstance(adapt, dict) and adapt.get("train") == "adapter":
@@ -96,11 +88,10 @@ def soup(exps: list[Path], out: Path) -> None:
         from asr_transfer.score.adapt_table import method_name
 
         adapt["name"] = f"{method_name(adapt)} soup"
+    state = average_checkpoints([e / MODEL for e in exps])  # refuses parameters of other shapes
     out.mkdir(parents=True, exist_ok=True)
-    state = average_checkpoints([e / MODEL for e in exps])
-    for name in (DECODING,):
-        if (exps[0] / name).is_file():
-            shutil.copy(exps[0] / name, out / name)
+    if (exps[0] / DECODING).is_file():
+        shutil.copy(exps[0] / DECODING, out / DECODING)
     if (exps[0] / TOKENIZERS).is_dir():
         shutil.copytree(exps[0] / TOKENIZERS, out / TOKENIZERS, dirs_exist_ok=True)
         # the soup reads its own copies, as a trained experiment does (so the inputs may go)
@@ -109,8 +100,8 @@ def soup(exps: list[Path], out: Path) -> None:
             for lang in toks:
                 if (out / TOKENIZERS / lang).is_dir():
                     toks[lang] = str(out / TOKENIZERS / lang)
-    (out / CONFIG).write_text(yaml.safe_dump(cfg, sort_keys=False), encoding="utf-8")
-    (out / SOUP).write_text(yaml.safe_dump({"experiments": [str(e) for e in exps]}), encoding="utf-8")
+    save_config(cfg, out / CONFIG)
+    save_config({"experiments": [str(e) for e in exps]}, out / SOUP)
     # the model last: a soup with a model.pt is finished
     save_torch({"model": state}, out / MODEL)
 
@@ -119,7 +110,4 @@ def _config(exp: Path) -> dict:
     path = exp / CONFIG
     if not path.is_file():
         raise ValueError(f"{exp}: not an experiment (no {CONFIG})")
-    cfg = yaml_load(path.read_text(encoding="utf-8"))
-    if not isinstance(cfg, dict):
-        raise ValueError(f"{path}: not a config (a YAML mapping)")
-    return cfg
+    return load_config([path])

@@ -34,10 +34,9 @@ no target audio; the first such column when several are), a further table gives 
 reduction against it, the part of a gain that is adaptation rather than more source training; a
 control reads no target audio, so one run of it serves every domain but the source one whose test
 set it was decoded on (a row of the table then; a run adapted to that domain with the same seed takes
-precedence). A
-domain in ``--noise-domains`` counts as noise, any other as a device (Libri-Adapt microphone names
-work unchanged). Forgetting: the source-domain test WER of a method's adapted experiments (their
-mean) next to the source model's.
+precedence). A domain in ``--noise-domains`` counts as noise, any other as a device (Libri-Adapt
+microphone names work unchanged). Forgetting: the source-domain test WER of a method's adapted
+experiments (their mean) next to the source model's.
 
 The regime table says how far each target domain is from the source, the first-order lever of
 these methods (docs/benchmarks.md, "Paper-regime domains"): the source model's test WER there, its
@@ -297,11 +296,14 @@ def _seed_rows(cells: list[Cell], unit: str) -> tuple[np.ndarray, np.ndarray, li
     """
     keyed = [[[unit_counts(result, unit) for result in seeds] for seeds in cell] for cell in cells]
     first = keyed[0]
+
+    def unit_key(domain: int, key: str) -> tuple:
+        return (key,) if unit == "spk" else (domain, key)
+
     lengths: dict[tuple, int] = {}
     for i, seeds in enumerate(first):
         for key, (_, n) in seeds[0].items():
-            unit_key = (key,) if unit == "spk" else (i, key)
-            lengths[unit_key] = lengths.get(unit_key, 0) + n
+            lengths[unit_key(i, key)] = lengths.get(unit_key(i, key), 0) + n
     order = {u: j for j, u in enumerate(sorted(lengths))}
     rows: list[np.ndarray] = []
     groups: list[list[list[int]]] = []
@@ -317,7 +319,7 @@ def _seed_rows(cells: list[Cell], unit: str) -> tuple[np.ndarray, np.ndarray, li
                     return None
                 row = np.zeros(len(order), dtype=np.int64)
                 for key, (e, _) in counts.items():
-                    row[order[(key,) if unit == "spk" else (i, key)]] += e
+                    row[order[unit_key(i, key)]] += e
                 groups[-1][-1].append(len(rows))
                 rows.append(row)
     return np.vstack(rows), np.array([lengths[u] for u in sorted(lengths)]), groups

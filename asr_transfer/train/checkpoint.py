@@ -52,6 +52,12 @@ def average_checkpoints(paths: list[str | Path]) -> dict[str, torch.Tensor]:
     avg: dict[str, torch.Tensor] = {}
     for path in paths:
         state = load_model_state(path)
+        if avg:
+            # one architecture: a parameter missing, added or of another shape is refused by name
+            have, new = {k: v.shape for k, v in avg.items()}, {k: v.shape for k, v in state.items()}
+            key = next((k for k in sorted(have.keys() | new.keys()) if have.get(k) != new.get(k)), None)
+            if key is not None:
+                raise ValueError(f"{path}: parameter '{key}' differs from {paths[0]}'s")
         for key, value in state.items():
             if not value.is_floating_point():
                 avg[key] = value
