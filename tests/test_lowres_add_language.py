@@ -152,3 +152,37 @@ def test_simadapter_plus_rebuilds_and_decodes_from_its_folder_alone(
         hidden.rename(runs["root"])
     assert mine == {u: theirs[u] for u in mine}
     assert rec.model.enabled_adapters() == ["fusion"]
+
+
+def test_a_language_adaptive_base_decodes_each_source_through_its_adapter_and_is_simadapters_sources(
+    runs: dict[str, Path], tiny_corpus: Path
+) -> None:
+    # the base trained from scratch with an adapter per language (recipes/crossling --lang_adapters true)
+    root, base = runs["root"], runs["root"] / "base_la"
+    cfg = yaml.safe_load((runs["base"] / "config.yaml").read_text())
+    data = [f"--data.{k}" for k in ("train", "dev", "tokenizers", "cmvn")]
+    values = [yaml.safe_dump(cfg["data"][k[7:]], default_flow_style=True).strip() for k in data]
+    assert cli("train", "--config", REPO / "conf/model/tiny.yaml", "--config", REPO / "conf/train/mini.yaml",
+               "--config", REPO / "conf/train/xling_lang_adapters.yaml", "--exp", base,
+               *[x for pair in zip(data, values, strict=True) for x in pair], "--adapt.bottleneck", "8",
+               "--train.epochs", "2", *SMALL) == 0  # fmt: skip
+    state = _state(base)
+    for lang in ("de", "en"):  # body and adapters trained together: each adapter moved
+        assert state[f"enc_slots.0.modules_by_name.{lang}.up.weight"].abs().sum() > 0
+    rec = Recognizer.from_exp(base, decode=DecodeConfig(mode="ctc_greedy"))
+    assert rec.adapter_of == {"de": "de", "en": "en"} and rec.model.enabled_adapters() == []
+    dev = tiny_corpus / "de_dev_clean"
+    assert cli("decode", "--exp", base, "--data", dev, "--lang", "de") == 0
+    assert yaml.safe_load((base / f"decode_{dev.name}" / "decode.yaml").read_text())["adapter"] == "de"
+    # a target's adapter, then SimAdapter fusing the base's own source adapters with it
+    common = ["--base", base, "--lang", "ro", "--train", tiny_corpus / "ro_train_clean", "--dev",
+              tiny_corpus / "ro_dev_clean", "--train.epochs", "2", "--train.lr", "0.01",
+              "--tokenizer.kind", "char"]  # fmt: skip
+    assert cli("add-language", *common, "--method", "adapter", "--exp", root / "la_ro_adapter",
+               "--adapt.bottleneck", "8") == 0  # fmt: skip
+    assert cli("add-language", *common, "--method", "simadapter", "--exp", root / "la_ro_sim",
+               "--adapt.sources", base, "--adapt.target_adapter", root / "la_ro_adapter") == 0  # fmt: skip
+    sim = Recognizer.from_exp(root / "la_ro_sim").model
+    assert sim.adapter_specs["fusion"]["fuses"] == ["de", "en", "ro"] and sim.enabled_adapters() == ["fusion"]
+    key = "dec_slots.0.modules_by_name.de.down.weight"
+    assert torch.equal(_state(root / "la_ro_sim")[key], state[key])

@@ -152,6 +152,23 @@ def test_each_source_language_updates_only_its_own_adapter_and_head() -> None:
         method.compute_objectives(model, {"source": _batch("xx")}, Context())
 
 
+def test_language_adaptive_pretraining_trains_the_body_through_each_languages_own_adapter() -> None:
+    model = _model()
+    method = build_method({"method": "source_adapters", "bottleneck": 4, "train_body": True})
+    method.setup(model)
+    terms = method.compute_objectives(model, {"source": _batch("en")}, Context())
+    (terms["ctc"] + terms["att"]).backward()
+    touched = {n for n, p in model.named_parameters() if p.grad is not None}
+    assert any(n.startswith("encoder.") for n in touched)
+    assert any(".modules_by_name.en." in n for n in touched)
+    assert not any(".modules_by_name.de." in n or n.startswith("heads.de.") for n in touched)
+    model.zero_grad()
+    de = method.compute_objectives(model, {"source": _batch("de")}, Context())
+    (de["ctc"] + de["att"]).backward()
+    assert all(p.grad is not None for p in model.adapter_parameters("de"))
+    assert model.enabled_adapters() == ["de"]
+
+
 def test_fusion_over_one_adapter_with_identity_values_is_that_adapter() -> None:
     model = _model()
     model.add_adapter("ro", bottleneck=4)

@@ -7,6 +7,14 @@ adapter and head (the others get no gradient; Adam leaves parameters without one
 The adapters are named by their languages and persisted in ``model.adapters``; SimAdapter
 copies them from this experiment (:func:`~asr_transfer.model.adapters.import_adapters`).
 See docs/methods.md, section 3.6.
+
+With ``train_body: true`` the body trains too (language-adaptive pretraining, as X-MOD's modular
+pretraining of Pfeiffer et al., NAACL 2022): run from scratch, it makes the multilingual base itself,
+with every language's batches passing through that language's adapter from the first step, so the
+body learns what the languages share and each adapter what is its language's own. On a body trained
+first and frozen after, the adapters stop near the identity (the body already fits these very
+languages), so SimAdapter's fusion cannot tell them apart and MetaAdapter's tasks teach nothing.
+Such a base is its own ``adapt.sources`` experiment.
 """
 
 from __future__ import annotations
@@ -30,15 +38,18 @@ class SourceAdapterOptions(Options):
         langs: the source languages (default: every head of the model).
         bottleneck: adapter bottleneck (the paper: 128 for source languages at d_model 256).
         where: the stacks whose slots get the adapters.
+        train_body: train the body with the adapters (language-adaptive pretraining) instead of
+            freezing it.
     """
 
     langs: list[str] = field(default_factory=list)
     bottleneck: int = 128
     where: list[str] = field(default_factory=lambda: ["encoder", "decoder"])
+    train_body: bool = False
 
 
 class SourceAdapters(Method):
-    """Train one adapter (and the head) per source language, the body frozen.
+    """Train one adapter (and the head) per source language, the body frozen (or with ``train_body``, too).
 
     Example:
         >>> SourceAdapters({"langs": ["de", "fr"], "bottleneck": 8}).opts.langs
@@ -57,7 +68,8 @@ class SourceAdapters(Method):
         if unknown:
             raise ValueError(f"adapt.langs: no head for {unknown} in the model ({sorted(model.heads)})")
         self.opts.langs = list(langs)
-        model.freeze()
+        if not self.opts.train_body:
+            model.freeze()
         for lang in langs:
             model.add_adapter(lang, bottleneck=int(self.opts.bottleneck), where=tuple(self.opts.where),
                               enabled=False)  # fmt: skip

@@ -113,6 +113,10 @@ class Recognizer:
         if tta is not None:
             decode = dataclasses.replace(decode, tta=tta)
         rec = cls(model, toks, decode, device, build_frontend(cfg.get("features")))
+        adapt = cfg.get("adapt") or {}
+        if adapt.get("method") == "source_adapters":  # trained with each language through its own adapter
+            langs = adapt.get("langs") or []
+            rec.adapter_of.update({lang: lang for lang in langs if lang in model.adapter_specs})
         for path in [adapter] if isinstance(adapter, str | Path) else adapter or []:
             rec.load_adapter(path)
         return rec

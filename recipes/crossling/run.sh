@@ -30,6 +30,9 @@
 #                  tokenizers stay in exp/tokenizer); docs/benchmarks.md, "Issue 17: a larger base"
 #                 [--adapt_config conf/train/xling_adapt_small.yaml]  on that base: add-language's defaults
 #                  with every method on Head's and Full-FT's schedule ("Issue 17: equal-budget tuning")
+#                 [--lang_adapters true]  language-adaptive pretraining: the base trains with one adapter per
+#                  source language (conf/train/xling_lang_adapters.yaml) and is its own source adapters
+#                  (no exp/src_adapters); MetaAdapter meta-trains on it ("Issue 17: language-adaptive pretraining")
 set -euo pipefail
 
 stage=0
@@ -56,6 +59,8 @@ meta_args=""
 adapt_args=""
 domain=clean
 expdir=exp          # the experiments but the tokenizers (exp/tokenizer): a second base beside the first
+lang_adapters=false  # true: pretrain with an adapter per source language (the base holds the source adapters)
+lang_adapter_config=conf/train/xling_lang_adapters.yaml
 
 . "$(dirname "$0")/../common/parse_options.sh"
 
@@ -73,6 +78,9 @@ esac
 log() { echo "[$(date +%H:%M:%S)] stage $*"; }
 data=$corpus/data
 exp=$expdir/multi  # the multilingual base
+src_adapters=$expdir/src_adapters  # SimAdapter's sources: trained on the frozen base, or the base itself
+la_conf=()
+if [ "$lang_adapters" = true ]; then src_adapters=$exp; la_conf=(--config "$lang_adapter_config"); fi
 
 if [ "$stage" -le 0 ] && [ "$stop_stage" -ge 0 ]; then
   log "0: synthesise the $preset corpus into $corpus"
@@ -120,18 +128,21 @@ if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ]; then
       tk+="$l: exp/tokenizer/$l,"
     done
     # shellcheck disable=SC2086
-    asr-transfer train --config "$model_config" --config "$pretrain_config" --exp "$exp" \
+    asr-transfer train --config "$model_config" --config "$pretrain_config" "${la_conf[@]}" --exp "$exp" \
       --data.train "[${tr%,}]" --data.dev "[${dv%,}]" --data.tokenizers "{${tk%,}}" \
       --data.cmvn dump/cmvn.npz --train.device cpu $pretrain_args
   fi
   needs() { for m in $methods; do for x in "$@"; do [ "$m" = "$x" ] && return 0; done; done; return 1; }
-  if needs simadapter simadapter+; then
-    log "4: source adapters on the frozen $exp -> $expdir/src_adapters"
-    if [ -f "$expdir/src_adapters/model.pt" ]; then
-      echo "  $expdir/src_adapters/model.pt exists, skipped"
+  # the base's model, data and features without its method: the next runs bring their own adapt: section
+  python -c "import sys, yaml; c = yaml.safe_load(open(sys.argv[1])); c.pop('adapt', None); \
+yaml.safe_dump(c, open(sys.argv[2], 'w'), sort_keys=False)" "$exp/config.yaml" "$expdir/base_config.yaml"
+  if needs simadapter simadapter+ && [ "$src_adapters" != "$exp" ]; then
+    log "4: source adapters on the frozen $exp -> $src_adapters"
+    if [ -f "$src_adapters/model.pt" ]; then
+      echo "  $src_adapters/model.pt exists, skipped"
     else
       # shellcheck disable=SC2086
-      asr-transfer train --config "$exp/config.yaml" --config "$src_adapter_config" --exp "$expdir/src_adapters" \
+      asr-transfer train --config "$expdir/base_config.yaml" --config "$src_adapter_config" --exp "$src_adapters" \
         --train.init "$exp/model.pt" --adapt.langs "[${sources// /,}]" --train.device cpu $src_adapter_args
     fi
   fi
@@ -141,7 +152,7 @@ if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ]; then
       echo "  $expdir/meta/model.pt exists, skipped"
     else
       # shellcheck disable=SC2086
-      asr-transfer train --config "$exp/config.yaml" --config "$meta_config" --exp "$expdir/meta" \
+      asr-transfer train --config "$expdir/base_config.yaml" --config "$meta_config" --exp "$expdir/meta" \
         --train.init "$exp/model.pt" --train.device cpu $meta_args
     fi
   fi
@@ -160,8 +171,8 @@ if [ "$stage" -le 6 ] && [ "$stop_stage" -ge 6 ]; then
     for m in $methods; do
       case $m in  # what each method starts from besides the multilingual model
         metaadapter) from=(--adapt.meta "$expdir/meta") ;;
-        simadapter) from=(--adapt.sources "$expdir/src_adapters" --adapt.target_adapter "$expdir/${l}_adapter") ;;
-        simadapter+) from=(--adapt.sources "$expdir/src_adapters" --adapt.target_adapter "$expdir/${l}_metaadapter") ;;
+        simadapter) from=(--adapt.sources "$src_adapters" --adapt.target_adapter "$expdir/${l}_adapter") ;;
+        simadapter+) from=(--adapt.sources "$src_adapters" --adapt.target_adapter "$expdir/${l}_metaadapter") ;;
         # the fusion ablation: SimAdapter's fusion layers over the target's adapter alone
         simadapter_alone) from=(--adapt.use_sources false --adapt.target_adapter "$expdir/${l}_adapter") ;;
         *) from=() ;;
