@@ -221,3 +221,18 @@ def test_the_larger_base_has_a_body_of_several_million_parameters_trained_to_its
     assert 3e6 <= small <= 6e6 and small > 4 * tiny, (small, tiny)
     train = TrainOptions.from_config(load_config([REPO / "conf/train/xling_pretrain_small.yaml"])["train"])
     assert train.patience == 3 and train.epochs >= 30 and train.keep_best == 3
+
+
+def test_a_language_adaptive_base_is_simadapters_sources(tmp_path: Path) -> None:
+    for m in ("adapter", "metaadapter"):
+        finished = tmp_path / "crossling" / "exp_la" / f"ro_{m}"
+        finished.mkdir(parents=True)
+        (finished / "add_language.yaml").write_text("lang: ro\n")
+    sim, plus = stage_6_calls(tmp_path, "--methods", "simadapter simadapter+", "--expdir", "exp_la",
+                              "--lang_adapters", "true")  # fmt: skip
+    assert "--adapt.sources exp_la/multi --adapt.target_adapter exp_la/ro_adapter" in sim
+    assert "--adapt.sources exp_la/multi --adapt.target_adapter exp_la/ro_metaadapter" in plus
+    conf = REPO / "conf/train"
+    cfg = load_config([conf / "xling_pretrain_small.yaml", conf / "xling_lang_adapters.yaml"])
+    method = build_method(cfg["adapt"])  # every key a known option
+    assert method.name == "source_adapters" and method.opts.train_body
