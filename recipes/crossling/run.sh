@@ -134,8 +134,8 @@ if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ]; then
   fi
   needs() { for m in $methods; do for x in "$@"; do [ "$m" = "$x" ] && return 0; done; done; return 1; }
   # the base's model, data and features without its method: the next runs bring their own adapt: section
-  python -c "import sys, yaml; c = yaml.safe_load(open(sys.argv[1])); c.pop('adapt', None); \
-yaml.safe_dump(c, open(sys.argv[2], 'w'), sort_keys=False)" "$exp/config.yaml" "$expdir/base_config.yaml"
+  python -c "import sys; from asr_transfer.config import load_config, save_config; \
+c = load_config([sys.argv[1]]); c.pop('adapt', None); save_config(c, sys.argv[2])" "$exp/config.yaml" "$expdir/base_config.yaml"
   if needs simadapter simadapter+ && [ "$src_adapters" != "$exp" ]; then
     log "4: source adapters on the frozen $exp -> $src_adapters"
     if [ -f "$src_adapters/model.pt" ]; then
