@@ -236,3 +236,17 @@ def test_a_language_adaptive_base_is_simadapters_sources(tmp_path: Path) -> None
     cfg = load_config([conf / "xling_pretrain_small.yaml", conf / "xling_lang_adapters.yaml"])
     method = build_method(cfg["adapt"])  # every key a known option
     assert method.name == "source_adapters" and method.opts.train_body
+
+
+def test_stage_6_trains_every_method_once_per_seed_and_fuses_the_same_seeds_adapter(tmp_path: Path) -> None:
+    for run in ("ro_adapter", "ro_adapter_seed2"):  # as the seeds' Adapter runs leave them
+        (tmp_path / "crossling" / "exp" / run).mkdir(parents=True)
+        (tmp_path / "crossling" / "exp" / run / "add_language.yaml").write_text("lang: ro\n")
+    calls = stage_6_calls(tmp_path, "--methods", "adapter simadapter", "--adapt_seeds", "1 2")
+    assert len(calls) == 4, calls
+    adapter1, sim1, adapter2, sim2 = calls
+    assert "--exp exp/ro_adapter " in adapter1 and "--train.seed 1" in adapter1
+    assert "--exp exp/ro_adapter_seed2 " in adapter2 and "--train.seed 2" in adapter2
+    assert "--exp exp/ro_simadapter " in sim1 and "--adapt.target_adapter exp/ro_adapter " in sim1
+    assert "--exp exp/ro_simadapter_seed2 " in sim2 and "--adapt.target_adapter exp/ro_adapter_seed2 " in sim2
+    assert "--train.seed 2" in sim2

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import yaml
 
 from asr_transfer.cli import main
@@ -132,3 +133,58 @@ def test_the_fusion_ablation_gets_a_column_of_its_own(tmp_path: Path) -> None:
     assert header[-2:] == ["SimAdapter", "SimAdapter, target alone"]
     ro = next(r for r in rows if r[0] == "ro")
     assert ro[-2].startswith("**1.88 [") and ro[-1].startswith("3.12 [")  # 3 and 5 words of 160: the best
+
+
+def _seeded(root: Path, lang: str, method: str, wrong: int, seed: int, dev_wer: float) -> Path:
+    """An add-language experiment trained with ``train.seed`` = ``seed`` that recorded ``dev_wer``."""
+    exp = _exp(root / f"seed{seed}", lang, method, wrong, 1.0 if method == "full" else 0.025)
+    (exp / "config.yaml").write_text(
+        yaml.safe_dump({"adapt": {"method": method, "lang": lang}, "train": {"seed": seed}})
+    )
+    summary = yaml.safe_load((exp / "add_language.yaml").read_text())
+    (exp / "add_language.yaml").write_text(yaml.safe_dump({**summary, "dev_wer": dev_wer}))
+    return exp
+
+
+def test_runs_that_differ_in_seed_pool_and_the_interval_holds_the_seed_spread(tmp_path: Path) -> None:
+    # Full-FT: one perfect seed and one with every utterance one word off; the Adapter: one seed in between
+    exps = [
+        _seeded(tmp_path, "ro", "full", 0, 1, 10.0),
+        _seeded(tmp_path, "ro", "full", 40, 2, 20.0),
+        _seeded(tmp_path, "ro", "adapter", 8, 1, 15.0),
+    ]
+    systems = load_systems(exps, ScoreOptions(n_resamples=100), own_lang=True)
+    cells, _ = crossling.collect(systems)
+    assert [r.seed for r in cells[("ro", "full")].runs] == [1, 2]
+    (header, rows), (_, diff) = crossling.tables(cells, n_resamples=1000)
+    by = {r[0]: r for r in rows}
+    # the seeds' mean, 12.50; the interval runs from the perfect seed to the bad one: a rerun's luck is in it
+    assert by["ro"][1] == "12.50 [0.00, 25.00]"
+    assert by["training seeds"][1:] == ["2", "1"]
+    # the Adapter's 5.00 % against that mean: not significant, though each utterance-level comparison would be
+    adapter = {r[0]: r for r in diff}["ro"][2]
+    assert adapter.startswith("-7.50 [") and not adapter.endswith("†")
+    # a second run with the same seed is no seed: refused, naming both runs
+    again = _seeded(tmp_path / "again", "ro", "full", 3, 1, 12.0)
+    systems = load_systems([*exps, again], ScoreOptions(n_resamples=100), own_lang=True)
+    with pytest.raises(ValueError, match="a second experiment for ro / full with train.seed 1"):
+        crossling.collect(systems)
+
+
+def test_the_report_chooses_each_methods_seed_on_dev_data(tmp_path: Path, capsys) -> None:
+    exps = [
+        _seeded(tmp_path, "ro", "full", 0, 1, 20.0),  # best on test, worse on dev: not chosen
+        _seeded(tmp_path, "ro", "full", 40, 2, 10.0),
+        _seeded(tmp_path, "ro", "adapter", 8, 1, 15.0),
+        _seeded(tmp_path, "ro", "adapter", 4, 2, 14.0),
+    ]
+    out = tmp_path / "report"
+    assert main(["report", *map(str, exps), "--out", str(out), "--resamples", "200"]) == 0
+    capsys.readouterr()
+    md = (out / "RESULTS.md").read_text(encoding="utf-8")
+    pooled = md.split("## Cross-lingual transfer: WER (%) per target language and method\n", 1)[1]
+    assert "| ro | 12.50 [0.00, 25.00] | **3.75 [" in pooled.split("\n## ", 1)[0]
+    chosen = md.split("## Each method's run chosen on dev data among its seeds: WER (%)\n", 1)[1]
+    table = chosen.split("\n## ", 1)[0]
+    assert "| ro | 25.00 [" in table and "**2.50 [" in table  # seed 2 of each: 40 and 4 utterances of 40 off
+    assert "training seeds" not in table

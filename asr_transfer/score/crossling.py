@@ -9,6 +9,13 @@ against Full-FT, per language and on the average (the average's resamples are th
 languages' resamples, drawn independently). The base model's own test WERs per source language
 follow (the base named in ``add_language.yaml``), and for SimAdapter and SimAdapter+ experiments the
 fusion weights per layer and language: a table per experiment and a heatmap.
+
+Runs of one (language, method) that differ in ``train.seed`` are that cell's training seeds: the cell
+is their mean WER, and its intervals resample the seeds as well as the utterances (the two-level
+bootstrap of :func:`bootstrap.seed_resampled_rates`), because two training runs of one method can
+differ by as much as two methods do. With several seeds a third table takes, in every cell, the run
+with the lowest dev WER (``dev_wer`` of ``add_language.yaml``): every method gets the same number of
+tries, chosen on dev data, as a user choosing among their own runs would.
 """
 
 from __future__ import annotations
@@ -48,16 +55,34 @@ FUSION_NOTE = (
 
 
 @dataclass
-class Cell:
-    """One (language, method) experiment: per-utterance ``(errors, ref words)`` and its summary."""
+class Run:
+    """One add-language experiment: per-utterance ``(errors, ref words)``, its summary, its ``train.seed``."""
 
     counts: dict[str, tuple[int, int]]
     summary: dict
+    seed: object = None
 
     @property
     def wer(self) -> float:
         errors, words = np.array(list(self.counts.values())).sum(0)
         return 100.0 * errors / words
+
+
+@dataclass
+class Cell:
+    """One (language, method): its runs, one per training seed (in ``train.seed`` order)."""
+
+    runs: list[Run]
+
+    @property
+    def wer(self) -> float:
+        """The seeds' mean WER (they share the test set, so their mean errors over its words)."""
+        return float(np.mean([r.wer for r in self.runs]))
+
+    @property
+    def summary(self) -> dict:
+        """The first seed's summary (shares and file sizes are the same for every seed)."""
+        return self.runs[0].summary
 
 
 def summary_of(path: Path) -> dict | None:
@@ -78,10 +103,25 @@ def column(path: Path, summary: dict) -> str:
     return method
 
 
+def seed_of(path: Path) -> object:
+    """The ``train.seed`` of an experiment's ``config.yaml`` (``None`` when it records none)."""
+    cfg = path / "config.yaml"
+    config = (yaml.safe_load(cfg.read_text(encoding="utf-8")) or {}) if cfg.is_file() else {}
+    return (config.get("train") or {}).get("seed")
+
+
+def _seed_order(run: Run) -> tuple[bool, int, str]:
+    """Integer seeds in numeric order, then any other (``None``: no seed recorded)."""
+    number = isinstance(run.seed, int)
+    return not number, run.seed if number else 0, str(run.seed)
+
+
 def collect(systems: list[System], unit: str = "utt") -> tuple[dict[tuple[str, str], Cell], list[str]]:
     """``{(lang, method): Cell}`` of the add-language systems among ``systems`` (their first test-set
-    decode, as scored for the report), and notes on the ones left out (no test decode yet)."""
+    decode, as scored for the report; runs that differ in ``train.seed`` are a cell's seeds), and notes
+    on the ones left out (no test decode yet)."""
     out: dict[tuple[str, str], Cell] = {}
+    paths: dict[tuple[str, str, str], Path] = {}
     undecoded = []
     for system in systems:
         summary = summary_of(system.path)
@@ -92,9 +132,18 @@ def collect(systems: list[System], unit: str = "utt") -> tuple[dict[tuple[str, s
         if not tests:
             undecoded.append(f"{system.path} (decode_{lang}_test*)")
             continue
-        if (lang, method) in out:
-            raise ValueError(f"{system.path}: a second experiment for {lang} / {method}")
-        out[(lang, method)] = Cell(unit_counts(system.decodes[tests[0]][0], unit), summary)
+        seed = seed_of(system.path)
+        if (lang, method, str(seed)) in paths:
+            raise ValueError(
+                f"{system.path}: a second experiment for {lang} / {method} with train.seed {seed} "
+                f"(the first: {paths[(lang, method, str(seed))]}); runs of one method pool as seeds only "
+                "when their seeds differ"
+            )
+        paths[(lang, method, str(seed))] = system.path
+        run = Run(unit_counts(system.decodes[tests[0]][0], unit), summary, seed)
+        out.setdefault((lang, method), Cell([])).runs.append(run)
+    for cell in out.values():
+        cell.runs.sort(key=_seed_order)
     notes = [f"Not decoded on the target's test set yet: {', '.join(undecoded)}."] if undecoded else []
     return out, notes
 
@@ -122,14 +171,20 @@ def base_dirs(systems: list[System]) -> list[Path]:
 def _resamples(
     cells: dict[tuple[str, str], Cell], lang: str, methods: list[str], n: int, seed: int
 ) -> np.ndarray:
-    """Paired resampled WERs ``(methods, n)`` of one language (the same draws for every method)."""
-    keys = sorted(cells[(lang, methods[0])].counts)
-    for m in methods[1:]:
-        if sorted(cells[(lang, m)].counts) != keys:
+    """Paired resampled WERs ``(methods, n)`` of one language: the same utterance draws for every
+    method, then each method's seeds drawn with replacement (one seed: the utterance bootstrap)."""
+    runs = [cells[(lang, m)].runs for m in methods]
+    keys = sorted(runs[0][0].counts)
+    for m, seeds in zip(methods, runs):
+        if any(sorted(r.counts) != keys for r in seeds):
             raise ValueError(f"{lang}: {methods[0]} and {m} were decoded on different utterances")
-    errors = np.array([[cells[(lang, m)].counts[k][0] for k in keys] for m in methods])
-    words = np.array([cells[(lang, methods[0])].counts[k][1] for k in keys])
-    return bootstrap.resample_rates(errors, words, n_resamples=n, seed=seed)
+    errors = np.array([[r.counts[k][0] for k in keys] for seeds in runs for r in seeds])
+    words = np.array([runs[0][0].counts[k][1] for k in keys])
+    rows, first = [], 0
+    for seeds in runs:
+        rows.append([list(range(first, first + len(seeds)))])
+        first += len(seeds)
+    return bootstrap.seed_resampled_rates(errors, words, rows, n_resamples=n, seed=seed)[1]
 
 
 def tables(
@@ -167,6 +222,8 @@ def tables(
     share = [_mean_of(cells, m, "trainable_share") for m in methods]
     rows.append(["trainable params (%)"] + [_pct(s) for s in share])
     rows.append(["file / model file (%)"] + [_pct(_mean_of(cells, m, "adapter_file_share")) for m in methods])
+    if any(len(c.runs) > 1 for c in cells.values()):
+        rows.append(["training seeds"] + [_seed_count(cells, m) for m in methods])
 
     if BASELINE not in methods or not complete:
         return (header, rows), None
@@ -193,6 +250,31 @@ def tables(
 def _mean_of(cells: dict[tuple[str, str], Cell], method: str, key: str) -> float:
     values = [c.summary[key] for (_, m), c in cells.items() if m == method and key in c.summary]
     return float(np.mean(values)) if values else math.nan
+
+
+def _seed_count(cells: dict[tuple[str, str], Cell], method: str) -> str:
+    counts = sorted({len(c.runs) for (_, m), c in cells.items() if m == method})
+    return str(counts[0]) if len(counts) == 1 else f"{counts[0]}-{counts[-1]}"
+
+
+def chosen_on_dev(cells: dict[tuple[str, str], Cell]) -> tuple[dict[tuple[str, str], Cell], list[str]]:
+    """Each cell's run with the lowest dev WER among its seeds (``dev_wer`` of ``add_language.yaml``;
+    a tie keeps the first seed), and notes on cells whose runs do not all record one (left out).
+
+    Example:
+        >>> runs = [Run({"u": (1, 4)}, {"dev_wer": 30.0}, 1), Run({"u": (2, 4)}, {"dev_wer": 20.0}, 2)]
+        >>> chosen, notes = chosen_on_dev({("ro", "full"): Cell(runs)})
+        >>> chosen[("ro", "full")].runs[0].seed, notes
+        (2, [])
+    """
+    chosen, missing = {}, []
+    for key, cell in cells.items():
+        if any("dev_wer" not in r.summary for r in cell.runs):
+            missing.append(" / ".join(key))
+            continue
+        chosen[key] = Cell([min(cell.runs, key=lambda r: r.summary["dev_wer"])])
+    notes = [f"No dev WER recorded in every run of: {', '.join(missing)} (left out)."] if missing else []
+    return chosen, notes
 
 
 def _pct(x: float) -> str:

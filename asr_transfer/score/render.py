@@ -164,12 +164,34 @@ def _crossling_section(
         doc.note(text)
     if not cells:
         return
+    seeded = any(len(c.runs) > 1 for c in cells.values())
+    if seeded:
+        doc.note(
+            "Runs of a method on a target that differ in train.seed are its training seeds (row `training "
+            "seeds`): a cell is their mean WER, and its intervals resample the seeds as well as the "
+            "utterances."
+        )
     main, diff = crossling.tables(cells, options.n_resamples, options.seed)
     doc.table(main)
     if diff is not None:
         doc.heading("Difference to Full-FT (WER points, paired bootstrap)")
         doc.note("Negative = better than Full-FT. † = the 95% interval of the difference excludes 0.")
         doc.table(diff)
+    if seeded:
+        chosen, chosen_notes = crossling.chosen_on_dev(cells)
+        doc.heading("Each method's run chosen on dev data among its seeds: WER (%)")
+        doc.note(
+            "In every cell the seed with the lowest dev WER (the same number of tries for every method where "
+            "the seed counts are equal; the choice never sees the test set); intervals over utterances."
+        )
+        for text in chosen_notes:
+            doc.note(text)
+        if chosen:
+            main, diff = crossling.tables(chosen, options.n_resamples, options.seed)
+            doc.table(main)
+            if diff is not None:
+                doc.note("Difference to Full-FT, runs chosen on dev (WER points, paired; † excludes 0):")
+                doc.table(diff)
     given = {s.path.resolve(): s for s in systems}
     for base in crossling.base_dirs(systems):
         doc.heading(f"Base model {base.name}: test WER (%) per source language")

@@ -30,6 +30,10 @@
 #                  tokenizers stay in exp/tokenizer); docs/benchmarks.md, "Issue 17: a larger base"
 #                 [--adapt_config conf/train/xling_adapt_small.yaml]  on that base: add-language's defaults
 #                  with every method on Head's and Full-FT's schedule ("Issue 17: equal-budget tuning")
+#                 [--adapt_seeds "1 2 3"]  every method on every target once per training seed (seed 1 into
+#                  <expdir>/<target>_<method>, seed N into <target>_<method>_seedN; SimAdapter(+) fuses the
+#                  adapter of its own seed); the report pools a cell's seeds (their mean WER, intervals that
+#                  resample the seeds too) and adds a table of each method's run chosen on dev among its seeds
 #                 [--lang_adapters true]  language-adaptive pretraining: the base trains with one adapter per
 #                  source language (conf/train/xling_lang_adapters.yaml) and is its own source adapters
 #                  (no exp/src_adapters); MetaAdapter meta-trains on it ("Issue 17: language-adaptive pretraining")
@@ -59,6 +63,7 @@ meta_args=""
 adapt_args=""
 domain=clean
 expdir=exp          # the experiments but the tokenizers (exp/tokenizer): a second base beside the first
+adapt_seeds=1       # add-language training seeds (train.seed); the report pools them
 lang_adapters=false  # true: pretrain with an adapter per source language (the base holds the source adapters)
 lang_adapter_config=conf/train/xling_lang_adapters.yaml
 
@@ -76,6 +81,8 @@ case $preset in  # the preset's languages (asr_transfer/synth/presets.py); Engli
 esac
 
 log() { echo "[$(date +%H:%M:%S)] stage $*"; }
+# the run dir suffix of training seed S: none for seed 1 (the single-seed layout), _seedS otherwise
+seed_suffix() { [ "$1" = 1 ] || echo "_seed$1"; }
 data=$corpus/data
 exp=$expdir/multi  # the multilingual base
 src_adapters=$expdir/src_adapters  # SimAdapter's sources: trained on the frozen base, or the base itself
@@ -167,38 +174,43 @@ fi
 
 if [ "$stage" -le 6 ] && [ "$stop_stage" -ge 6 ]; then
   log "6: add every target language by every method"
-  for l in $targets; do
-    for m in $methods; do
-      case $m in  # what each method starts from besides the multilingual model
-        metaadapter) from=(--adapt.meta "$expdir/meta") ;;
-        simadapter) from=(--adapt.sources "$src_adapters" --adapt.target_adapter "$expdir/${l}_adapter") ;;
-        simadapter+) from=(--adapt.sources "$src_adapters" --adapt.target_adapter "$expdir/${l}_metaadapter") ;;
-        # the fusion ablation: SimAdapter's fusion layers over the target's adapter alone
-        simadapter_alone) from=(--adapt.use_sources false --adapt.target_adapter "$expdir/${l}_adapter") ;;
-        *) from=() ;;
-      esac
-      method=${m%_alone}
-      own=()
-      [ -f "${adapt_config%.yaml}/$method.yaml" ] && own=(--config "${adapt_config%.yaml}/$method.yaml")
-      if [ "${#from[@]}" -ge 4 ] && [ ! -f "${from[3]}/add_language.yaml" ]; then
-        echo "$0: $m for $l fuses ${from[3]}, which is not finished: list its method earlier" >&2; exit 2
-      fi
-      conf=(--config "$adapt_config")
-      [ "$adapt_config" = none ] && conf=()  # add-language's defaults (add-language --help)
-      # shellcheck disable=SC2086
-      asr-transfer add-language --base "$exp" --lang "$l" --method "$method" --exp "$expdir/${l}_$m" \
-        --train "$data/${l}_train_$domain" --dev "$data/${l}_dev_$domain" \
-        "${conf[@]}" --decode-config "$decode_config" "${from[@]}" "${own[@]}" $adapt_args
+  for s in $adapt_seeds; do
+    x=$(seed_suffix "$s")
+    for l in $targets; do
+      for m in $methods; do
+        case $m in  # what each method starts from besides the multilingual model (the same seed's adapter)
+          metaadapter) from=(--adapt.meta "$expdir/meta") ;;
+          simadapter) from=(--adapt.sources "$src_adapters" --adapt.target_adapter "$expdir/${l}_adapter$x") ;;
+          simadapter+) from=(--adapt.sources "$src_adapters" --adapt.target_adapter "$expdir/${l}_metaadapter$x") ;;
+          # the fusion ablation: SimAdapter's fusion layers over the target's adapter alone
+          simadapter_alone) from=(--adapt.use_sources false --adapt.target_adapter "$expdir/${l}_adapter$x") ;;
+          *) from=() ;;
+        esac
+        method=${m%_alone}
+        own=()
+        [ -f "${adapt_config%.yaml}/$method.yaml" ] && own=(--config "${adapt_config%.yaml}/$method.yaml")
+        if [ "${#from[@]}" -ge 4 ] && [ ! -f "${from[3]}/add_language.yaml" ]; then
+          echo "$0: $m for $l fuses ${from[3]}, which is not finished: list its method earlier" >&2; exit 2
+        fi
+        conf=(--config "$adapt_config")
+        [ "$adapt_config" = none ] && conf=()  # add-language's defaults (add-language --help)
+        # shellcheck disable=SC2086
+        asr-transfer add-language --base "$exp" --lang "$l" --method "$method" --exp "$expdir/${l}_$m$x" \
+          --train "$data/${l}_train_$domain" --dev "$data/${l}_dev_$domain" \
+          "${conf[@]}" --decode-config "$decode_config" "${from[@]}" "${own[@]}" --train.seed "$s" $adapt_args
+      done
     done
   done
 fi
 
 if [ "$stage" -le 7 ] && [ "$stop_stage" -ge 7 ]; then
   log "7: decode every target's test set"
-  for l in $targets; do
-    for m in $methods; do
-      asr-transfer decode --exp "$expdir/${l}_$m" --data "$data/${l}_test_$domain" --config "$decode_config" \
-        --lang "$l"
+  for s in $adapt_seeds; do
+    for l in $targets; do
+      for m in $methods; do
+        asr-transfer decode --exp "$expdir/${l}_$m$(seed_suffix "$s")" --data "$data/${l}_test_$domain" \
+          --config "$decode_config" --lang "$l"
+      done
     done
   done
 fi
@@ -206,7 +218,9 @@ fi
 if [ "$stage" -le 8 ] && [ "$stop_stage" -ge 8 ]; then
   log "8: report"
   exps=()
-  for l in $targets; do for m in $methods; do exps+=("$expdir/${l}_$m"); done; done
+  for s in $adapt_seeds; do
+    for l in $targets; do for m in $methods; do exps+=("$expdir/${l}_$m$(seed_suffix "$s")"); done; done
+  done
   # the base model's own WERs per source language come with the table: add_language.yaml names it
   asr-transfer report "${exps[@]}" --out "$expdir/report" \
     --note "Sources: $sources. Targets: $targets. Corpus: $corpus ($preset)."
