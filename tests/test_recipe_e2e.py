@@ -83,11 +83,11 @@ def test_mini_recipe_end_to_end(tmp_path: Path) -> None:
     assert "CMatch (ctc_pred)" in table and "Source-only" in table and "room" in table
     assert "CMatch (ctc_pred)" in proc.stdout  # printed at the end of the run
     # iterative pseudo-labelling: round 2 re-labels the target with round 1's model and adapts from it;
-    # with two adaptation seeds, each seed has its own rounds, and the table pools the seeds; their
-    # soup (the weight average of the seeds' final models) is a column of its own
+    # with two adaptation seeds, each seed has its own rounds (two chains at a time), and the table pools
+    # the seeds; their soup (the weight average of the seeds' final models) is a column of its own
     rounds = ["./run.sh", "--stage", "8", "--stop_stage", "10", "--speed_perturb", "", "--adapt_methods",
               "self_training", "--pl_rounds", "2", "--adapt_seeds", "1 2", "--adapt_soup", "true",
-              "--adapt_args", "--train.epochs 1"]  # fmt: skip
+              "--adapt_args", "--train.epochs 1", "--adapt_jobs", "2"]  # fmt: skip
     two = subprocess.run(rounds, cwd=recipe, env=env, capture_output=True, text=True, timeout=900)
     assert two.returncode == 0, two.stdout[-2000:] + two.stderr[-2000:]
     for seed, sfx in ((1, ""), (2, "_seed2")):
@@ -106,6 +106,11 @@ def test_mini_recipe_end_to_end(tmp_path: Path) -> None:
         train = yaml.safe_load((final / "config.yaml").read_text())["train"]
         assert train["seed"] == seed and train["lr"] == 0.002  # self-training's tuned lr, not 5e-4
         assert (final / "decode_en_test_room" / "score" / "wer.json").exists()
+        # the two seeds' chains ran side by side (--adapt_jobs 2), each logging into its own file
+        assert (
+            f"-> exp/adapt/self_training_room{sfx}"
+            in (recipe / f"exp/adapt/log/self_training_room{sfx}.log").read_text()
+        )
     table = (recipe / "exp" / "report_adapt" / "RESULTS.md").read_text()
     assert "Self-training: 2 training seeds per target domain (train.seed 1, 2)" in table
     soup = recipe / "exp/adapt/self_training_room_soup"

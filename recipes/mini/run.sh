@@ -26,6 +26,8 @@
 #                 seed N into exp/adapt/<method>_<domain>_seedN; the table pools them as seeds)
 #                 [--adapt_soup true] (with several seeds: also their weight average, asr-transfer average,
 #                 into exp/adapt/<method>_<domain>_soup, a column of its own in the table)
+#                 [--adapt_jobs N] (stages 8 and 9: N adaptation chains, one per method x domain x seed with
+#                 its rounds, and N decodes at a time, each with nproc/N threads; logs in exp/adapt/log/)
 #                 [--adapt_config conf/train/adapt_noisy_student.yaml] (the shared adaptation config;
 #                 that one masks the student's input; each method's conf/adapt/<method>.yaml comes after
 #                 it and sets the method's tuned lr: another lr goes in --adapt_args "--train.lr X")
@@ -66,6 +68,7 @@ pl_rounds=1                           # pseudo-labelling rounds (2+: re-label wi
 adapt_seeds=1                         # adaptation training seeds (train.seed); stage 10 pools them
 adapt_train=model                     # model | adapter (a domain adapter, conf/train/adapt_adapter.yaml)
 adapt_soup=false                      # true: also the weight average of each method's seeds (a soup)
+adapt_jobs=1                          # adaptation chains (stage 8) and decodes (stage 9) run at once
 
 . "$(dirname "$0")/../common/parse_options.sh"
 
@@ -88,6 +91,9 @@ case $adapt_train in
     variant=_adapter
     [ "$pl_rounds" -eq 1 ] || { echo "$0: --adapt_train adapter takes one pseudo-labelling round" >&2; exit 2; } ;;
   *) echo "$0: --adapt_train $adapt_train: model or adapter" >&2; exit 2 ;;
+esac
+case $adapt_jobs in
+  ''|*[!0-9]*|0) echo "$0: --adapt_jobs $adapt_jobs: a positive number of jobs" >&2; exit 2 ;;
 esac
 case $adapt_soup in
   false) ;;
@@ -262,6 +268,51 @@ adapt() {
 # the run dir suffix of adaptation seed S: none for seed 1 (the single-seed layout), _seedS otherwise
 seed_suffix() { [ "$1" = 1 ] || echo "_seed$1"; }
 
+# run "$@" now (--adapt_jobs 1), or in the background into the log LOG once fewer than adapt_jobs jobs
+# run, each with its share of the CPU threads; finish_jobs waits for them all and fails if one failed
+bg_pids=() bg_logs=()
+run_job() {
+  local log=$1; shift
+  if [ "$adapt_jobs" -eq 1 ]; then "$@"; return; fi
+  while [ "$(jobs -rp | wc -l)" -ge "$adapt_jobs" ]; do sleep 1; done
+  mkdir -p "$(dirname "$log")"
+  echo "  in the background: $* > $log"
+  ( export OMP_NUM_THREADS=${OMP_NUM_THREADS:-$(( $(nproc) / adapt_jobs > 0 ? $(nproc) / adapt_jobs : 1 ))}
+    "$@" ) > "$log" 2>&1 &
+  bg_pids+=($!) bg_logs+=("$log")
+}
+finish_jobs() {
+  local i failed=()
+  for i in "${!bg_pids[@]}"; do wait "${bg_pids[$i]}" || failed+=("${bg_logs[$i]}"); done
+  bg_pids=() bg_logs=()
+  [ "${#failed[@]}" -eq 0 ] || { echo "$0: stage $1: ${#failed[@]} job(s) failed, see: ${failed[*]}" >&2; exit 1; }
+}
+
+# adapt the source model to domain D with method M and training seed S, round after round (skipped
+# when the last round finished: no earlier round is redone)
+adapt_chain() {
+  local d=$1 m=$2 s=$3 sfx final from pl labels round out
+  sfx=$(seed_suffix "$s")
+  final=exp/adapt/${m}${variant}_$d$sfx
+  if [ -f "$final/model.pt" ]; then
+    echo "  $final/model.pt exists, skipped"
+    return
+  fi
+  from=$exp pl=$dump/pseudo labels=pseudo
+  for round in $(seq 1 "$pl_rounds"); do
+    out=$final; [ "$round" -lt "$pl_rounds" ] && out=exp/adapt/${m}_$d${sfx}_round$round
+    if [ "$round" -gt 1 ]; then
+      log "8: round $round: re-label $d with $from"
+      pl=$dump/pseudo_$m${sfx}_round$round
+      pseudo_label "$from" "$d" "pseudo_$m${sfx}_round$round" "$pl" "$labels"
+      labels=pseudo_$m${sfx}_round$round
+    fi
+    log "8: adapt $from to $d with $m (seed $s) -> $out"
+    adapt "$from" "$d" "$m" "$pl" "$out" "$s"
+    from=$out
+  done
+}
+
 if [ "$stage" -le 8 ] && [ "$stop_stage" -ge 8 ] && [ -n "$adapt_domains" ]; then
   device=cpu; [ "$ngpu" -gt 0 ] && device=auto
   for d in $adapt_domains; do
@@ -272,34 +323,23 @@ if [ "$stage" -le 8 ] && [ "$stop_stage" -ge 8 ] && [ -n "$adapt_domains" ]; the
         continue
       fi
       for s in $adapt_seeds; do
-        sfx=$(seed_suffix "$s")
-        final=exp/adapt/${m}${variant}_$d$sfx
-        if [ -f "$final/model.pt" ]; then  # the last round finished: no earlier round is redone
-          echo "  $final/model.pt exists, skipped"
-          continue
-        fi
-        from=$exp pl=$dump/pseudo labels=pseudo
-        for round in $(seq 1 "$pl_rounds"); do
-          out=$final; [ "$round" -lt "$pl_rounds" ] && out=exp/adapt/${m}_$d${sfx}_round$round
-          if [ "$round" -gt 1 ]; then
-            log "8: round $round: re-label $d with $from"
-            pl=$dump/pseudo_$m${sfx}_round$round
-            pseudo_label "$from" "$d" "pseudo_$m${sfx}_round$round" "$pl" "$labels"
-            labels=pseudo_$m${sfx}_round$round
-          fi
-          log "8: adapt $from to $d with $m (seed $s) -> $out"
-          adapt "$from" "$d" "$m" "$pl" "$out" "$s"
-          from=$out
-        done
+        run_job "exp/adapt/log/${m}${variant}_$d$(seed_suffix "$s").log" adapt_chain "$d" "$m" "$s"
       done
-      soup=exp/adapt/${m}_${d}_soup
-      if [ "$adapt_soup" = true ] && [ ! -f "$soup/model.pt" ]; then
-        log "8: the soup of $m's seeds on $d -> $soup"
-        # shellcheck disable=SC2046
-        asr-transfer average $(for s in $adapt_seeds; do echo "exp/adapt/${m}_$d$(seed_suffix "$s")"; done) --out "$soup"
-      fi
     done
   done
+  finish_jobs 8
+  if [ "$adapt_soup" = true ]; then
+    for d in $adapt_domains; do
+      for m in $adapt_methods; do
+        soup=exp/adapt/${m}_${d}_soup
+        if ! serves "$m" "$d" && [ ! -f "$soup/model.pt" ]; then
+          log "8: the soup of $m's seeds on $d -> $soup"
+          # shellcheck disable=SC2046
+          asr-transfer average $(for s in $adapt_seeds; do echo "exp/adapt/${m}_$d$(seed_suffix "$s")"; done) --out "$soup"
+        fi
+      done
+    done
+  fi
 fi
 
 if [ "$stage" -le 9 ] && [ "$stop_stage" -ge 9 ] && [ -n "$adapt_domains" ]; then
@@ -310,17 +350,20 @@ if [ "$stage" -le 9 ] && [ "$stop_stage" -ge 9 ] && [ -n "$adapt_domains" ]; the
         if [ "$adapt_train" = adapter ]; then
           # the source model with the domain adapter swapped in for audio of domain $d (utt2domain):
           # the source domain is decoded by the source model alone
-          asr-transfer decode --exp "$exp" --adapter "$out/$d.adapter" --out-root "$out" \
+          run_job "exp/adapt/log/decode_$(basename "$out").log" \
+            asr-transfer decode --exp "$exp" --adapter "$out/$d.adapter" --out-root "$out" \
             --data "$data/en_test_$d" "$data/en_test_clean" "${decode_opts[@]}"
         else
           tests=("$data/en_test_$d")
           # the control serves every domain: their test sets too
           if is_control "$m"; then tests=(); for x in $adapt_domains; do tests+=("$data/en_test_$x"); done; fi
-          asr-transfer decode --exp "$out" --data "${tests[@]}" "$data/en_test_clean" "${decode_opts[@]}"
+          run_job "exp/adapt/log/decode_$(basename "$out").log" \
+            asr-transfer decode --exp "$out" --data "${tests[@]}" "$data/en_test_clean" "${decode_opts[@]}"
         fi
       done
     done
   done
+  finish_jobs 9
 fi
 
 if [ "$stage" -le 10 ] && [ "$stop_stage" -ge 10 ] && [ -n "$adapt_domains" ]; then

@@ -1,0 +1,79 @@
+"""`recipes/mini/run.sh --adapt_jobs N`: stage 8's adaptation chains run N at a time, each into its own
+log, and a chain that fails fails the stage, naming its log, after the others finished. The recipe
+runs with a stand-in `asr-transfer` that records its calls (the real runs: tests/test_recipe_e2e.py)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+from conftest import REPO
+
+# records each call with its start and end; `train` into a run dir named *mmd* fails
+STAND_IN = """#!/bin/sh
+echo "start $*" >> "$CALLS"
+sleep 1
+case "$*" in *"--exp exp/adapt/mmd_"*) echo "mmd broke" >&2; exit 3;; esac
+echo "end $*" >> "$CALLS"
+"""
+
+
+def stage_8(tmp_path: Path, methods: str, jobs: str) -> tuple[subprocess.CompletedProcess, list[str]]:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    (bin_dir / "asr-transfer").write_text(STAND_IN)
+    (bin_dir / "asr-transfer").chmod(0o755)
+    recipe = tmp_path / "mini"
+    recipe.mkdir(exist_ok=True)
+    (recipe / "run.sh").write_bytes((REPO / "recipes/mini/run.sh").read_bytes())
+    (recipe / "run.sh").chmod(0o755)
+    if not (recipe / "conf").exists():
+        (recipe / "conf").symlink_to(REPO / "conf")
+        (tmp_path / "common").symlink_to(REPO / "recipes/common")
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "CALLS": str(tmp_path / "calls")}
+    env.pop("OMP_NUM_THREADS", None)
+    proc = subprocess.run(
+        ["bash", "./run.sh", "--stage", "8", "--stop_stage", "8", "--adapt_domains", "room mic",
+         "--adapt_methods", methods, "--adapt_jobs", jobs],
+        cwd=recipe, env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    calls = (tmp_path / "calls").read_text().splitlines() if (tmp_path / "calls").exists() else []
+    return proc, calls
+
+
+def test_adaptation_chains_run_two_at_a_time_each_into_its_log(tmp_path: Path) -> None:
+    proc, calls = stage_8(tmp_path, "self_training cmatch_ctc_pred", "2")
+    assert proc.returncode == 0, proc.stderr
+    runs = ["self_training_room", "cmatch_ctc_pred_room", "self_training_mic", "cmatch_ctc_pred_mic"]
+    assert sorted(
+        c.split("--exp exp/adapt/")[1].split()[0] for c in calls if c.startswith("end train")
+    ) == sorted(runs)
+    # two chains overlap: the second starts before the first ends
+    assert calls[0].startswith("start train") and calls[1].startswith("start train"), calls
+    for run in runs:
+        log = (tmp_path / "mini/exp/adapt/log" / f"{run}.log").read_text()
+        assert f"-> exp/adapt/{run}" in log  # the chain's own progress, in its own log
+
+
+def test_a_failed_chain_fails_the_stage_after_the_others_and_names_its_log(tmp_path: Path) -> None:
+    proc, calls = stage_8(tmp_path, "mmd self_training", "2")
+    assert proc.returncode == 1
+    assert (
+        "stage 8: 2 job(s) failed, see: exp/adapt/log/mmd_room.log exp/adapt/log/mmd_mic.log" in proc.stderr
+    )
+    assert "mmd broke" in (tmp_path / "mini/exp/adapt/log/mmd_room.log").read_text()
+    assert sum(c.startswith("end train") and "self_training_" in c for c in calls) == 2  # the others ran
+    # one job at a time is the plain serial run: the first failure stops the stage at once
+    (tmp_path / "serial").mkdir()
+    one, serial_calls = stage_8(tmp_path / "serial", "mmd self_training", "1")
+    assert one.returncode != 0 and "mmd broke" in one.stderr
+    assert serial_calls == [c for c in serial_calls if "mmd_room" in c]  # nothing after the failure
+    # a number of jobs that is none is refused before any work
+    (tmp_path / "none").mkdir()
+    zero, none_calls = stage_8(tmp_path / "none", "mmd", "0")
+    assert (
+        zero.returncode == 2
+        and "--adapt_jobs 0: a positive number of jobs" in zero.stderr
+        and none_calls == []
+    )
