@@ -30,6 +30,7 @@ EXPECTED = (ValueError, OSError, yaml.YAMLError, InputError)
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "synth": ("synth", "generate the offline benchmark corpus"),
     "validate-data": ("validate_data", "check Kaldi data dirs"),
+    "subset": ("subset", "a data dir cut to N utterances drawn at random (learning curves)"),
     "features": ("features", "dump fbank features and CMVN stats"),
     "tokenizer": ("tokenizer", "train a char or SentencePiece tokenizer"),
     "train": ("train", "train (or adapt) a model"),

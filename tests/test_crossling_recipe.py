@@ -250,3 +250,17 @@ def test_stage_6_trains_every_method_once_per_seed_and_fuses_the_same_seeds_adap
     assert "--exp exp/ro_simadapter " in sim1 and "--adapt.target_adapter exp/ro_adapter " in sim1
     assert "--exp exp/ro_simadapter_seed2 " in sim2 and "--adapt.target_adapter exp/ro_adapter_seed2 " in sim2
     assert "--train.seed 2" in sim2
+
+
+def test_a_learning_curve_point_trains_on_a_seeded_cut_of_each_target(tmp_path: Path) -> None:
+    for run in ("ro_adapter_u50", "ro_adapter_u50_seed2"):
+        (tmp_path / "crossling" / "exp" / run).mkdir(parents=True)
+        (tmp_path / "crossling" / "exp" / run / "add_language.yaml").write_text("lang: ro\n")
+    calls = stage_6_calls(
+        tmp_path, "--methods", "adapter simadapter", "--adapt_seeds", "1 2", "--train_utts", "50"
+    )
+    cut, adapter1, sim1, adapter2, sim2 = calls
+    assert cut == "subset corpus/data/ro_train_clean --utts 50 --out corpus/data/ro_train50_clean"
+    assert all("--train corpus/data/ro_train50_clean " in c for c in (adapter1, sim1, adapter2, sim2))
+    assert "--exp exp/ro_adapter_u50 " in adapter1 and "--exp exp/ro_simadapter_u50_seed2 " in sim2
+    assert "--adapt.target_adapter exp/ro_adapter_u50_seed2 " in sim2

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
+from conftest import cli, cli_as_user
 
 from asr_transfer.data.kaldi import (
     DataError,
@@ -148,3 +151,26 @@ def test_text_is_optional_when_not_required(tmp_path):
     assert load_data_dir(tmp_path, require_text=False).text is None
     with pytest.raises(DataError, match="text: missing file"):
         load_data_dir(tmp_path)
+
+
+def test_subset_cuts_every_table_of_a_real_data_dir_to_a_seeded_draw(
+    tiny_corpus: Path, tmp_path: Path
+) -> None:
+    src = tiny_corpus / "en_train_clean"
+    whole = load_data_dir(src)
+    n = len(whole.utts) // 2
+    assert cli("subset", src, "--utts", n, "--out", tmp_path / "half") == 0
+    half = load_data_dir(tmp_path / "half")
+    assert len(half.utts) == n and set(half.utts) < set(whole.utts)
+    for table in ("wav", "text", "utt2spk", "utt2lang", "utt2domain"):
+        assert getattr(half, table) == {u: getattr(whole, table)[u] for u in half.utts}, table
+    assert half.utt2dur == pytest.approx({u: whole.utt2dur[u] for u in half.utts}, rel=1e-5)
+    # the same seed, the same draw; another seed, another draw; no temporary dir left behind
+    assert cli("subset", src, "--utts", n, "--out", tmp_path / "again") == 0
+    assert load_data_dir(tmp_path / "again").utts == half.utts
+    assert cli("subset", src, "--utts", n, "--seed", "3", "--out", tmp_path / "other") == 0
+    assert load_data_dir(tmp_path / "other").utts != half.utts
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["again", "half", "other"]
+    # more utterances than the dir holds: one line naming the dir, nothing written
+    assert cli_as_user("subset", src, "--utts", len(whole.utts) + 1, "--out", tmp_path / "more") == 2
+    assert not (tmp_path / "more").exists()

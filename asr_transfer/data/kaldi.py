@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import itertools
 import os
+import random
+import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -323,3 +325,47 @@ def _spk2utt(utt2spk: Mapping[str, str]) -> dict[str, str]:
     for utt in sorted(utt2spk):
         spk2utts.setdefault(utt2spk[utt], []).append(utt)
     return {spk: " ".join(utts) for spk, utts in spk2utts.items()}
+
+
+def subset_data_dir(src: str | os.PathLike, out: str | os.PathLike, utts: int, seed: int = 17) -> list[str]:
+    """Write ``out``: the data dir ``src`` cut to ``utts`` utterances drawn at random (Kaldi's
+    ``utils/subset_data_dir.sh``), every table filtered; returns the chosen ids, sorted.
+
+    The draw is ``random.Random(seed).sample`` over the sorted ids: the same subset on every machine.
+    ``out`` appears whole or not at all (written beside it, then renamed).
+
+    Example:
+        >>> import tempfile
+        >>> d = Path(tempfile.mkdtemp())
+        >>> ids = [f"s{i % 3}-u{i}" for i in range(10)]
+        >>> write_data_dir(d / "all", wav={u: f"{u}.wav" for u in ids}, text=dict.fromkeys(ids, "hi"),
+        ...                utt2spk={u: u.split("-")[0] for u in ids})
+        >>> chosen = subset_data_dir(d / "all", d / "four", 4)
+        >>> len(chosen), load_data_dir(d / "four").utts == chosen
+        (4, True)
+        >>> subset_data_dir(d / "all", d / "again", 4) == chosen  # seeded: the same draw
+        True
+    """
+    data = load_data_dir(src, require_text=False)
+    if not 0 < utts <= len(data.wav):
+        raise DataError(f"{src}: {utts} utterances asked, it holds {len(data.wav)}")
+    chosen = sorted(random.Random(seed).sample(data.utts, utts))
+    out = Path(out)
+    tmp = out.with_name(out.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+
+    def cut(table: Mapping | None) -> dict | None:
+        return None if table is None else {u: table[u] for u in chosen}
+
+    tables = {
+        "text": data.text,
+        "utt2lang": data.utt2lang,
+        "utt2domain": data.utt2domain,
+        "utt2dur": data.utt2dur,
+    }
+    write_data_dir(
+        tmp, wav=cut(data.wav), utt2spk=cut(data.utt2spk), **{k: cut(v) for k, v in tables.items()}
+    )
+    shutil.rmtree(out, ignore_errors=True)
+    tmp.rename(out)
+    return chosen

@@ -34,6 +34,9 @@
 #                  <expdir>/<target>_<method>, seed N into <target>_<method>_seedN; SimAdapter(+) fuses the
 #                  adapter of its own seed); the report pools a cell's seeds (their mean WER, intervals that
 #                  resample the seeds too) and adds a table of each method's run chosen on dev among its seeds
+#                 [--train_utts 50]  a learning-curve point: each target's training set cut to 50 utterances
+#                  (asr-transfer subset, seeded: <data>/<target>_train50_<domain>), runs into
+#                  <expdir>/<target>_<method>_u50[_seedN], their report into <expdir>/report_u50
 #                 [--lang_adapters true]  language-adaptive pretraining: the base trains with one adapter per
 #                  source language (conf/train/xling_lang_adapters.yaml) and is its own source adapters
 #                  (no exp/src_adapters); MetaAdapter meta-trains on it ("Issue 17: language-adaptive pretraining")
@@ -64,11 +67,16 @@ adapt_args=""
 domain=clean
 expdir=exp          # the experiments but the tokenizers (exp/tokenizer): a second base beside the first
 adapt_seeds=1       # add-language training seeds (train.seed); the report pools them
+train_utts=""       # a number: the targets' training sets cut to that many utterances (a learning curve)
 lang_adapters=false  # true: pretrain with an adapter per source language (the base holds the source adapters)
 lang_adapter_config=conf/train/xling_lang_adapters.yaml
 
 . "$(dirname "$0")/../common/parse_options.sh"
 
+case $train_utts in
+  '') ;;
+  *[!0-9]*|0) echo "$0: --train_utts $train_utts: a positive number of utterances" >&2; exit 2 ;;
+esac
 case $preset in
   xling) pretrain_config=${pretrain_config:-conf/train/xling_pretrain_xling.yaml}
          adapt_config=${adapt_config:-conf/train/xling_adapt_150.yaml} ;;
@@ -84,6 +92,7 @@ log() { echo "[$(date +%H:%M:%S)] stage $*"; }
 # the run dir suffix of training seed S: none for seed 1 (the single-seed layout), _seedS otherwise
 seed_suffix() { [ "$1" = 1 ] || echo "_seed$1"; }
 data=$corpus/data
+u=${train_utts:+_u$train_utts}  # the run dir suffix of a learning-curve point
 exp=$expdir/multi  # the multilingual base
 src_adapters=$expdir/src_adapters  # SimAdapter's sources: trained on the frozen base, or the base itself
 la_conf=()
@@ -174,16 +183,26 @@ fi
 
 if [ "$stage" -le 6 ] && [ "$stop_stage" -ge 6 ]; then
   log "6: add every target language by every method"
+  if [ -n "$train_utts" ]; then
+    for l in $targets; do
+      cut=$data/${l}_train${train_utts}_$domain
+      if [ -f "$cut/wav.scp" ]; then
+        echo "  $cut exists, skipped"
+      else
+        asr-transfer subset "$data/${l}_train_$domain" --utts "$train_utts" --out "$cut"
+      fi
+    done
+  fi
   for s in $adapt_seeds; do
     x=$(seed_suffix "$s")
     for l in $targets; do
       for m in $methods; do
         case $m in  # what each method starts from besides the multilingual model (the same seed's adapter)
           metaadapter) from=(--adapt.meta "$expdir/meta") ;;
-          simadapter) from=(--adapt.sources "$src_adapters" --adapt.target_adapter "$expdir/${l}_adapter$x") ;;
-          simadapter+) from=(--adapt.sources "$src_adapters" --adapt.target_adapter "$expdir/${l}_metaadapter$x") ;;
+          simadapter) from=(--adapt.sources "$src_adapters" --adapt.target_adapter "$expdir/${l}_adapter$u$x") ;;
+          simadapter+) from=(--adapt.sources "$src_adapters" --adapt.target_adapter "$expdir/${l}_metaadapter$u$x") ;;
           # the fusion ablation: SimAdapter's fusion layers over the target's adapter alone
-          simadapter_alone) from=(--adapt.use_sources false --adapt.target_adapter "$expdir/${l}_adapter$x") ;;
+          simadapter_alone) from=(--adapt.use_sources false --adapt.target_adapter "$expdir/${l}_adapter$u$x") ;;
           *) from=() ;;
         esac
         method=${m%_alone}
@@ -195,8 +214,8 @@ if [ "$stage" -le 6 ] && [ "$stop_stage" -ge 6 ]; then
         conf=(--config "$adapt_config")
         [ "$adapt_config" = none ] && conf=()  # add-language's defaults (add-language --help)
         # shellcheck disable=SC2086
-        asr-transfer add-language --base "$exp" --lang "$l" --method "$method" --exp "$expdir/${l}_$m$x" \
-          --train "$data/${l}_train_$domain" --dev "$data/${l}_dev_$domain" \
+        asr-transfer add-language --base "$exp" --lang "$l" --method "$method" --exp "$expdir/${l}_$m$u$x" \
+          --train "$data/${l}_train${train_utts}_$domain" --dev "$data/${l}_dev_$domain" \
           "${conf[@]}" --decode-config "$decode_config" "${from[@]}" "${own[@]}" --train.seed "$s" $adapt_args
       done
     done
@@ -208,7 +227,7 @@ if [ "$stage" -le 7 ] && [ "$stop_stage" -ge 7 ]; then
   for s in $adapt_seeds; do
     for l in $targets; do
       for m in $methods; do
-        asr-transfer decode --exp "$expdir/${l}_$m$(seed_suffix "$s")" --data "$data/${l}_test_$domain" \
+        asr-transfer decode --exp "$expdir/${l}_$m$u$(seed_suffix "$s")" --data "$data/${l}_test_$domain" \
           --config "$decode_config" --lang "$l"
       done
     done
@@ -219,11 +238,11 @@ if [ "$stage" -le 8 ] && [ "$stop_stage" -ge 8 ]; then
   log "8: report"
   exps=()
   for s in $adapt_seeds; do
-    for l in $targets; do for m in $methods; do exps+=("$expdir/${l}_$m$(seed_suffix "$s")"); done; done
+    for l in $targets; do for m in $methods; do exps+=("$expdir/${l}_$m$u$(seed_suffix "$s")"); done; done
   done
   # the base model's own WERs per source language come with the table: add_language.yaml names it
-  asr-transfer report "${exps[@]}" --out "$expdir/report" \
-    --note "Sources: $sources. Targets: $targets. Corpus: $corpus ($preset)."
+  asr-transfer report "${exps[@]}" --out "$expdir/report$u" \
+    --note "Sources: $sources. Targets: $targets${train_utts:+ ($train_utts training utterances each)}. Corpus: $corpus ($preset)."
   echo
-  cat "$expdir/report/RESULTS.md"
+  cat "$expdir/report$u/RESULTS.md"
 fi
