@@ -20,6 +20,7 @@ def bad_arguments(tmp: Path) -> dict[str, list[str]]:
     return {
         "synth": ["--preset", "tiny", "--out", out, "--noise-dir", m],
         "validate-data": [m],
+        "subset": [m, "--utts", "5", "--out", out],
         "features": [m, "--out", out],
         "tokenizer": [m, "--lang", "en", "--out", out],
         "train": ["--config", m, "--exp", out],
