@@ -517,12 +517,6 @@ def _is_add_language(system: System) -> bool:
     return (system.path / crossling.SUMMARY).is_file()
 
 
-def _seed(system: System) -> object:
-    """The ``train.seed`` of an experiment's ``config.yaml`` (``None`` when it records none)."""
-    cfg = yaml_load((system.path / "config.yaml").read_text(encoding="utf-8")) or {}
-    return (cfg.get("train") or {}).get("seed")
-
-
 def _methods(adapted: list[System], adapts: dict[str, dict]) -> dict[str, Method]:
     """The adapted systems grouped by method, each by its target domain: one system per pair, or one
     per training seed (``train.seed``), whose results the tables pool."""
@@ -531,7 +525,7 @@ def _methods(adapted: list[System], adapts: dict[str, dict]) -> dict[str, Method
         a = adapts[s.name]
         m = methods.setdefault(method_name(a), Method(method_name(a), _order(a)))
         runs = m.by_target.setdefault(str(a["target"]), [])
-        seed = m.seed_of[s.name] = _seed(s)
+        seed = m.seed_of[s.name] = crossling.seed_of(s.path)
         same = next((r for r in runs if m.seed_of[r.name] == seed), None)
         if same is not None:
             raise ValueError(
