@@ -194,13 +194,15 @@ def test_stage_6_without_a_config_leaves_add_language_to_its_defaults(tmp_path: 
 
 
 def test_stage_6_runs_the_fusion_ablation_over_the_target_adapter_alone(tmp_path: Path) -> None:
-    finished = tmp_path / "crossling" / "exp" / "ro_adapter"
-    finished.mkdir(parents=True)
-    (finished / "add_language.yaml").write_text("lang: ro\n")
-    (alone,) = stage_6_calls(tmp_path, "--methods", "simadapter_alone")
+    for run in ("ro_adapter", "ro_metaadapter"):
+        (tmp_path / "crossling" / "exp" / run).mkdir(parents=True)
+        (tmp_path / "crossling" / "exp" / run / "add_language.yaml").write_text("lang: ro\n")
+    alone, plus_alone = stage_6_calls(tmp_path, "--methods", "simadapter_alone simadapter+_alone")
     assert "--method simadapter --exp exp/ro_simadapter_alone" in alone
-    assert "--adapt.use_sources false --adapt.target_adapter exp/ro_adapter" in alone
-    assert "--adapt.sources" not in alone
+    assert "--adapt.use_sources false --adapt.target_adapter exp/ro_adapter " in alone
+    assert "--method simadapter+ --exp exp/ro_simadapter+_alone" in plus_alone
+    assert "--adapt.use_sources false --adapt.target_adapter exp/ro_metaadapter " in plus_alone
+    assert "--adapt.sources" not in alone + plus_alone
 
 
 def test_stage_6_puts_a_second_base_and_its_runs_under_expdir(tmp_path: Path) -> None:

@@ -21,8 +21,9 @@
 # --preset xling (between mini and standard: 150 training and 200 test utterances per target)
 # defaults to conf/train/xling_pretrain_xling.yaml and conf/train/xling_adapt_150.yaml.
 # simadapter fuses <expdir>/<target>_adapter and simadapter+ <expdir>/<target>_metaadapter: list those methods
-# before them in --methods (the default order of the paper's table does). simadapter_alone is the
-# fusion ablation (SimAdapter's fusion over exp/<target>_adapter alone: what the sources add).
+# before them in --methods (the default order of the paper's table does). simadapter_alone and
+# simadapter+_alone are the fusion ablations (the fusion over exp/<target>_adapter, _metaadapter alone:
+# what the sources add).
 #                 [--source_token_type char|unigram|bpe] (targets: --adapt_args "--tokenizer.kind char")
 #                 [--model_config conf/model/small.yaml --pretrain_config conf/train/xling_pretrain_small.yaml
 #                  --expdir exp_small]  a larger base (3.3 M parameters in the body, trained to its dev
@@ -201,8 +202,9 @@ if [ "$stage" -le 6 ] && [ "$stop_stage" -ge 6 ]; then
           metaadapter) from=(--adapt.meta "$expdir/meta") ;;
           simadapter) from=(--adapt.sources "$src_adapters" --adapt.target_adapter "$expdir/${l}_adapter$u$x") ;;
           simadapter+) from=(--adapt.sources "$src_adapters" --adapt.target_adapter "$expdir/${l}_metaadapter$u$x") ;;
-          # the fusion ablation: SimAdapter's fusion layers over the target's adapter alone
+          # the fusion ablations: SimAdapter(+)'s fusion layers over the target's adapter alone
           simadapter_alone) from=(--adapt.use_sources false --adapt.target_adapter "$expdir/${l}_adapter$u$x") ;;
+          simadapter+_alone) from=(--adapt.use_sources false --adapt.target_adapter "$expdir/${l}_metaadapter$u$x") ;;
           *) from=() ;;
         esac
         method=${m%_alone}
