@@ -12,12 +12,11 @@ from __future__ import annotations
 import itertools
 import os
 import random
-import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from asr_transfer.util.atomic import write_text
+from asr_transfer.util.atomic import atomic_dir, write_text
 
 #: Tables that :func:`write_data_dir` manages (spk2utt is derived from utt2spk).
 OPTIONAL_TABLES = ("text", "utt2lang", "utt2domain", "utt2dur")
@@ -332,7 +331,7 @@ def subset_data_dir(src: str | os.PathLike, out: str | os.PathLike, utts: int, s
     ``utils/subset_data_dir.sh``), every table filtered; returns the chosen ids, sorted.
 
     The draw is ``random.Random(seed).sample`` over the sorted ids: the same subset on every machine.
-    ``out`` appears whole or not at all (written beside it, then renamed).
+    ``out`` appears whole or not at all (:func:`~asr_transfer.util.atomic.atomic_dir`).
 
     Example:
         >>> import tempfile
@@ -350,9 +349,6 @@ def subset_data_dir(src: str | os.PathLike, out: str | os.PathLike, utts: int, s
     if not 0 < utts <= len(data.wav):
         raise DataError(f"{src}: {utts} utterances asked, it holds {len(data.wav)}")
     chosen = sorted(random.Random(seed).sample(data.utts, utts))
-    out = Path(out)
-    tmp = out.with_name(out.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
 
     def cut(table: Mapping | None) -> dict | None:
         return None if table is None else {u: table[u] for u in chosen}
@@ -363,9 +359,8 @@ def subset_data_dir(src: str | os.PathLike, out: str | os.PathLike, utts: int, s
         "utt2domain": data.utt2domain,
         "utt2dur": data.utt2dur,
     }
-    write_data_dir(
-        tmp, wav=cut(data.wav), utt2spk=cut(data.utt2spk), **{k: cut(v) for k, v in tables.items()}
-    )
-    shutil.rmtree(out, ignore_errors=True)
-    tmp.rename(out)
+    with atomic_dir(out) as tmp:
+        write_data_dir(
+            tmp, wav=cut(data.wav), utt2spk=cut(data.utt2spk), **{k: cut(v) for k, v in tables.items()}
+        )
     return chosen

@@ -60,7 +60,7 @@ class Run:
 
     counts: dict[str, tuple[int, int]]
     summary: dict
-    seed: object = None
+    seed: int | None = None
 
     @property
     def wer(self) -> float:
@@ -103,17 +103,11 @@ def column(path: Path, summary: dict) -> str:
     return method
 
 
-def seed_of(path: Path) -> object:
+def seed_of(path: Path) -> int | None:
     """The ``train.seed`` of an experiment's ``config.yaml`` (``None`` when it records none)."""
     cfg = path / "config.yaml"
     config = (yaml.safe_load(cfg.read_text(encoding="utf-8")) or {}) if cfg.is_file() else {}
     return (config.get("train") or {}).get("seed")
-
-
-def _seed_order(run: Run) -> tuple[bool, int, str]:
-    """Integer seeds in numeric order, then any other (``None``: no seed recorded)."""
-    number = isinstance(run.seed, int)
-    return not number, run.seed if number else 0, str(run.seed)
 
 
 def collect(systems: list[System], unit: str = "utt") -> tuple[dict[tuple[str, str], Cell], list[str]]:
@@ -143,7 +137,7 @@ def collect(systems: list[System], unit: str = "utt") -> tuple[dict[tuple[str, s
         run = Run(unit_counts(system.decodes[tests[0]][0], unit), summary, seed)
         out.setdefault((lang, method), Cell([])).runs.append(run)
     for cell in out.values():
-        cell.runs.sort(key=_seed_order)
+        cell.runs.sort(key=lambda r: (r.seed is None, r.seed or 0))  # seed order, unrecorded last
     notes = [f"Not decoded on the target's test set yet: {', '.join(undecoded)}."] if undecoded else []
     return out, notes
 
