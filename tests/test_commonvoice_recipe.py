@@ -67,3 +67,42 @@ def test_commonvoice_recipe_on_a_tiny_release(tiny_corpus: Path, tmp_path: Path)
     assert "| ro |" in results and "Full-FT" in results and "Adapter" in results
     assert "en_test_clean" in results  # the source model's own test WERs
     assert (recipe / "exp/ro_adapter/ro.adapter").is_file()
+
+
+def commonvoice_stage_6(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run recipes/commonvoice's stage 6 (which is recipes/crossling's) with a stand-in asr-transfer
+    that records its arguments, one line per call, in ``tmp_path/calls``."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "asr-transfer").write_text('#!/bin/sh\necho "$@" >> "$CALLS"\n')
+    (bin_dir / "asr-transfer").chmod(0o755)
+    for recipe in ("commonvoice", "crossling"):
+        (tmp_path / recipe).mkdir()
+        (tmp_path / recipe / "run.sh").write_bytes((REPO / "recipes" / recipe / "run.sh").read_bytes())
+        (tmp_path / recipe / "run.sh").chmod(0o755)
+    (tmp_path / "commonvoice/conf").symlink_to(REPO / "conf")
+    (tmp_path / "common").symlink_to(REPO / "recipes/common")
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "CALLS": str(tmp_path / "calls")}
+    return subprocess.run(
+        ["./run.sh", "--stage", "6", "--stop_stage", "6", "--targets", "ro", *args],
+        cwd=tmp_path / "commonvoice", env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+
+
+def test_options_it_does_not_define_go_to_the_crossling_recipe(tmp_path: Path) -> None:
+    proc = commonvoice_stage_6(
+        tmp_path, "--methods", "adapter", "--adapt_seeds", "1 2", "--train_utts=50", "--expdir", "exp_cv"
+    )
+    assert proc.returncode == 0, proc.stderr
+    cut, seed1, seed2 = (tmp_path / "calls").read_text().splitlines()
+    assert cut == "subset cv/data/ro_train_clean --utts 50 --out cv/data/ro_train50_clean"
+    assert "--exp exp_cv/ro_adapter_u50 " in seed1 and "--train.seed 1" in seed1
+    assert "--exp exp_cv/ro_adapter_u50_seed2 " in seed2 and "--train.seed 2" in seed2
+    assert all("--train cv/data/ro_train50_clean " in call for call in (seed1, seed2))
+
+
+def test_an_option_neither_recipe_knows_is_refused_by_name(tmp_path: Path) -> None:
+    proc = commonvoice_stage_6(tmp_path, "--adapt_sedes", "1 2")
+    assert proc.returncode == 2
+    assert "crossling/run.sh: unknown option --adapt_sedes" in proc.stderr
+    assert not (tmp_path / "calls").exists()

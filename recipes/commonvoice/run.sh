@@ -6,7 +6,8 @@
 # Usage: ./run.sh --cv_root /path/to/cv-corpus-XX [--stage N] [--stop_stage N]
 #                 [--sources "ru cy it eu pt"] [--targets "ro cs br ar uk"] [--methods "head full adapter"]
 #                 [--pretrain_args ...] [--adapt_args ...] [--src_adapter_args ...] [--meta_args ...]
-#                 (every other option goes to recipes/crossling; the methods: head full adapter
+#                 (every other option goes to recipes/crossling unchanged: --adapt_seeds "1 2 3",
+#                 --train_utts 50, --expdir, --model_config...; the methods: head full adapter
 #                 metaadapter simadapter simadapter+)
 set -euo pipefail
 
@@ -24,6 +25,25 @@ src_adapter_args=""
 meta_args=""
 source_token_type=unigram
 
+# Options this script does not define are recipes/crossling's: they go to it as given, and it
+# rejects what it does not know either (naming itself).
+own=() crossling=()
+while [ $# -gt 0 ]; do
+  case $1 in
+    --*=*) _opt=${1%%=*} _args=("$1"); shift ;;
+    --?*) [ $# -ge 2 ] || { echo "$0: option $1 needs a value" >&2; exit 2; }
+      _opt=$1 _args=("$1" "$2"); shift 2 ;;
+    *) own+=("$1"); shift; continue ;;  # the parser below names it
+  esac
+  _opt=${_opt#--}; _opt=${_opt//-/_}
+  if [[ $_opt =~ ^[a-z_][a-z0-9_]*$ ]] && declare -p "$_opt" >/dev/null 2>&1; then
+    own+=("${_args[@]}")
+  else
+    crossling+=("${_args[@]}")
+  fi
+done
+set -- "${own[@]}"
+unset own _opt _args
 . "$(dirname "$0")/../common/parse_options.sh"
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -40,4 +60,4 @@ fi
 "$here/../crossling/run.sh" --corpus cv --stage "$stage" --stop_stage "$stop_stage" \
   --sources "$sources" --targets "$targets" --methods "$methods" --model_config "$model_config" \
   --source_token_type "$source_token_type" --pretrain_args "$pretrain_args" --adapt_args "$adapt_args" \
-  --src_adapter_args "$src_adapter_args" --meta_args "$meta_args"
+  --src_adapter_args "$src_adapter_args" --meta_args "$meta_args" "${crossling[@]}"
