@@ -19,7 +19,9 @@ echo "end $*" >> "$CALLS"
 """
 
 
-def stage_8(tmp_path: Path, methods: str, jobs: str) -> tuple[subprocess.CompletedProcess, list[str]]:
+def stage_8(
+    tmp_path: Path, methods: str, jobs: str, *extra: str
+) -> tuple[subprocess.CompletedProcess, list[str]]:
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir(exist_ok=True)
     (bin_dir / "asr-transfer").write_text(STAND_IN)
@@ -35,7 +37,7 @@ def stage_8(tmp_path: Path, methods: str, jobs: str) -> tuple[subprocess.Complet
     env.pop("OMP_NUM_THREADS", None)
     proc = subprocess.run(
         ["bash", "./run.sh", "--stage", "8", "--stop_stage", "8", "--adapt_domains", "room mic",
-         "--adapt_methods", methods, "--adapt_jobs", jobs],
+         "--adapt_methods", methods, "--adapt_jobs", jobs, *extra],
         cwd=recipe, env=env, capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     calls = (tmp_path / "calls").read_text().splitlines() if (tmp_path / "calls").exists() else []
@@ -77,3 +79,16 @@ def test_a_failed_chain_fails_the_stage_after_the_others_and_names_its_log(tmp_p
         and "--adapt_jobs 0: a positive number of jobs" in zero.stderr
         and none_calls == []
     )
+
+
+def test_the_control_is_not_re_labelled_between_rounds(tmp_path: Path) -> None:
+    """The control reads no target audio: its later rounds train on as they are, with no pseudo-labelling
+    (which would cost minutes a round for labels nothing reads); a method's rounds re-label."""
+    proc, calls = stage_8(tmp_path, "source_only self_training", "1", "--pl_rounds", "3")
+    assert proc.returncode == 0, proc.stderr
+    control = [c for c in calls if c.startswith("start") and "source_only" in c]
+    assert len(control) == 3 and all(c.startswith("start train") for c in control), control
+    assert all("--data.target [{dump: dump/pseudo/en_train_room, lang: en}]" in c for c in control)
+    relabel = [c for c in calls if c.startswith("start pseudo-label")]
+    assert len(relabel) == 2 * 2 * 2, relabel  # self_training: rounds 2 and 3, train and dev, room and mic
+    assert all("--exp exp/adapt/self_training_" in c for c in relabel)

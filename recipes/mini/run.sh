@@ -301,7 +301,8 @@ adapt_chain() {
   from=$exp pl=$dump/pseudo labels=pseudo
   for round in $(seq 1 "$pl_rounds"); do
     out=$final; [ "$round" -lt "$pl_rounds" ] && out=exp/adapt/${m}_$d${sfx}_round$round
-    if [ "$round" -gt 1 ]; then
+    # the control reads no target audio: re-labelling for it would cost minutes for labels nothing reads
+    if [ "$round" -gt 1 ] && ! is_control "$m"; then
       log "8: round $round: re-label $d with $from"
       pl=$dump/pseudo_$m${sfx}_round$round
       pseudo_label "$from" "$d" "pseudo_$m${sfx}_round$round" "$pl" "$labels"
