@@ -188,3 +188,18 @@ def test_the_report_chooses_each_methods_seed_on_dev_data(tmp_path: Path, capsys
     table = chosen.split("\n## ", 1)[0]
     assert "| ro | 25.00 [" in table and "**2.50 [" in table  # seed 2 of each: 40 and 4 utterances of 40 off
     assert "training seeds" not in table
+
+
+def test_the_fusion_panel_of_several_seeds_is_their_mean(tmp_path: Path) -> None:
+    exps = []
+    for seed, de in ((1, 0.1), (2, 0.5)):  # each seed's fusion attends differently
+        exp = _seeded(tmp_path, "ro", "simadapter", 3, seed, 12.0)
+        summary = yaml.safe_load((exp / "add_language.yaml").read_text())
+        summary["fusion_weights"] = {"enc1": {"de": de, "ro": 1 - de}}
+        (exp / "add_language.yaml").write_text(yaml.safe_dump(summary))
+        exps.append(exp)
+    systems = load_systems(exps, ScoreOptions(n_resamples=50), own_lang=True)
+    cells, _ = crossling.collect(systems)
+    panels = crossling.fusion_panels(cells)
+    assert list(panels) == ["ro / SimAdapter (mean of 2 seeds)"]
+    assert panels["ro / SimAdapter (mean of 2 seeds)"]["enc1"] == pytest.approx({"de": 0.3, "ro": 0.7})

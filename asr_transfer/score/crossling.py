@@ -84,6 +84,19 @@ class Cell:
         """The first seed's summary (shares and file sizes are the same for every seed)."""
         return self.runs[0].summary
 
+    @property
+    def fusion_weights(self) -> tuple[dict[str, dict[str, float]], int]:
+        """SimAdapter's mean attention per layer and fused adapter, averaged over the seeds that
+        recorded it (each seed's own fusion attends differently), and how many did (0: none)."""
+        runs = [r.summary["fusion_weights"] for r in self.runs if r.summary.get("fusion_weights")]
+        if not runs:
+            return {}, 0
+        mean = {
+            layer: {name: float(np.mean([w[layer][name] for w in runs])) for name in names}
+            for layer, names in runs[0].items()
+        }
+        return mean, len(runs)
+
 
 def summary_of(path: Path) -> dict | None:
     """``add_language.yaml`` of an experiment dir, or ``None`` when it is no finished add-language run."""
@@ -276,13 +289,15 @@ def _pct(x: float) -> str:
 
 
 def fusion_panels(cells: dict[tuple[str, str], Cell]) -> dict[str, dict]:
-    """``{"<lang> / <method>": fusion weights}`` of the SimAdapter experiments (for the heatmap)."""
-    return {
-        f"{lang} / {METHOD_TITLES.get(m, m)}": c.summary["fusion_weights"]
-        for (lang, m), c in sorted(cells.items())
+    """``{"<lang> / <method>": fusion weights}`` of the SimAdapter experiments (for the heatmap); a cell
+    of several seeds shows their mean, and its title says over how many."""
+    panels = {}
+    for (lang, m), c in sorted(cells.items()):
+        weights, n = c.fusion_weights
         # a fusion over one adapter (the ablation) gives it all the attention: nothing to show
-        if c.summary.get("fusion_weights") and len(next(iter(c.summary["fusion_weights"].values()))) > 1
-    }
+        if n and len(next(iter(weights.values()))) > 1:
+            panels[f"{lang} / {METHOD_TITLES.get(m, m)}{f' (mean of {n} seeds)' if n > 1 else ''}"] = weights
+    return panels
 
 
 def fusion_table(weights: dict[str, dict[str, float]]) -> Table:
