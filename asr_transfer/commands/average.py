@@ -14,16 +14,20 @@ better than each run and never depends on one run's luck (docs/benchmarks.md, "s
 The soup is an experiment like its inputs: the first one's ``config.yaml`` (an adapted experiment's
 ``adapt.name`` gets " soup", so a report shows it as a column of its own), ``decode.yaml`` and
 tokenizers, its averaged ``model.pt``, and ``soup.yaml`` naming the experiments averaged. Inputs
-whose ``model`` sections or parameter shapes differ are refused.
+whose ``model`` sections or parameter shapes differ are refused. Add-language runs get a warning:
+they share no start (each draws the new language's head and adapters from its seed), and their
+average measured worse than their mean WER.
 """
 
 from __future__ import annotations
 
 import argparse
 import shutil
+import sys
 from pathlib import Path
 
 from asr_transfer.config import load_config, save_config
+from asr_transfer.score.crossling import SUMMARY as ADD_LANGUAGE
 from asr_transfer.train.checkpoint import average_checkpoints
 from asr_transfer.util.atomic import save_torch
 
@@ -89,6 +93,15 @@ def soup(exps: list[Path], out: Path) -> None:
 
         adapt["name"] = f"{method_name(adapt)} soup"
     state = average_checkpoints([e / MODEL for e in exps])  # refuses parameters of other shapes
+    if any((e / ADD_LANGUAGE).is_file() for e in exps):
+        # each add-language run draws the new language's head (and adapters) from its own seed and then
+        # moves far from the base: the runs share no start, and their average measured worse than their mean
+        print(
+            "average: WARNING: add-language runs do not start from one model (each draws its new head and "
+            "adapters from its own seed): on the xling targets their weight average was worse than the runs' "
+            'mean WER (docs/benchmarks.md, "Seed soups of add-language runs")',
+            file=sys.stderr,
+        )
     out.mkdir(parents=True, exist_ok=True)
     if (exps[0] / DECODING).is_file():
         shutil.copy(exps[0] / DECODING, out / DECODING)
