@@ -158,12 +158,27 @@ def test_source_adapters_and_meta_training_stop_on_their_dev_criterion() -> None
     assert (meta.inner_optim, meta.inner_betas, meta.inner_lr) == ("adam", [0.0, 0.999], 0.01)
 
 
-def stage_6_calls(tmp_path: Path, *args: str) -> list[str]:
-    """Run the crossling recipe's stage 6 (xling, target ro) with a stand-in asr-transfer that records
-    its arguments: what stage 6 asks of add-language, one line per call."""
+RECORD = '#!/bin/sh\necho "$@" >> "$CALLS"\n'
+# records each call's start and end; an add-language run leaves its summary, as the real one does; the
+# SimAdapter of cs fails
+CHAINS = """#!/bin/sh
+echo "start $*" >> "$CALLS"
+sleep 1
+case "$*" in *"--lang cs --method simadapter "*) echo "cs broke" >&2; exit 3;; esac
+exp=$(echo "$*" | sed -n 's/.*--exp \\([^ ]*\\).*/\\1/p')
+[ -z "$exp" ] || { mkdir -p "$exp" && echo "lang: x" > "$exp/add_language.yaml"; }
+echo "end $*" >> "$CALLS"
+"""
+
+
+def run_stage_6(
+    tmp_path: Path, *args: str, stand_in: str = RECORD
+) -> tuple[subprocess.CompletedProcess, list[str]]:
+    """Run the crossling recipe's stage 6 (xling, target ro unless ``args`` say otherwise) with a
+    stand-in asr-transfer that records its arguments: the process, and one line per call."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
-    (bin_dir / "asr-transfer").write_text('#!/bin/sh\necho "$@" >> "$CALLS"\n')
+    (bin_dir / "asr-transfer").write_text(stand_in)
     (bin_dir / "asr-transfer").chmod(0o755)
     recipe = tmp_path / "crossling"
     recipe.mkdir(exist_ok=True)
@@ -171,13 +186,21 @@ def stage_6_calls(tmp_path: Path, *args: str) -> list[str]:
     (recipe / "conf").symlink_to(REPO / "conf")
     (recipe.parent / "common").symlink_to(REPO / "recipes/common")  # the shared option parser
     env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "CALLS": str(tmp_path / "calls")}
+    env.pop("OMP_NUM_THREADS", None)
     proc = subprocess.run(
         ["bash", "./run.sh", "--preset", "xling", "--stage", "6", "--stop_stage", "6", "--targets", "ro",
          *args],
         cwd=recipe, env=env, capture_output=True, text=True, timeout=60,
     )  # fmt: skip
+    calls = (tmp_path / "calls").read_text().splitlines() if (tmp_path / "calls").exists() else []
+    return proc, calls
+
+
+def stage_6_calls(tmp_path: Path, *args: str) -> list[str]:
+    """What stage 6 asks of add-language (:func:`run_stage_6`), one line per call; it must succeed."""
+    proc, calls = run_stage_6(tmp_path, *args)
     assert proc.returncode == 0, proc.stderr
-    return (tmp_path / "calls").read_text().splitlines()
+    return calls
 
 
 def test_stage_6_adds_a_methods_own_config_after_the_shared_one(tmp_path: Path) -> None:
@@ -266,3 +289,18 @@ def test_a_learning_curve_point_trains_on_a_seeded_cut_of_each_target(tmp_path: 
     assert all("--train corpus/data/ro_train50_clean " in c for c in (adapter1, sim1, adapter2, sim2))
     assert "--exp exp/ro_adapter_u50 " in adapter1 and "--exp exp/ro_simadapter_u50_seed2 " in sim2
     assert "--adapt.target_adapter exp/ro_adapter_u50_seed2 " in sim2
+
+
+def test_chains_of_targets_run_two_at_a_time_each_method_after_the_one_it_fuses(tmp_path: Path) -> None:
+    proc, calls = run_stage_6(
+        tmp_path, "--targets", "ro cs", "--methods", "adapter simadapter", "--adapt_jobs", "2", stand_in=CHAINS
+    )
+    # cs's SimAdapter failed: the stage fails after the other chain finished, naming the failed chain's log
+    assert proc.returncode == 1
+    assert "stage 6: 1 job(s) failed, see: exp/log/add_language_cs.log" in proc.stderr
+    assert "cs broke" in (tmp_path / "crossling/exp/log/add_language_cs.log").read_text()
+    assert calls[0].startswith("start add-language") and calls[1].startswith("start add-language")  # overlap
+    ro = [c.split("--method ")[1].split()[0] for c in calls if c.startswith("end") and "--lang ro " in c]
+    assert ro == ["adapter", "simadapter"]  # in the order given: the fusion finds its adapter finished
+    sim = next(c for c in calls if c.startswith("start") and "--lang ro --method simadapter " in c)
+    assert "--adapt.target_adapter exp/ro_adapter " in sim

@@ -38,6 +38,9 @@
 #                 [--train_utts 50]  a learning-curve point: each target's training set cut to 50 utterances
 #                  (asr-transfer subset, seeded: <data>/<target>_train50_<domain>), runs into
 #                  <expdir>/<target>_<method>_u50[_seedN], their report into <expdir>/report_u50
+#                 [--adapt_jobs N]  stages 6 and 7: N add-language chains at a time (one per target and seed,
+#                  its methods in the order given, so SimAdapter(+) finds its adapter) and N decodes, each with
+#                  nproc / N threads; logs in <expdir>/log/
 #                 [--lang_adapters true]  language-adaptive pretraining: the base trains with one adapter per
 #                  source language (conf/train/xling_lang_adapters.yaml) and is its own source adapters
 #                  (no exp/src_adapters); MetaAdapter meta-trains on it ("Issue 17: language-adaptive pretraining")
@@ -70,9 +73,11 @@ expdir=exp          # the experiments but the tokenizers (exp/tokenizer): a seco
 adapt_seeds=1       # add-language training seeds (train.seed); the report pools them
 train_utts=""       # a number: the targets' training sets cut to that many utterances (a learning curve)
 lang_adapters=false  # true: pretrain with an adapter per source language (the base holds the source adapters)
+adapt_jobs=1        # stages 6-7: chains (target x seed, its methods in order) and decodes run at once
 lang_adapter_config=conf/train/xling_lang_adapters.yaml
 
 . "$(dirname "$0")/../common/parse_options.sh"
+. "$(dirname "$0")/../common/jobs.sh"  # run_job, finish_jobs (--adapt_jobs)
 
 case $train_utts in
   '') ;;
@@ -182,6 +187,35 @@ if [ "$stage" -le 5 ] && [ "$stop_stage" -ge 5 ]; then
   done
 fi
 
+# add target L by every method in --methods, in order, with training seed S
+add_language_chain() {
+  local l=$1 s=$2 x m method from own conf
+  x=$(seed_suffix "$s")
+  for m in $methods; do
+    case $m in  # what each method starts from besides the multilingual model (the same seed's adapter)
+      metaadapter) from=(--adapt.meta "$expdir/meta") ;;
+      simadapter) from=(--adapt.sources "$src_adapters" --adapt.target_adapter "$expdir/${l}_adapter$u$x") ;;
+      simadapter+) from=(--adapt.sources "$src_adapters" --adapt.target_adapter "$expdir/${l}_metaadapter$u$x") ;;
+      # the fusion ablations: SimAdapter(+)'s fusion layers over the target's adapter alone
+      simadapter_alone) from=(--adapt.use_sources false --adapt.target_adapter "$expdir/${l}_adapter$u$x") ;;
+      simadapter+_alone) from=(--adapt.use_sources false --adapt.target_adapter "$expdir/${l}_metaadapter$u$x") ;;
+      *) from=() ;;
+    esac
+    method=${m%_alone}
+    own=()
+    [ -f "${adapt_config%.yaml}/$method.yaml" ] && own=(--config "${adapt_config%.yaml}/$method.yaml")
+    if [ "${#from[@]}" -ge 4 ] && [ ! -f "${from[3]}/add_language.yaml" ]; then
+      echo "$0: $m for $l fuses ${from[3]}, which is not finished: list its method earlier" >&2; exit 2
+    fi
+    conf=(--config "$adapt_config")
+    [ "$adapt_config" = none ] && conf=()  # add-language's defaults (add-language --help)
+    # shellcheck disable=SC2086
+    asr-transfer add-language --base "$exp" --lang "$l" --method "$method" --exp "$expdir/${l}_$m$u$x" \
+      --train "$data/${l}_train${train_utts}_$domain" --dev "$data/${l}_dev_$domain" \
+      "${conf[@]}" --decode-config "$decode_config" "${from[@]}" "${own[@]}" --train.seed "$s" $adapt_args
+  done
+}
+
 if [ "$stage" -le 6 ] && [ "$stop_stage" -ge 6 ]; then
   log "6: add every target language by every method"
   if [ -n "$train_utts" ]; then
@@ -195,33 +229,11 @@ if [ "$stage" -le 6 ] && [ "$stop_stage" -ge 6 ]; then
     done
   fi
   for s in $adapt_seeds; do
-    x=$(seed_suffix "$s")
     for l in $targets; do
-      for m in $methods; do
-        case $m in  # what each method starts from besides the multilingual model (the same seed's adapter)
-          metaadapter) from=(--adapt.meta "$expdir/meta") ;;
-          simadapter) from=(--adapt.sources "$src_adapters" --adapt.target_adapter "$expdir/${l}_adapter$u$x") ;;
-          simadapter+) from=(--adapt.sources "$src_adapters" --adapt.target_adapter "$expdir/${l}_metaadapter$u$x") ;;
-          # the fusion ablations: SimAdapter(+)'s fusion layers over the target's adapter alone
-          simadapter_alone) from=(--adapt.use_sources false --adapt.target_adapter "$expdir/${l}_adapter$u$x") ;;
-          simadapter+_alone) from=(--adapt.use_sources false --adapt.target_adapter "$expdir/${l}_metaadapter$u$x") ;;
-          *) from=() ;;
-        esac
-        method=${m%_alone}
-        own=()
-        [ -f "${adapt_config%.yaml}/$method.yaml" ] && own=(--config "${adapt_config%.yaml}/$method.yaml")
-        if [ "${#from[@]}" -ge 4 ] && [ ! -f "${from[3]}/add_language.yaml" ]; then
-          echo "$0: $m for $l fuses ${from[3]}, which is not finished: list its method earlier" >&2; exit 2
-        fi
-        conf=(--config "$adapt_config")
-        [ "$adapt_config" = none ] && conf=()  # add-language's defaults (add-language --help)
-        # shellcheck disable=SC2086
-        asr-transfer add-language --base "$exp" --lang "$l" --method "$method" --exp "$expdir/${l}_$m$u$x" \
-          --train "$data/${l}_train${train_utts}_$domain" --dev "$data/${l}_dev_$domain" \
-          "${conf[@]}" --decode-config "$decode_config" "${from[@]}" "${own[@]}" --train.seed "$s" $adapt_args
-      done
+      run_job "$expdir/log/add_language_$l$u$(seed_suffix "$s").log" add_language_chain "$l" "$s"
     done
   done
+  finish_jobs 6
 fi
 
 if [ "$stage" -le 7 ] && [ "$stop_stage" -ge 7 ]; then
@@ -229,11 +241,13 @@ if [ "$stage" -le 7 ] && [ "$stop_stage" -ge 7 ]; then
   for s in $adapt_seeds; do
     for l in $targets; do
       for m in $methods; do
-        asr-transfer decode --exp "$expdir/${l}_$m$u$(seed_suffix "$s")" --data "$data/${l}_test_$domain" \
-          --config "$decode_config" --lang "$l"
+        run="$expdir/${l}_$m$u$(seed_suffix "$s")"
+        run_job "$expdir/log/decode_$(basename "$run").log" \
+          asr-transfer decode --exp "$run" --data "$data/${l}_test_$domain" --config "$decode_config" --lang "$l"
       done
     done
   done
+  finish_jobs 7
 fi
 
 if [ "$stage" -le 8 ] && [ "$stop_stage" -ge 8 ]; then

@@ -92,9 +92,7 @@ case $adapt_train in
     [ "$pl_rounds" -eq 1 ] || { echo "$0: --adapt_train adapter takes one pseudo-labelling round" >&2; exit 2; } ;;
   *) echo "$0: --adapt_train $adapt_train: model or adapter" >&2; exit 2 ;;
 esac
-case $adapt_jobs in
-  ''|*[!0-9]*|0) echo "$0: --adapt_jobs $adapt_jobs: a positive number of jobs" >&2; exit 2 ;;
-esac
+. "$(dirname "$0")/../common/jobs.sh"  # run_job, finish_jobs (--adapt_jobs)
 case $adapt_soup in
   false) ;;
   true)
@@ -267,26 +265,6 @@ adapt() {
 
 # the run dir suffix of adaptation seed S: none for seed 1 (the single-seed layout), _seedS otherwise
 seed_suffix() { [ "$1" = 1 ] || echo "_seed$1"; }
-
-# run "$@" now (--adapt_jobs 1), or in the background into the log LOG once fewer than adapt_jobs jobs
-# run, each with its share of the CPU threads; finish_jobs waits for them all and fails if one failed
-bg_pids=() bg_logs=()
-run_job() {
-  local log=$1; shift
-  if [ "$adapt_jobs" -eq 1 ]; then "$@"; return; fi
-  while [ "$(jobs -rp | wc -l)" -ge "$adapt_jobs" ]; do sleep 1; done
-  mkdir -p "$(dirname "$log")"
-  echo "  in the background: $* > $log"
-  ( export OMP_NUM_THREADS=${OMP_NUM_THREADS:-$(( $(nproc) / adapt_jobs > 0 ? $(nproc) / adapt_jobs : 1 ))}
-    "$@" ) > "$log" 2>&1 &
-  bg_pids+=($!) bg_logs+=("$log")
-}
-finish_jobs() {
-  local i failed=()
-  for i in "${!bg_pids[@]}"; do wait "${bg_pids[$i]}" || failed+=("${bg_logs[$i]}"); done
-  bg_pids=() bg_logs=()
-  [ "${#failed[@]}" -eq 0 ] || { echo "$0: stage $1: ${#failed[@]} job(s) failed, see: ${failed[*]}" >&2; exit 1; }
-}
 
 # adapt the source model to domain D with method M and training seed S, round after round (skipped
 # when the last round finished: no earlier round is redone)
