@@ -210,25 +210,3 @@ def test_two_process_ddp_skips_a_batch_non_finite_on_one_rank_on_both_without_a_
     ck = torch.load(exp / "checkpoints" / "last.pt", weights_only=False)
     assert ck["state"]["skipped"] == 2 and ck["state"]["step"] > 0
     assert all(torch.isfinite(v).all() for v in torch.load(exp / "model.pt")["model"].values())
-
-
-def test_runs_that_differ_in_seed_alone_start_from_one_model_with_an_init_seed(
-    tiny_exp: Path, tmp_path: Path
-) -> None:
-    """``train.init_seed`` draws the new weights (here a target adapter's) apart from ``train.seed``, so
-    seeds differ only in training: the start a soup of them needs. Without it the seed draws both."""
-    from asr_transfer.config import load_config
-    from asr_transfer.train.loop import Trainer
-
-    def new_weights(name: str, *overrides: str) -> dict[str, torch.Tensor]:
-        args = ["--adapt.method", "adapter", "--adapt.lang", "en", "--train.init", str(tiny_exp / "model.pt"),
-                "--train.num_threads", "1", *overrides]  # fmt: skip
-        trainer = Trainer(load_config([tiny_exp / "config.yaml"], args), tmp_path / name)
-        return {k: v.clone() for k, v in trainer.model.state_dict().items() if "modules_by_name.en." in k}
-
-    one, two = (new_weights(f"s{s}", "--train.seed", str(s), "--train.init_seed", "7") for s in (1, 2))
-    assert one and all(torch.equal(one[k], two[k]) for k in one)
-    apart = new_weights("apart", "--train.seed", "2")
-    assert not all(torch.equal(one[k], apart[k]) for k in one)
-    # recorded with the run, so it rebuilds
-    assert load_config([tmp_path / "s2" / "config.yaml"])["train"]["init_seed"] == 7

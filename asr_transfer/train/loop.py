@@ -256,12 +256,10 @@ class Trainer:
         info = self.info = init_distributed(opts.device != "cpu" and torch.cuda.is_available())
         if opts.num_threads:
             torch.set_num_threads(opts.num_threads)
-        _seed_everything((opts.seed if opts.init_seed is None else opts.init_seed) + info.rank)
+        _seed_everything(opts.seed + info.rank)
         self.model, self.toks = starting_model(cfg, self.exp, opts)
         decoding = recorded_decoding(opts.init) if opts.init else None
         self.method = set_up_method(cfg, self.model, self.toks, info, decoding)
-        if opts.init_seed is not None:
-            _seed_everything(opts.seed + info.rank)  # training's own stream: dropout, batch order
         # the base a domain adapter trains on: it must come out of training bit for bit the same
         self.base_fingerprint = self.model.fingerprint() if self.method.domain_adapter else None
         self.train_streams, self.dev_streams = load_streams(cfg, self.method, self.toks, opts.max_utt_frames)

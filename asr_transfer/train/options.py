@@ -17,10 +17,6 @@ class TrainOptions:
 
     Attributes:
         seed: seeds weights, dropout and the batch order (with the epoch).
-        init_seed: seeds only the weights that the run draws anew (a new language's head, adapters,
-            a method's modules); ``seed`` then seeds training. Runs that differ in ``seed`` alone
-            then start from one model, which a weight average of them (a soup) needs; ``None``:
-            ``seed`` seeds both, in one stream (the previous behaviour).
         epochs: passes over the first (source) stream.
         max_batch_frames: padded input frames per batch and rank.
         max_utt_frames: longer utterances are left out.
@@ -62,7 +58,6 @@ class TrainOptions:
     """
 
     seed: int = 1
-    init_seed: int | None = None
     epochs: int = 10
     max_batch_frames: int = 20000
     max_utt_frames: int = 3000
