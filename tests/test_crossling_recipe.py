@@ -292,9 +292,8 @@ def test_a_learning_curve_point_trains_on_a_seeded_cut_of_each_target(tmp_path: 
 
 
 def test_chains_of_targets_run_two_at_a_time_each_method_after_the_one_it_fuses(tmp_path: Path) -> None:
-    proc, calls = run_stage_6(
-        tmp_path, "--targets", "ro cs", "--methods", "adapter simadapter", "--adapt_jobs", "2", stand_in=CHAINS
-    )
+    args = ("--targets", "ro cs", "--methods", "adapter simadapter", "--adapt_jobs", "2")
+    proc, calls = run_stage_6(tmp_path, *args, stand_in=CHAINS)
     # cs's SimAdapter failed: the stage fails after the other chain finished, naming the failed chain's log
     assert proc.returncode == 1
     assert "stage 6: 1 job(s) failed, see: exp/log/add_language_cs.log" in proc.stderr

@@ -15,8 +15,8 @@ The soup is an experiment like its inputs: the first one's ``config.yaml`` (an a
 ``adapt.name`` gets " soup", so a report shows it as a column of its own), ``decode.yaml`` and
 tokenizers, its averaged ``model.pt``, and ``soup.yaml`` naming the experiments averaged. Inputs
 whose ``model`` sections or parameter shapes differ are refused. Add-language runs get a warning:
-they share no start (each draws the new language's head and adapters from its seed), and their
-average measured worse than their mean WER.
+they move far from their start and from each other, and their average measured worse than their
+mean WER.
 """
 
 from __future__ import annotations
@@ -94,12 +94,12 @@ def soup(exps: list[Path], out: Path) -> None:
         adapt["name"] = f"{method_name(adapt)} soup"
     state = average_checkpoints([e / MODEL for e in exps])  # refuses parameters of other shapes
     if any((e / ADD_LANGUAGE).is_file() for e in exps):
-        # each add-language run draws the new language's head (and adapters) from its own seed and then
-        # moves far from the base: the runs share no start, and their average measured worse than their mean
+        # add-language runs move far from their start and from each other (a few target utterances at
+        # a high learning rate); even from one start their average measured worse than their mean
         print(
-            "average: WARNING: add-language runs do not start from one model (each draws its new head and "
-            "adapters from its own seed): on the xling targets their weight average was worse than the runs' "
-            'mean WER (docs/benchmarks.md, "Seed soups of add-language runs")',
+            "average: WARNING: add-language runs move far from their start and from each other: on the "
+            "xling targets their weight average was worse than the runs' mean WER, even when they started "
+            'from one model (docs/benchmarks.md, "Seed soups of add-language runs")',
             file=sys.stderr,
         )
     out.mkdir(parents=True, exist_ok=True)
