@@ -87,7 +87,13 @@ class Cell:
     @property
     def fusion_weights(self) -> tuple[dict[str, dict[str, float]], int]:
         """SimAdapter's mean attention per layer and fused adapter, averaged over the seeds that
-        recorded it (each seed's own fusion attends differently), and how many did (0: none)."""
+        recorded it (each seed's own fusion attends differently), and how many did (0: none).
+
+        Example:
+            >>> seed = lambda de: Run({}, {"fusion_weights": {"enc1": {"de": de, "ro": 1 - de}}})
+            >>> Cell([seed(0.25), seed(0.75)]).fusion_weights
+            ({'enc1': {'de': 0.5, 'ro': 0.5}}, 2)
+        """
         runs = [r.summary["fusion_weights"] for r in self.runs if r.summary.get("fusion_weights")]
         if not runs:
             return {}, 0
