@@ -32,3 +32,13 @@ def test_options_set_the_variables_in_both_spellings() -> None:
 def test_a_bad_option_stops_with_exit_code_2_naming_it(args: tuple[str, ...], error: str) -> None:
     out = _run(*args)
     assert out.returncode == 2 and error in out.stderr and out.stdout == ""
+
+
+def test_a_wrapper_that_declares_other_options_gets_the_unknown_ones_as_given() -> None:
+    script = f'set -euo pipefail; stage=0; other_options=(); . {PARSER}; echo "$stage|${{other_options[*]}}"'
+    out = subprocess.run(
+        ["bash", "-c", script, "run.sh", "--adapt-seeds", "1 2", "--stage", "3", "--train_utts=50"],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert out.stdout == "3|--adapt-seeds 1 2 --train_utts=50\n"

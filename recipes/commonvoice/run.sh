@@ -25,25 +25,7 @@ src_adapter_args=""
 meta_args=""
 source_token_type=unigram
 
-# Options this script does not define are recipes/crossling's: they go to it as given, and it
-# rejects what it does not know either (naming itself).
-own=() crossling=()
-while [ $# -gt 0 ]; do
-  case $1 in
-    --*=*) _opt=${1%%=*} _args=("$1"); shift ;;
-    --?*) [ $# -ge 2 ] || { echo "$0: option $1 needs a value" >&2; exit 2; }
-      _opt=$1 _args=("$1" "$2"); shift 2 ;;
-    *) own+=("$1"); shift; continue ;;  # the parser below names it
-  esac
-  _opt=${_opt#--}; _opt=${_opt//-/_}
-  if [[ $_opt =~ ^[a-z_][a-z0-9_]*$ ]] && declare -p "$_opt" >/dev/null 2>&1; then
-    own+=("${_args[@]}")
-  else
-    crossling+=("${_args[@]}")
-  fi
-done
-set -- "${own[@]}"
-unset own _opt _args
+other_options=()  # the options this script does not define: recipes/crossling's (parse_options.sh)
 . "$(dirname "$0")/../common/parse_options.sh"
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -60,4 +42,4 @@ fi
 "$here/../crossling/run.sh" --corpus cv --stage "$stage" --stop_stage "$stop_stage" \
   --sources "$sources" --targets "$targets" --methods "$methods" --model_config "$model_config" \
   --source_token_type "$source_token_type" --pretrain_args "$pretrain_args" --adapt_args "$adapt_args" \
-  --src_adapter_args "$src_adapter_args" --meta_args "$meta_args" "${crossling[@]}"
+  --src_adapter_args "$src_adapter_args" --meta_args "$meta_args" "${other_options[@]}"
