@@ -92,3 +92,20 @@ def test_the_control_is_not_re_labelled_between_rounds(tmp_path: Path) -> None:
     relabel = [c for c in calls if c.startswith("start pseudo-label")]
     assert len(relabel) == 2 * 2 * 2, relabel  # self_training: rounds 2 and 3, train and dev, room and mic
     assert all("--exp exp/adapt/self_training_" in c for c in relabel)
+
+
+def test_a_jobs_status_outlives_bash_forgetting_its_pid(tmp_path: Path) -> None:
+    """In a stage of hours the shell spawns more processes than pid_max, a finished job's PID is reused and
+    bash forgets its status ('wait: pid N is not a child of this shell'): the whole table's stage 8 then
+    failed after every chain had finished. A plain `wait` makes bash forget the same way."""
+    script = f"""adapt_jobs=2
+. {REPO}/recipes/common/jobs.sh
+run_job {tmp_path}/bad.log false
+run_job {tmp_path}/good.log true
+run_job {tmp_path}/slow.log sleep 1
+wait
+finish_jobs 8
+"""
+    proc = subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 1
+    assert f"stage 8: 1 job(s) failed, see: {tmp_path}/bad.log" in proc.stderr, proc.stderr

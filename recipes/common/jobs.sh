@@ -9,20 +9,30 @@
 case $adapt_jobs in
   ''|*[!0-9]*|0) echo "$0: --adapt_jobs $adapt_jobs: a positive number of jobs" >&2; exit 2 ;;
 esac
-bg_pids=() bg_logs=()
+bg_logs=() bg_status_dir=""
 run_job() {
   local log=$1; shift
   if [ "$adapt_jobs" -eq 1 ]; then "$@"; return; fi
   while [ "$(jobs -rp | wc -l)" -ge "$adapt_jobs" ]; do sleep 1; done
   mkdir -p "$(dirname "$log")"
+  [ -n "$bg_status_dir" ] || bg_status_dir=$(mktemp -d)
   echo "  in the background: $* > $log"
+  # each job writes its own exit status: 'wait PID' cannot be trusted for it at the end of a long
+  # stage, where bash has forgotten a job whose PID was reused (a stage of hours spawns more
+  # processes than pid_max: 'wait: pid N is not a child of this shell', a finished job seen as failed)
+  local status=$bg_status_dir/${#bg_logs[@]}
   ( export OMP_NUM_THREADS=${OMP_NUM_THREADS:-$(( $(nproc) / adapt_jobs > 0 ? $(nproc) / adapt_jobs : 1 ))}
-    "$@" ) > "$log" 2>&1 &
-  bg_pids+=($!) bg_logs+=("$log")
+    "$@" > "$log" 2>&1; echo $? > "$status.tmp" && mv "$status.tmp" "$status" ) &
+  bg_logs+=("$log")
 }
 finish_jobs() {
   local i failed=()
-  for i in "${!bg_pids[@]}"; do wait "${bg_pids[$i]}" || failed+=("${bg_logs[$i]}"); done
-  bg_pids=() bg_logs=()
+  wait
+  for i in "${!bg_logs[@]}"; do
+    # no status: the job's shell itself was killed
+    [ "$(cat "$bg_status_dir/$i" 2>/dev/null)" = 0 ] || failed+=("${bg_logs[$i]}")
+  done
+  [ -z "$bg_status_dir" ] || rm -rf "$bg_status_dir"
+  bg_logs=() bg_status_dir=""
   [ "${#failed[@]}" -eq 0 ] || { echo "$0: stage $1: ${#failed[@]} job(s) failed, see: ${failed[*]}" >&2; exit 1; }
 }
