@@ -29,7 +29,7 @@ finish_jobs() {
   local i failed=()
   wait
   for i in "${!bg_logs[@]}"; do
-    # no status: the job's shell itself was killed
+    # no status: the job stopped before writing one (a failure under set -e, or killed)
     [ "$(cat "$bg_status_dir/$i" 2>/dev/null)" = 0 ] || failed+=("${bg_logs[$i]}")
   done
   [ -z "$bg_status_dir" ] || rm -rf "$bg_status_dir"
