@@ -6,12 +6,13 @@ from pathlib import Path
 
 import pytest
 import torch
+from espnet.nets.ctc_prefix_score import CTCPrefixScoreTH
 
 from asr_transfer.data.audio import load_audio
 from asr_transfer.data.features import fbank
 from asr_transfer.data.kaldi import load_data_dir
 from asr_transfer.decode import DecodeConfig, Recognizer, decode_batch
-from asr_transfer.decode.batch_beam import batch_beam_search
+from asr_transfer.decode.batch_beam import VectorCTCPrefixScore, batch_beam_search
 from asr_transfer.decode.search import espnet_beam_search
 from asr_transfer.model.attention import is_sdpa, use_sdpa
 
@@ -115,3 +116,38 @@ def test_sdpa_and_espnets_attention_give_the_same_hypotheses(encoded: tuple, fea
     finally:
         use_sdpa(rec.model)
     assert fused == plain == fused_espnet_search and any(fused)
+
+
+@pytest.mark.parametrize("scored", [None, 5, 2])
+def test_the_ctc_prefix_scorer_gives_espnets_scores_and_states(scored: int | None) -> None:
+    """``VectorCTCPrefixScore`` against ESPnet's ``CTCPrefixScoreTH`` over six steps: every token's
+    prefix score and the selected extensions' forward variables, with the whole vocabulary scored
+    (``None``), a pre-beam whose product runs over the whole vocabulary (5 of 12 tokens for 4
+    hypotheses) and one over the gathered tokens (2 of 12); one selection is a token that was not
+    scored, which ESPnet gives the state of the hypothesis's first scored token."""
+    gen = torch.Generator().manual_seed(0)
+    n_utts, hyps, vocab, eos = 3, 4, 12, 11
+    logp = torch.randn(n_utts, 20, vocab, generator=gen).mul(3).log_softmax(-1)
+    lens = torch.tensor([20, 14, 9])
+    ours, ref = VectorCTCPrefixScore(logp.clone(), lens, 0, eos), CTCPrefixScoreTH(logp.clone(), lens, 0, eos)
+    y = torch.full((n_utts * hyps, 1), eos)
+    state_ours = state_ref = None
+    for _ in range(6):
+        ids = None
+        if scored is not None:
+            ids = torch.rand(n_utts * hyps, vocab, generator=gen)[:, 1:eos].topk(scored, -1)[1] + 1
+        score, full_ours = ours(y, state_ours, ids)
+        score_ref, full_ref = ref(y, state_ref, ids)
+        assert torch.allclose(score, score_ref, rtol=1e-5, atol=1e-3)
+        assert torch.equal(score <= -1e9, score_ref <= -1e9)
+        # each utterance keeps `hyps` extensions among the scored ones (random, not only the best)
+        pick = (score_ref > -1e9).float().add(torch.rand(score.shape, generator=gen)).view(n_utts, -1)
+        best = pick.topk(hyps, -1)[1]
+        if scored is not None:
+            best[0, 0] = next(t for t in range(1, eos) if t not in ids[0])  # hypothesis 0, an unscored token
+        state_ours = ours.index_select_state(full_ours, best)
+        state_ref = ref.index_select_state(full_ref, best)  # also ESPnet's window bounds
+        for a, b in zip(state_ours, state_ref[:2]):
+            assert torch.allclose(a, b, rtol=1e-5, atol=1e-3)
+        hyp = (best // vocab + torch.arange(n_utts)[:, None] * hyps).view(-1)
+        y = torch.cat([y[hyp], (best % vocab).view(-1, 1)], 1)

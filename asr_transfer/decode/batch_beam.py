@@ -49,10 +49,18 @@ def max_lengths(enc_lens: torch.Tensor, maxlen_ratio: float) -> torch.Tensor:
 
 
 class VectorCTCPrefixScore(CTCPrefixScoreTH):
-    """ESPnet's ``CTCPrefixScoreTH`` with its per-hypothesis Python loops vectorised (no windowing).
+    """ESPnet's ``CTCPrefixScoreTH`` (no windowing) computed in fewer, larger operations.
 
-    Same arithmetic, so the same scores; with ``B * beam`` hypotheses those loops cost more
-    than the whole forward recursion. ``y``: ``(N, L)`` prefixes with ``<sos>``, ``N = B * hyps``.
+    ``y``: ``(N, L)`` prefixes with ``<sos>``, ``N = B * hyps``, grouped by utterance. ESPnet's
+    scorer runs the forward recursion over the frames for every scored token of every hypothesis,
+    then keeps the states of the ``beam`` extensions the search selects. The recursion is only
+    needed for those, so it runs in :meth:`index_select_state`, for the selected extensions alone,
+    with ESPnet's arithmetic. The prefix score ``psi`` of every extension needs no recursion:
+    ``psi(g + c) = log sum_t phi_{t-1}(g) p_t(c)``, a product of the hypothesis's ``phi`` over the
+    frames with the token posteriors, computed in float64 after scaling ``phi`` by its maximum
+    (float32 products of two small probabilities would underflow), as one batched matrix product
+    over the whole vocabulary when it is small, else over the gathered scored tokens. ESPnet sums
+    in the log domain instead, so the scores agree to float rounding (~1e-6), not bit for bit.
     """
 
     def __call__(
@@ -66,8 +74,8 @@ class VectorCTCPrefixScore(CTCPrefixScoreTH):
         n_bh = y.size(0)
         n_hyps = n_bh // self.batch
         hyp = torch.arange(n_bh, device=self.device)
+        utt = torch.div(hyp, n_hyps, rounding_mode="floor")  # (N,) each hypothesis's utterance
         last = y[:, -1]  # (N,)
-        self.scoring_num = scoring_ids.size(-1) if scoring_ids is not None else 0
         if state is None:
             r_prev = torch.full(
                 (self.input_length, 2, self.batch, n_hyps), self.logzero, dtype=self.dtype, device=self.device
@@ -76,56 +84,84 @@ class VectorCTCPrefixScore(CTCPrefixScoreTH):
             r_prev = r_prev.view(-1, 2, n_bh)  # (T, 2, N)
             s_prev = 0.0
         else:
-            r_prev, s_prev, _, _ = state
+            r_prev, s_prev = state
         start, end = max(output_length, 1), self.input_length
-        # the posteriors of the frames the recursion reads (from 0 on the first step), time-major
+        r_sum = torch.logsumexp(r_prev, 1)  # (T, N): phi_t of every token but the last one
+        # psi sums phi_{t-1} x_t^c over t in [start, end); the first step also has r_0^n = x_0^c
         lo = 0 if output_length == 0 else start
-        x_tm = self.x[:, lo:end].transpose(0, 1)  # (T', 2, B, O)
-        if scoring_ids is not None:
-            snum = self.scoring_num
-            scoring_idmap = torch.full((n_bh, self.odim), -1, dtype=torch.long, device=self.device)
-            scoring_idmap[hyp[:, None], scoring_ids] = torch.arange(snum, device=self.device)
-            scoring_idx = (scoring_ids + self.idx_bo.repeat(1, n_hyps).view(-1, 1)).view(-1)
-            x_ = torch.index_select(x_tm.reshape(end - lo, 2, -1), 2, scoring_idx)
-            x_ = x_.view(end - lo, 2, n_bh, snum)  # (T', 2, N, S)
-        else:
-            snum = self.odim
-            scoring_idmap = None
-            x_ = x_tm.unsqueeze(3).repeat(1, 1, 1, n_hyps, 1).view(end - lo, 2, n_bh, snum)
-        # z[t] holds r_t^n, phi_t, r_t^b: (phi, r^b) side by side make each frame's update one
-        # logaddexp against r^n, written in place (ESPnet stacks them anew at every frame)
-        z = torch.empty((self.input_length, 3, n_bh, snum), dtype=self.dtype, device=self.device)
-        r, log_phi = z[:, 0::2], z[:, 1]  # (T, 2, N, S) and (T, N, S) views
-        r[:start] = self.logzero  # the frames before the prefix's length; the loop below writes the rest
+        log_phi = r_sum[start - 1 : end - 1]  # (T', N), T' = end - lo
+        phi_rep = r_prev[start - 1 : end - 1, 1]  # a repeated label: the blank-ending paths only
         if output_length == 0:
-            r[0, 0] = x_[0, 0]
-            x_ = x_[1:]  # from frame start = 1 on, like the other steps
-        r_sum = torch.logsumexp(r_prev, 1)  # (T, N)
-        log_phi[:] = r_sum.unsqueeze(2)
-        # a repeated label needs a blank in between: its phi is the blank-ending path only
-        pos = last if scoring_idmap is None else scoring_idmap[hyp, last]
-        has = pos >= 0
-        log_phi[:, hyp[has], pos[has]] = r_prev[:, 1, hyp[has]]
-        # per-frame views made in one go: indexing inside the loop costs more than its two kernels
-        r_n, phi_b, r_t = z[:, 0].unbind(0), z[:, 1:].unbind(0), r.unbind(0)
-        for t, x in zip(range(start, end), x_.unbind(0)):  # x: (2, N, S) of frame t
-            # r_t^n = (r_{t-1}^n + phi_{t-1}) x_t^c, r_t^b = (r_{t-1}^n + r_{t-1}^b) x_t^blank, in log space
-            torch.logaddexp(r_n[t - 1], phi_b[t - 1], out=r_t[t])
-            r_t[t].add_(x)
-        # psi = logsumexp(phi_{t-1} + x_t^c over t in [start, end), and r_{start-1}^n): only those frames
-        terms = torch.empty((end - start + 1, n_bh, snum), dtype=self.dtype, device=self.device)
-        torch.add(log_phi[start - 1 : end - 1], x_[:, 0], out=terms[:-1])
-        terms[-1] = r[start - 1, 0]
-        log_psi_ = torch.logsumexp(terms, dim=0)
-        if scoring_ids is not None:
-            log_psi = torch.full((n_bh, self.odim), self.logzero, dtype=self.dtype, device=self.device)
-            log_psi.scatter_(1, scoring_ids, log_psi_)
+            log_phi = torch.cat([log_phi.new_zeros(1, n_bh), log_phi])
+            phi_rep = torch.cat([phi_rep.new_zeros(1, n_bh), phi_rep])
+        top = log_phi.max(0).values  # (N,)
+        phi = (log_phi - top).double().exp_()  # (T', N), in (0, 1]
+        x_c = self.x[0, lo:end]  # (T', B, O)
+        snum = scoring_ids.size(1) if scoring_ids is not None else self.odim
+        if scoring_ids is None or self.odim <= n_hyps * snum:
+            # the whole vocabulary at once: (B, hyps, T') @ (B, T', O)
+            probs = x_c.transpose(0, 1).double().exp_()
+            psi = torch.bmm(phi.t().reshape(self.batch, n_hyps, -1), probs).view(n_bh, self.odim)
+        else:  # only the scored tokens: (N, 1, T') @ (N, T', S)
+            probs = x_c[:, utt[:, None], scoring_ids].double().exp_()  # (T', N, S)
+            psi = torch.bmm(phi.t().unsqueeze(1), probs.permute(1, 0, 2)).view(n_bh, snum)
+        log_psi_ = psi.log_().add_(top[:, None])
+        # the last token again: phi is r^b, one column per hypothesis
+        top_rep = phi_rep.max(0).values
+        p_last = x_c[:, utt, last].double().exp_()  # (T', N)
+        rep = ((phi_rep - top_rep).double().exp_() * p_last).sum(0).log_().add_(top_rep)
+        log_psi = torch.full((n_bh, self.odim), self.logzero, dtype=self.dtype, device=self.device)
+        if scoring_ids is None:
+            log_psi.copy_(log_psi_.clamp_min_(self.logzero))
         else:
-            log_psi = log_psi_
+            if psi.size(1) == self.odim:  # full product: keep the scored tokens only, as ESPnet
+                log_psi_ = log_psi_.gather(1, scoring_ids)
+            log_psi.scatter_(1, scoring_ids, log_psi_.clamp_min_(self.logzero).to(self.dtype))
+        rep = rep.clamp_min_(self.logzero).to(self.dtype)
+        if scoring_ids is None:
+            log_psi[hyp, last] = rep
+        else:  # only where the last token was scored: the others keep logzero
+            scored = (scoring_ids == last[:, None]).any(1)
+            log_psi[hyp[scored], last[scored]] = rep[scored]
         log_psi[:, self.eos] = r_sum[self.end_frames.repeat_interleave(n_hyps), hyp]
         if self.eos != self.blank:
             log_psi[:, self.blank] = self.logzero
-        return log_psi - s_prev, (r, log_psi, 0, 0, scoring_idmap)
+        return log_psi - s_prev, (r_prev, r_sum, log_psi, last, output_length, scoring_ids)
+
+    def index_select_state(self, state: tuple, best_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The selected extensions' states: ``best_ids`` ``(B, W)`` in each utterance's ``hyps * O``.
+
+        Returns ``r`` ``(T, 2, B*W)``, the forward variables of each extension, and ``s``
+        ``(B*W, O)``, its prefix score (ESPnet's state without its windowing bounds).
+        """
+        r_prev, r_sum, log_psi, last, output_length, scoring_ids = state
+        n_hyps = log_psi.size(0) // self.batch
+        slot = torch.div(best_ids, self.odim, rounding_mode="floor")  # (B, W) hypothesis in its utterance
+        hyp = (slot + (self.idx_b * n_hyps)[:, None]).view(-1)
+        label = torch.fmod(best_ids, self.odim).view(-1)
+        s_new = log_psi[hyp, label][:, None].expand(-1, self.odim)
+        if scoring_ids is not None:
+            # as ESPnet: a token that was not scored takes the state of the hypothesis's first scored one
+            label = torch.where((scoring_ids[hyp] == label[:, None]).any(1), label, scoring_ids[hyp, 0])
+        n = hyp.numel()
+        utt = torch.div(hyp, n_hyps, rounding_mode="floor")
+        x_now = torch.stack((self.x[0][:, utt, label], self.x[0][:, utt, self.blank]), 1)  # (T, 2, n)
+        # z[t] holds r_t^n, phi_t, r_t^b: (phi, r^b) side by side make each frame's update one
+        # logaddexp against r^n, written in place (ESPnet stacks them anew at every frame)
+        z = torch.empty((self.input_length, 3, n), dtype=self.dtype, device=self.device)
+        r = z[:, 0::2]  # (T, 2, n) view
+        start, end = max(output_length, 1), self.input_length
+        r[:start] = self.logzero  # the frames before the prefix's length; the loop writes the rest
+        if output_length == 0:
+            r[0, 0] = x_now[0, 0]
+        # a repeated label needs a blank in between: its phi is the blank-ending path only
+        z[:, 1] = torch.where(label == last[hyp], r_prev[:, 1, hyp], r_sum[:, hyp])
+        r_n, phi_b, r_t = z[:, 0].unbind(0), z[:, 1:].unbind(0), r.unbind(0)
+        for t, x_t in zip(range(start, end), x_now[start:end].unbind(0)):  # x_t: (2, n) of frame t
+            # r_t^n = (r_{t-1}^n + phi_{t-1}) x_t^c, r_t^b = (r_{t-1}^n + r_{t-1}^b) x_t^blank, in log space
+            torch.logaddexp(r_n[t - 1], phi_b[t - 1], out=r_t[t])
+            r_t[t].add_(x_t)
+        return r, s_new
 
 
 class _Batch:
@@ -174,8 +210,8 @@ class _Batch:
         self._setup()
         if ctc_state is None:
             return None
-        r, s, f_min, f_max = ctc_state  # r: (T, 2, B*beam), s: (B*beam, V)
-        return r[: self.memory.size(1), :, hyps], s[hyps], f_min, f_max
+        r, s = ctc_state  # r: (T, 2, B*beam), s: (B*beam, V)
+        return r[: self.memory.size(1), :, hyps], s[hyps]
 
 
 @torch.inference_mode()
@@ -302,9 +338,10 @@ class _Hyps:
         prev = torch.div(flat, vocab, rounding_mode="floor")  # (B', beam) slot of the extended hypothesis
         token = flat % vocab
         src = (prev + torch.arange(n, device=device)[:, None] * beam).view(-1)  # (N,)
-        self.ys = torch.cat([self.ys[src], token.view(-1, 1)], dim=1)
+        # index_select copies whole rows, about twice as fast as advanced indexing on a CPU
+        self.ys = torch.cat([self.ys.index_select(0, src), token.view(-1, 1)], dim=1)
         if s.use_att:
-            self.cache = [c[src] for c in self.cache]
+            self.cache = [c.index_select(0, src) for c in self.cache]
         if s.use_ctc:
             self.ctc_state = batch.ctc.index_select_state(ctc_full_state, flat)
         return top, token
