@@ -63,6 +63,10 @@ class VectorCTCPrefixScore(CTCPrefixScoreTH):
     in the log domain instead, so the scores agree to float rounding (~1e-6), not bit for bit.
     """
 
+    def __init__(self, x: torch.Tensor, xlens: torch.Tensor, blank: int, eos: int) -> None:
+        super().__init__(x, xlens, blank, eos)
+        self._probs: torch.Tensor | None = None  # (B, T, O) float64 posteriors, made at first use
+
     def __call__(
         self,
         y: torch.Tensor,
@@ -100,7 +104,9 @@ class VectorCTCPrefixScore(CTCPrefixScoreTH):
         snum = scoring_ids.size(1) if scoring_ids is not None else self.odim
         if scoring_ids is None or self.odim <= n_hyps * snum:
             # the whole vocabulary at once: (B, hyps, T') @ (B, T', O)
-            probs = x_c.transpose(0, 1).double().exp_()
+            if self._probs is None:
+                self._probs = self.x[0].transpose(0, 1).double().exp()
+            probs = self._probs[:, lo:end]
             psi = torch.bmm(phi.t().reshape(self.batch, n_hyps, -1), probs).view(n_bh, self.odim)
         else:  # only the scored tokens: (N, 1, T') @ (N, T', S)
             probs = x_c[:, utt[:, None], scoring_ids].double().exp_()  # (T', N, S)
