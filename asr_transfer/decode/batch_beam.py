@@ -1,9 +1,10 @@
 """Joint CTC/attention beam search vectorised over utterances and beams.
 
 All ``B * beam`` hypotheses of a batch advance together: one incremental
-decoder step and one call of ESPnet's batched CTC prefix scorer
-(``CTCPrefixScoreTH``) per output position, then a per-utterance top-k over
-``beam * vocab`` candidates. The rules are those of ESPnet's ``BatchBeamSearch``
+decoder step and one call of a CTC prefix scorer with the results of ESPnet's
+batched ``CTCPrefixScoreTH`` (:class:`VectorCTCPrefixScore`, equal to float
+rounding) per output position, then a per-utterance top-k over ``beam * vocab``
+candidates. The rules are those of ESPnet's ``BatchBeamSearch``
 (``pre_beam_score_key="full"``), so the results match it: the same score
 ``(1 - ctc_weight) * att + ctc_weight * ctc + length_penalty * len``, the same
 pre-beam, the same ``<eos>`` handling at the maximum length and the same end
