@@ -189,6 +189,29 @@ def test_reduction_against_the_continued_training_control(
     )
 
 
+def test_the_control_is_never_the_best_method(exp_tree: tuple[Path, dict], tmp_path: Path) -> None:
+    """A continued-training control better than every method: "against the best method" still
+    measures from the best adaptation method, and the control's cell says it is ahead (negative)."""
+    root, hyps = exp_tree
+    hyps["ctl"] = system(root, "ctl", "{method: source_only, target: phone}", {"phone": 0.02, "rain": 0.02})
+    out = tmp_path / "report"
+    names = ["source", "ctl", "cmatch_phone", "cmatch_rain", "mmd_phone"]
+    assert main(["report", *(str(root / n) for n in names), "--out", str(out), "--resamples", "300"]) == 0
+    md = (out / "RESULTS.md").read_text()
+    w = table(md, "Unsupervised adaptation: WER (%) on the target domains")
+    assert w["phone"]["Source-only (continued)"].startswith("**")  # the best system of the row
+    vs = table(md, "Against the best method (WER points)")
+    for row, ds in (("phone", ["phone"]), ("Average", ["phone", "rain"])):
+        assert vs[row]["CMatch (ctc_align)"] == "best"
+        ctl = wer(ds, [hyps["ctl"][d] for d in ds])
+        cm = wer(ds, [hyps[f"cmatch_{d}"][d] for d in ds])
+        cell = vs[row]["Source-only (continued)"]
+        point, low, high = (float(x) for x in cell.translate(str.maketrans("", "", "[],†")).split())
+        assert ctl < cm and point == pytest.approx(ctl - cm, abs=0.006) and low <= point <= high
+    assert float(vs["phone"]["MMD"].split()[0]) > 0
+    assert "never the best method" in md
+
+
 def test_one_control_run_serves_every_domain_it_was_decoded_on(
     exp_tree: tuple[Path, dict], tmp_path: Path
 ) -> None:

@@ -364,9 +364,10 @@ def _behind(best: Cell | None, other: Cell | None, options: ScoreOptions) -> str
 class AdaptationTables:
     """What the report shows: the source model's name, the tables and notes.
 
-    ``versus_best``: per row, each method's WER minus the best method's (the row's lowest WER), in
-    points with a paired-bootstrap interval: whether the best method is better than the next with
-    confidence, or only on the point estimate.
+    ``versus_best``: per row, each method's WER minus the best method's (the row's lowest WER among
+    the adaptation methods), in points with a paired-bootstrap interval: whether the best method is
+    better than the next with confidence, or only on the point estimate. The continued-training
+    control is compared with it but is never the best method (it adapts nothing).
     ``versus_control``: when a column is the continued-training control (method ``source_only``),
     each other method's relative reduction against it: the part of a gain that is adaptation, not
     the further source training the method's run also gives (``None`` without a control).
@@ -439,8 +440,12 @@ def adaptation_tables(
             [label] + ["–" if math.isnan(w) else (f"**{w:.2f}**" if w == top else f"{w:.2f}") for w in wers]
         )
         red_rows.append([label] + reductions)
-        lead = best(wers[1:])  # the best method (source-only is not one)
-        winner = next((res for res, w in zip(found, wers[1:]) if res and w == lead), None)
+        # the best adaptation method: source-only is not one, nor is the continued-training control
+        # (further source training; its cell then says how far it is from that method)
+        decoded = [i for i, res in enumerate(found) if res and i != control]
+        decoded = decoded or [i for i, res in enumerate(found) if res]  # the control alone
+        compared = sum(not math.isnan(w) for w in wers[1:]) > 1  # a row one system decoded compares nothing
+        winner = found[min(decoded, key=lambda i: wers[1 + i])] if decoded and compared else None
         best_rows.append([label] + [_behind(winner, res, options) for res in found])
         if control is not None:
             ctl = found[control]

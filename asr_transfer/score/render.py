@@ -232,9 +232,10 @@ def _adaptation_section(doc: Doc, a: AdaptationTables, options: ScoreOptions) ->
     doc.table(a.reduction)
     doc.heading("Against the best method (WER points)")
     doc.note(
-        "Per row, each method's WER minus that of the method with the lowest WER (best), with its 95% "
-        "paired-bootstrap interval; † = the interval excludes 0: the best method is better with "
-        "confidence, not only on the point estimate."
+        "Per row, each method's WER minus that of the adaptation method with the lowest WER (best), "
+        "with its 95% paired-bootstrap interval; † = the interval excludes 0: the best method is "
+        "better with confidence, not only on the point estimate. The continued-training control is "
+        "never the best method (it adapts nothing): a negative value in its column means it is ahead."
     )
     doc.table(a.versus_best)
     if a.versus_control is not None:
