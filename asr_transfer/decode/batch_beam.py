@@ -121,22 +121,20 @@ class VectorCTCPrefixScore(CTCPrefixScoreTH):
         else:  # only the scored tokens: (N, 1, T') @ (N, T', S)
             probs = x_c[:, utt[:, None], scoring_ids].double().exp_()  # (T', N, S)
             psi = torch.bmm(phi.t().unsqueeze(1), probs.permute(1, 0, 2)).view(n_bh, snum)
-        log_psi_ = psi.log_().add_(top[:, None])
+        log_psi_ = psi.log_().add_(top[:, None]).clamp_min_(self.logzero).to(self.dtype)
         # the last token again: phi is r^b, one column per hypothesis
         top_rep = phi_rep.max(0).values
         p_last = x_c[:, utt, last].double().exp_()  # (T', N)
         rep = ((phi_rep - top_rep).double().exp_() * p_last).sum(0).log_().add_(top_rep)
-        log_psi = torch.full((n_bh, self.odim), self.logzero, dtype=self.dtype, device=self.device)
-        if scoring_ids is None:
-            log_psi.copy_(log_psi_.clamp_min_(self.logzero))
-        else:
-            if psi.size(1) == self.odim:  # full product: keep the scored tokens only, as ESPnet
-                log_psi_ = log_psi_.gather(1, scoring_ids)
-            log_psi.scatter_(1, scoring_ids, log_psi_.clamp_min_(self.logzero).to(self.dtype))
         rep = rep.clamp_min_(self.logzero).to(self.dtype)
         if scoring_ids is None:
+            log_psi = log_psi_
             log_psi[hyp, last] = rep
-        else:  # only where the last token was scored: the others keep logzero
+        else:  # the scored tokens only, the others logzero, as ESPnet
+            if psi.size(1) == self.odim:  # the product ran over the whole vocabulary
+                log_psi_ = log_psi_.gather(1, scoring_ids)
+            log_psi = torch.full((n_bh, self.odim), self.logzero, dtype=self.dtype, device=self.device)
+            log_psi.scatter_(1, scoring_ids, log_psi_)
             scored = (scoring_ids == last[:, None]).any(1)
             log_psi[hyp[scored], last[scored]] = rep[scored]
         log_psi[:, self.eos] = r_sum[self.end_frames.repeat_interleave(n_hyps), hyp]
