@@ -68,6 +68,10 @@ def test_no_config_trains_a_minimum_selects_by_dev_and_keeps_the_adapter_small(
     # decoded by CTC greedy (the default): trained and selected on CTC alone, and the experiment says so
     assert cfg["adapt"]["ctc_share"] == 1.0 and cfg["adapt"]["weights"] == {"ctc": 1.0, "att": 0.0}
     assert yaml.safe_load((exp / "decode.yaml").read_text())["mode"] == "ctc_greedy"
+    # ... so the adapter sits in the encoder only: the decoder, which CTC alone never trains, has none
+    assert cfg["adapt"]["where"] == ["encoder"]
+    state = torch.load(exp / "model.pt", weights_only=True)["model"]
+    assert not [k for k in state if ".modules_by_name.ro." in k and not k.startswith("enc_slots.")]
 
 
 @pytest.mark.slow  # ~30 s of CPU: 68 one-utterance epochs of the head alone
@@ -165,6 +169,18 @@ def test_the_objective_and_the_dev_loss_weigh_ctc_as_the_experiment_decodes(tmp_
     assert _config(tmp_path, "full", [], [], decode=[beam])["adapt"]["ctc_share"] == 0.3
     # a share given by the user wins, as every other key does
     assert _config(tmp_path, "metaadapter", [], ["--adapt.ctc_share", "0.5"])["adapt"]["ctc_share"] == 0.5
+
+
+def test_decoded_by_ctc_alone_the_adapter_sits_in_the_encoder_only(tmp_path: Path) -> None:
+    # CTC alone (the default CTC greedy decoding) puts no gradient into the decoder: an adapter there
+    # would stay at its start, yet count in the 3 % budget and the file
+    assert _config(tmp_path, "adapter", [], [])["adapt"]["where"] == ["encoder"]
+    # a joint beam trains the decoder: the adapter's own default (both stacks) stays
+    beam = REPO / "conf/decode/beam.yaml"
+    assert "where" not in _config(tmp_path, "adapter", [], [], decode=[beam])["adapt"]
+    # a placement given by the user wins
+    given = _config(tmp_path, "adapter", [], ["--adapt.where", "[encoder, decoder]"])["adapt"]["where"]
+    assert given == ["encoder", "decoder"]
 
 
 def test_an_add_language_section_changes_the_rules_not_just_the_values(tmp_path: Path) -> None:

@@ -48,7 +48,8 @@ def runs(tiny_corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[st
                    "--train.accum_grad", "2", "--adapt.bottleneck", "8", "--train.lr", "0.01",
                    "--train.num_threads", "1") == 0  # fmt: skip
     for name, method, extra in (
-        ("adapter", "adapter", []),
+        # both stacks, as the meta-trained adapter: the fusion and its decoder slot are checked below
+        ("adapter", "adapter", ["--adapt.where", "[encoder, decoder]"]),
         ("metaadapter", "metaadapter", ["--adapt.meta", out["meta"]]),
         ("simadapter", "simadapter",
          ["--adapt.sources", out["src"], "--adapt.target_adapter", root / "ro_adapter"]),
