@@ -109,6 +109,10 @@ def test_simadapter_trains_only_fusion_and_head_and_reports_fusion_weights(
     key = "dec_slots.0.modules_by_name.{}.down.weight"
     assert torch.equal(sim_state[key.format("de")], src[key.format("de")])
     assert torch.equal(sim_state[key.format("ro")], ada[key.format("ro")])
+    # trained on CTC alone (the default CTC greedy decoding), the target adapter's decoder modules never
+    # moved from their start (W_up zero: the identity); why add-language puts it in the encoder only
+    assert not ada["dec_slots.0.modules_by_name.ro.up.weight"].any()
+    assert ada["enc_slots.0.modules_by_name.ro.up.weight"].any()
     plus = _state(runs["simadapter+"])
     assert torch.equal(plus[key.format("ro")], _state(runs["metaadapter"])[key.format("ro")])
     # simadapter+ refuses a plain adapter experiment as its target adapter
