@@ -242,10 +242,10 @@ class FineTuneDefaults:
             f"on a cosine over them to {self.final_ratio:g} x the peak, no stop on the dev loss; the "
             f"best {self.keep_best} epochs on dev averaged. "
             f"adapter: bottleneck = the largest multiple of 8 with which adapter + target head train "
-            f"at most {100 * self.adapter_share:g} % of the model's parameters, in the encoder alone "
-            f"when CTC alone is trained (CTC greedy decoding: the decoder gets no gradient) "
-            f"(metaadapter: the "
-            f"--adapt.meta experiment's size). Warnings (last lines, and add_language.yaml) when the "
+            f"at most {100 * self.adapter_share:g} % of the model's parameters (metaadapter: the "
+            f"--adapt.meta experiment's size); in the encoder alone when CTC alone is trained (CTC "
+            f"greedy decoding), since the decoder then gets no gradient. Warnings (last lines, and "
+            f"add_language.yaml) when the "
             f"run ends at the last epoch with the dev loss still falling by {100 * self.still_falling:g} "
             f"% or more an epoch, or the dev WER is above {self.poor_wer:g} %. Any of it: --train.KEY "
             f"VALUE, --adapt.bottleneck N, or a --config; the rules themselves: --{SECTION}.KEY VALUE "
@@ -395,16 +395,17 @@ def build_config(
     # chooses the epochs (on 25 utterances it kept an adapter's first epochs while its CTC loss fell)
     cfg["adapt"].setdefault("ctc_share", ctc_share_of(asdict(decoding_of(args))))
     given = extra.get("adapt") or {}
-    if args.method == "adapter" and "where" not in given and cfg["adapt"]["ctc_share"] == 1:
-        # CTC alone puts no gradient into the decoder: adapters there would never move, yet count
-        # in the parameter budget and the adapter file; the encoder gets that budget instead
-        cfg["adapt"]["where"] = ["encoder"]
-    if args.method == "adapter" and "bottleneck" not in given:
-        vocab = {lang: Tokenizer.load(folder).vocab_size for lang, folder in toks.items()}
-        where = cfg["adapt"].get("where", list(TransferOptions().where))
-        cfg["adapt"]["bottleneck"] = adapter_bottleneck(
-            cfg["model"], {**vocab, args.lang: tok.vocab_size}, args.lang, where, defaults.adapter_share
-        )
+    if args.method == "adapter":
+        if "where" not in given and cfg["adapt"]["ctc_share"] == 1:
+            # CTC alone puts no gradient into the decoder: adapters there would never move, yet count
+            # in the parameter budget and the adapter file; the encoder gets that budget instead
+            cfg["adapt"]["where"] = ["encoder"]
+        if "bottleneck" not in given:
+            vocab = {lang: Tokenizer.load(folder).vocab_size for lang, folder in toks.items()}
+            where = cfg["adapt"].get("where", list(TransferOptions().where))
+            cfg["adapt"]["bottleneck"] = adapter_bottleneck(
+                cfg["model"], {**vocab, args.lang: tok.vocab_size}, args.lang, where, defaults.adapter_share
+            )
     return cfg
 
 
